@@ -1,0 +1,151 @@
+#include "rk_event.h"
+#include "rk_json.h"
+#include "rk_kpi_csv.h"
+#include "rk_test.h"
+
+struct seen {
+    int rows, errors, invalid;
+    long last_error_line;
+    char last_error[256];
+    char last_kpi[RK_ID_MAX + 1];
+    int last_fy;
+    json_t *last_event;
+};
+
+static void on_row(void *arg, long line, const void *event, size_t len, const char *error)
+{
+    struct seen *s = arg;
+    struct rk_event_info info;
+    struct rk_verror err;
+    s->rows++;
+    if (error) {
+        s->errors++;
+        s->last_error_line = line;
+        snprintf(s->last_error, sizeof s->last_error, "%s", error);
+        return;
+    }
+    if (rk_event_validate(event, len, 0, &info, &err) != RK_V_OK) {
+        fprintf(stderr, "line %ld: %s\n", line, err.message);
+        s->invalid++;
+        return;
+    }
+    snprintf(s->last_kpi, sizeof s->last_kpi, "%s", info.kpi_id);
+    s->last_fy = info.fiscal_year;
+    json_decref(s->last_event);
+    s->last_event = rk_msgpack_to_json(event, len);
+}
+
+static int read_file(const char *name, struct seen *s)
+{
+    char path[512], why[256];
+    FILE *f;
+    RK_CHECK(rk_test_shared(name, path, sizeof path) != NULL);
+    f = fopen(path, "r");
+    RK_CHECK(f != NULL);
+    if (!f)
+        return -1;
+    int rc = rk_kpi_csv_read(f, 1771291326000000000LL, on_row, s, why, sizeof why);
+    fclose(f);
+    return rc;
+}
+
+static int read_text(const char *text, struct seen *s, char *why, size_t why_len)
+{
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    int rc = rk_kpi_csv_read(f, 1771291326000000000LL, on_row, s, why, why_len);
+    fclose(f);
+    return rc;
+}
+
+static void test_shared_samples_all_valid(void)
+{
+    struct seen s = {0};
+    RK_CHECK(read_file("kpi_samples.csv", &s) == 0);
+    RK_CHECK(s.rows == 7);
+    RK_CHECK(s.errors == 0 && s.invalid == 0);
+    json_decref(s.last_event);
+}
+
+static void test_synthetic_updates_all_valid(void)
+{
+    struct seen s = {0};
+    RK_CHECK(read_file("kpi_updates_synthetic.csv", &s) == 0);
+    RK_CHECK(s.rows == 25);
+    RK_CHECK(s.errors == 0 && s.invalid == 0);
+    json_decref(s.last_event);
+}
+
+static const char header[] =
+    "kpi_id,city_code,policy_area_code,kpi_name,unit,aggregation,baseline_value,baseline_fy,"
+    "target_value,target_fy,target_fy_from,current_value,current_fy,note\n";
+
+static void test_decimal_and_cumulative_values(void)
+{
+    char text[1024], why[256];
+    struct seen s = {0};
+    snprintf(text, sizeof text, "%sKPI-282014-101,282014,u.B.e,\"平均, 分\",分,annual_average,"
+             "39.8,2019,30,2025,2021,35.5,2023,\"quoted \"\"note\"\"\"\n", header);
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0);
+    RK_CHECK(s.errors == 0 && s.invalid == 0);
+    RK_CHECK_STR(s.last_kpi, "KPI-282014-101");
+    RK_CHECK(s.last_fy == 2023);
+    json_t *cur = json_object_get(s.last_event, "current");
+    RK_CHECK(json_is_real(json_object_get(cur, "value")));
+    RK_CHECK(json_real_value(json_object_get(cur, "value")) == 35.5);
+    RK_CHECK(json_integer_value(json_object_get(json_object_get(s.last_event, "target"), "fy_from")) == 2021);
+    RK_CHECK(json_is_integer(json_object_get(json_object_get(s.last_event, "target"), "value")));
+    RK_CHECK_STR(json_string_value(json_object_get(s.last_event, "name")), "平均, 分");
+    RK_CHECK_STR(json_string_value(json_object_get(s.last_event, "note")), "quoted \"note\"");
+    json_decref(s.last_event);
+}
+
+static void test_bad_rows_named_and_others_kept(void)
+{
+    char text[2048], why[256];
+    struct seen s = {0};
+    snprintf(text, sizeof text,
+             "%s"
+             "KPI-271004-101,271004,a.b,ok,人,annual,1,2019,2,2025,,3,2023,\n"
+             "KPI-271004-102,271004,a.b,bad,人,annual,1,2019,2,2025,,abc,2023,\n"
+             "KPI-271004-103,271004,a.b,ok,人,annual,1,2019,2,2025,,3,2023,\n",
+             header);
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0);
+    RK_CHECK(s.rows == 3);
+    RK_CHECK(s.errors == 1);
+    RK_CHECK(s.last_error_line == 3);
+    RK_CHECK(strstr(s.last_error, "current_value") != NULL);
+    RK_CHECK(strstr(s.last_error, "abc") != NULL);
+    json_decref(s.last_event);
+}
+
+static void test_missing_column_refuses_file(void)
+{
+    char why[256];
+    struct seen s = {0};
+    RK_CHECK(read_text("kpi_id,city_code\nKPI-1,271004\n", &s, why, sizeof why) == -1);
+    RK_CHECK(strstr(why, "policy_area_code") != NULL);
+    RK_CHECK(s.rows == 0);
+    RK_CHECK(read_text("", &s, why, sizeof why) == -1);
+    RK_CHECK(strstr(why, "empty") != NULL);
+}
+
+static void test_empty_required_field(void)
+{
+    char text[1024], why[256];
+    struct seen s = {0};
+    snprintf(text, sizeof text, "%sKPI-271004-101,271004,a.b,,人,annual,1,2019,2,2025,,3,2023,\n", header);
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0);
+    RK_CHECK(s.errors == 1);
+    RK_CHECK(strstr(s.last_error, "kpi_name") != NULL);
+}
+
+int main(void)
+{
+    RK_RUN(test_shared_samples_all_valid);
+    RK_RUN(test_synthetic_updates_all_valid);
+    RK_RUN(test_decimal_and_cumulative_values);
+    RK_RUN(test_bad_rows_named_and_others_kept);
+    RK_RUN(test_missing_column_refuses_file);
+    RK_RUN(test_empty_required_field);
+    return rk_test_result();
+}

@@ -1,0 +1,141 @@
+#include "rk_pub.h"
+#include "rk_wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct rk_pub {
+    void *zctx;
+    void *dealer;
+    uint64_t next_corr;
+    size_t in_flight;
+};
+
+int rk_pub_new(const char *endpoint, struct rk_pub **out)
+{
+    struct rk_pub *p = calloc(1, sizeof *p);
+    int linger = 0, hwm = 100000;
+    if (!p)
+        abort();
+    *out = NULL;
+    p->zctx = zmq_ctx_new();
+    p->dealer = zmq_socket(p->zctx, ZMQ_DEALER);
+    if (!p->dealer)
+        goto fail;
+    zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(p->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_connect(p->dealer, endpoint) != 0)
+        goto fail;
+    p->next_corr = 1;
+    *out = p;
+    return 0;
+fail:
+    {
+        int e = errno;
+        if (p->dealer)
+            zmq_close(p->dealer);
+        zmq_ctx_term(p->zctx);
+        free(p);
+        errno = e;
+    }
+    return -1;
+}
+
+void rk_pub_destroy(struct rk_pub **pp)
+{
+    struct rk_pub *p = *pp;
+    if (!p)
+        return;
+    zmq_close(p->dealer);
+    zmq_ctx_term(p->zctx);
+    free(p);
+    *pp = NULL;
+}
+
+int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PUB, .corr = p->next_corr};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&h, buf, sizeof buf);
+
+    if (zmq_send(p->dealer, buf, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    /* After the first frame the rest of a message always goes through. */
+    if (zmq_send(p->dealer, event, len, 0) < 0)
+        return -1;
+    *corr = p->next_corr++;
+    p->in_flight++;
+    return 0;
+}
+
+static void skip_rest(void *sock)
+{
+    int more = 1;
+    size_t sz = sizeof more;
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, sock, 0);
+        zmq_msg_close(&m);
+    }
+}
+
+int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
+{
+    zmq_pollitem_t item = {p->dealer, 0, ZMQ_POLLIN, 0};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr h;
+    int n, rc;
+
+    rc = zmq_poll(&item, 1, timeout_ms);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    n = zmq_recv(p->dealer, buf, sizeof buf, 0);
+    if (n < 0)
+        return -1;
+    skip_rest(p->dealer);
+    if ((size_t)n > sizeof buf || rk_wire_decode(buf, (size_t)n, &h) != 0 ||
+        (h.cmd != RK_CMD_ACK && h.cmd != RK_CMD_ERR)) {
+        errno = EPROTO;
+        return -1;
+    }
+    memset(res, 0, sizeof *res);
+    res->corr = h.corr;
+    res->ok = h.cmd == RK_CMD_ACK;
+    res->seq = h.seq;
+    res->recv_ns = h.recv_ns;
+    memcpy(res->code, h.code, sizeof res->code);
+    memcpy(res->message, h.message, sizeof res->message);
+    if (p->in_flight)
+        p->in_flight--;
+    return 0;
+}
+
+size_t rk_pub_in_flight(const struct rk_pub *p)
+{
+    return p->in_flight;
+}
+
+int rk_pub_publish(struct rk_pub *p, const void *event, size_t len, int timeout_ms,
+                   struct rk_pub_result *res)
+{
+    uint64_t corr;
+    if (rk_pub_send(p, event, len, &corr) != 0)
+        return -1;
+    for (;;) {
+        if (rk_pub_recv(p, timeout_ms, res) != 0) {
+            if (errno == EPROTO)
+                continue;
+            return -1;
+        }
+        if (res->corr == corr)
+            return 0;
+    }
+}

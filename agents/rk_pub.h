@@ -1,0 +1,58 @@
+/*
+ * rk_pub - publishing to a renkei broker (client side of the ingest socket).
+ *
+ * A publisher is one DEALER connection. rk_pub_send() queues a publish and
+ * returns at once, so many publishes can be in flight; rk_pub_recv()
+ * returns their outcomes (acknowledgement or refusal) as they arrive,
+ * matched by the `corr` number rk_pub_send() assigned. An acknowledged
+ * event is in the broker's log: the broker acks only after its commit.
+ *
+ * Not thread-safe: use one rk_pub per thread.
+ */
+#ifndef RK_PUB_H
+#define RK_PUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rk_pub;
+
+/* Outcome of one publish. */
+struct rk_pub_result {
+    uint64_t corr;       /* as returned by rk_pub_send */
+    int ok;              /* 1 = stored (seq/recv_ns set), 0 = refused (code/message set) */
+    uint64_t seq;
+    int64_t recv_ns;
+    char code[32];       /* e.g. "E_RANGE", "E_STORAGE" */
+    char message[256];   /* e.g. "offer.quantity: must be 1..10000000, got -5" */
+};
+
+/* Creates a publisher connected to `endpoint` (e.g. "tcp://127.0.0.1:7701").
+ * Connecting is asynchronous: sends queue until the broker is reachable.
+ * Returns 0, or -1 with errno set (EINVAL for a malformed endpoint). */
+int rk_pub_new(const char *endpoint, struct rk_pub **out);
+
+/* Closes the connection; publishes not yet acknowledged are abandoned.
+ * Sets *pp to NULL. */
+void rk_pub_destroy(struct rk_pub **pp);
+
+/* Queues one event (MessagePack bytes, copied) and stores its correlation
+ * number in *corr. Returns 0, or -1 with errno (EAGAIN when the local
+ * queue is full: receive some results first). */
+int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr);
+
+/* Waits up to `timeout_ms` (-1 = forever) for the next outcome. Returns 0
+ * with *res filled, or -1 with errno ETIMEDOUT (nothing arrived) or
+ * EPROTO (the broker sent something that is not a reply; it is skipped). */
+int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res);
+
+/* Number of publishes sent whose outcome has not been received. */
+size_t rk_pub_in_flight(const struct rk_pub *p);
+
+/* Blocking helper: send one event and wait for its own outcome, up to
+ * `timeout_ms`. Outcomes of other publishes that arrive meanwhile are
+ * discarded, so do not mix this with rk_pub_send on one publisher. */
+int rk_pub_publish(struct rk_pub *p, const void *event, size_t len, int timeout_ms,
+                   struct rk_pub_result *res);
+
+#endif

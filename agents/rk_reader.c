@@ -1,0 +1,176 @@
+#include "rk_reader.h"
+#include "rk_wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct rk_reader {
+    void *zctx;
+    void *dealer;
+    uint64_t next;        /* next sequence the caller should see */
+    uint64_t to;          /* inclusive bound, 0 = none */
+    uint64_t corr;        /* of the outstanding request; 0 = none */
+    uint64_t last_corr;   /* corr numbers are never reused on one reader */
+    uint64_t head;
+    int done;
+    zmq_msg_t event;      /* frame of the record last returned */
+    char error[300];
+};
+
+int rk_reader_new(const char *endpoint, struct rk_reader **out)
+{
+    struct rk_reader *r = calloc(1, sizeof *r);
+    int linger = 0;
+    if (!r)
+        abort();
+    *out = NULL;
+    r->zctx = zmq_ctx_new();
+    r->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
+    zmq_msg_init(&r->event);
+    if (!r->dealer)
+        goto fail;
+    zmq_setsockopt(r->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(r->dealer, endpoint) != 0)
+        goto fail;
+    rk_reader_seek(r, 1, 0);
+    *out = r;
+    return 0;
+fail:
+    {
+        int e = errno;
+        rk_reader_destroy(&r);
+        errno = e;
+    }
+    return -1;
+}
+
+void rk_reader_destroy(struct rk_reader **rp)
+{
+    struct rk_reader *r = *rp;
+    if (!r)
+        return;
+    zmq_msg_close(&r->event);
+    if (r->dealer)
+        zmq_close(r->dealer);
+    zmq_ctx_term(r->zctx);
+    free(r);
+    *rp = NULL;
+}
+
+void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to)
+{
+    r->next = from ? from : 1;
+    r->to = to;
+    r->done = to && r->next > to;
+    /* Replies to an older request are recognised by corr and skipped. */
+    r->corr = 0;
+}
+
+static int request(struct rk_reader *r)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_REPLAY, .corr = ++r->last_corr,
+                            .from_seq = r->next, .to_seq = r->to, .limit = RK_REPLAY_LIMIT_MAX};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&h, buf, sizeof buf);
+    if (zmq_send(r->dealer, buf, n, 0) < 0)
+        return -1;
+    r->corr = h.corr;
+    return 0;
+}
+
+/* Receives one reply: header decoded into *h, event frame (if any) kept. */
+static int recv_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h)
+{
+    zmq_pollitem_t item = {r->dealer, 0, ZMQ_POLLIN, 0};
+    zmq_msg_t hdr;
+    int rc = zmq_poll(&item, 1, timeout_ms);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    zmq_msg_init(&hdr);
+    if (zmq_msg_recv(&hdr, r->dealer, 0) < 0) {
+        zmq_msg_close(&hdr);
+        return -1;
+    }
+    rc = rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), h);
+    if (zmq_msg_more(&hdr))
+        zmq_msg_recv(&r->event, r->dealer, 0);
+    else
+        zmq_msg_init_size(&r->event, 0);
+    /* Frames beyond the event are not in version 1; drop them. */
+    while (zmq_msg_more(&r->event)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, r->dealer, 0);
+        int more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        if (!more)
+            break;
+    }
+    zmq_msg_close(&hdr);
+    if (rc != 0)
+        h->cmd = RK_CMD_NONE;
+    return 0;
+}
+
+int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
+{
+    struct rk_wire_hdr h;
+    for (;;) {
+        if (r->done)
+            return RK_READER_EOF;
+        if (!r->corr && request(r) != 0)
+            return -1;
+        if (recv_reply(r, timeout_ms, &h) != 0)
+            return -1;
+        if (h.corr != r->corr || h.cmd == RK_CMD_NONE)
+            continue;
+        switch (h.cmd) {
+        case RK_CMD_EVT:
+            if (h.seq != r->next) {
+                /* A short batch (replies dropped at the broker's window):
+                 * ask again from where we are. */
+                if (h.seq > r->next)
+                    r->corr = 0;
+                continue;
+            }
+            r->next = h.seq + 1;
+            rec->seq = h.seq;
+            rec->recv_ns = h.recv_ns;
+            rec->event = zmq_msg_data(&r->event);
+            rec->event_len = zmq_msg_size(&r->event);
+            return 0;
+        case RK_CMD_END:
+            r->head = h.head_seq;
+            r->corr = 0;
+            if (h.next_seq > r->next)
+                continue;   /* the batch was cut short; re-ask from r->next */
+            if (r->next > h.head_seq || (r->to && r->next > r->to))
+                r->done = 1;
+            continue;
+        case RK_CMD_ERR:
+            snprintf(r->error, sizeof r->error, "%s: %s", h.code, h.message);
+            r->corr = 0;
+            errno = EPROTO;
+            return -1;
+        default:
+            continue;
+        }
+    }
+}
+
+uint64_t rk_reader_head(const struct rk_reader *r)
+{
+    return r->head;
+}
+
+const char *rk_reader_error(const struct rk_reader *r)
+{
+    return r->error;
+}

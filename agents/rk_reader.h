@@ -1,0 +1,51 @@
+/*
+ * rk_reader - reading the broker's log through its replay socket.
+ *
+ * A reader is an iterator over a sequence range. It fetches the range in
+ * batches of at most RK_REPLAY_LIMIT_MAX events, one request outstanding
+ * at a time, so neither side buffers more than one batch however long the
+ * range is.
+ *
+ * Not thread-safe: use one rk_reader per thread.
+ */
+#ifndef RK_READER_H
+#define RK_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RK_READER_EOF 1
+
+struct rk_reader;
+
+/* One stored event. `event` points into the reader and stays valid until
+ * the next call on that reader. */
+struct rk_record {
+    uint64_t seq;
+    int64_t recv_ns;
+    const void *event;
+    size_t event_len;
+};
+
+/* Creates a reader connected to the replay endpoint. Returns 0 or -1 with
+ * errno. */
+int rk_reader_new(const char *endpoint, struct rk_reader **out);
+void rk_reader_destroy(struct rk_reader **rp);
+
+/* Restarts iteration at sequence `from` (>= 1) up to `to` inclusive
+ * (0 = up to the end of the log as it is when the last batch is read). */
+void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to);
+
+/* Next record. Returns 0 with *rec filled, RK_READER_EOF when the range is
+ * exhausted, or -1 with errno: ETIMEDOUT when the broker did not answer
+ * within `timeout_ms`, EPROTO when it answered with an error (the text is
+ * in rk_reader_error()). */
+int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec);
+
+/* The broker's last sequence number as of the latest batch (0 before any). */
+uint64_t rk_reader_head(const struct rk_reader *r);
+
+/* "<code>: <message>" of the last error reply, or "". */
+const char *rk_reader_error(const struct rk_reader *r);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * rk_render - how the tools print a stored or live event.
+ *
+ * JSON lines (the default, for scripts): one object per line,
+ *   {"seq":12,"recv_time":"2026-02-17T02:02:06.123456Z","topic":"aid.request/30/300004",
+ *    "event":{...the event as published...}}
+ * Table (for an operator's terminal): one readable line per event,
+ *   seq, receive time, municipality name, event type, ids and the gist.
+ */
+#ifndef RK_RENDER_H
+#define RK_RENDER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum rk_render_format { RK_RENDER_JSON, RK_RENDER_TABLE };
+
+/* Parses "json" or "table"; -1 otherwise. */
+int rk_render_parse_format(const char *name);
+
+/* Prints one event as a line on `out`. `topic` may be NULL. Events that do
+ * not decode are printed with "event":null and a "raw_hex" field, never
+ * dropped. Returns 0, or -1 on a write error. */
+int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,
+                    const char *topic, const void *event, size_t event_len);
+
+/* Prints the column titles for the table format (nothing for JSON). */
+void rk_render_header(FILE *out, enum rk_render_format fmt);
+
+#endif

@@ -1,0 +1,333 @@
+#include "rk_broker.h"
+#include "rk_diag.h"
+#include "rk_event.h"
+#include "rk_replay.h"
+#include "rk_time.h"
+#include "rk_wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+/* Beyond this a peer's frames are dropped by libzmq before we see them;
+ * events themselves are limited to RK_EVENT_MAX_BYTES by validation. */
+#define INGEST_MAX_MSG (4 * RK_EVENT_MAX_BYTES)
+#define FEED_SNDHWM 100000
+#define INGEST_HWM 100000
+#define POLL_MS 250
+
+/* A publish that validated and waits for the batch's commit. */
+struct pending {
+    zmq_msg_t ident;        /* ROUTER identity of the publisher's connection */
+    zmq_msg_t event;        /* the received event frame; stored as is */
+    uint64_t corr;
+    char topic[RK_TOPIC_MAX];
+};
+
+struct rk_broker {
+    const struct rk_broker_config *cfg;
+    void *zctx;
+    void *ingest;
+    void *feed;
+    struct rk_log *log;
+    struct rk_replay *replay;
+    struct pending *pend;
+    struct rk_log_rec *recs;
+    int npend;
+    unsigned long long accepted, refused;
+};
+
+void rk_broker_config_defaults(struct rk_broker_config *cfg)
+{
+    cfg->ingest_endpoint = RK_DEFAULT_INGEST;
+    cfg->feed_endpoint = RK_DEFAULT_FEED;
+    cfg->replay_endpoint = RK_DEFAULT_REPLAY;
+    cfg->data_dir = RK_DEFAULT_DATA_DIR;
+    cfg->durability = RK_LOG_FULL;
+    cfg->batch_max = RK_DEFAULT_BATCH_MAX;
+}
+
+/* mkdir -p for the data directory. */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+        return errno;
+    return 0;
+}
+
+static void *bind_socket(struct rk_broker *b, int type, const char *endpoint, const char *role)
+{
+    void *s = zmq_socket(b->zctx, type);
+    int linger = 2000;
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (type == ZMQ_ROUTER) {
+        int64_t max = INGEST_MAX_MSG;
+        int hwm = INGEST_HWM;
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    } else {
+        int hwm = FEED_SNDHWM;
+        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    }
+    if (zmq_bind(s, endpoint) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "bind_failed", "role=%s endpoint=%s why=\"%s\"", role, endpoint,
+                zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
+{
+    struct rk_log_options lopt = {.durability = cfg->durability};
+    char why[512];
+    int rc;
+
+    b->cfg = cfg;
+    rc = make_dirs(cfg->data_dir);
+    if (rc) {
+        RK_DIAG(RK_DIAG_ERROR, "data_dir_failed", "dir=%s why=\"%s\"", cfg->data_dir, strerror(rc));
+        return -1;
+    }
+    if (rk_log_open(&b->log, cfg->data_dir, &lopt, why, sizeof why) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "log_open_failed", "dir=%s why=\"%s\"", cfg->data_dir, why);
+        return -1;
+    }
+    b->zctx = zmq_ctx_new();
+    b->ingest = bind_socket(b, ZMQ_ROUTER, cfg->ingest_endpoint, "ingest");
+    b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed_endpoint, "feed");
+    if (!b->ingest || !b->feed)
+        return -1;
+    if (rk_replay_start(&b->replay, b->zctx, b->log, cfg->replay_endpoint, why, sizeof why) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "bind_failed", "role=replay why=\"%s\"", why);
+        return -1;
+    }
+    b->pend = calloc((size_t)cfg->batch_max, sizeof *b->pend);
+    b->recs = calloc((size_t)cfg->batch_max, sizeof *b->recs);
+    if (!b->pend || !b->recs)
+        abort();
+    return 0;
+}
+
+static void broker_close(struct rk_broker *b)
+{
+    rk_replay_stop(&b->replay);
+    if (b->ingest)
+        zmq_close(b->ingest);
+    if (b->feed)
+        zmq_close(b->feed);
+    if (b->zctx)
+        zmq_ctx_term(b->zctx);
+    rk_log_destroy(&b->log);
+    free(b->pend);
+    free(b->recs);
+}
+
+static void send_reply(struct rk_broker *b, zmq_msg_t *ident, const struct rk_wire_hdr *h)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(h, buf, sizeof buf);
+    /* A vanished peer is not an error: ROUTER drops what it cannot route. */
+    if (zmq_send(b->ingest, zmq_msg_data(ident), zmq_msg_size(ident), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(b->ingest, buf, n, ZMQ_DONTWAIT);
+}
+
+static void refuse(struct rk_broker *b, zmq_msg_t *ident, uint64_t corr, const char *code,
+                   const char *message)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
+    snprintf(h.code, sizeof h.code, "%s", code);
+    snprintf(h.message, sizeof h.message, "%s", message);
+    send_reply(b, ident, &h);
+    b->refused++;
+    RK_DIAG(RK_DIAG_DEBUG, "publish_refused", "code=%s corr=%llu", code, (unsigned long long)corr);
+}
+
+/* Receives the frames after the identity: header into `hdr`, the first
+ * following frame into `event`; counts and discards any further frames. */
+static int recv_body(struct rk_broker *b, zmq_msg_t *hdr, zmq_msg_t *event)
+{
+    int frames = 1;
+    if (zmq_msg_recv(hdr, b->ingest, 0) < 0)
+        return -1;
+    if (!zmq_msg_more(hdr))
+        return frames;
+    frames++;
+    if (zmq_msg_recv(event, b->ingest, 0) < 0)
+        return -1;
+    int more = zmq_msg_more(event);
+    while (more) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, b->ingest, 0);
+        more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        frames++;
+    }
+    return frames;
+}
+
+/* Takes one message off the ingest socket. Returns 1 when it validated and
+ * joined the batch, 0 when it was refused, -1 when nothing was waiting. */
+static int take_publish(struct rk_broker *b, int64_t now)
+{
+    struct pending *p = &b->pend[b->npend];
+    zmq_msg_t hdr;
+    struct rk_wire_hdr h;
+    struct rk_event_info info;
+    struct rk_verror verr;
+    int frames, taken = 0;
+
+    zmq_msg_init(&p->ident);
+    if (zmq_msg_recv(&p->ident, b->ingest, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&p->ident);
+        return -1;
+    }
+    zmq_msg_init(&hdr);
+    zmq_msg_init(&p->event);
+    frames = recv_body(b, &hdr, &p->event);
+    if (frames < 0)
+        goto out;
+    if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &h) != 0) {
+        refuse(b, &p->ident, h.corr, "E_HEADER", "header: not a renkei version-1 header");
+    } else if (h.cmd != RK_CMD_PUB) {
+        refuse(b, &p->ident, h.corr, "E_COMMAND", "header.command: the ingest socket serves only \"pub\"");
+    } else if (frames != 2) {
+        refuse(b, &p->ident, h.corr, "E_FRAMES", "pub: takes exactly one event frame after the header");
+    } else if (rk_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now, &info,
+                                 &verr) != RK_V_OK) {
+        refuse(b, &p->ident, h.corr, rk_verr_name(verr.code), verr.message);
+    } else {
+        p->corr = h.corr;
+        rk_event_topic(&info, p->topic);
+        b->recs[b->npend] = (struct rk_log_rec){
+            .event = zmq_msg_data(&p->event), .event_len = zmq_msg_size(&p->event)};
+        b->npend++;
+        taken = 1;
+    }
+out:
+    zmq_msg_close(&hdr);
+    if (!taken) {
+        zmq_msg_close(&p->event);
+        zmq_msg_close(&p->ident);
+    }
+    return taken;
+}
+
+/* Relays a committed event to live subscribers; the event frame is shared,
+ * not copied. A subscriber over its high-water mark misses it and fills
+ * the gap from replay, which the sequence number makes detectable. */
+static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_rec *rec)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_LIVE, .seq = rec->seq, .recv_ns = rec->recv_ns};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&h, buf, sizeof buf);
+    zmq_msg_t copy;
+
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, &p->event);
+    if (zmq_send(b->feed, p->topic, strlen(p->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(b->feed, buf, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&copy, b->feed, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&copy);
+}
+
+/* The group commit: one transaction for the batch, then acks, then fan-out. */
+static int commit_batch(struct rk_broker *b)
+{
+    int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, rk_time_now());
+    if (rc)
+        RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%d why=\"%s\"", b->npend, rk_log_strerror(rc));
+    for (int i = 0; i < b->npend; i++) {
+        struct pending *p = &b->pend[i];
+        if (rc) {
+            refuse(b, &p->ident, p->corr, "E_STORAGE", "log: the event could not be stored; retry later");
+        } else {
+            struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = p->corr,
+                                      .seq = b->recs[i].seq, .recv_ns = b->recs[i].recv_ns};
+            send_reply(b, &p->ident, &ack);
+            relay(b, p, &b->recs[i]);
+            b->accepted++;
+        }
+        zmq_msg_close(&p->event);
+        zmq_msg_close(&p->ident);
+    }
+    b->npend = 0;
+    return rc;
+}
+
+/* XPUB hands us subscribe/unsubscribe notices; read them so they do not
+ * queue up. */
+static void drain_feed(struct rk_broker *b)
+{
+    char buf[256];
+    int n;
+    while ((n = zmq_recv(b->feed, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0)
+        RK_DIAG(RK_DIAG_DEBUG, "feed_subscription", "subscribe=%d len=%d", n > 0 && buf[0] == 1, n);
+}
+
+static void ingest_turn(struct rk_broker *b)
+{
+    int64_t now = rk_time_now();
+    while (b->npend < b->cfg->batch_max && take_publish(b, now) >= 0)
+        ;
+    if (b->npend)
+        commit_batch(b);
+}
+
+int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop)
+{
+    struct rk_broker b = {0};
+    int rc = -1;
+
+    if (broker_open(&b, cfg) != 0)
+        goto out;
+    RK_DIAG(RK_DIAG_INFO, "ready", "ingest=%s feed=%s replay=%s data_dir=%s durability=%s last_seq=%llu",
+            cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint, cfg->data_dir,
+            cfg->durability == RK_LOG_OS ? "os" : "full",
+            (unsigned long long)rk_log_last_seq(b.log));
+    zmq_pollitem_t items[2] = {
+        {b.ingest, 0, ZMQ_POLLIN, 0},
+        {b.feed, 0, ZMQ_POLLIN, 0},
+    };
+    while (!*stop) {
+        if (zmq_poll(items, 2, POLL_MS) < 0) {
+            if (errno == EINTR)
+                continue;
+            RK_DIAG(RK_DIAG_ERROR, "poll_failed", "why=\"%s\"", zmq_strerror(errno));
+            goto out;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            ingest_turn(&b);
+        if (items[1].revents & ZMQ_POLLIN)
+            drain_feed(&b);
+    }
+    /* Whatever already arrived is committed and acknowledged before we go. */
+    ingest_turn(&b);
+    rc = 0;
+    RK_DIAG(RK_DIAG_INFO, "stopped", "last_seq=%llu accepted=%llu refused=%llu",
+            (unsigned long long)rk_log_last_seq(b.log), b.accepted, b.refused);
+out:
+    broker_close(&b);
+    return rc;
+}

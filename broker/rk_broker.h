@@ -1,0 +1,42 @@
+/*
+ * rk_broker - the broker: ingest, group commit, acknowledgement, fan-out.
+ *
+ * One thread owns the loop. Each turn it drains the publishes waiting on
+ * the ingest ROUTER (up to batch_max), validates each in place, appends
+ * the valid ones to the log in ONE write transaction, and only after that
+ * commit returns sends their acknowledgements and relays them on the feed
+ * (XPUB). Invalid publishes get an "err" reply and are never stored.
+ * Replay is served by rk_replay on its own thread.
+ */
+#ifndef RK_BROKER_H
+#define RK_BROKER_H
+
+#include <signal.h>
+
+#include "rk_log.h"
+
+#define RK_DEFAULT_INGEST "tcp://127.0.0.1:7701"
+#define RK_DEFAULT_FEED "tcp://127.0.0.1:7702"
+#define RK_DEFAULT_REPLAY "tcp://127.0.0.1:7703"
+#define RK_DEFAULT_DATA_DIR "renkei-data"
+#define RK_DEFAULT_BATCH_MAX 1024
+
+struct rk_broker_config {
+    const char *ingest_endpoint;   /* ROUTER: publishes in, acks out */
+    const char *feed_endpoint;     /* XPUB: live events out */
+    const char *replay_endpoint;   /* ROUTER: replay requests */
+    const char *data_dir;          /* LMDB environment directory; created if missing */
+    enum rk_log_durability durability;
+    int batch_max;                 /* most publishes per write transaction */
+};
+
+/* Fills `cfg` with the defaults above (full durability). */
+void rk_broker_config_defaults(struct rk_broker_config *cfg);
+
+/* Runs the broker until *stop becomes non-zero (set it from a signal
+ * handler), then commits and acknowledges what it has received, closes,
+ * and returns 0. Returns -1 after logging the reason when it cannot start
+ * (data directory, log, or an endpoint) or the log fails for good. */
+int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop);
+
+#endif

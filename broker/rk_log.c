@@ -1,0 +1,371 @@
+#include "rk_log.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REC_FORMAT 1
+#define REC_HDR 56
+#define OFF_PUBLEN 2
+#define OFF_EVLEN 4
+#define OFF_RECV 8
+#define OFF_PSEQ 16
+#define OFF_HASH 24
+#define DEFAULT_MAP_SIZE (64ull << 30)
+
+struct rk_log {
+    MDB_env *env;
+    MDB_dbi events;
+    MDB_dbi meta;
+    uint64_t last_seq;
+    int64_t last_recv_ns;
+    unsigned char head[RK_LOG_HASH_BYTES];
+};
+
+struct rk_log_reader {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    uint64_t from;
+    int started;
+    uint64_t head;
+};
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+const char *rk_log_strerror(int err)
+{
+    if (err == RK_LOG_EBADREC)
+        return "stored record is malformed";
+    return mdb_strerror(err);
+}
+
+/* Decodes the stored value `val` of key `seq`; checks the lengths add up. */
+static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
+{
+    const unsigned char *p = val->mv_data;
+    if (val->mv_size < REC_HDR || p[0] != REC_FORMAT)
+        return RK_LOG_EBADREC;
+    size_t plen = (size_t)get_be(p + OFF_PUBLEN, 2);
+    size_t elen = (size_t)get_be(p + OFF_EVLEN, 4);
+    if (REC_HDR + plen + elen != val->mv_size)
+        return RK_LOG_EBADREC;
+    v->seq = seq;
+    v->recv_ns = (int64_t)get_be(p + OFF_RECV, 8);
+    v->producer_seq = get_be(p + OFF_PSEQ, 8);
+    v->hash = p + OFF_HASH;
+    v->publisher = p + REC_HDR;
+    v->publisher_len = plen;
+    v->event = p + REC_HDR + plen;
+    v->event_len = elen;
+    v->raw = p;
+    v->raw_len = val->mv_size;
+    return 0;
+}
+
+void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
+                       const struct rk_log_view *v, unsigned char out[RK_LOG_HASH_BYTES])
+{
+    crypto_generichash_state st;
+    unsigned char key[8];
+    const unsigned char *raw = v->raw;
+    put_be(key, v->seq, 8);
+    crypto_generichash_init(&st, NULL, 0, RK_LOG_HASH_BYTES);
+    crypto_generichash_update(&st, prev, RK_LOG_HASH_BYTES);
+    crypto_generichash_update(&st, key, sizeof key);
+    crypto_generichash_update(&st, raw, OFF_HASH);
+    crypto_generichash_update(&st, raw + REC_HDR, v->raw_len - REC_HDR);
+    crypto_generichash_final(&st, out, RK_LOG_HASH_BYTES);
+}
+
+/* Creates the schema record, or checks it matches this build. */
+static int check_schema(struct rk_log *log, MDB_txn *txn, char *why, size_t why_len)
+{
+    MDB_val k = {6, "schema"}, v;
+    unsigned char want[4];
+    put_be(want, RK_LOG_SCHEMA, 4);
+    int rc = mdb_get(txn, log->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        v.mv_size = sizeof want;
+        v.mv_data = want;
+        return mdb_put(txn, log->meta, &k, &v, 0);
+    }
+    if (rc)
+        return rc;
+    if (v.mv_size != 4 || get_be(v.mv_data, 4) != RK_LOG_SCHEMA) {
+        if (why)
+            snprintf(why, why_len, "log schema %llu is not %d, which this broker reads",
+                     v.mv_size == 4 ? (unsigned long long)get_be(v.mv_data, 4) : 0ull,
+                     RK_LOG_SCHEMA);
+        return RK_LOG_EBADREC;
+    }
+    return 0;
+}
+
+/* Loads the head (last seq, its time and hash) so appends continue the chain. */
+static int load_head(struct rk_log *log, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    struct rk_log_view view;
+    int rc = mdb_cursor_open(txn, log->events, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND) {
+        rc = 0;
+        goto out;
+    }
+    if (rc)
+        goto out;
+    if (k.mv_size != 8) {
+        rc = RK_LOG_EBADREC;
+        goto out;
+    }
+    rc = parse_record(get_be(k.mv_data, 8), &v, &view);
+    if (rc)
+        goto out;
+    log->last_seq = view.seq;
+    log->last_recv_ns = view.recv_ns;
+    memcpy(log->head, view.hash, RK_LOG_HASH_BYTES);
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int open_tables(struct rk_log *log, char *why, size_t why_len)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(log->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_dbi_open(txn, "events", MDB_CREATE, &log->events);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &log->meta);
+    if (!rc)
+        rc = check_schema(log, txn, why, why_len);
+    if (!rc)
+        rc = load_head(log, txn);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
+                char *why, size_t why_len)
+{
+    struct rk_log *log = NULL;
+    unsigned flags = MDB_NOTLS;
+    int rc;
+
+    *out = NULL;
+    if (why && why_len)
+        why[0] = '\0';
+    if (sodium_init() < 0)
+        return ENOSYS;
+    log = calloc(1, sizeof *log);
+    if (!log)
+        abort();
+    if (opt && opt->durability == RK_LOG_OS)
+        flags |= MDB_NOSYNC;
+    rc = mdb_env_create(&log->env);
+    if (rc)
+        goto fail;
+    mdb_env_set_maxdbs(log->env, 8);
+    rc = mdb_env_set_mapsize(log->env, opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+    if (rc)
+        goto fail;
+    rc = mdb_env_open(log->env, dir, flags, 0640);
+    if (rc)
+        goto fail;
+    rc = open_tables(log, why, why_len);
+    if (rc)
+        goto fail;
+    *out = log;
+    return 0;
+fail:
+    if (why && why_len && !why[0])
+        snprintf(why, why_len, "cannot open log in %s: %s", dir, rk_log_strerror(rc));
+    if (log->env)
+        mdb_env_close(log->env);
+    free(log);
+    return rc;
+}
+
+void rk_log_destroy(struct rk_log **logp)
+{
+    struct rk_log *log = *logp;
+    if (!log)
+        return;
+    mdb_env_close(log->env);
+    free(log);
+    *logp = NULL;
+}
+
+uint64_t rk_log_last_seq(const struct rk_log *log)
+{
+    return log->last_seq;
+}
+
+const unsigned char *rk_log_head_hash(const struct rk_log *log)
+{
+    return log->head;
+}
+
+/* Writes one record straight into the map (MDB_RESERVE) and chains it. */
+static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int64_t recv_ns,
+                      unsigned char head[RK_LOG_HASH_BYTES])
+{
+    unsigned char key[8];
+    MDB_val k = {8, key}, v;
+    struct rk_log_view view;
+    int rc;
+
+    if (rec->event_len > UINT32_MAX || rec->publisher_len > UINT16_MAX)
+        return EINVAL;
+    put_be(key, seq, 8);
+    v.mv_size = REC_HDR + rec->publisher_len + rec->event_len;
+    v.mv_data = NULL;
+    rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc)
+        return rc;
+    unsigned char *p = v.mv_data;
+    p[0] = REC_FORMAT;
+    p[1] = 0;
+    put_be(p + OFF_PUBLEN, rec->publisher_len, 2);
+    put_be(p + OFF_EVLEN, rec->event_len, 4);
+    put_be(p + OFF_RECV, (uint64_t)recv_ns, 8);
+    put_be(p + OFF_PSEQ, rec->producer_seq, 8);
+    if (rec->publisher_len)
+        memcpy(p + REC_HDR, rec->publisher, rec->publisher_len);
+    memcpy(p + REC_HDR + rec->publisher_len, rec->event, rec->event_len);
+    rc = parse_record(seq, &v, &view);
+    if (rc)
+        return rc;
+    rk_log_chain_hash(head, &view, head);
+    memcpy(p + OFF_HASH, head, RK_LOG_HASH_BYTES);
+    rec->seq = seq;
+    rec->recv_ns = recv_ns;
+    return 0;
+}
+
+int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    unsigned char head[RK_LOG_HASH_BYTES];
+    int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    memcpy(head, log->head, sizeof head);
+    rc = mdb_txn_begin(log->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(txn, log->events, &cur);
+    if (rc)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        rc = append_one(cur, &recs[i], log->last_seq + 1 + i, recv_ns, head);
+        if (rc)
+            goto fail;
+    }
+    mdb_cursor_close(cur);
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        return rc;
+    log->last_seq += n;
+    log->last_recv_ns = recv_ns;
+    memcpy(log->head, head, sizeof head);
+    return 0;
+fail:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader **out)
+{
+    struct rk_log_reader *r = calloc(1, sizeof *r);
+    MDB_val k, v;
+    int rc;
+
+    if (!r)
+        abort();
+    *out = NULL;
+    rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc)
+        goto fail;
+    rc = mdb_cursor_open(r->txn, log->events, &r->cur);
+    if (rc)
+        goto fail;
+    rc = mdb_cursor_get(r->cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        r->head = get_be(k.mv_data, 8);
+    else if (rc != MDB_NOTFOUND && rc != 0)
+        goto fail;
+    r->from = from ? from : 1;
+    *out = r;
+    return 0;
+fail:
+    rk_log_reader_destroy(&r);
+    return rc;
+}
+
+int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *view)
+{
+    unsigned char key[8];
+    MDB_val k = {8, key}, v;
+    int rc;
+
+    if (!r->started) {
+        r->started = 1;
+        put_be(key, r->from, 8);
+        rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(r->cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND)
+        return RK_LOG_EOF;
+    if (rc)
+        return rc;
+    if (k.mv_size != 8)
+        return RK_LOG_EBADREC;
+    return parse_record(get_be(k.mv_data, 8), &v, view);
+}
+
+uint64_t rk_log_reader_head(struct rk_log_reader *r)
+{
+    return r->head;
+}
+
+void rk_log_reader_destroy(struct rk_log_reader **rp)
+{
+    struct rk_log_reader *r = *rp;
+    if (!r)
+        return;
+    if (r->cur)
+        mdb_cursor_close(r->cur);
+    if (r->txn)
+        mdb_txn_abort(r->txn);
+    free(r);
+    *rp = NULL;
+}

@@ -1,0 +1,128 @@
+/*
+ * rk_log - the event log: an append-only LMDB table keyed by sequence number.
+ *
+ * Invariants
+ *   - Sequence numbers start at 1 and have no gaps: record n+1 is appended
+ *     only in the transaction after (or the same as) record n.
+ *   - Receive times never go backwards along the log (the clock is clamped),
+ *     so a time bound maps to a sequence bound by binary search.
+ *   - Every record carries hash_n = BLAKE2b-256(hash_{n-1} || key || the
+ *     record without its hash field); hash_0 is 32 zero bytes. Changing any
+ *     stored byte breaks the chain from that record on.
+ *   - rk_log_append() is the only write path and is called by one thread.
+ *     Readers may run in any number of other threads, each with its own
+ *     rk_log_reader; they never block the writer.
+ *
+ * On-disk layout (schema 1), one LMDB environment in the data directory:
+ *   "events": key   = sequence, big-endian u64 (so cursor order is log order
+ *                     and MDB_APPEND applies)
+ *             value = record, all integers big-endian:
+ *                     off  0  u8   record format (1)
+ *                     off  1  u8   flags (0; reserved)
+ *                     off  2  u16  publisher length P
+ *                     off  4  u32  event length E
+ *                     off  8  u64  receive time, ns since the epoch (UTC)
+ *                     off 16  u64  producer sequence (0 = none)
+ *                     off 24  32B  chain hash
+ *                     off 56  P    publisher identity (empty until keys exist)
+ *                     off 56+P E   the event's MessagePack bytes, as received
+ *   "meta":   "schema" -> big-endian u32 schema version (1)
+ *
+ * Errors: functions return 0 on success, an LMDB error code (negative,
+ * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
+ * layout is inconsistent. rk_log_strerror() names any of them.
+ */
+#ifndef RK_LOG_H
+#define RK_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RK_LOG_SCHEMA 1
+#define RK_LOG_HASH_BYTES 32
+#define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
+#define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
+
+struct rk_log;
+struct rk_log_reader;
+
+enum rk_log_durability {
+    RK_LOG_FULL = 0, /* fsync at every commit: an ack survives a power cut */
+    RK_LOG_OS,       /* no fsync: an ack survives a broker crash, not a power cut */
+};
+
+struct rk_log_options {
+    enum rk_log_durability durability;
+    uint64_t map_size;  /* bytes of address space for the map; 0 = 64 GiB */
+};
+
+/* One event to append. The caller fills the inputs; rk_log_append fills
+ * the outputs. Pointers are borrowed for the duration of the call. */
+struct rk_log_rec {
+    const void *event;        /* in: MessagePack bytes */
+    size_t event_len;         /* in: <= UINT32_MAX */
+    const void *publisher;    /* in: may be NULL when publisher_len is 0 */
+    size_t publisher_len;     /* in: <= UINT16_MAX */
+    uint64_t producer_seq;    /* in: 0 = none */
+    uint64_t seq;             /* out: assigned sequence number */
+    int64_t recv_ns;          /* out: assigned receive time */
+};
+
+/* A stored record as seen through a reader. Every pointer points into
+ * LMDB's map and is valid only until the next rk_log_reader_* call. */
+struct rk_log_view {
+    uint64_t seq;
+    int64_t recv_ns;
+    uint64_t producer_seq;
+    const unsigned char *hash;       /* RK_LOG_HASH_BYTES */
+    const void *publisher;
+    size_t publisher_len;
+    const void *event;
+    size_t event_len;
+    const void *raw;                 /* the whole stored value, for verification */
+    size_t raw_len;
+};
+
+/* Opens (creating if needed) the log in directory `dir`, which must exist.
+ * On success *out owns the log; on failure *out is NULL and, when `why` is
+ * not NULL, a sentence naming the problem is written to it. */
+int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
+                char *why, size_t why_len);
+
+/* Closes the log and sets *logp to NULL. All readers must be closed first. */
+void rk_log_destroy(struct rk_log **logp);
+
+/* Appends `n` records in ONE write transaction and commits it (durably in
+ * RK_LOG_FULL mode). On success each record's seq and recv_ns are set and
+ * the records are visible to readers; on failure nothing was stored and
+ * the log's head is unchanged. `now_ns` is the broker clock for the batch. */
+int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns);
+
+/* Last sequence number stored (0 for an empty log) and its chain hash
+ * (RK_LOG_HASH_BYTES, zeros for an empty log; valid until the next append).
+ * Writer thread only. */
+uint64_t rk_log_last_seq(const struct rk_log *log);
+const unsigned char *rk_log_head_hash(const struct rk_log *log);
+
+/* Opens a read snapshot positioned so that the next record returned is the
+ * first with sequence >= `from`. A reader pins the pages it sees; end it
+ * (rk_log_reader_destroy) after each batch so the file does not grow. */
+int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader **out);
+
+/* Next record of the snapshot: 0 and *v filled, RK_LOG_EOF at the end, or an
+ * error (RK_LOG_EBADREC for a malformed record). */
+int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *v);
+
+/* Last sequence number in the reader's snapshot (0 when empty). */
+uint64_t rk_log_reader_head(struct rk_log_reader *r);
+
+void rk_log_reader_destroy(struct rk_log_reader **rp);
+
+/* The chain hash that `v` should carry given the previous record's hash. */
+void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
+                       const struct rk_log_view *v, unsigned char out[RK_LOG_HASH_BYTES]);
+
+/* Text for any error these functions return. Static string. */
+const char *rk_log_strerror(int err);
+
+#endif

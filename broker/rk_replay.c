@@ -1,0 +1,189 @@
+#include "rk_replay.h"
+#include "rk_diag.h"
+#include "rk_wire.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* Room for one full batch of events plus its "end", per client. */
+#define REPLAY_SNDHWM (RK_REPLAY_LIMIT_MAX + 16)
+
+struct rk_replay {
+    void *router;
+    void *pipe_main;   /* main thread's end */
+    void *pipe_thread; /* replay thread's end */
+    struct rk_log *log;
+    pthread_t thread;
+};
+
+static int send_hdr(void *sock, zmq_msg_t *ident, const struct rk_wire_hdr *h, int more)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(h, buf, sizeof buf);
+    if (zmq_send(sock, zmq_msg_data(ident), zmq_msg_size(ident), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    return zmq_send(sock, buf, n, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *code, const char *msg)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
+    snprintf(h.code, sizeof h.code, "%s", code);
+    snprintf(h.message, sizeof h.message, "%s", msg);
+    send_hdr(sock, ident, &h, 0);
+}
+
+/* Sends one batch from a fresh read transaction, then "end". */
+static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
+{
+    struct rk_log_reader *r = NULL;
+    struct rk_log_view v;
+    struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = req->corr};
+    uint64_t from = req->from_seq ? req->from_seq : 1;
+    uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
+    uint64_t next = from;
+    uint32_t sent = 0;
+    int rc = rk_log_reader_open(rp->log, from, &r);
+
+    if (rc) {
+        send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
+        return;
+    }
+    while (sent < limit && (rc = rk_log_reader_next(r, &v)) == 0) {
+        if (req->to_seq && v.seq > req->to_seq)
+            break;
+        h.seq = v.seq;
+        h.recv_ns = v.recv_ns;
+        if (send_hdr(rp->router, ident, &h, 1) ||
+            zmq_send(rp->router, v.event, v.event_len, ZMQ_DONTWAIT) < 0)
+            break;  /* client gone or over its window: it sees a short batch */
+        next = v.seq + 1;
+        sent++;
+    }
+    if (rc != 0 && rc != RK_LOG_EOF) {
+        RK_DIAG(RK_DIAG_ERROR, "replay_read_failed", "seq=%llu why=\"%s\"",
+                (unsigned long long)next, rk_log_strerror(rc));
+        send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
+    } else {
+        struct rk_wire_hdr end = {.cmd = RK_CMD_END, .corr = req->corr,
+                                  .next_seq = next, .head_seq = rk_log_reader_head(r)};
+        send_hdr(rp->router, ident, &end, 0);
+    }
+    rk_log_reader_destroy(&r);
+}
+
+/* Reads one request (all its frames) and answers it. */
+static void handle_request(struct rk_replay *rp)
+{
+    zmq_msg_t ident, hdr, extra;
+    struct rk_wire_hdr req;
+    int more, nframes = 2;
+
+    zmq_msg_init(&ident);
+    zmq_msg_init(&hdr);
+    if (zmq_msg_recv(&ident, rp->router, ZMQ_DONTWAIT) < 0)
+        goto out;
+    if (!zmq_msg_more(&ident) || zmq_msg_recv(&hdr, rp->router, 0) < 0)
+        goto out;
+    more = zmq_msg_more(&hdr);
+    while (more) {
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, rp->router, 0);
+        more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        nframes++;
+    }
+    if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0)
+        send_err(rp->router, &ident, req.corr, "E_HEADER", "header: not a renkei version-1 header");
+    else if (req.cmd != RK_CMD_REPLAY)
+        send_err(rp->router, &ident, req.corr, "E_COMMAND", "header.command: the replay socket serves only \"replay\"");
+    else if (nframes != 2)
+        send_err(rp->router, &ident, req.corr, "E_FRAMES", "replay: takes exactly one frame after the identity");
+    else
+        serve_batch(rp, &ident, &req);
+out:
+    zmq_msg_close(&hdr);
+    zmq_msg_close(&ident);
+}
+
+static void *replay_main(void *arg)
+{
+    struct rk_replay *rp = arg;
+    zmq_pollitem_t items[2] = {
+        {rp->pipe_thread, 0, ZMQ_POLLIN, 0},
+        {rp->router, 0, ZMQ_POLLIN, 0},
+    };
+    for (;;) {
+        if (zmq_poll(items, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            break;   /* any word on the pipe means stop */
+        if (items[1].revents & ZMQ_POLLIN)
+            for (int i = 0; i < 64; i++)   /* bounded, so a stop is seen soon */
+                handle_request(rp);
+    }
+    zmq_close(rp->router);
+    zmq_close(rp->pipe_thread);
+    return NULL;
+}
+
+int rk_replay_start(struct rk_replay **out, void *zctx, struct rk_log *log,
+                    const char *endpoint, char *why, size_t why_len)
+{
+    struct rk_replay *rp = calloc(1, sizeof *rp);
+    char pipe_ep[64];
+    int hwm = REPLAY_SNDHWM, linger = 0;
+
+    if (!rp)
+        abort();
+    *out = NULL;
+    rp->log = log;
+    snprintf(pipe_ep, sizeof pipe_ep, "inproc://rk-replay-%p", (void *)rp);
+    rp->router = zmq_socket(zctx, ZMQ_ROUTER);
+    rp->pipe_main = zmq_socket(zctx, ZMQ_PAIR);
+    rp->pipe_thread = zmq_socket(zctx, ZMQ_PAIR);
+    if (!rp->router || !rp->pipe_main || !rp->pipe_thread)
+        goto fail;
+    zmq_setsockopt(rp->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(rp->router, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(rp->router, endpoint) != 0) {
+        snprintf(why, why_len, "cannot bind replay endpoint %s: %s", endpoint, zmq_strerror(errno));
+        goto fail_quiet;
+    }
+    if (zmq_bind(rp->pipe_thread, pipe_ep) != 0 || zmq_connect(rp->pipe_main, pipe_ep) != 0)
+        goto fail;
+    if (pthread_create(&rp->thread, NULL, replay_main, rp) != 0)
+        goto fail;
+    *out = rp;
+    return 0;
+fail:
+    snprintf(why, why_len, "cannot start replay server: %s", zmq_strerror(errno));
+fail_quiet:
+    if (rp->router)
+        zmq_close(rp->router);
+    if (rp->pipe_main)
+        zmq_close(rp->pipe_main);
+    if (rp->pipe_thread)
+        zmq_close(rp->pipe_thread);
+    free(rp);
+    return -1;
+}
+
+void rk_replay_stop(struct rk_replay **rpp)
+{
+    struct rk_replay *rp = *rpp;
+    if (!rp)
+        return;
+    zmq_send(rp->pipe_main, "$TERM", 5, 0);
+    pthread_join(rp->thread, NULL);
+    zmq_close(rp->pipe_main);
+    free(rp);
+    *rpp = NULL;
+}

@@ -1,0 +1,106 @@
+/*
+ * rk_event - validation of renkei events (MessagePack maps), in place.
+ *
+ * An event is the MessagePack map a publisher sends; the broker stores the
+ * received bytes unchanged once they validate. Validation is strict: every
+ * field has one MessagePack type, unknown fields are refused, and the whole
+ * event is at most RK_EVENT_MAX_BYTES. proto/PROTOCOL.md is the normative
+ * description of every field; this header only names the API.
+ *
+ * Nothing here allocates beyond a bounded scratch zone, logs, or touches a
+ * socket. All functions are thread-safe (no shared mutable state).
+ */
+#ifndef RK_EVENT_H
+#define RK_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RK_EVENT_MAX_BYTES 16384
+#define RK_ID_MAX 64
+
+enum rk_event_type {
+    RK_EV_NONE = 0,
+    RK_EV_KPI_UPDATE,
+    RK_EV_AID_REQUEST,
+    RK_EV_AID_OFFER,
+    RK_EV_AID_ACCEPT,
+    RK_EV_AID_DISPATCH,
+    RK_EV_AID_FULFIL,
+    RK_EV_AID_CANCEL,
+    RK_EV_AID_WITHDRAW,
+};
+
+/* Validation error codes. The names (rk_verr_name) are part of the wire
+ * protocol: a client receives them in an "err" reply. */
+enum rk_verr {
+    RK_V_OK = 0,
+    RK_V_DECODE,            /* E_DECODE: not one complete MessagePack value */
+    RK_V_TOO_LONG,          /* E_TOO_LONG: event or text field over its limit */
+    RK_V_TYPE,              /* E_TYPE: field has the wrong MessagePack type */
+    RK_V_MISSING,           /* E_MISSING: required field absent */
+    RK_V_UNKNOWN_FIELD,     /* E_UNKNOWN_FIELD: field not in the schema */
+    RK_V_EVENT_TYPE,        /* E_EVENT_TYPE: `type` names no event type */
+    RK_V_ID,                /* E_ID: identifier syntax */
+    RK_V_VOCAB,             /* E_VOCAB: value outside a fixed vocabulary */
+    RK_V_UNIT,              /* E_UNIT: unit does not match the resource */
+    RK_V_RANGE,             /* E_RANGE: number outside its range */
+    RK_V_TEXT,              /* E_TEXT: bad UTF-8, control characters, blank */
+    RK_V_TIME,              /* E_TIME: bad RFC 3339 time or time rule */
+    RK_V_CODE_FORMAT,       /* E_CODE_FORMAT: municipality not six digits */
+    RK_V_CODE_PREFECTURE,   /* E_CODE_PREFECTURE: prefecture not 01..47 */
+    RK_V_CHECK_DIGIT,       /* E_CHECK_DIGIT */
+    RK_V_UNKNOWN_MUNICIPALITY, /* E_UNKNOWN_MUNICIPALITY */
+    RK_V_POLICY_AREA,       /* E_POLICY_AREA: not a KPI taxonomy item */
+    RK_V__COUNT
+};
+
+/* What the broker needs from a valid event. Strings are NUL-terminated
+ * copies, so the struct outlives the buffer it was read from. */
+struct rk_event_info {
+    enum rk_event_type type;
+    char municipality[7];            /* publisher's code */
+    char event_id[RK_ID_MAX + 1];
+    char request_id[RK_ID_MAX + 1];  /* aid events; "" otherwise */
+    char kpi_id[RK_ID_MAX + 1];      /* kpi.update; "" otherwise */
+    int fiscal_year;                 /* kpi.update; 0 otherwise */
+    int64_t sent_at_ns;              /* publisher's clock, ns since epoch (UTC) */
+};
+
+/* Why an event was refused: a code and a message of the form
+ * "<type>.<field>: <reason>", e.g. "offer.quantity: must be 1..10000000, got -5". */
+struct rk_verror {
+    enum rk_verr code;
+    char message[256];
+};
+
+/* Validates the MessagePack bytes [buf, buf+len) as one event.
+ * `now_ns` is the receiver's clock (ns since the epoch), used for the
+ * "sent_at not more than 24 h ahead" rule; pass 0 to skip that rule.
+ * On success returns RK_V_OK and fills *info (may be NULL). On failure
+ * returns the code, fills *err (may be NULL) and leaves *info unspecified. */
+enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
+                               struct rk_event_info *info, struct rk_verror *err);
+
+/* "kpi.update", "aid.request", ...; NULL for RK_EV_NONE or out of range. */
+const char *rk_event_type_name(enum rk_event_type type);
+
+/* The type named by the `len` bytes at `name`, or RK_EV_NONE. */
+enum rk_event_type rk_event_type_parse(const char *name, size_t len);
+
+/* "E_RANGE" etc.; "E_UNKNOWN" for a code out of range. Static strings. */
+const char *rk_verr_name(enum rk_verr code);
+
+/* The live-feed topic of a valid event, "<type>/<pp>/<mmmmmm>", e.g.
+ * "aid.offer/27/271004", written to `out` (at least RK_TOPIC_MAX bytes).
+ * Prefix filters on it select by family ("aid."), type ("aid.offer/"),
+ * prefecture ("aid.offer/27/") and municipality ("aid.offer/27/271004"). */
+#define RK_TOPIC_MAX 40
+void rk_event_topic(const struct rk_event_info *info, char *out);
+
+/* The aid resource vocabulary: number of codes, and the i-th code with its
+ * fixed unit in *unit (may be NULL). Static strings; NULL past the end. */
+size_t rk_event_resource_count(void);
+const char *rk_event_resource_at(size_t i, const char **unit);
+
+#endif

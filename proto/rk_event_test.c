@@ -1,0 +1,312 @@
+/* Event validation: the shared scenario, one test per rule, hostile bytes. */
+#include "rk_event.h"
+#include "rk_json.h"
+#include "rk_time.h"
+#include "rk_test.h"
+
+#include <string.h>
+
+static const char base_offer[] =
+    "{\"type\":\"aid.offer\",\"event_id\":\"271004-0001\",\"municipality\":\"271004\","
+    "\"sent_at\":\"2026-02-17T12:00:00+09:00\",\"request_id\":\"REQ-304280-001\","
+    "\"offer_id\":\"OFR-271004-001\",\"resource\":\"water.drinking\",\"quantity\":30000,"
+    "\"unit\":\"L\",\"eta\":\"2026-02-17T18:00:00+09:00\",\"note\":\"給水車2台\"}";
+
+static const char base_request[] =
+    "{\"type\":\"aid.request\",\"event_id\":\"304280-0001\",\"municipality\":\"304280\","
+    "\"sent_at\":\"2026-02-17T11:10:22+09:00\",\"request_id\":\"REQ-304280-001\",\"version\":1,"
+    "\"resource\":\"water.drinking\",\"quantity\":20000,\"unit\":\"L\",\"urgency\":\"high\","
+    "\"location\":{\"lat\":33.49,\"lon\":135.78,\"place\":\"串本町\"},"
+    "\"deadline\":\"2026-02-17T23:10:00+09:00\"}";
+
+static const char base_kpi[] =
+    "{\"type\":\"kpi.update\",\"event_id\":\"KPI-431001-001:FY2018\",\"municipality\":\"431001\","
+    "\"sent_at\":\"2026-04-01T09:00:00+09:00\",\"kpi_id\":\"KPI-431001-001\",\"policy_area\":\"a.b\","
+    "\"name\":\"圏域内の創業者数（年間）\",\"unit\":\"人\",\"aggregation\":\"annual\",\"fiscal_year\":2018,"
+    "\"baseline\":{\"value\":772,\"fy\":2016,\"label\":\"H28\"},"
+    "\"target\":{\"value\":1000,\"fy\":2020,\"fy_from\":2016},"
+    "\"current\":{\"value\":1084.5,\"fy\":2018,\"as_of\":\"2019-03\"}}";
+
+/* Validates the JSON text after converting it to MessagePack. */
+static enum rk_verr check_json_text(const char *text, int64_t now, struct rk_event_info *info,
+                                    struct rk_verror *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, 0, &jerr);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    enum rk_verr rc = RK_V__COUNT;
+    if (j && rk_json_to_msgpack(j, &sb) == 0)
+        rc = rk_event_validate(sb.data, sb.size, now, info, err);
+    msgpack_sbuffer_destroy(&sb);
+    json_decref(j);
+    return rc;
+}
+
+/* Sets (or with value NULL deletes) the field at a dotted path in a copy of
+ * `base`, then validates. */
+static enum rk_verr mutate(const char *base, const char *path, const char *value,
+                           struct rk_verror *err)
+{
+    json_t *j = json_loads(base, 0, NULL), *obj = j;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *key = buf, *dot;
+    while ((dot = strchr(key, '.')) && json_object_get(obj, (*dot = '\0', key))) {
+        obj = json_object_get(obj, key);
+        key = dot + 1;
+    }
+    if (dot)
+        *dot = '.'; /* a dotted key that is not a path, e.g. a vocabulary code */
+    if (value)
+        json_object_set_new(obj, key, json_loads(value, JSON_DECODE_ANY, NULL));
+    else
+        json_object_del(obj, key);
+    char *text = json_dumps(j, 0);
+    enum rk_verr rc = check_json_text(text, 0, NULL, err);
+    free(text);
+    json_decref(j);
+    return rc;
+}
+
+struct rule {
+    const char *base, *path, *value;
+    enum rk_verr want;
+    const char *in_message;
+};
+
+static const struct rule rules[] = {
+    {base_offer, "quantity", "-5", RK_V_RANGE, "offer.quantity: must be 1..10000000, got -5"},
+    {base_offer, "quantity", "0", RK_V_RANGE, "got 0"},
+    {base_offer, "quantity", "10000001", RK_V_RANGE, "10000001"},
+    {base_offer, "quantity", "2.5", RK_V_TYPE, "must be an integer, got float"},
+    {base_offer, "quantity", "\"5\"", RK_V_TYPE, "got string"},
+    {base_offer, "quantity", "true", RK_V_TYPE, "got boolean"},
+    {base_offer, "quantity", NULL, RK_V_MISSING, "offer.quantity: required"},
+    {base_offer, "type", NULL, RK_V_MISSING, "event.type: required"},
+    {base_offer, "type", "\"aid.gift\"", RK_V_EVENT_TYPE, "aid.gift"},
+    {base_offer, "type", "7", RK_V_TYPE, "event.type"},
+    {base_offer, "colour", "\"red\"", RK_V_UNKNOWN_FIELD, "colour"},
+    {base_offer, "event_id", "\"\"", RK_V_ID, "event_id"},
+    {base_offer, "event_id", "\"a b\"", RK_V_ID, "event_id"},
+    {base_offer, "event_id", "\"x123456789x123456789x123456789x123456789x123456789x123456789xxxxx\"",
+     RK_V_ID, "1..64"},
+    {base_offer, "offer_id", "\"OFR/1\"", RK_V_ID, "offer_id"},
+    {base_offer, "municipality", "\"27100\"", RK_V_CODE_FORMAT, "municipality"},
+    {base_offer, "municipality", "\"481009\"", RK_V_CODE_PREFECTURE, "municipality"},
+    {base_offer, "municipality", "\"271005\"", RK_V_CHECK_DIGIT, "must be 4"},
+    {base_offer, "municipality", "\"271993\"", RK_V_UNKNOWN_MUNICIPALITY, "271993"},
+    {base_offer, "resource", "\"water.wine\"", RK_V_VOCAB, "water.wine"},
+    {base_offer, "unit", "\"kL\"", RK_V_UNIT, "counted in L"},
+    {base_offer, "sent_at", "\"2026-02-17 12:00\"", RK_V_TIME, "sent_at"},
+    {base_offer, "sent_at", "\"1999-12-31T23:59:59Z\"", RK_V_TIME, "2000"},
+    {base_offer, "eta", "\"2026-02-17T10:59:59+09:00\"", RK_V_TIME, "1 h before"},
+    {base_offer, "eta", "\"2027-02-19T12:00:00+09:00\"", RK_V_TIME, "366 days"},
+    {base_offer, "note", "\"bell\\u0007\"", RK_V_TEXT, "control character"},
+    {base_offer, "note", "\"\\u0000\"", RK_V_TEXT, "control character"},
+    {base_offer, "note", "\"tab\\tand\\nnewline are fine\"", RK_V_OK, ""},
+    {base_request, "deadline", "\"2026-02-17T11:10:22+09:00\"", RK_V_TIME, "after sent_at"},
+    {base_request, "deadline", "\"2027-02-19T11:10:22+09:00\"", RK_V_TIME, "366 days"},
+    {base_request, "urgency", "\"urgent\"", RK_V_VOCAB, "critical|high|medium|low"},
+    {base_request, "data_class", "\"secret\"", RK_V_VOCAB, "open|restricted"},
+    {base_request, "data_class", "\"restricted\"", RK_V_OK, ""},
+    {base_request, "version", "0", RK_V_RANGE, "request.version"},
+    {base_request, "location.lat", "19.9", RK_V_RANGE, "request.location.lat: must be 20..46"},
+    {base_request, "location.lon", "155", RK_V_RANGE, "location.lon"},
+    {base_request, "location.lon", NULL, RK_V_MISSING, "location.lon"},
+    {base_request, "location.floor", "3", RK_V_UNKNOWN_FIELD, "floor"},
+    {base_request, "location", "\"Kushimoto\"", RK_V_TYPE, "location"},
+    {base_request, "location.place", "\"x\"", RK_V_OK, ""},
+    {base_kpi, "policy_area", "\"a\"", RK_V_POLICY_AREA, "policy_area"},
+    {base_kpi, "policy_area", "\"u.C.d\"", RK_V_OK, ""},
+    {base_kpi, "aggregation", "\"sum\"", RK_V_VOCAB, "aggregation"},
+    {base_kpi, "fiscal_year", "1999", RK_V_RANGE, "fiscal_year"},
+    {base_kpi, "current.fy", "2017", RK_V_RANGE, "must equal fiscal_year (2018)"},
+    {base_kpi, "baseline.value", "\"772\"", RK_V_TYPE, "kpi.update.baseline.value"},
+    {base_kpi, "baseline.fy", NULL, RK_V_MISSING, "baseline.fy"},
+    {base_kpi, "target.fy_from", "2021", RK_V_RANGE, "target.fy_from"},
+    {base_kpi, "current.as_of", "\"2019-13\"", RK_V_TIME, "as_of"},
+    {base_kpi, "current.label", "\"R1 but a label longer than thirty-two bytes\"", RK_V_TOO_LONG, "32"},
+    {base_kpi, "name", "\"   \"", RK_V_TEXT, "blank"},
+    {base_kpi, "name", "\"\\u3000\"", RK_V_TEXT, "blank"},
+    {base_kpi, "unit", NULL, RK_V_MISSING, "kpi.update.unit"},
+};
+
+static void test_each_rule(void)
+{
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        const struct rule *r = &rules[i];
+        struct rk_verror err;
+        enum rk_verr rc = mutate(r->base, r->path, r->value, &err);
+        int ok = rc == r->want && strstr(err.message, r->in_message) != NULL;
+        if (!ok)
+            fprintf(stderr, "rule %zu (%s=%s): got %s \"%s\", want %s containing \"%s\"\n", i,
+                    r->path, r->value ? r->value : "(deleted)", rk_verr_name(rc), err.message,
+                    rk_verr_name(r->want), r->in_message);
+        RK_CHECK(ok);
+    }
+}
+
+static void test_text_limits(void)
+{
+    static char big[4096], doc[8192];
+    struct rk_verror err;
+    memset(big, 'x', 2049);
+    big[2049] = '\0';
+    snprintf(doc, sizeof doc, "\"%s\"", big);
+    RK_CHECK(mutate(base_offer, "note", doc, &err) == RK_V_TOO_LONG);
+    big[2048] = '\0';
+    snprintf(doc, sizeof doc, "\"%s\"", big);
+    RK_CHECK(mutate(base_offer, "note", doc, &err) == RK_V_OK);
+    RK_CHECK(mutate(base_offer, "note", "\"emoji \xf0\x9f\x9a\xb0 ok\"", &err) == RK_V_OK);
+}
+
+static void test_sent_at_ahead_of_clock(void)
+{
+    struct rk_verror err;
+    int64_t sent = 1771297200LL * RK_NS_PER_SEC; /* 2026-02-17T12:00:00+09:00 */
+    int64_t day = 86400 * RK_NS_PER_SEC;
+    RK_CHECK(check_json_text(base_offer, sent - day + 1, NULL, &err) == RK_V_OK);
+    RK_CHECK(check_json_text(base_offer, sent - day - 1, NULL, &err) == RK_V_TIME);
+    RK_CHECK(strstr(err.message, "24 h ahead") != NULL);
+}
+
+static void test_info_and_topic(void)
+{
+    struct rk_event_info info;
+    struct rk_verror err;
+    char topic[RK_TOPIC_MAX];
+    RK_CHECK(check_json_text(base_offer, 0, &info, &err) == RK_V_OK);
+    RK_CHECK(info.type == RK_EV_AID_OFFER);
+    RK_CHECK_STR(info.municipality, "271004");
+    RK_CHECK_STR(info.event_id, "271004-0001");
+    RK_CHECK_STR(info.request_id, "REQ-304280-001");
+    RK_CHECK(info.sent_at_ns == 1771297200LL * RK_NS_PER_SEC);
+    rk_event_topic(&info, topic);
+    RK_CHECK_STR(topic, "aid.offer/27/271004");
+    RK_CHECK(check_json_text(base_kpi, 0, &info, &err) == RK_V_OK);
+    RK_CHECK_STR(info.kpi_id, "KPI-431001-001");
+    RK_CHECK(info.fiscal_year == 2018);
+    rk_event_topic(&info, topic);
+    RK_CHECK_STR(topic, "kpi.update/43/431001");
+}
+
+/* Bytes that are not a sane MessagePack map, straight off a socket. */
+static void test_hostile_bytes(void)
+{
+    struct {
+        const char *what;
+        unsigned char bytes[16];
+        size_t len;
+        enum rk_verr want;
+    } cases[] = {
+        {"empty", {0}, 0, RK_V_DECODE},
+        {"array", {0x91, 0x01}, 2, RK_V_TYPE},
+        {"integer", {0x05}, 1, RK_V_TYPE},
+        {"truncated map", {0x82, 0xa1, 'a'}, 3, RK_V_DECODE},
+        {"map32 of 2^32-1 pairs", {0xdf, 0xff, 0xff, 0xff, 0xff}, 5, RK_V_DECODE},
+        {"array32 of 2^32-1", {0xdd, 0xff, 0xff, 0xff, 0xff, 0x00}, 6, RK_V_DECODE},
+        {"str32 of 4 GiB", {0xdb, 0xff, 0xff, 0xff, 0xff, 'x'}, 6, RK_V_DECODE},
+        {"bin32 of 4 GiB", {0xc6, 0xff, 0xff, 0xff, 0xff}, 5, RK_V_DECODE},
+        {"ext32 of 4 GiB", {0xc9, 0xff, 0xff, 0xff, 0xff, 0x01}, 6, RK_V_DECODE},
+        {"reserved 0xc1", {0xc1}, 1, RK_V_DECODE},
+        {"trailing byte", {0x80, 0x00}, 2, RK_V_DECODE},
+        {"int key", {0x81, 0x01, 0x01}, 3, RK_V_MISSING},
+        {"nil type", {0x81, 0xa4, 't', 'y', 'p', 'e', 0xc0}, 7, RK_V_TYPE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rk_verror err;
+        enum rk_verr rc = rk_event_validate(cases[i].bytes, cases[i].len, 0, NULL, &err);
+        if (rc != cases[i].want)
+            fprintf(stderr, "%s: got %s (%s)\n", cases[i].what, rk_verr_name(rc), err.message);
+        RK_CHECK(rc == cases[i].want);
+    }
+    /* 10,000 nested arrays: refused without recursing that deep */
+    static unsigned char deep[10001];
+    memset(deep, 0x91, 10000);
+    deep[10000] = 0x01;
+    RK_CHECK(rk_event_validate(deep, sizeof deep, 0, NULL, NULL) == RK_V_DECODE);
+    /* over the size limit, whatever it holds */
+    static unsigned char big[RK_EVENT_MAX_BYTES + 1];
+    RK_CHECK(rk_event_validate(big, sizeof big, 0, NULL, NULL) == RK_V_TOO_LONG);
+    /* duplicate key */
+    unsigned char dup[] = {0x82, 0xa4, 't', 'y', 'p', 'e', 0xa9, 'a', 'i', 'd', '.', 'o', 'f',
+                           'f', 'e', 'r', 0xa4, 't', 'y', 'p', 'e', 0xa9, 'a', 'i', 'd', '.',
+                           'o', 'f', 'f', 'e', 'r'};
+    struct rk_verror err;
+    RK_CHECK(rk_event_validate(dup, sizeof dup, 0, NULL, &err) == RK_V_DECODE);
+    RK_CHECK(strstr(err.message, "twice") != NULL);
+}
+
+/* The whole shared disaster scenario is valid at the schema level. */
+static void test_shared_scenario(void)
+{
+    char path[512], line[20000];
+    FILE *f = fopen(rk_test_shared("disaster_scenario.jsonl", path, sizeof path), "r");
+    RK_CHECK(f != NULL);
+    if (!f)
+        return;
+    int n = 0, bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        struct rk_verror err;
+        n++;
+        if (check_json_text(line, 0, NULL, &err) != RK_V_OK) {
+            fprintf(stderr, "scenario line %d: %s\n", n, err.message);
+            bad++;
+        }
+    }
+    fclose(f);
+    RK_CHECK(n == 204);
+    RK_CHECK(bad == 0);
+}
+
+/* The compiled vocabulary is the one proto/data/aid_resources.csv documents. */
+static void test_resource_table_matches_csv(void)
+{
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/proto/data/aid_resources.csv", getenv("RK_SOURCE_DIR"));
+    FILE *f = fopen(path, "r");
+    RK_CHECK(f != NULL);
+    if (!f)
+        return;
+    size_t n = 0, mismatched = 0;
+    if (!fgets(line, sizeof line, f))
+        line[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        char *fields[5] = {0}, *save = NULL, *p = line;
+        for (int k = 0; k < 5; k++, p = NULL)
+            fields[k] = strtok_r(p, ",", &save);
+        const char *unit = NULL, *code = rk_event_resource_at(n, &unit);
+        if (!code || !fields[4] || strcmp(code, fields[0]) || strcmp(unit, fields[4]))
+            mismatched++;
+        n++;
+    }
+    fclose(f);
+    RK_CHECK(n == rk_event_resource_count());
+    RK_CHECK(n == 30);
+    RK_CHECK(mismatched == 0);
+}
+
+static void test_names(void)
+{
+    RK_CHECK_STR(rk_verr_name(RK_V_CHECK_DIGIT), "E_CHECK_DIGIT");
+    RK_CHECK_STR(rk_verr_name(RK_V__COUNT), "E_UNKNOWN");
+    RK_CHECK(rk_event_type_parse("aid.fulfil", 10) == RK_EV_AID_FULFIL);
+    RK_CHECK(rk_event_type_parse("aid.fulfill", 11) == RK_EV_NONE);
+    RK_CHECK(rk_event_type_name(RK_EV_NONE) == NULL);
+    for (int c = 1; c < RK_V__COUNT; c++)
+        RK_CHECK(strncmp(rk_verr_name((enum rk_verr)c), "E_", 2) == 0);
+}
+
+int main(void)
+{
+    RK_RUN(test_each_rule);
+    RK_RUN(test_text_limits);
+    RK_RUN(test_sent_at_ahead_of_clock);
+    RK_RUN(test_info_and_topic);
+    RK_RUN(test_hostile_bytes);
+    RK_RUN(test_shared_scenario);
+    RK_RUN(test_resource_table_matches_csv);
+    RK_RUN(test_names);
+    return rk_test_result();
+}

@@ -1,0 +1,284 @@
+#include "rk_wire.h"
+
+#include <string.h>
+
+static const char *const cmd_names[] = {
+    [RK_CMD_PUB] = "pub", [RK_CMD_ACK] = "ack", [RK_CMD_ERR] = "err",
+    [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
+    [RK_CMD_LIVE] = "live",
+};
+#define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
+
+/* Number of array elements each command has, version and command included. */
+static const unsigned cmd_arity[] = {
+    [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
+    [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 5,
+};
+
+const char *rk_wire_cmd_name(enum rk_wire_cmd cmd)
+{
+    if ((unsigned)cmd == RK_CMD_NONE || (unsigned)cmd >= NCMDS)
+        return NULL;
+    return cmd_names[cmd];
+}
+
+/* ---- writing: the buffer is sized by us, so overflow is tracked, not asserted */
+
+struct writer {
+    unsigned char *p;
+    size_t len, cap;
+    int overflow;
+};
+
+static void put(struct writer *w, const void *src, size_t n)
+{
+    if (w->overflow || w->cap - w->len < n) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+static void put_byte(struct writer *w, unsigned b)
+{
+    unsigned char c = (unsigned char)b;
+    put(w, &c, 1);
+}
+
+/* Smallest encoding, as MessagePack recommends; decoders accept any. */
+static void put_uint(struct writer *w, uint64_t v)
+{
+    unsigned char b[9];
+    int n;
+    if (v < 128) {
+        put_byte(w, (unsigned)v);
+        return;
+    }
+    if (v <= 0xff) { b[0] = 0xcc; n = 1; }
+    else if (v <= 0xffff) { b[0] = 0xcd; n = 2; }
+    else if (v <= 0xffffffffu) { b[0] = 0xce; n = 4; }
+    else { b[0] = 0xcf; n = 8; }
+    for (int i = 0; i < n; i++)
+        b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    put(w, b, (size_t)n + 1);
+}
+
+/* Cut at `max` bytes without splitting a UTF-8 sequence. */
+static size_t utf8_clip(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n == max)
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    return n;
+}
+
+static void put_str(struct writer *w, const char *s, size_t max)
+{
+    size_t n = utf8_clip(s, max);
+    if (n < 32) {
+        put_byte(w, 0xa0 | (unsigned)n);
+    } else {
+        put_byte(w, 0xd9);
+        put_byte(w, (unsigned)n);
+    }
+    put(w, s, n);
+}
+
+size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
+{
+    const char *name = rk_wire_cmd_name(h->cmd);
+    if (!name)
+        return 0;
+    struct writer w = {buf, 0, cap, 0};
+    put_byte(&w, 0x90 | cmd_arity[h->cmd]);
+    put_uint(&w, RK_WIRE_VERSION);
+    put_str(&w, name, 16);
+    put_uint(&w, h->corr);
+    switch (h->cmd) {
+    case RK_CMD_ACK:
+    case RK_CMD_EVT:
+    case RK_CMD_LIVE:
+        put_uint(&w, h->seq);
+        put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        break;
+    case RK_CMD_ERR:
+        put_str(&w, h->code, sizeof h->code - 1);
+        put_str(&w, h->message, sizeof h->message - 1);
+        break;
+    case RK_CMD_REPLAY:
+        put_uint(&w, h->from_seq);
+        put_uint(&w, h->to_seq);
+        put_uint(&w, h->limit);
+        break;
+    case RK_CMD_END:
+        put_uint(&w, h->next_seq);
+        put_uint(&w, h->head_seq);
+        break;
+    default:
+        break;
+    }
+    return w.overflow ? 0 : w.len;
+}
+
+/* ---- reading: bytes from the network, every length is checked */
+
+struct reader {
+    const unsigned char *p;
+    size_t len, off;
+};
+
+static int get_be(struct reader *r, int n, uint64_t *v)
+{
+    if (r->len - r->off < (size_t)n)
+        return -1;
+    *v = 0;
+    for (int i = 0; i < n; i++)
+        *v = (*v << 8) | r->p[r->off++];
+    return 0;
+}
+
+/* Any integer encoding of a non-negative value. */
+static int get_uint(struct reader *r, uint64_t *v)
+{
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    uint64_t raw;
+    if (t < 0x80) {
+        *v = t;
+        return 0;
+    }
+    switch (t) {
+    case 0xcc: return get_be(r, 1, v);
+    case 0xcd: return get_be(r, 2, v);
+    case 0xce: return get_be(r, 4, v);
+    case 0xcf: return get_be(r, 8, v);
+    case 0xd0: if (get_be(r, 1, &raw)) return -1; if (raw & 0x80ull) return -1; break;
+    case 0xd1: if (get_be(r, 2, &raw)) return -1; if (raw & 0x8000ull) return -1; break;
+    case 0xd2: if (get_be(r, 4, &raw)) return -1; if (raw & 0x80000000ull) return -1; break;
+    case 0xd3: if (get_be(r, 8, &raw)) return -1; if (raw >> 63) return -1; break;
+    default: return -1;
+    }
+    *v = raw;
+    return 0;
+}
+
+/* Points *s at the string's bytes inside the buffer. */
+static int get_str(struct reader *r, const char **s, size_t *n)
+{
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    uint64_t len;
+    if ((t & 0xe0) == 0xa0)
+        len = t & 0x1f;
+    else if (t == 0xd9) { if (get_be(r, 1, &len)) return -1; }
+    else if (t == 0xda) { if (get_be(r, 2, &len)) return -1; }
+    else if (t == 0xdb) { if (get_be(r, 4, &len)) return -1; }
+    else
+        return -1;
+    if (r->len - r->off < len)
+        return -1;
+    *s = (const char *)r->p + r->off;
+    *n = (size_t)len;
+    r->off += (size_t)len;
+    return 0;
+}
+
+static int get_array_len(struct reader *r, uint64_t *n)
+{
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    if ((t & 0xf0) == 0x90) {
+        *n = t & 0x0f;
+        return 0;
+    }
+    if (t == 0xdc)
+        return get_be(r, 2, n);
+    if (t == 0xdd)
+        return get_be(r, 4, n);
+    return -1;
+}
+
+static int get_text(struct reader *r, char *out, size_t cap)
+{
+    const char *s;
+    size_t n;
+    if (get_str(r, &s, &n))
+        return -1;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return memchr(out, '\0', n) ? -1 : 0;
+}
+
+static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
+{
+    for (unsigned i = 1; i < NCMDS; i++)
+        if (strlen(cmd_names[i]) == n && memcmp(cmd_names[i], s, n) == 0)
+            return (enum rk_wire_cmd)i;
+    return RK_CMD_NONE;
+}
+
+static int decode_body(struct reader *r, struct rk_wire_hdr *h)
+{
+    uint64_t a, b, c;
+    switch (h->cmd) {
+    case RK_CMD_ACK:
+    case RK_CMD_EVT:
+    case RK_CMD_LIVE:
+        if (get_uint(r, &a) || get_uint(r, &b) || b > INT64_MAX)
+            return -1;
+        h->seq = a;
+        h->recv_ns = (int64_t)b;
+        return 0;
+    case RK_CMD_ERR:
+        return get_text(r, h->code, sizeof h->code) ||
+               get_text(r, h->message, sizeof h->message) ? -1 : 0;
+    case RK_CMD_REPLAY:
+        if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c) || c > UINT32_MAX)
+            return -1;
+        h->from_seq = a;
+        h->to_seq = b;
+        h->limit = (uint32_t)c;
+        return 0;
+    case RK_CMD_END:
+        if (get_uint(r, &a) || get_uint(r, &b))
+            return -1;
+        h->next_seq = a;
+        h->head_seq = b;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
+{
+    struct reader r = {buf, len, 0};
+    uint64_t n, version;
+    const char *name;
+    size_t name_len;
+
+    memset(h, 0, sizeof *h);
+    if (get_array_len(&r, &n) || n < 3)
+        return -1;
+    if (get_uint(&r, &version) || version != RK_WIRE_VERSION)
+        return -1;
+    if (get_str(&r, &name, &name_len))
+        return -1;
+    h->cmd = parse_cmd(name, name_len);
+    if (h->cmd == RK_CMD_NONE || n < cmd_arity[h->cmd])
+        return -1;
+    if (get_uint(&r, &h->corr))
+        return -1;
+    if (decode_body(&r, h)) {
+        h->cmd = RK_CMD_NONE;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * rk_wire - the header frame of every renkei message (protocol version 1).
+ *
+ * Every ZeroMQ message between renkei peers starts with one header frame:
+ * a MessagePack array [version, command, corr, ...], followed for some
+ * commands by one event frame holding the event's MessagePack bytes.
+ * proto/PROTOCOL.md section 3 is normative; in short:
+ *
+ *   pub    [1, "pub",    corr]                          + event frame
+ *   ack    [1, "ack",    corr, seq, recv_ns]
+ *   err    [1, "err",    corr, code, message]
+ *   replay [1, "replay", corr, from_seq, to_seq, limit]
+ *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
+ *   end    [1, "end",    corr, next_seq, head_seq]
+ *   live   [1, "live",   0,    seq, recv_ns]            + event frame
+ *
+ * `corr` is chosen by the client and echoed by the broker; integers are
+ * unsigned. A decoder accepts any MessagePack integer encoding and ignores
+ * trailing array elements it does not know, so a later minor revision can
+ * append fields without breaking version-1 peers.
+ */
+#ifndef RK_WIRE_H
+#define RK_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RK_WIRE_VERSION 1
+#define RK_WIRE_HDR_MAX 512      /* no header this module writes is longer */
+#define RK_REPLAY_LIMIT_MAX 1000 /* events per replay batch */
+
+enum rk_wire_cmd {
+    RK_CMD_NONE = 0,
+    RK_CMD_PUB,
+    RK_CMD_ACK,
+    RK_CMD_ERR,
+    RK_CMD_REPLAY,
+    RK_CMD_EVT,
+    RK_CMD_END,
+    RK_CMD_LIVE,
+};
+
+/* Decoded header. Only the fields of `cmd` are meaningful. */
+struct rk_wire_hdr {
+    enum rk_wire_cmd cmd;
+    uint64_t corr;
+    uint64_t seq;        /* ack, evt, live: the log sequence number */
+    int64_t recv_ns;     /* ack, evt, live: broker receive time */
+    uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
+    uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
+    uint32_t limit;      /* replay: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
+    uint64_t next_seq;   /* end: where the next batch would start */
+    uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
+    char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
+    char message[256];   /* err: "<type>.<field>: <reason>" */
+};
+
+/* Writes the header `h` to `buf` (capacity `cap`, RK_WIRE_HDR_MAX is
+ * always enough). Returns the number of bytes written, or 0 when `cap` is
+ * too small or `h->cmd` is not a command. Strings longer than their field
+ * are truncated at a UTF-8 boundary. */
+size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
+
+/* Parses a header frame. Returns 0 and fills *h, or -1 when the bytes are
+ * not a version-1 header (bad MessagePack, wrong version, unknown command,
+ * missing or mistyped fields). Never reads past `len`. */
+int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h);
+
+/* "pub", "ack", ... ; NULL for RK_CMD_NONE. */
+const char *rk_wire_cmd_name(enum rk_wire_cmd cmd);
+
+#endif

@@ -1,0 +1,118 @@
+#include "rk_wire.h"
+#include "rk_test.h"
+
+static void roundtrip(const struct rk_wire_hdr *in, struct rk_wire_hdr *out)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(in, buf, sizeof buf);
+    RK_CHECK(n > 0);
+    RK_CHECK(rk_wire_decode(buf, n, out) == 0);
+    RK_CHECK(out->cmd == in->cmd);
+    RK_CHECK(out->corr == in->corr);
+}
+
+static void test_roundtrip_every_command(void)
+{
+    struct rk_wire_hdr in = {0}, out;
+    in.cmd = RK_CMD_PUB; in.corr = 7;
+    roundtrip(&in, &out);
+
+    in.cmd = RK_CMD_ACK; in.corr = UINT64_MAX; in.seq = 1ull << 40; in.recv_ns = 1771291326000000000;
+    roundtrip(&in, &out);
+    RK_CHECK(out.seq == in.seq && out.recv_ns == in.recv_ns);
+
+    in.cmd = RK_CMD_EVT; in.seq = 300;
+    roundtrip(&in, &out);
+    RK_CHECK(out.seq == 300);
+    in.cmd = RK_CMD_LIVE; in.corr = 0; in.seq = 65536;
+    roundtrip(&in, &out);
+    RK_CHECK(out.seq == 65536);
+
+    struct rk_wire_hdr e = {.cmd = RK_CMD_ERR, .corr = 3};
+    strcpy(e.code, "E_RANGE");
+    strcpy(e.message, "offer.quantity: must be 1..10000000, got -5");
+    roundtrip(&e, &out);
+    RK_CHECK_STR(out.code, "E_RANGE");
+    RK_CHECK_STR(out.message, e.message);
+
+    struct rk_wire_hdr r = {.cmd = RK_CMD_REPLAY, .corr = 9, .from_seq = 1, .to_seq = 0, .limit = 1000};
+    roundtrip(&r, &out);
+    RK_CHECK(out.from_seq == 1 && out.to_seq == 0 && out.limit == 1000);
+
+    struct rk_wire_hdr d = {.cmd = RK_CMD_END, .corr = 9, .next_seq = 1001, .head_seq = 5000};
+    roundtrip(&d, &out);
+    RK_CHECK(out.next_seq == 1001 && out.head_seq == 5000);
+}
+
+/* The worked example in PROTOCOL.md must stay true. */
+static void test_documented_bytes(void)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PUB, .corr = 1};
+    unsigned char buf[64];
+    static const unsigned char pub[] = {0x93, 0x01, 0xa3, 'p', 'u', 'b', 0x01};
+    RK_CHECK(rk_wire_encode(&h, buf, sizeof buf) == sizeof pub);
+    RK_CHECK(memcmp(buf, pub, sizeof pub) == 0);
+}
+
+static void test_every_truncation_refused(void)
+{
+    struct rk_wire_hdr r = {.cmd = RK_CMD_REPLAY, .corr = 123456, .from_seq = 70000, .to_seq = 1ull << 33, .limit = 500};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr out;
+    size_t n = rk_wire_encode(&r, buf, sizeof buf);
+    for (size_t i = 0; i < n; i++)
+        RK_CHECK(rk_wire_decode(buf, i, &out) == -1);
+}
+
+static void test_bad_headers_refused(void)
+{
+    struct rk_wire_hdr out;
+    static const unsigned char v2[] = {0x93, 0x02, 0xa3, 'p', 'u', 'b', 0x01};
+    static const unsigned char unknown[] = {0x93, 0x01, 0xa3, 'p', 'u', 'x', 0x01};
+    static const unsigned char short_ack[] = {0x94, 0x01, 0xa3, 'a', 'c', 'k', 0x01, 0x05};
+    static const unsigned char neg_corr[] = {0x93, 0x01, 0xa3, 'p', 'u', 'b', 0xff};
+    static const unsigned char not_array[] = {0x81, 0x01, 0x01};
+    static const unsigned char nul_in_code[] = {0x95, 0x01, 0xa3, 'e', 'r', 'r', 0x01, 0xa2, 'E', 0x00, 0xa0};
+    RK_CHECK(rk_wire_decode(v2, sizeof v2, &out) == -1);
+    RK_CHECK(rk_wire_decode(unknown, sizeof unknown, &out) == -1);
+    RK_CHECK(rk_wire_decode(short_ack, sizeof short_ack, &out) == -1);
+    RK_CHECK(rk_wire_decode(neg_corr, sizeof neg_corr, &out) == -1);
+    RK_CHECK(rk_wire_decode(not_array, sizeof not_array, &out) == -1);
+    RK_CHECK(rk_wire_decode(nul_in_code, sizeof nul_in_code, &out) == -1);
+    RK_CHECK(rk_wire_decode("", 0, &out) == -1);
+}
+
+static void test_lenient_where_documented(void)
+{
+    struct rk_wire_hdr out;
+    /* corr as uint32 and as a non-negative int8, plus one unknown trailing element */
+    static const unsigned char wide[] = {0x94, 0x01, 0xa3, 'p', 'u', 'b', 0xce, 0, 0, 0, 5, 0xc0};
+    static const unsigned char signed_pos[] = {0x93, 0x01, 0xa3, 'p', 'u', 'b', 0xd0, 0x05};
+    RK_CHECK(rk_wire_decode(wide, sizeof wide, &out) == 0 && out.corr == 5);
+    RK_CHECK(rk_wire_decode(signed_pos, sizeof signed_pos, &out) == 0 && out.corr == 5);
+}
+
+static void test_long_error_text_clipped_on_utf8_boundary(void)
+{
+    struct rk_wire_hdr e = {.cmd = RK_CMD_ERR}, out;
+    memset(e.message, 0, sizeof e.message);
+    for (size_t i = 0; i + 3 < sizeof e.message; i += 3)
+        memcpy(e.message + i, "\xe6\xb0\xb4", 3);  /* 水 repeated */
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&e, buf, sizeof buf);
+    RK_CHECK(n > 0);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0);
+    RK_CHECK(strlen(out.message) % 3 == 0);
+    RK_CHECK(rk_wire_encode(&e, buf, 10) == 0);
+}
+
+int main(void)
+{
+    RK_RUN(test_roundtrip_every_command);
+    RK_RUN(test_documented_bytes);
+    RK_RUN(test_every_truncation_refused);
+    RK_RUN(test_bad_headers_refused);
+    RK_RUN(test_lenient_where_documented);
+    RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
+    return rk_test_result();
+}

@@ -1,0 +1,115 @@
+"""A client written from PROTOCOL.md alone (Python, pyzmq + msgpack), and
+hostile input: the broker answers or drops it, never crashes, and keeps
+serving well-behaved clients."""
+import json
+
+import msgpack
+import zmq
+
+import harness
+
+TIMEOUT_MS = 10000
+
+
+def recv(sock):
+    if not sock.poll(TIMEOUT_MS):
+        raise AssertionError("no reply from broker")
+    return sock.recv_multipart()
+
+
+def test(b):
+    b.start()
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(b.ingest)
+
+    event = json.loads(harness.scenario_lines(1)[0])
+    body = msgpack.packb(event)
+
+    # The worked example: header bytes 93 01 a3 'pub' 01.
+    assert msgpack.packb([1, "pub", 1]) == bytes.fromhex("9301a373756201")
+    dealer.send_multipart([bytes.fromhex("9301a373756201"), body])
+    (hdr,) = recv(dealer)
+    ack = msgpack.unpackb(hdr)
+    assert ack[:4] == [1, "ack", 1, 1], ack
+    assert isinstance(ack[4], int) and ack[4] > 1_700_000_000 * 10**9
+
+    hostile = [
+        [b"\xc1"],                                     # never-used byte, one frame
+        [b"not msgpack at all", body],                 # header garbage
+        [msgpack.packb([2, "pub", 5]), body],          # unknown version
+        [msgpack.packb([1, "nope", 6]), body],         # unknown command
+        [msgpack.packb([1, "pub", 7])],                # missing event frame
+        [msgpack.packb([1, "pub", 8]), body, body],    # one frame too many
+        [msgpack.packb([1, "pub", 9]), b"\x91" * 5000],            # deep nesting
+        [msgpack.packb([1, "pub", 10]), b"\xdf\xff\xff\xff\xff"],  # map claims 4G entries
+        [msgpack.packb([1, "pub", 11]), b"\xdb\xff\xff\xff\xf0ab"],  # str claims 4 GiB
+        [msgpack.packb([1, "pub", 12]), msgpack.packb({"type": "aid.request", "x": "y" * 20000})],
+        [msgpack.packb([1, "pub", 13]), msgpack.packb([1, 2, 3])],
+        [msgpack.packb([1, "pub", 14]), b""],
+    ]
+    expect_code = {5: None, 6: "E_COMMAND", 7: "E_FRAMES", 8: "E_FRAMES", 9: "E_DECODE",
+                   10: "E_DECODE", 11: "E_DECODE", 12: "E_TOO_LONG", 13: "E_TYPE", 14: "E_DECODE"}
+    for frames in hostile:
+        dealer.send_multipart(frames)
+    errors = {}
+    for _ in range(len(hostile)):
+        (hdr,) = recv(dealer)
+        reply = msgpack.unpackb(hdr)
+        assert reply[0] == 1 and reply[1] == "err", reply
+        errors[reply[2]] = reply[3]
+    for corr, code in expect_code.items():
+        if code:
+            assert errors.get(corr) == code, (corr, errors)
+    assert set(errors.get(c) for c in (0, 5)) <= {"E_HEADER"}, errors
+
+    # An oversized message is dropped by the transport (the connection is
+    # closed); the broker lives on and a new client is served.
+    dealer.send_multipart([msgpack.packb([1, "pub", 15]), b"\x00" * 200_000])
+    fresh = ctx.socket(zmq.DEALER)
+    fresh.linger = 0
+    fresh.connect(b.ingest)
+    event["event_id"] = "304280-9999"
+    fresh.send_multipart([msgpack.packb([1, "pub", 42]), msgpack.packb(event)])
+    ack = msgpack.unpackb(recv(fresh)[0])
+    assert ack[:4] == [1, "ack", 42, 2], ack
+
+    # Replay socket, raw: one batch of everything, then "end".
+    rep = ctx.socket(zmq.DEALER)
+    rep.linger = 0
+    rep.connect(b.replay)
+    rep.send_multipart([msgpack.packb([1, "replay", 77, 1, 0, 1000])])
+    evt = recv(rep)
+    h = msgpack.unpackb(evt[0])
+    assert h[:4] == [1, "evt", 77, 1] and evt[1] == body, h
+    h = msgpack.unpackb(recv(rep)[0])
+    assert h[:4] == [1, "evt", 77, 2], h
+    end = msgpack.unpackb(recv(rep)[0])
+    assert end == [1, "end", 77, 3, 2], end
+    rep.send_multipart([b"\x93\x01\xa3pub\x01"])
+    err = msgpack.unpackb(recv(rep)[0])
+    assert err[1] == "err" and err[3] == "E_COMMAND", err
+
+    # Live feed, raw: topic, header, event bytes.
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"aid.request/30/")
+    sub.connect(b.feed)
+    got = None
+    for i in range(200):   # the first publishes may race the subscription
+        event["event_id"] = f"304280-8{i:03d}"
+        fresh.send_multipart([msgpack.packb([1, "pub", 100 + i]), msgpack.packb(event)])
+        recv(fresh)
+        if sub.poll(50):
+            got = sub.recv_multipart()
+            break
+    assert got is not None, "no live event"
+    assert got[0] == b"aid.request/30/304280", got[0]
+    live = msgpack.unpackb(got[1])
+    assert live[0] == 1 and live[1] == "live" and live[2] == 0 and live[3] >= 3, live
+    assert msgpack.unpackb(got[2])["type"] == "aid.request"
+    ctx.destroy(linger=0)
+
+
+harness.run(test)
