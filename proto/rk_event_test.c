@@ -32,7 +32,7 @@ static enum rk_verr check_json_text(const char *text, int64_t now, struct rk_eve
                                     struct rk_verror *err)
 {
     json_error_t jerr;
-    json_t *j = json_loads(text, 0, &jerr);
+    json_t *j = json_loads(text, JSON_ALLOW_NUL, &jerr);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     enum rk_verr rc = RK_V__COUNT;
@@ -59,10 +59,10 @@ static enum rk_verr mutate(const char *base, const char *path, const char *value
     if (dot)
         *dot = '.'; /* a dotted key that is not a path, e.g. a vocabulary code */
     if (value)
-        json_object_set_new(obj, key, json_loads(value, JSON_DECODE_ANY, NULL));
+        json_object_set_new(obj, key, json_loads(value, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
     else
         json_object_del(obj, key);
-    char *text = json_dumps(j, 0);
+    char *text = json_dumps(j, 0); /* a NUL is written escaped */
     enum rk_verr rc = check_json_text(text, 0, NULL, err);
     free(text);
     json_decref(j);

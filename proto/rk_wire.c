@@ -272,7 +272,9 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
     if (get_str(&r, &name, &name_len))
         return -1;
     h->cmd = parse_cmd(name, name_len);
-    if (h->cmd == RK_CMD_NONE || n < cmd_arity[h->cmd])
+    if (h->cmd == RK_CMD_NONE) /* well formed, but a command we do not know */
+        return get_uint(&r, &h->corr) ? -1 : 0;
+    if (n < cmd_arity[h->cmd])
         return -1;
     if (get_uint(&r, &h->corr))
         return -1;

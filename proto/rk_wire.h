@@ -62,8 +62,10 @@ struct rk_wire_hdr {
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
 
 /* Parses a header frame. Returns 0 and fills *h, or -1 when the bytes are
- * not a version-1 header (bad MessagePack, wrong version, unknown command,
- * missing or mistyped fields). Never reads past `len`. */
+ * not a version-1 header (bad MessagePack, wrong version, missing or
+ * mistyped fields). A well-formed header naming a command this version does
+ * not know returns 0 with h->cmd == RK_CMD_NONE and h->corr set, so the
+ * peer can answer E_COMMAND. Never reads past `len`. */
 int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h);
 
 /* "pub", "ack", ... ; NULL for RK_CMD_NONE. */
