@@ -55,6 +55,7 @@ static void usage(FILE *out)
         "\n"
         "Options:\n"
         "  -b, --broker ENDPOINT  broker ingest endpoint [%s]\n"
+        "                         (--ingest is the same option, as renkei-broker names it)\n"
         "  -j, --json             report one JSON object per event instead of text\n"
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
@@ -252,13 +253,14 @@ static int run_kpi(struct agent *a, const char *path)
 static int parse_options(int argc, char **argv, struct agent *a)
 {
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'}, {"json", no_argument, NULL, 'j'},
+        {"broker", required_argument, NULL, 'b'}, {"ingest", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "+b:jw:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:jw:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': a->broker = optarg; break;
         case 'j': a->json = 1; break;

@@ -101,8 +101,10 @@ static int recv_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h
     rc = rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), h);
     if (zmq_msg_more(&hdr))
         zmq_msg_recv(&r->event, r->dealer, 0);
-    else
-        zmq_msg_init_size(&r->event, 0);
+    else {
+        zmq_msg_close(&r->event); /* init over live content would leak it */
+        zmq_msg_init(&r->event);
+    }
     /* Frames beyond the event are not in version 1; drop them. */
     while (zmq_msg_more(&r->event)) {
         zmq_msg_t extra;
