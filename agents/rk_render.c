@@ -18,7 +18,7 @@ int rk_render_parse_format(const char *name)
 void rk_render_header(FILE *out, enum rk_render_format fmt)
 {
     if (fmt == RK_RENDER_TABLE)
-        fprintf(out, "%6s  %-19s  %-14s  %-12s  %s\n", "SEQ", "RECEIVED (UTC)", "MUNICIPALITY",
+        fprintf(out, "%6s  %-19s  %-20s  %-12s  %s\n", "SEQ", "RECEIVED (UTC)", "MUNICIPALITY",
                 "EVENT", "DETAIL");
 }
 
@@ -28,14 +28,21 @@ static const char *str_field(json_t *ev, const char *key)
     return s ? s : "";
 }
 
+/* Appends " word" (or "word" at the start) when word is not empty. */
+static void add(char *buf, size_t len, const char *word)
+{
+    size_t used = strlen(buf);
+    if (*word && used < len)
+        snprintf(buf + used, len - used, "%s%s", used ? " " : "", word);
+}
+
 /* The gist of an event in a few words, e.g. "REQ-304280-001 water.drinking 20000 L high". */
 static void gist(json_t *ev, char *buf, size_t len)
 {
     const char *type = str_field(ev, "type");
     json_t *q = json_object_get(ev, "quantity");
     char qty[32] = "";
-    if (json_is_integer(q))
-        snprintf(qty, sizeof qty, "%lld", (long long)json_integer_value(q));
+    buf[0] = '\0';
     if (strcmp(type, "kpi.update") == 0) {
         json_t *cur = json_object_get(ev, "current");
         json_t *tgt = json_object_get(ev, "target");
@@ -43,25 +50,62 @@ static void gist(json_t *ev, char *buf, size_t len)
                  (long long)json_integer_value(json_object_get(ev, "fiscal_year")),
                  str_field(ev, "name"), json_number_value(json_object_get(cur, "value")),
                  json_number_value(json_object_get(tgt, "value")), str_field(ev, "unit"));
-    } else {
-        const char *offer = str_field(ev, "offer_id");
-        snprintf(buf, len, "%s%s%s %s %s %s %s", str_field(ev, "request_id"), *offer ? " " : "",
-                 offer, str_field(ev, "resource"), qty, str_field(ev, "unit"),
-                 str_field(ev, "urgency"));
+        return;
     }
+    if (json_is_integer(q))
+        snprintf(qty, sizeof qty, "%lld", (long long)json_integer_value(q));
+    add(buf, len, str_field(ev, "request_id"));
+    add(buf, len, str_field(ev, "offer_id"));
+    add(buf, len, str_field(ev, "dispatch_id"));
+    add(buf, len, str_field(ev, "resource"));
+    add(buf, len, qty);
+    add(buf, len, str_field(ev, "unit"));
+    add(buf, len, str_field(ev, "urgency"));
+    add(buf, len, str_field(ev, "transport"));
+    add(buf, len, str_field(ev, "reason"));
 }
+
+/* Terminal columns a code point takes: 2 for East Asian wide characters
+ * (the ranges that matter for Japanese names), 1 otherwise. */
+static int columns(unsigned long cp)
+{
+    return (cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) ||
+                   (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
+                   (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
+                   (cp >= 0xffe0 && cp <= 0xffe6)
+               ? 2
+               : 1;
+}
+
+static int display_width(const char *s)
+{
+    int width = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned long cp = *p;
+        int extra = *p >= 0xf0 ? 3 : *p >= 0xe0 ? 2 : *p >= 0xc0 ? 1 : 0;
+        if (extra)
+            cp &= 0x3fu >> extra;
+        p++;
+        for (; extra > 0 && (*p & 0xc0) == 0x80; extra--, p++)
+            cp = cp << 6 | (*p & 0x3f);
+        width += columns(cp);
+    }
+    return width;
+}
+
+#define MUNI_COLUMNS 20
 
 static int render_table(FILE *out, uint64_t seq, const char *when, json_t *ev)
 {
-    char detail[512];
+    char detail[512], who[128];
     const char *code = str_field(ev, "municipality");
     const char *name = rk_muni_name(code);
     const char *type = str_field(ev, "type");
     gist(ev, detail, sizeof detail);
-    /* Names are Japanese: pad by display columns would need wcwidth; a
-     * trailing code keeps the columns readable enough. */
-    return fprintf(out, "%6llu  %.19s  %s(%s)  %-12s  %s\n", (unsigned long long)seq, when,
-                   name ? name : "?", code, type, detail) < 0 ? -1 : 0;
+    snprintf(who, sizeof who, "%s(%s)", name ? name : "?", code);
+    int pad = MUNI_COLUMNS - display_width(who);
+    return fprintf(out, "%6llu  %.19s  %s%*s  %-12s  %s\n", (unsigned long long)seq, when, who,
+                   pad > 0 ? pad : 0, "", type, detail) < 0 ? -1 : 0;
 }
 
 int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,

@@ -46,14 +46,16 @@ until grep -q 'following from seq' "$work/sub.err"; do sleep 0.05; done
 
 echo "== 6 Kansai Union members publish KPI updates (renkei-agent kpi)"
 "$bin/renkei-agent" kpi "$demo/kpi_updates_synthetic.csv" >"$work/kpi.out"
+sleep 0.5 # let the subscriber's lines come out before the next heading
 echo "== Wakayama, Tokushima and their neighbours exchange aid requests and offers (renkei-agent send)"
 "$bin/renkei-agent" send "$demo/aid_events.jsonl" >"$work/aid.out"
+sleep 0.5
 echo "== and one mistyped offer, refused with the field and the reason:"
 "$bin/renkei-agent" event '{"type":"aid.offer","event_id":"271403-0001","municipality":"271403","sent_at":"2026-02-17T12:00:00+09:00","request_id":"REQ-304280-001","offer_id":"OFR-271403-001","resource":"water.drinking","quantity":-5,"unit":"L"}' || true
 
 # The subscriber exits after 2 s without events.
 wait "$sub_pid" 2>/dev/null || true; sub_pid=
-sed -n 's/^renkei-sub: /subscriber summary: /p' "$work/sub.err"
+tail -n 1 "$work/sub.err" | sed 's/^renkei-sub: /subscriber summary: /'
 echo
 echo "== audit: the stored history of this run (renkei-replay --from $first --format table)"
 "$bin/renkei-replay" --from "$first" --format table
