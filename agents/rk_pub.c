@@ -57,8 +57,23 @@ void rk_pub_destroy(struct rk_pub **pp)
 
 int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
 {
+    return rk_pub_send_numbered(p, NULL, 0, event, len, corr);
+}
+
+int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
+                         const void *event, size_t len, uint64_t *corr)
+{
     struct rk_wire_hdr h = {.cmd = RK_CMD_PUB, .corr = p->next_corr};
     unsigned char buf[RK_WIRE_HDR_MAX];
+    if (producer) {
+        size_t plen = strlen(producer);
+        if (plen == 0 || plen > RK_WIRE_PRODUCER_MAX || number == 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        memcpy(h.producer, producer, plen + 1);
+        h.producer_seq = number;
+    }
     size_t n = rk_wire_encode(&h, buf, sizeof buf);
 
     if (zmq_send(p->dealer, buf, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)

@@ -41,6 +41,16 @@ void rk_pub_destroy(struct rk_pub **pp);
  * queue is full: receive some results first). */
 int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr);
 
+/* As rk_pub_send, for an idempotent producer: `producer` (1..64 characters
+ * of A-Z a-z 0-9 . _ : -, stable across restarts) numbers its events with
+ * `number` >= 1, increasing. Sending the same (producer, number) again, on
+ * any connection, even after a broker restart, is answered with the
+ * original acknowledgement and stores nothing; a number at or below one the
+ * broker has already seen that was never stored is refused (E_SEQUENCE).
+ * EINVAL for an empty or over-long producer or number 0. */
+int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
+                         const void *event, size_t len, uint64_t *corr);
+
 /* Waits up to `timeout_ms` (-1 = forever) for the next outcome. Returns 0
  * with *res filled, or -1 with errno ETIMEDOUT (nothing arrived) or
  * EPROTO (the broker sent something that is not a reply; it is skipped). */

@@ -1,6 +1,7 @@
 #include "rk_broker.h"
 #include "rk_diag.h"
 #include "rk_event.h"
+#include "rk_producers.h"
 #include "rk_replay.h"
 #include "rk_time.h"
 #include "rk_wire.h"
@@ -25,6 +26,7 @@ struct pending {
     zmq_msg_t event;        /* the received event frame; stored as is */
     uint64_t corr;
     char topic[RK_TOPIC_MAX];
+    char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
 };
 
 struct rk_broker {
@@ -34,10 +36,11 @@ struct rk_broker {
     void *feed;
     struct rk_log *log;
     struct rk_replay *replay;
+    struct rk_producers *producers; /* admitted numbers, batch included */
     struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
-    unsigned long long accepted, refused;
+    unsigned long long accepted, refused, duplicates;
 };
 
 void rk_broker_config_defaults(struct rk_broker_config *cfg)
@@ -126,6 +129,7 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     b->recs = calloc((size_t)cfg->batch_max, sizeof *b->recs);
     if (!b->pend || !b->recs)
         abort();
+    b->producers = rk_producers_new();
     return 0;
 }
 
@@ -139,6 +143,7 @@ static void broker_close(struct rk_broker *b)
     if (b->zctx)
         zmq_ctx_term(b->zctx);
     rk_log_destroy(&b->log);
+    rk_producers_destroy(&b->producers);
     free(b->pend);
     free(b->recs);
 }
@@ -187,6 +192,84 @@ static int recv_body(struct rk_broker *b, zmq_msg_t *hdr, zmq_msg_t *event)
     return frames;
 }
 
+static int commit_batch(struct rk_broker *b);
+
+static void admit(struct rk_broker *b, struct pending *p, const struct rk_wire_hdr *h,
+                  const struct rk_event_info *info)
+{
+    p->corr = h->corr;
+    rk_event_topic(info, p->topic);
+    memcpy(p->producer, h->producer, sizeof p->producer);
+    b->recs[b->npend] = (struct rk_log_rec){
+        .event = zmq_msg_data(&p->event), .event_len = zmq_msg_size(&p->event),
+        .producer = p->producer, .producer_len = strlen(p->producer),
+        .producer_seq = h->producer_seq};
+    b->npend++;
+}
+
+enum admission { ADMIT, ANSWERED };
+
+/* The admitted-number slot of a producer, loaded from the log on first use. */
+static uint64_t *producer_slot(struct rk_broker *b, const char *id)
+{
+    int fresh;
+    size_t len = strlen(id);
+    uint64_t *last = rk_producers_slot(b->producers, id, len, &fresh);
+    if (last && fresh && rk_log_producer_last(b->log, id, len, last) != 0) {
+        rk_producers_clear(b->producers);
+        return NULL;
+    }
+    return last;
+}
+
+/* A number at or below the producer's last is a retry (answered with the
+ * original ack) or one the producer skipped (refused): never a new record. */
+static void answer_retry(struct rk_broker *b, struct pending *p, const struct rk_wire_hdr *h,
+                         uint64_t last)
+{
+    char msg[256];
+    struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = h->corr};
+    /* The original may sit in the uncommitted batch: commit it first. */
+    if (b->npend)
+        commit_batch(b);
+    size_t len = strlen(h->producer);
+    int rc = rk_log_producer_find(b->log, h->producer, len, h->producer_seq, &ack.seq, &ack.recv_ns);
+    if (rc == 0) {
+        send_reply(b, &p->ident, &ack);
+        b->duplicates++;
+        RK_DIAG(RK_DIAG_DEBUG, "publish_duplicate", "producer=%s number=%llu seq=%llu",
+                h->producer, (unsigned long long)h->producer_seq, (unsigned long long)ack.seq);
+    } else if (rc == RK_LOG_EOF) {
+        snprintf(msg, sizeof msg, "pub.number: %llu was skipped by producer %s, which is at %llu; "
+                 "numbers must increase", (unsigned long long)h->producer_seq, h->producer,
+                 (unsigned long long)last);
+        refuse(b, &p->ident, h->corr, "E_SEQUENCE", msg);
+    } else {
+        refuse(b, &p->ident, h->corr, "E_STORAGE", "log: cannot read the producer index; retry later");
+    }
+}
+
+static enum admission admit_number(struct rk_broker *b, struct pending *p,
+                                   const struct rk_wire_hdr *h)
+{
+    if (!rk_event_id_valid(h->producer, strlen(h->producer))) {
+        refuse(b, &p->ident, h->corr, "E_PRODUCER",
+               "pub.producer: must be 1..64 characters of A-Z a-z 0-9 . _ : -");
+        return ANSWERED;
+    }
+    uint64_t *last = producer_slot(b, h->producer);
+    if (!last) {
+        refuse(b, &p->ident, h->corr, "E_STORAGE", "log: cannot read the producer index; retry later");
+        return ANSWERED;
+    }
+    if (h->producer_seq > *last) {
+        *last = h->producer_seq;
+        return ADMIT;
+    }
+    answer_retry(b, p, h, *last);
+    return ANSWERED;
+}
+
 /* Takes one message off the ingest socket. Returns 1 when it validated and
  * joined the batch, 0 when it was refused, -1 when nothing was waiting. */
 static int take_publish(struct rk_broker *b, int64_t now)
@@ -217,12 +300,8 @@ static int take_publish(struct rk_broker *b, int64_t now)
     } else if (rk_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now, &info,
                                  &verr) != RK_V_OK) {
         refuse(b, &p->ident, h.corr, rk_verr_name(verr.code), verr.message);
-    } else {
-        p->corr = h.corr;
-        rk_event_topic(&info, p->topic);
-        b->recs[b->npend] = (struct rk_log_rec){
-            .event = zmq_msg_data(&p->event), .event_len = zmq_msg_size(&p->event)};
-        b->npend++;
+    } else if (!h.producer[0] || admit_number(b, p, &h) == ADMIT) {
+        admit(b, p, &h, &info);
         taken = 1;
     }
 out:
@@ -256,8 +335,11 @@ static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_re
 static int commit_batch(struct rk_broker *b)
 {
     int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, rk_time_now());
-    if (rc)
+    if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%d why=\"%s\"", b->npend, rk_log_strerror(rc));
+        /* The batch's numbers were admitted but not stored: forget them. */
+        rk_producers_clear(b->producers);
+    }
     for (int i = 0; i < b->npend; i++) {
         struct pending *p = &b->pend[i];
         if (rc) {
@@ -325,8 +407,8 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
     /* Whatever already arrived is committed and acknowledged before we go. */
     ingest_turn(&b);
     rc = 0;
-    RK_DIAG(RK_DIAG_INFO, "stopped", "last_seq=%llu accepted=%llu refused=%llu",
-            (unsigned long long)rk_log_last_seq(b.log), b.accepted, b.refused);
+    RK_DIAG(RK_DIAG_INFO, "stopped", "last_seq=%llu accepted=%llu refused=%llu duplicates=%llu",
+            (unsigned long long)rk_log_last_seq(b.log), b.accepted, b.refused, b.duplicates);
 out:
     broker_close(&b);
     return rc;

@@ -9,6 +9,7 @@
 
 #define REC_FORMAT 1
 #define REC_HDR 56
+#define OFF_PRODLEN 1
 #define OFF_PUBLEN 2
 #define OFF_EVLEN 4
 #define OFF_RECV 8
@@ -20,6 +21,7 @@ struct rk_log {
     MDB_env *env;
     MDB_dbi events;
     MDB_dbi meta;
+    MDB_dbi producers;
     uint64_t last_seq;
     int64_t last_recv_ns;
     unsigned char head[RK_LOG_HASH_BYTES];
@@ -61,8 +63,9 @@ static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
     if (val->mv_size < REC_HDR || p[0] != REC_FORMAT)
         return RK_LOG_EBADREC;
     size_t plen = (size_t)get_be(p + OFF_PUBLEN, 2);
+    size_t prodlen = p[OFF_PRODLEN];
     size_t elen = (size_t)get_be(p + OFF_EVLEN, 4);
-    if (REC_HDR + plen + elen != val->mv_size)
+    if (REC_HDR + plen + prodlen + elen != val->mv_size)
         return RK_LOG_EBADREC;
     v->seq = seq;
     v->recv_ns = (int64_t)get_be(p + OFF_RECV, 8);
@@ -70,7 +73,9 @@ static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
     v->hash = p + OFF_HASH;
     v->publisher = p + REC_HDR;
     v->publisher_len = plen;
-    v->event = p + REC_HDR + plen;
+    v->producer = p + REC_HDR + plen;
+    v->producer_len = prodlen;
+    v->event = p + REC_HDR + plen + prodlen;
     v->event_len = elen;
     v->raw = p;
     v->raw_len = val->mv_size;
@@ -157,6 +162,8 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
     if (!rc)
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &log->meta);
     if (!rc)
+        rc = mdb_dbi_open(txn, "producers", MDB_CREATE, &log->producers);
+    if (!rc)
         rc = check_schema(log, txn, why, why_len);
     if (!rc)
         rc = load_head(log, txn);
@@ -228,6 +235,27 @@ const unsigned char *rk_log_head_hash(const struct rk_log *log)
     return log->head;
 }
 
+/* Key of the producer index: the id, a NUL (ids never hold one), the
+ * number big-endian, so one producer's numbers sort together and in order. */
+static size_t producer_key(unsigned char *key, const void *producer, size_t len, uint64_t number)
+{
+    memcpy(key, producer, len);
+    key[len] = 0;
+    put_be(key + len + 1, number, 8);
+    return len + 9;
+}
+
+/* Indexes (producer, number) -> (seq, recv_ns), in the append's transaction. */
+static int index_producer(struct rk_log *log, MDB_txn *txn, const struct rk_log_rec *rec)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 9], val[16];
+    MDB_val k = {producer_key(key, rec->producer, rec->producer_len, rec->producer_seq), key};
+    MDB_val v = {sizeof val, val};
+    put_be(val, rec->seq, 8);
+    put_be(val + 8, (uint64_t)rec->recv_ns, 8);
+    return mdb_put(txn, log->producers, &k, &v, MDB_NOOVERWRITE);
+}
+
 /* Writes one record straight into the map (MDB_RESERVE) and chains it. */
 static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int64_t recv_ns,
                       unsigned char head[RK_LOG_HASH_BYTES])
@@ -237,24 +265,27 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     struct rk_log_view view;
     int rc;
 
-    if (rec->event_len > UINT32_MAX || rec->publisher_len > UINT16_MAX)
+    if (rec->event_len > UINT32_MAX || rec->publisher_len > UINT16_MAX ||
+        rec->producer_len > RK_LOG_PRODUCER_MAX || (rec->producer_len && !rec->producer_seq))
         return EINVAL;
     put_be(key, seq, 8);
-    v.mv_size = REC_HDR + rec->publisher_len + rec->event_len;
+    v.mv_size = REC_HDR + rec->publisher_len + rec->producer_len + rec->event_len;
     v.mv_data = NULL;
     rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc)
         return rc;
     unsigned char *p = v.mv_data;
     p[0] = REC_FORMAT;
-    p[1] = 0;
+    p[OFF_PRODLEN] = (unsigned char)rec->producer_len;
     put_be(p + OFF_PUBLEN, rec->publisher_len, 2);
     put_be(p + OFF_EVLEN, rec->event_len, 4);
     put_be(p + OFF_RECV, (uint64_t)recv_ns, 8);
     put_be(p + OFF_PSEQ, rec->producer_seq, 8);
     if (rec->publisher_len)
         memcpy(p + REC_HDR, rec->publisher, rec->publisher_len);
-    memcpy(p + REC_HDR + rec->publisher_len, rec->event, rec->event_len);
+    if (rec->producer_len)
+        memcpy(p + REC_HDR + rec->publisher_len, rec->producer, rec->producer_len);
+    memcpy(p + REC_HDR + rec->publisher_len + rec->producer_len, rec->event, rec->event_len);
     rc = parse_record(seq, &v, &view);
     if (rc)
         return rc;
@@ -284,6 +315,8 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
         goto fail;
     for (size_t i = 0; i < n; i++) {
         rc = append_one(cur, &recs[i], log->last_seq + 1 + i, recv_ns, head);
+        if (!rc && recs[i].producer_len)
+            rc = index_producer(log, txn, &recs[i]);
         if (rc)
             goto fail;
     }
@@ -368,4 +401,81 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_txn_abort(r->txn);
     free(r);
     *rp = NULL;
+}
+
+/* Positions a read-only cursor of the producer index; the caller closes
+ * both (done_lookup). */
+static int begin_lookup(struct rk_log *log, MDB_txn **txn, MDB_cursor **cur)
+{
+    int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, txn);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(*txn, log->producers, cur);
+    if (rc)
+        mdb_txn_abort(*txn);
+    return rc;
+}
+
+static void done_lookup(MDB_txn *txn, MDB_cursor *cur)
+{
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+}
+
+int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, uint64_t *number)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 9];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    *number = 0;
+    if (len == 0 || len > RK_LOG_PRODUCER_MAX)
+        return EINVAL;
+    rc = begin_lookup(log, &txn, &cur);
+    if (rc)
+        return rc;
+    /* The first key past every "id NUL number" is "id \x01": step back one. */
+    memcpy(key, producer, len);
+    key[len] = 1;
+    k = (MDB_val){len + 1, key};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if (rc == 0 && k.mv_size == len + 9 && memcmp(k.mv_data, producer, len) == 0 &&
+        ((unsigned char *)k.mv_data)[len] == 0)
+        *number = get_be((unsigned char *)k.mv_data + len + 1, 8);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    done_lookup(txn, cur);
+    return rc;
+}
+
+int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, uint64_t number,
+                         uint64_t *seq, int64_t *recv_ns)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 9];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (len == 0 || len > RK_LOG_PRODUCER_MAX)
+        return EINVAL;
+    rc = begin_lookup(log, &txn, &cur);
+    if (rc)
+        return rc;
+    k = (MDB_val){producer_key(key, producer, len, number), key};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (rc == 0 && v.mv_size == 16) {
+        *seq = get_be(v.mv_data, 8);
+        *recv_ns = (int64_t)get_be((unsigned char *)v.mv_data + 8, 8);
+    } else if (rc == 0) {
+        rc = RK_LOG_EBADREC;
+    } else if (rc == MDB_NOTFOUND) {
+        rc = RK_LOG_EOF;
+    }
+    done_lookup(txn, cur);
+    return rc;
 }

@@ -18,14 +18,20 @@
  *                     and MDB_APPEND applies)
  *             value = record, all integers big-endian:
  *                     off  0  u8   record format (1)
- *                     off  1  u8   flags (0; reserved)
+ *                     off  1  u8   producer id length R (0 = none)
  *                     off  2  u16  publisher length P
  *                     off  4  u32  event length E
  *                     off  8  u64  receive time, ns since the epoch (UTC)
  *                     off 16  u64  producer sequence (0 = none)
  *                     off 24  32B  chain hash
  *                     off 56  P    publisher identity (empty until keys exist)
- *                     off 56+P E   the event's MessagePack bytes, as received
+ *                     off 56+P R   producer id (idempotent publishing)
+ *                   off 56+P+R E   the event's MessagePack bytes, as received
+ *   "producers": key = producer id, 0x00, number (big-endian u64)
+ *                value = sequence (u64), receive time (u64), big-endian;
+ *                one entry per event that came with a producer id, written in
+ *                the same transaction as the event, so a retry is recognised
+ *                across restarts
  *   "meta":   "schema" -> big-endian u32 schema version (1)
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
@@ -40,6 +46,7 @@
 
 #define RK_LOG_SCHEMA 1
 #define RK_LOG_HASH_BYTES 32
+#define RK_LOG_PRODUCER_MAX 64
 #define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
 #define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
 
@@ -63,7 +70,9 @@ struct rk_log_rec {
     size_t event_len;         /* in: <= UINT32_MAX */
     const void *publisher;    /* in: may be NULL when publisher_len is 0 */
     size_t publisher_len;     /* in: <= UINT16_MAX */
-    uint64_t producer_seq;    /* in: 0 = none */
+    const void *producer;     /* in: idempotent publisher's id, may be NULL when producer_len is 0 */
+    size_t producer_len;      /* in: <= RK_LOG_PRODUCER_MAX; 0 = not idempotent */
+    uint64_t producer_seq;    /* in: the producer's number, >= 1 with a producer; else 0 */
     uint64_t seq;             /* out: assigned sequence number */
     int64_t recv_ns;          /* out: assigned receive time */
 };
@@ -77,6 +86,8 @@ struct rk_log_view {
     const unsigned char *hash;       /* RK_LOG_HASH_BYTES */
     const void *publisher;
     size_t publisher_len;
+    const void *producer;
+    size_t producer_len;
     const void *event;
     size_t event_len;
     const void *raw;                 /* the whole stored value, for verification */
@@ -103,6 +114,16 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
  * Writer thread only. */
 uint64_t rk_log_last_seq(const struct rk_log *log);
 const unsigned char *rk_log_head_hash(const struct rk_log *log);
+
+/* Idempotent publishing. The highest number stored for `producer` (0 when
+ * none) in *number. Committed state only: the caller tracks what it has
+ * admitted to a batch not yet appended. Returns 0 or an error. */
+int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, uint64_t *number);
+
+/* Where (producer, number) was stored: 0 with *seq and *recv_ns set,
+ * RK_LOG_EOF when that number was never stored, or an error. */
+int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, uint64_t number,
+                         uint64_t *seq, int64_t *recv_ns);
 
 /* Opens a read snapshot positioned so that the next record returned is the
  * first with sequence >= `from`. A reader pins the pages it sees; end it

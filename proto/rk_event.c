@@ -286,15 +286,24 @@ static enum rk_verr check_id(struct vctx *c, const char *field, const msgpack_ob
     const msgpack_object_str *s = &o->via.str;
     if (s->size < 1 || s->size > RK_ID_MAX)
         return fail(c, RK_V_ID, field, "must be 1..64 characters, got %u", s->size);
-    for (uint32_t i = 0; i < s->size; i++) {
-        char ch = s->ptr[i];
+    if (!rk_event_id_valid(s->ptr, s->size))
+        return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%.*s\"",
+                    clip(s), s->ptr);
+    return RK_V_OK;
+}
+
+int rk_event_id_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > RK_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
         bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
                   (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' || ch == '-';
         if (!ok)
-            return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%.*s\"",
-                        clip(s), s->ptr);
+            return 0;
     }
-    return RK_V_OK;
+    return 1;
 }
 
 /* Decodes one UTF-8 sequence at s[*i]; returns the code point or -1 for an

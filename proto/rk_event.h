@@ -98,6 +98,10 @@ const char *rk_verr_name(enum rk_verr code);
 #define RK_TOPIC_MAX 40
 void rk_event_topic(const struct rk_event_info *info, char *out);
 
+/* 1 when the `len` bytes at `s` are an id: 1..RK_ID_MAX of A-Z a-z 0-9 . _ : -
+ * (event ids, request ids, producer ids); else 0. */
+int rk_event_id_valid(const char *s, size_t len);
+
 /* The aid resource vocabulary: number of codes, and the i-th code with its
  * fixed unit in *unit (may be NULL). Static strings; NULL past the end. */
 size_t rk_event_resource_count(void);

@@ -92,7 +92,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     if (!name)
         return 0;
     struct writer w = {buf, 0, cap, 0};
-    put_byte(&w, 0x90 | cmd_arity[h->cmd]);
+    int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
+    put_byte(&w, 0x90 | (cmd_arity[h->cmd] + (idempotent ? 2u : 0u)));
     put_uint(&w, RK_WIRE_VERSION);
     put_str(&w, name, 16);
     put_uint(&w, h->corr);
@@ -115,6 +116,12 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     case RK_CMD_END:
         put_uint(&w, h->next_seq);
         put_uint(&w, h->head_seq);
+        break;
+    case RK_CMD_PUB:
+        if (idempotent) {
+            put_str(&w, h->producer, RK_WIRE_PRODUCER_MAX);
+            put_uint(&w, h->producer_seq);
+        }
         break;
     default:
         break;
@@ -203,11 +210,15 @@ static int get_array_len(struct reader *r, uint64_t *n)
     return -1;
 }
 
-static int get_text(struct reader *r, char *out, size_t cap)
+/* A string copied out NUL-terminated; with `exact`, one that does not fit
+ * is an error rather than cut. */
+static int get_text(struct reader *r, char *out, size_t cap, int exact)
 {
     const char *s;
     size_t n;
     if (get_str(r, &s, &n))
+        return -1;
+    if (n >= cap && exact)
         return -1;
     if (n >= cap)
         n = cap - 1;
@@ -224,10 +235,18 @@ static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
     return RK_CMD_NONE;
 }
 
-static int decode_body(struct reader *r, struct rk_wire_hdr *h)
+static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
     switch (h->cmd) {
+    case RK_CMD_PUB:
+        if (n == 3)
+            return 0;
+        /* both idempotence fields or neither; an empty id is no id */
+        if (n == 4 || get_text(r, h->producer, sizeof h->producer, 1) ||
+            get_uint(r, &h->producer_seq) || !h->producer[0] || h->producer_seq == 0)
+            return -1;
+        return 0;
     case RK_CMD_ACK:
     case RK_CMD_EVT:
     case RK_CMD_LIVE:
@@ -237,8 +256,8 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h)
         h->recv_ns = (int64_t)b;
         return 0;
     case RK_CMD_ERR:
-        return get_text(r, h->code, sizeof h->code) ||
-               get_text(r, h->message, sizeof h->message) ? -1 : 0;
+        return get_text(r, h->code, sizeof h->code, 0) ||
+               get_text(r, h->message, sizeof h->message, 0) ? -1 : 0;
     case RK_CMD_REPLAY:
         if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c) || c > UINT32_MAX)
             return -1;
@@ -278,7 +297,7 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
         return -1;
     if (get_uint(&r, &h->corr))
         return -1;
-    if (decode_body(&r, h)) {
+    if (decode_body(&r, h, n)) {
         h->cmd = RK_CMD_NONE;
         return -1;
     }

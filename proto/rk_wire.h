@@ -7,6 +7,7 @@
  * proto/PROTOCOL.md section 3 is normative; in short:
  *
  *   pub    [1, "pub",    corr]                          + event frame
+ *          [1, "pub",    corr, producer, number]        + event frame (idempotent)
  *   ack    [1, "ack",    corr, seq, recv_ns]
  *   err    [1, "err",    corr, code, message]
  *   replay [1, "replay", corr, from_seq, to_seq, limit]
@@ -28,6 +29,7 @@
 #define RK_WIRE_VERSION 1
 #define RK_WIRE_HDR_MAX 512      /* no header this module writes is longer */
 #define RK_REPLAY_LIMIT_MAX 1000 /* events per replay batch */
+#define RK_WIRE_PRODUCER_MAX 64  /* bytes of a producer id */
 
 enum rk_wire_cmd {
     RK_CMD_NONE = 0,
@@ -44,6 +46,8 @@ enum rk_wire_cmd {
 struct rk_wire_hdr {
     enum rk_wire_cmd cmd;
     uint64_t corr;
+    char producer[RK_WIRE_PRODUCER_MAX + 1]; /* pub: "" = not idempotent */
+    uint64_t producer_seq; /* pub: the producer's number for this event, >= 1 */
     uint64_t seq;        /* ack, evt, live: the log sequence number */
     int64_t recv_ns;     /* ack, evt, live: broker receive time */
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */

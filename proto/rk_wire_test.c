@@ -88,10 +88,35 @@ static void test_lenient_where_documented(void)
 {
     struct rk_wire_hdr out;
     /* corr as uint32 and as a non-negative int8, plus one unknown trailing element */
-    static const unsigned char wide[] = {0x94, 0x01, 0xa3, 'p', 'u', 'b', 0xce, 0, 0, 0, 5, 0xc0};
+    static const unsigned char wide[] = {0x96, 0x01, 0xa3, 'a', 'c', 'k', 0xce, 0, 0, 0, 5,
+                                         0x07, 0x08, 0xc0};
     static const unsigned char signed_pos[] = {0x93, 0x01, 0xa3, 'p', 'u', 'b', 0xd0, 0x05};
     RK_CHECK(rk_wire_decode(wide, sizeof wide, &out) == 0 && out.corr == 5);
     RK_CHECK(rk_wire_decode(signed_pos, sizeof signed_pos, &out) == 0 && out.corr == 5);
+}
+
+static void test_idempotent_pub(void)
+{
+    struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
+    strcpy(in.producer, "agent-271004-a");
+    roundtrip(&in, &out);
+    RK_CHECK_STR(out.producer, "agent-271004-a");
+    RK_CHECK(out.producer_seq == 1ull << 33);
+
+    /* [1, "pub", 5, "p", 0]: number 0 is not a number */
+    static const unsigned char zero[] = {0x95, 0x01, 0xa3, 'p', 'u', 'b', 0x05, 0xa1, 'p', 0x00};
+    RK_CHECK(rk_wire_decode(zero, sizeof zero, &out) == -1);
+    /* [1, "pub", 5, "p"]: a producer without its number */
+    static const unsigned char half[] = {0x94, 0x01, 0xa3, 'p', 'u', 'b', 0x05, 0xa1, 'p'};
+    RK_CHECK(rk_wire_decode(half, sizeof half, &out) == -1);
+    /* a 65-byte producer is refused, not cut to 64 (two producers would merge) */
+    unsigned char longer[80] = {0x95, 0x01, 0xa3, 'p', 'u', 'b', 0x05, 0xd9, 65};
+    memset(longer + 9, 'x', 65);
+    longer[74] = 0x01;
+    RK_CHECK(rk_wire_decode(longer, 75, &out) == -1);
+    longer[8] = 64;
+    longer[73] = 0x01;
+    RK_CHECK(rk_wire_decode(longer, 74, &out) == 0 && strlen(out.producer) == 64);
 }
 
 static void test_long_error_text_clipped_on_utf8_boundary(void)
@@ -116,5 +141,6 @@ int main(void)
     RK_RUN(test_bad_headers_refused);
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
+    RK_RUN(test_idempotent_pub);
     return rk_test_result();
 }

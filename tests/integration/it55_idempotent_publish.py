@@ -1,0 +1,111 @@
+"""Idempotent publishing: a retried (producer, number) is stored once and
+answered with its original acknowledgement, also across a broker restart and
+from a new connection; numbers that were skipped are refused, never stored."""
+import json
+
+import msgpack
+import zmq
+
+import harness
+
+PRODUCER = "agent-304280-test"
+
+
+class Client:
+    def __init__(self, ctx, endpoint):
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+        self.corr = 0
+
+    def send(self, event, number=None, producer=PRODUCER):
+        self.corr += 1
+        hdr = [1, "pub", self.corr] + ([producer, number] if number is not None else [])
+        self.sock.send_multipart([msgpack.packb(hdr), msgpack.packb(event)])
+        return self.corr
+
+    def reply(self):
+        assert self.sock.poll(10000), "no reply within 10 s"
+        (hdr,) = self.sock.recv_multipart()
+        return msgpack.unpackb(hdr)
+
+    def publish(self, event, number=None, producer=PRODUCER):
+        corr = self.send(event, number, producer)
+        r = self.reply()
+        assert r[2] == corr, r
+        return r
+
+
+def events(n):
+    base = json.loads(harness.scenario_lines(2)[1])  # 串本町's water request
+    out = []
+    for i in range(n):
+        e = dict(base)
+        e["event_id"] = f"304280-idem-{i}"
+        out.append(e)
+    return out
+
+
+def test(b):
+    b.start()
+    ctx = zmq.Context()
+    ev = events(12)
+    c = Client(ctx, b.ingest)
+
+    # 1..10 pipelined in one burst, so they share group-commit batches.
+    corrs = [c.send(ev[i], i + 1) for i in range(10)]
+    acks = {}
+    for _ in corrs:
+        r = c.reply()
+        assert r[1] == "ack", r
+        acks[r[2]] = (r[3], r[4])
+    first = [acks[k] for k in corrs]
+    assert [s for s, _ in first] == list(range(1, 11)), first
+
+    # A retry inside the same burst as new events: acked with the original.
+    c.send(ev[10], 11)
+    retry_corr = c.send(ev[4], 5)
+    replies = {r[2]: r for r in (c.reply(), c.reply())}
+    assert replies[retry_corr][1:] == ["ack", retry_corr, *first[4]], replies
+
+    # Restart the broker; retry from a brand-new connection.
+    b.stop()
+    b.start()
+    c2 = Client(ctx, b.ingest)
+    r = c2.publish(ev[2], 3)
+    assert r[1] == "ack" and (r[3], r[4]) == first[2], (r, first[2])
+    r = c2.publish(ev[10], 11)
+    assert r[1] == "ack" and r[3] == 11, r
+
+    # Skipping ahead is allowed (13 after 11); the skipped 12 is then refused.
+    r = c2.publish(ev[11], 13)
+    assert r[1] == "ack" and r[3] == 12, r
+    r = c2.publish(ev[11], 12)
+    assert r[1] == "err" and r[3] == "E_SEQUENCE" and "12" in r[4], r
+
+    # Bad producer fields are refused with a reason; nothing is stored.
+    r = c2.publish(ev[0], 1, producer="has space")
+    assert r[1] == "err" and r[3] == "E_PRODUCER", r
+    r = c2.publish(ev[0], 0)
+    assert r[1] == "err" and r[3] == "E_HEADER", r
+    # An invalid event keeps its validation error even with a fresh number.
+    bad = dict(ev[0], quantity=-5)
+    r = c2.publish(bad, 14)
+    assert r[1] == "err" and r[3] == "E_RANGE", r
+    # ...and does not use the number up.
+    r = c2.publish(ev[0] | {"event_id": "304280-idem-x"}, 14)
+    assert r[1] == "ack" and r[3] == 13, r
+
+    # Publishers without a producer id are unaffected.
+    r = c2.publish(ev[0] | {"event_id": "304280-plain"})
+    assert r[1] == "ack" and r[3] == 14, r
+
+    stored, _ = b.replay_all()
+    ids = [e["event"]["event_id"] for e in stored]
+    assert [e["seq"] for e in stored] == list(range(1, 15)), ids
+    assert len(ids) == len(set(ids)), f"an event was stored twice: {ids}"
+    assert ids[:12] == [f"304280-idem-{i}" for i in range(12)], ids
+    ctx.destroy(linger=0)
+
+
+harness.run(test)
