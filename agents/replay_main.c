@@ -1,14 +1,17 @@
 /* renkei-replay: print the broker's stored history, or a range of it. */
+#include "rk_log.h"
 #include "rk_reader.h"
 #include "rk_render.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_REPLAY "tcp://127.0.0.1:7703"
+#define DEFAULT_DATA_DIR "./renkei-data"
 
 static void usage(FILE *out)
 {
@@ -22,10 +25,17 @@ static void usage(FILE *out)
         "      --to SEQ             last sequence number [the end of the log]\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
         "  -t, --timeout MS         give up when the broker does not answer [5000]\n"
+        "      --verify             check the log's hash chain instead of printing events:\n"
+        "                           reads the LMDB files in --data-dir directly (the broker\n"
+        "                           may keep running), names the first bad record, and\n"
+        "                           prints the chain head to keep elsewhere\n"
+        "  -d, --data-dir DIR       the broker's data directory, for --verify [%s]\n"
         "  -h, --help               show this help and exit\n"
         "\n"
-        "A summary (events printed, the log's last sequence) goes to stderr.\n",
-        DEFAULT_REPLAY);
+        "A summary (events printed, the log's last sequence) goes to stderr.\n"
+        "Exit status: 0 done, 1 refused or a bad record found, 2 usage error,\n"
+        "3 the broker did not answer.\n",
+        DEFAULT_REPLAY, DEFAULT_DATA_DIR);
 }
 
 static int parse_seq(const char *opt, const char *v, uint64_t *out)
@@ -40,24 +50,67 @@ static int parse_seq(const char *opt, const char *v, uint64_t *out)
     return 0;
 }
 
+static void show_progress(uint64_t records, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "renkei-replay: %llu records verified so far\n", (unsigned long long)records);
+}
+
+/* --verify: walk the chain in the LMDB files; one JSON line on stdout. */
+static int verify(const char *data_dir)
+{
+    struct rk_log *log;
+    struct rk_log_verdict v;
+    char why[512], head[2 * RK_LOG_HASH_BYTES + 1];
+    int rc = rk_log_open_readonly(&log, data_dir, why, sizeof why);
+    if (rc) {
+        fprintf(stderr, "renkei-replay: --data-dir %s: %s\n", data_dir, why);
+        return 2;
+    }
+    rc = rk_log_verify(log, &v, show_progress, 1000000, NULL);
+    rk_log_destroy(&log);
+    if (rc) {
+        fprintf(stderr, "renkei-replay: reading %s: %s\n", data_dir, rk_log_strerror(rc));
+        return 1;
+    }
+    sodium_bin2hex(head, sizeof head, v.head, RK_LOG_HASH_BYTES);
+    if (v.bad_seq) {
+        printf("{\"ok\":false,\"records_good\":%llu,\"bad_seq\":%llu,\"error\":\"%s\","
+               "\"chain_head_before\":\"%s\"}\n", (unsigned long long)v.records,
+               (unsigned long long)v.bad_seq, v.why, head);
+        fprintf(stderr, "renkei-replay: record %llu is bad: %s (records before it verify)\n",
+                (unsigned long long)v.bad_seq, v.why);
+        return 1;
+    }
+    printf("{\"ok\":true,\"records\":%llu,\"last_seq\":%llu,\"chain_head\":\"%s\"}\n",
+           (unsigned long long)v.records, (unsigned long long)v.last_seq, head);
+    fprintf(stderr, "renkei-replay: chain verified: %llu records; chain head %s\n",
+            (unsigned long long)v.records, head);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"replay", required_argument, NULL, 'r'}, {"from", required_argument, NULL, 'F'},
         {"to", required_argument, NULL, 'T'}, {"format", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"verify", no_argument, NULL, 'V'}, {"data-dir", required_argument, NULL, 'd'},
         {NULL, 0, NULL, 0},
     };
-    const char *endpoint = DEFAULT_REPLAY;
+    const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
+    int want_verify = 0;
     enum rk_render_format format = RK_RENDER_JSON;
     uint64_t from = 1, to = 0, count = 0;
     int timeout_ms = 5000, c, rc;
     struct rk_reader *r = NULL;
     struct rk_record rec;
 
-    while ((c = getopt_long(argc, argv, "r:t:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:t:d:h", lo, NULL)) != -1) {
         switch (c) {
         case 'r': endpoint = optarg; break;
+        case 'V': want_verify = 1; break;
+        case 'd': data_dir = optarg; break;
         case 'F': if (parse_seq("from", optarg, &from)) return 2; break;
         case 'T': if (parse_seq("to", optarg, &to)) return 2; break;
         case 'o':
@@ -83,6 +136,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "renkei-replay: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
+    if (want_verify)
+        return verify(data_dir);
     if (to && to < from) {
         fprintf(stderr, "renkei-replay: --to %llu is before --from %llu\n",
                 (unsigned long long)to, (unsigned long long)from);

@@ -7,6 +7,7 @@
 #include "rk_wire.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,17 +378,26 @@ static void ingest_turn(struct rk_broker *b)
         commit_batch(b);
 }
 
+/* The chain head in hex, for the log lines an operator may copy elsewhere. */
+static const char *head_hex(const struct rk_broker *b, char out[2 * RK_LOG_HASH_BYTES + 1])
+{
+    return sodium_bin2hex(out, 2 * RK_LOG_HASH_BYTES + 1, rk_log_head_hash(b->log),
+                          RK_LOG_HASH_BYTES);
+}
+
 int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop)
 {
+    char hex[2 * RK_LOG_HASH_BYTES + 1];
     struct rk_broker b = {0};
     int rc = -1;
 
     if (broker_open(&b, cfg) != 0)
         goto out;
-    RK_DIAG(RK_DIAG_INFO, "ready", "ingest=%s feed=%s replay=%s data_dir=%s durability=%s last_seq=%llu",
+    RK_DIAG(RK_DIAG_INFO, "ready",
+            "ingest=%s feed=%s replay=%s data_dir=%s durability=%s last_seq=%llu chain_head=%s",
             cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint, cfg->data_dir,
             cfg->durability == RK_LOG_OS ? "os" : "full",
-            (unsigned long long)rk_log_last_seq(b.log));
+            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
     zmq_pollitem_t items[2] = {
         {b.ingest, 0, ZMQ_POLLIN, 0},
         {b.feed, 0, ZMQ_POLLIN, 0},
@@ -407,8 +417,10 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
     /* Whatever already arrived is committed and acknowledged before we go. */
     ingest_turn(&b);
     rc = 0;
-    RK_DIAG(RK_DIAG_INFO, "stopped", "last_seq=%llu accepted=%llu refused=%llu duplicates=%llu",
-            (unsigned long long)rk_log_last_seq(b.log), b.accepted, b.refused, b.duplicates);
+    RK_DIAG(RK_DIAG_INFO, "stopped",
+            "last_seq=%llu chain_head=%s accepted=%llu refused=%llu duplicates=%llu",
+            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), b.accepted, b.refused,
+            b.duplicates);
 out:
     broker_close(&b);
     return rc;

@@ -22,6 +22,7 @@ struct rk_log {
     MDB_dbi events;
     MDB_dbi meta;
     MDB_dbi producers;
+    int readonly;
     uint64_t last_seq;
     int64_t last_recv_ns;
     unsigned char head[RK_LOG_HASH_BYTES];
@@ -174,6 +175,70 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
     return mdb_txn_commit(txn);
 }
 
+/* A read-only open finds the tables the writer made; it creates nothing. */
+static int open_tables_readonly(struct rk_log *log)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_dbi_open(txn, "events", 0, &log->events);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "meta", 0, &log->meta);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "producers", 0, &log->producers);
+    if (!rc)
+        rc = load_head(log, txn);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn); /* keeps the dbi handles */
+}
+
+static int open_env(struct rk_log *log, const char *dir, const struct rk_log_options *opt,
+                    unsigned flags, char *why, size_t why_len)
+{
+    int rc = mdb_env_create(&log->env);
+    if (rc)
+        return rc;
+    mdb_env_set_maxdbs(log->env, 8);
+    rc = mdb_env_set_mapsize(log->env, opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+    if (!rc)
+        rc = mdb_env_open(log->env, dir, flags, 0640);
+    if (!rc)
+        rc = flags & MDB_RDONLY ? open_tables_readonly(log) : open_tables(log, why, why_len);
+    return rc;
+}
+
+int rk_log_open_readonly(struct rk_log **out, const char *dir, char *why, size_t why_len)
+{
+    struct rk_log *log;
+    int rc;
+
+    *out = NULL;
+    if (why && why_len)
+        why[0] = '\0';
+    if (sodium_init() < 0)
+        return ENOSYS;
+    log = calloc(1, sizeof *log);
+    if (!log)
+        abort();
+    log->readonly = 1;
+    rc = open_env(log, dir, NULL, MDB_NOTLS | MDB_RDONLY, why, why_len);
+    if (rc) {
+        if (why && why_len)
+            snprintf(why, why_len, "cannot read a log in %s: %s", dir,
+                     rc == MDB_NOTFOUND ? "it holds no renkei log" : rk_log_strerror(rc));
+        if (log->env)
+            mdb_env_close(log->env);
+        free(log);
+        return rc;
+    }
+    *out = log;
+    return 0;
+}
+
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len)
 {
@@ -191,17 +256,7 @@ int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_option
         abort();
     if (opt && opt->durability == RK_LOG_OS)
         flags |= MDB_NOSYNC;
-    rc = mdb_env_create(&log->env);
-    if (rc)
-        goto fail;
-    mdb_env_set_maxdbs(log->env, 8);
-    rc = mdb_env_set_mapsize(log->env, opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
-    if (rc)
-        goto fail;
-    rc = mdb_env_open(log->env, dir, flags, 0640);
-    if (rc)
-        goto fail;
-    rc = open_tables(log, why, why_len);
+    rc = open_env(log, dir, opt, flags, why, why_len);
     if (rc)
         goto fail;
     *out = log;
@@ -306,6 +361,8 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
 
     if (n == 0)
         return 0;
+    if (log->readonly)
+        return EACCES;
     memcpy(head, log->head, sizeof head);
     rc = mdb_txn_begin(log->env, NULL, 0, &txn);
     if (rc)
@@ -477,5 +534,62 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
         rc = RK_LOG_EOF;
     }
     done_lookup(txn, cur);
+    return rc;
+}
+
+/* One record against what the chain so far predicts; fills v->why. */
+static int check_record(struct rk_log_verdict *v, const struct rk_log_view *view,
+                        const unsigned char prev[RK_LOG_HASH_BYTES], int64_t prev_recv)
+{
+    unsigned char want[RK_LOG_HASH_BYTES];
+    if (view->seq != v->last_seq + 1) {
+        snprintf(v->why, sizeof v->why, "sequence gap: record %llu follows %llu",
+                 (unsigned long long)view->seq, (unsigned long long)v->last_seq);
+        return -1;
+    }
+    if (view->recv_ns < prev_recv) {
+        snprintf(v->why, sizeof v->why, "receive time goes back from the previous record");
+        return -1;
+    }
+    rk_log_chain_hash(prev, view, want);
+    if (memcmp(want, view->hash, RK_LOG_HASH_BYTES) != 0) {
+        snprintf(v->why, sizeof v->why,
+                 "chain hash does not match: the record or one before it was altered");
+        return -1;
+    }
+    return 0;
+}
+
+int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_fn progress,
+                  uint64_t every, void *arg)
+{
+    struct rk_log_reader *r;
+    struct rk_log_view view;
+    int64_t prev_recv = 0;
+    int rc;
+
+    memset(v, 0, sizeof *v);
+    rc = rk_log_reader_open(log, 1, &r);
+    if (rc)
+        return rc;
+    while ((rc = rk_log_reader_next(r, &view)) == 0) {
+        if (check_record(v, &view, v->head, prev_recv) != 0) {
+            v->bad_seq = view.seq;
+            break;
+        }
+        memcpy(v->head, view.hash, RK_LOG_HASH_BYTES);
+        v->last_seq = view.seq;
+        prev_recv = view.recv_ns;
+        if (++v->records % (every ? every : UINT64_MAX) == 0 && progress)
+            progress(v->records, arg);
+    }
+    if (rc == RK_LOG_EBADREC) {
+        v->bad_seq = v->last_seq + 1;
+        snprintf(v->why, sizeof v->why, "record is malformed (its lengths do not add up)");
+        rc = 0;
+    } else if (rc == RK_LOG_EOF) {
+        rc = 0;
+    }
+    rk_log_reader_destroy(&r);
     return rc;
 }

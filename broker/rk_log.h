@@ -100,6 +100,11 @@ struct rk_log_view {
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len);
 
+/* Opens an existing log for reading only (another process, such as the
+ * running broker, may be writing it). Appends fail with EACCES. Same
+ * errors as rk_log_open; ENOENT when `dir` holds no log. */
+int rk_log_open_readonly(struct rk_log **out, const char *dir, char *why, size_t why_len);
+
 /* Closes the log and sets *logp to NULL. All readers must be closed first. */
 void rk_log_destroy(struct rk_log **logp);
 
@@ -142,6 +147,26 @@ void rk_log_reader_destroy(struct rk_log_reader **rp);
 /* The chain hash that `v` should carry given the previous record's hash. */
 void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
                        const struct rk_log_view *v, unsigned char out[RK_LOG_HASH_BYTES]);
+
+/* What rk_log_verify found. */
+struct rk_log_verdict {
+    uint64_t records;                      /* records checked */
+    uint64_t last_seq;                     /* of the last good record */
+    unsigned char head[RK_LOG_HASH_BYTES]; /* chain hash of the last good record */
+    uint64_t bad_seq;                      /* first bad record, 0 when all are good */
+    char why[160];                         /* what is wrong with it */
+};
+
+/* Called every `every` records with the count so far; may be NULL. */
+typedef void (*rk_log_progress_fn)(uint64_t records, void *arg);
+
+/* Walks the whole log in one read snapshot and checks that sequence numbers
+ * run 1, 2, 3... without a gap, receive times never go back, every record
+ * is well formed, and every chain hash matches. Stops at the first bad
+ * record. Returns 0 when the walk finished (look at v->bad_seq for the
+ * verdict) or an LMDB error when it could not read. */
+int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_fn progress,
+                  uint64_t every, void *arg);
 
 /* Text for any error these functions return. Static string. */
 const char *rk_log_strerror(int err);
