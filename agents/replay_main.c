@@ -1,7 +1,10 @@
 /* renkei-replay: print the broker's stored history, or a range of it. */
+#include "rk_event.h"
 #include "rk_log.h"
 #include "rk_reader.h"
 #include "rk_render.h"
+#include "rk_time.h"
+#include "rk_topics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +26,20 @@ static void usage(FILE *out)
         "  -r, --replay ENDPOINT    broker replay socket [%s]\n"
         "      --from SEQ           first sequence number [1]\n"
         "      --to SEQ             last sequence number [the end of the log]\n"
+        "      --since TIME         first event received at or after TIME (RFC 3339,\n"
+        "                           e.g. 2026-02-17T10:24:00+09:00); found without\n"
+        "                           scanning the log from its start\n"
+        "      --until TIME         last event received at or before TIME\n"
+        "\n"
+        "Filters, applied by the broker (combined with AND):\n"
+        "      --family kpi|aid     event family\n"
+        "      --type TYPE          e.g. aid.request, kpi.update\n"
+        "      --prefecture NN      two-digit prefecture code, e.g. 30 for Wakayama\n"
+        "      --municipality CODE  six-digit local-government code, e.g. 304280\n"
+        "      --request ID         one disaster-support request and its offers etc.\n"
+        "      --kpi ID             one KPI's updates\n"
+        "\n"
+        "Output and connection:\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
         "  -t, --timeout MS         give up when the broker does not answer [5000]\n"
         "      --verify             check the log's hash chain instead of printing events:\n"
@@ -45,6 +62,43 @@ static int parse_seq(const char *opt, const char *v, uint64_t *out)
     *out = strtoull(v, &end, 10);
     if (*end || errno || *out == 0 || v[0] == '-') {
         fprintf(stderr, "renkei-replay: --%s: must be a sequence number >= 1, got \"%s\"\n", opt, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_time(const char *opt, const char *v, int64_t *ns)
+{
+    if (rk_time_parse(v, strlen(v), ns) != 0 || *ns <= 0) {
+        fprintf(stderr, "renkei-replay: --%s: must be an RFC 3339 time with an offset, "
+                "e.g. 2026-02-17T10:24:00+09:00, got \"%s\"\n", opt, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_id(const char *opt, const char *v, char out[RK_WIRE_ID_MAX + 1])
+{
+    if (!rk_event_id_valid(v, strlen(v))) {
+        fprintf(stderr, "renkei-replay: --%s: must be 1..64 characters of A-Z a-z 0-9 . _ : -, "
+                "got \"%s\"\n", opt, v);
+        return -1;
+    }
+    snprintf(out, RK_WIRE_ID_MAX + 1, "%s", v);
+    return 0;
+}
+
+static int build_filter(const struct rk_topic_query *tq, struct rk_wire_filter *f)
+{
+    char why[256];
+    int n = rk_topics_for(tq, f->topics, RK_WIRE_TOPICS_MAX, why, sizeof why);
+    if (n < 0) {
+        fprintf(stderr, "renkei-replay: %s\n", why);
+        return -1;
+    }
+    f->ntopics = (unsigned)n;
+    if (f->from_ns && f->to_ns && f->to_ns < f->from_ns) {
+        fprintf(stderr, "renkei-replay: --until is before --since\n");
         return -1;
     }
     return 0;
@@ -96,10 +150,16 @@ int main(int argc, char **argv)
         {"to", required_argument, NULL, 'T'}, {"format", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"verify", no_argument, NULL, 'V'}, {"data-dir", required_argument, NULL, 'd'},
+        {"since", required_argument, NULL, 'S'}, {"until", required_argument, NULL, 'U'},
+        {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'y'},
+        {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
+        {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
     int want_verify = 0;
+    struct rk_topic_query tq = {0};
+    struct rk_wire_filter filter = {0};
     enum rk_render_format format = RK_RENDER_JSON;
     uint64_t from = 1, to = 0, count = 0;
     int timeout_ms = 5000, c, rc;
@@ -110,6 +170,14 @@ int main(int argc, char **argv)
         switch (c) {
         case 'r': endpoint = optarg; break;
         case 'V': want_verify = 1; break;
+        case 'S': if (parse_time("since", optarg, &filter.from_ns)) return 2; break;
+        case 'U': if (parse_time("until", optarg, &filter.to_ns)) return 2; break;
+        case 'a': tq.family = optarg; break;
+        case 'y': tq.type = optarg; break;
+        case 'p': tq.prefecture = optarg; break;
+        case 'm': tq.municipality = optarg; break;
+        case 'q': if (parse_id("request", optarg, filter.request_id)) return 2; break;
+        case 'k': if (parse_id("kpi", optarg, filter.kpi_id)) return 2; break;
         case 'd': data_dir = optarg; break;
         case 'F': if (parse_seq("from", optarg, &from)) return 2; break;
         case 'T': if (parse_seq("to", optarg, &to)) return 2; break;
@@ -143,11 +211,14 @@ int main(int argc, char **argv)
                 (unsigned long long)to, (unsigned long long)from);
         return 2;
     }
+    if (build_filter(&tq, &filter) != 0)
+        return 2;
     if (rk_reader_new(endpoint, &r) != 0) {
         fprintf(stderr, "renkei-replay: --replay %s: %s\n", endpoint, strerror(errno));
         return 2;
     }
     rk_reader_seek(r, from, to);
+    rk_reader_filter(r, &filter);
     rk_render_header(stdout, format);
     while ((rc = rk_reader_next(r, timeout_ms, &rec)) == 0) {
         if (rk_render_event(stdout, format, rec.seq, rec.recv_ns, NULL, rec.event, rec.event_len) != 0) {

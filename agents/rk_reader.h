@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rk_wire.h"
+
 #define RK_READER_EOF 1
 
 struct rk_reader;
@@ -43,6 +45,13 @@ void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to);
 int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec);
 
 /* The broker's last sequence number as of the latest batch (0 before any). */
+/* Sets the filter (copied; NULL clears it) for the batches asked from now
+ * on: receive-time bounds, topic prefixes, request or KPI id, applied by
+ * the broker (struct rk_wire_filter in rk_wire.h). With from_ns the reader
+ * starts at the first event received at or after it, found by bisection,
+ * not by scanning. Call rk_reader_seek first; seek keeps the filter. */
+void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f);
+
 uint64_t rk_reader_head(const struct rk_reader *r);
 
 /* "<code>: <message>" of the last error reply, or "". */

@@ -2,6 +2,7 @@
  * each matching event as one line. */
 #include "rk_render.h"
 #include "rk_sub.h"
+#include "rk_topics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,9 +21,6 @@ static void on_signal(int sig)
     (void)sig;
     stop_requested = 1;
 }
-
-static const char *const aid_types[] = {"aid.request", "aid.offer", "aid.accept", "aid.dispatch",
-                                        "aid.fulfil", "aid.cancel", "aid.withdraw"};
 
 struct opts {
     const char *feed, *replay;
@@ -64,53 +62,15 @@ static void usage(FILE *out)
 /* Turns the filter options into topic prefixes "<type>/<pp>/<code>". */
 static int add_filters(struct rk_sub *s, const struct opts *o)
 {
-    const char *types[8];
-    int ntypes = 0;
-    char pref[3] = "";
-    char prefix[64];
-
-    if (o->municipality && o->prefecture && strncmp(o->municipality, o->prefecture, 2) != 0) {
-        fprintf(stderr, "renkei-sub: --municipality %s is not in --prefecture %s\n", o->municipality, o->prefecture);
+    struct rk_topic_query q = {o->family, o->type, o->prefecture, o->municipality};
+    char topics[8][RK_WIRE_TOPIC_MAX], why[256];
+    int n = rk_topics_for(&q, topics, 8, why, sizeof why);
+    if (n < 0) {
+        fprintf(stderr, "renkei-sub: %s\n", why);
         return -1;
     }
-    if (o->type) {
-        types[ntypes++] = o->type;
-    } else if (o->family && strcmp(o->family, "kpi") == 0) {
-        types[ntypes++] = "kpi.update";
-    } else if (o->family && strcmp(o->family, "aid") == 0) {
-        for (size_t i = 0; i < sizeof aid_types / sizeof aid_types[0]; i++)
-            types[ntypes++] = aid_types[i];
-    } else if (o->family) {
-        fprintf(stderr, "renkei-sub: --family: must be kpi or aid, got \"%s\"\n", o->family);
-        return -1;
-    }
-    if (o->municipality)
-        memcpy(pref, o->municipality, 2);
-    else if (o->prefecture)
-        memcpy(pref, o->prefecture, 2);
-    if (ntypes == 0 && (pref[0] || o->municipality)) {
-        types[ntypes++] = "kpi.update";
-        for (size_t i = 0; i < sizeof aid_types / sizeof aid_types[0]; i++)
-            types[ntypes++] = aid_types[i];
-    }
-    for (int i = 0; i < ntypes; i++) {
-        snprintf(prefix, sizeof prefix, "%s/%s%s%s", types[i], pref, pref[0] ? "/" : "",
-                 o->municipality ? o->municipality : "");
-        if (!pref[0])
-            prefix[strlen(types[i]) + 1] = '\0';
-        rk_sub_filter(s, prefix);
-    }
-    return 0;
-}
-
-static int check_code_option(const char *name, const char *v, size_t len)
-{
-    if (!v)
-        return 0;
-    if (strlen(v) != len || strspn(v, "0123456789") != len) {
-        fprintf(stderr, "renkei-sub: --%s: must be %zu digits, got \"%s\"\n", name, len, v);
-        return -1;
-    }
+    for (int i = 0; i < n; i++)
+        rk_sub_filter(s, topics[i]);
     return 0;
 }
 
@@ -159,8 +119,6 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         fprintf(stderr, "renkei-sub: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
-    if (check_code_option("prefecture", o->prefecture, 2) || check_code_option("municipality", o->municipality, 6))
-        return 2;
     if (rk_sub_new(o->feed, o->replay, s) != 0) {
         fprintf(stderr, "renkei-sub: cannot connect to %s / %s: %s\n", o->feed, o->replay, strerror(errno));
         return 2;

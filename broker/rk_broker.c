@@ -28,6 +28,7 @@ struct pending {
     uint64_t corr;
     char topic[RK_TOPIC_MAX];
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
+    char entity[RK_ID_MAX + 1];              /* request_id or kpi_id */
 };
 
 struct rk_broker {
@@ -201,10 +202,15 @@ static void admit(struct rk_broker *b, struct pending *p, const struct rk_wire_h
     p->corr = h->corr;
     rk_event_topic(info, p->topic);
     memcpy(p->producer, h->producer, sizeof p->producer);
+    memcpy(p->entity, info->type == RK_EV_KPI_UPDATE ? info->kpi_id : info->request_id,
+           sizeof p->entity);
     b->recs[b->npend] = (struct rk_log_rec){
         .event = zmq_msg_data(&p->event), .event_len = zmq_msg_size(&p->event),
         .producer = p->producer, .producer_len = strlen(p->producer),
-        .producer_seq = h->producer_seq};
+        .producer_seq = h->producer_seq,
+        .tags = {.type = (uint8_t)info->type, .fiscal_year = (uint16_t)info->fiscal_year,
+                 .entity = p->entity, .entity_len = strlen(p->entity)}};
+    memcpy(b->recs[b->npend].tags.municipality, info->municipality, 6);
     b->npend++;
 }
 

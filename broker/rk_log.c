@@ -8,13 +8,17 @@
 #include <string.h>
 
 #define REC_FORMAT 1
-#define REC_HDR 56
+#define REC_HDR 66
 #define OFF_PRODLEN 1
 #define OFF_PUBLEN 2
 #define OFF_EVLEN 4
 #define OFF_RECV 8
 #define OFF_PSEQ 16
 #define OFF_HASH 24
+#define OFF_TYPE 56
+#define OFF_ENTLEN 57
+#define OFF_FY 58
+#define OFF_MUNI 60
 #define DEFAULT_MAP_SIZE (64ull << 30)
 
 struct rk_log {
@@ -29,6 +33,7 @@ struct rk_log {
 };
 
 struct rk_log_reader {
+    MDB_dbi events;
     MDB_txn *txn;
     MDB_cursor *cur;
     uint64_t from;
@@ -65,8 +70,9 @@ static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
         return RK_LOG_EBADREC;
     size_t plen = (size_t)get_be(p + OFF_PUBLEN, 2);
     size_t prodlen = p[OFF_PRODLEN];
+    size_t entlen = p[OFF_ENTLEN];
     size_t elen = (size_t)get_be(p + OFF_EVLEN, 4);
-    if (REC_HDR + plen + prodlen + elen != val->mv_size)
+    if (REC_HDR + plen + prodlen + entlen + elen != val->mv_size)
         return RK_LOG_EBADREC;
     v->seq = seq;
     v->recv_ns = (int64_t)get_be(p + OFF_RECV, 8);
@@ -76,7 +82,12 @@ static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
     v->publisher_len = plen;
     v->producer = p + REC_HDR + plen;
     v->producer_len = prodlen;
-    v->event = p + REC_HDR + plen + prodlen;
+    v->tags.type = p[OFF_TYPE];
+    v->tags.fiscal_year = (uint16_t)get_be(p + OFF_FY, 2);
+    memcpy(v->tags.municipality, p + OFF_MUNI, 6);
+    v->tags.entity = (const char *)p + REC_HDR + plen + prodlen;
+    v->tags.entity_len = entlen;
+    v->event = p + REC_HDR + plen + prodlen + entlen;
     v->event_len = elen;
     v->raw = p;
     v->raw_len = val->mv_size;
@@ -320,11 +331,13 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     struct rk_log_view view;
     int rc;
 
+    const struct rk_log_tags *t = &rec->tags;
     if (rec->event_len > UINT32_MAX || rec->publisher_len > UINT16_MAX ||
-        rec->producer_len > RK_LOG_PRODUCER_MAX || (rec->producer_len && !rec->producer_seq))
+        rec->producer_len > RK_LOG_PRODUCER_MAX || (rec->producer_len && !rec->producer_seq) ||
+        t->entity_len > RK_LOG_ENTITY_MAX)
         return EINVAL;
     put_be(key, seq, 8);
-    v.mv_size = REC_HDR + rec->publisher_len + rec->producer_len + rec->event_len;
+    v.mv_size = REC_HDR + rec->publisher_len + rec->producer_len + t->entity_len + rec->event_len;
     v.mv_data = NULL;
     rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc)
@@ -336,11 +349,21 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     put_be(p + OFF_EVLEN, rec->event_len, 4);
     put_be(p + OFF_RECV, (uint64_t)recv_ns, 8);
     put_be(p + OFF_PSEQ, rec->producer_seq, 8);
+    p[OFF_TYPE] = t->type;
+    p[OFF_ENTLEN] = (unsigned char)t->entity_len;
+    put_be(p + OFF_FY, t->fiscal_year, 2);
+    memcpy(p + OFF_MUNI, t->municipality, 6);
+    unsigned char *q = p + REC_HDR;
     if (rec->publisher_len)
-        memcpy(p + REC_HDR, rec->publisher, rec->publisher_len);
+        memcpy(q, rec->publisher, rec->publisher_len);
+    q += rec->publisher_len;
     if (rec->producer_len)
-        memcpy(p + REC_HDR + rec->publisher_len, rec->producer, rec->producer_len);
-    memcpy(p + REC_HDR + rec->publisher_len + rec->producer_len, rec->event, rec->event_len);
+        memcpy(q, rec->producer, rec->producer_len);
+    q += rec->producer_len;
+    if (t->entity_len)
+        memcpy(q, t->entity, t->entity_len);
+    q += t->entity_len;
+    memcpy(q, rec->event, rec->event_len);
     rc = parse_record(seq, &v, &view);
     if (rc)
         return rc;
@@ -404,6 +427,7 @@ int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader *
     rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &r->txn);
     if (rc)
         goto fail;
+    r->events = log->events;
     rc = mdb_cursor_open(r->txn, log->events, &r->cur);
     if (rc)
         goto fail;
@@ -592,4 +616,31 @@ int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_
     }
     rk_log_reader_destroy(&r);
     return rc;
+}
+
+int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq)
+{
+    /* Receive times never decrease along the log, so the first record at
+     * or after `ns` is found by bisection over sequence numbers. */
+    uint64_t lo = 1, hi = r->head + 1;
+    unsigned char key[8];
+    MDB_val k = {8, key}, v;
+    struct rk_log_view view;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        put_be(key, mid, 8);
+        int rc = mdb_get(r->txn, r->events, &k, &v);
+        if (rc == 0)
+            rc = parse_record(mid, &v, &view);
+        if (rc)
+            return rc;
+        if (view.recv_ns < ns)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *seq = lo;
+    r->from = lo;
+    r->started = 0;
+    return 0;
 }

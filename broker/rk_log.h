@@ -13,7 +13,7 @@
  *     Readers may run in any number of other threads, each with its own
  *     rk_log_reader; they never block the writer.
  *
- * On-disk layout (schema 1), one LMDB environment in the data directory:
+ * On-disk layout (schema 2), one LMDB environment in the data directory:
  *   "events": key   = sequence, big-endian u64 (so cursor order is log order
  *                     and MDB_APPEND applies)
  *             value = record, all integers big-endian:
@@ -24,15 +24,22 @@
  *                     off  8  u64  receive time, ns since the epoch (UTC)
  *                     off 16  u64  producer sequence (0 = none)
  *                     off 24  32B  chain hash
- *                     off 56  P    publisher identity (empty until keys exist)
- *                     off 56+P R   producer id (idempotent publishing)
- *                   off 56+P+R E   the event's MessagePack bytes, as received
+ *                     off 56  u8   event type (enum rk_event_type)
+ *                     off 57  u8   entity id length N
+ *                     off 58  u16  fiscal year (kpi.update; else 0)
+ *                     off 60  6B   municipality code, ASCII
+ *                     off 66  P    publisher identity (empty until keys exist)
+ *                     ...     R    producer id (idempotent publishing)
+ *                     ...     N    entity id: request_id (aid.*) or kpi_id
+ *                     ...     E    the event's MessagePack bytes, as received
+ *             The tags (type .. entity id) repeat what validation read from
+ *             the event, so replay can filter without decoding MessagePack.
  *   "producers": key = producer id, 0x00, number (big-endian u64)
  *                value = sequence (u64), receive time (u64), big-endian;
  *                one entry per event that came with a producer id, written in
  *                the same transaction as the event, so a retry is recognised
  *                across restarts
- *   "meta":   "schema" -> big-endian u32 schema version (1)
+ *   "meta":   "schema" -> big-endian u32 schema version (2)
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
  * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
@@ -44,9 +51,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RK_LOG_SCHEMA 1
+#define RK_LOG_SCHEMA 2
 #define RK_LOG_HASH_BYTES 32
 #define RK_LOG_PRODUCER_MAX 64
+#define RK_LOG_ENTITY_MAX 64
 #define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
 #define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
 
@@ -63,6 +71,15 @@ struct rk_log_options {
     uint64_t map_size;  /* bytes of address space for the map; 0 = 64 GiB */
 };
 
+/* What a record is about, for filtering without decoding the event. */
+struct rk_log_tags {
+    uint8_t type;             /* enum rk_event_type */
+    char municipality[6];     /* ASCII digits, not terminated */
+    uint16_t fiscal_year;     /* kpi.update; 0 otherwise */
+    const char *entity;       /* request_id or kpi_id, not terminated */
+    size_t entity_len;        /* <= RK_LOG_ENTITY_MAX */
+};
+
 /* One event to append. The caller fills the inputs; rk_log_append fills
  * the outputs. Pointers are borrowed for the duration of the call. */
 struct rk_log_rec {
@@ -73,6 +90,7 @@ struct rk_log_rec {
     const void *producer;     /* in: idempotent publisher's id, may be NULL when producer_len is 0 */
     size_t producer_len;      /* in: <= RK_LOG_PRODUCER_MAX; 0 = not idempotent */
     uint64_t producer_seq;    /* in: the producer's number, >= 1 with a producer; else 0 */
+    struct rk_log_tags tags;  /* in */
     uint64_t seq;             /* out: assigned sequence number */
     int64_t recv_ns;          /* out: assigned receive time */
 };
@@ -88,6 +106,7 @@ struct rk_log_view {
     size_t publisher_len;
     const void *producer;
     size_t producer_len;
+    struct rk_log_tags tags;
     const void *event;
     size_t event_len;
     const void *raw;                 /* the whole stored value, for verification */
@@ -138,6 +157,10 @@ int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader *
 /* Next record of the snapshot: 0 and *v filled, RK_LOG_EOF at the end, or an
  * error (RK_LOG_EBADREC for a malformed record). */
 int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *v);
+
+/* Positions the reader at the first record received at or after `ns` and
+ * stores its sequence in *seq (head + 1 when there is none). O(log n). */
+int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq);
 
 /* Last sequence number in the reader's snapshot (0 when empty). */
 uint64_t rk_log_reader_head(struct rk_log_reader *r);

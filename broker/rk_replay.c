@@ -1,5 +1,6 @@
 #include "rk_replay.h"
 #include "rk_diag.h"
+#include "rk_event.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -37,31 +38,98 @@ static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *co
     send_hdr(sock, ident, &h, 0);
 }
 
+/* A filtered batch stops after this many records even if it found fewer
+ * than `limit`, so one narrow query over a long log cannot hold the thread
+ * (or an LMDB snapshot) for long; "end" tells the client where to go on. */
+#define SCAN_MAX 200000
+
+static int topic_matches(const struct rk_wire_filter *f, const struct rk_log_view *v)
+{
+    struct rk_event_info info = {.type = (enum rk_event_type)v->tags.type};
+    char topic[RK_TOPIC_MAX];
+    if (!f->ntopics)
+        return 1;
+    if (!rk_event_type_name(info.type))
+        return 0;
+    memcpy(info.municipality, v->tags.municipality, 6);
+    rk_event_topic(&info, topic);
+    for (unsigned i = 0; i < f->ntopics; i++)
+        if (strncmp(topic, f->topics[i], strlen(f->topics[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static int entity_is(const struct rk_log_view *v, const char *want)
+{
+    return strlen(want) == v->tags.entity_len && memcmp(v->tags.entity, want, v->tags.entity_len) == 0;
+}
+
+static int selected(const struct rk_wire_filter *f, const struct rk_log_view *v)
+{
+    if (f->request_id[0] && (v->tags.type == RK_EV_KPI_UPDATE || !entity_is(v, f->request_id)))
+        return 0;
+    if (f->kpi_id[0] && (v->tags.type != RK_EV_KPI_UPDATE || !entity_is(v, f->kpi_id)))
+        return 0;
+    if (f->from_ns && v->recv_ns < f->from_ns)
+        return 0;
+    return topic_matches(f, v);
+}
+
+/* Where a batch starts: from_seq, or later when from_time says so. */
+static int batch_start(struct rk_log_reader *r, const struct rk_wire_hdr *req, uint64_t *from)
+{
+    uint64_t by_time;
+    *from = req->from_seq ? req->from_seq : 1;
+    if (!req->filter.from_ns)
+        return 0;
+    int rc = rk_log_reader_seek_time(r, req->filter.from_ns, &by_time);
+    if (rc == 0 && by_time > *from)
+        *from = by_time;
+    return rc;
+}
+
+static int send_event(struct rk_replay *rp, zmq_msg_t *ident, uint64_t corr,
+                      const struct rk_log_view *v)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = corr, .seq = v->seq, .recv_ns = v->recv_ns};
+    if (send_hdr(rp->router, ident, &h, 1) ||
+        zmq_send(rp->router, v->event, v->event_len, ZMQ_DONTWAIT) < 0)
+        return -1; /* client gone or over its window: it sees a short batch */
+    return 0;
+}
+
 /* Sends one batch from a fresh read transaction, then "end". */
 static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
 {
+    const struct rk_wire_filter *f = &req->filter;
     struct rk_log_reader *r = NULL;
     struct rk_log_view v;
-    struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = req->corr};
-    uint64_t from = req->from_seq ? req->from_seq : 1;
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
-    uint64_t next = from;
+    uint64_t from, next, scanned = 0;
     uint32_t sent = 0;
-    int rc = rk_log_reader_open(rp->log, from, &r);
+    int rc = rk_log_reader_open(rp->log, req->from_seq, &r);
 
+    if (!rc)
+        rc = batch_start(r, req, &from);
     if (rc) {
         send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
+        rk_log_reader_destroy(&r);
         return;
     }
-    while (sent < limit && (rc = rk_log_reader_next(r, &v)) == 0) {
-        if (req->to_seq && v.seq > req->to_seq)
+    next = from;
+    while (sent < limit && scanned < SCAN_MAX && (rc = rk_log_reader_next(r, &v)) == 0) {
+        if ((req->to_seq && v.seq > req->to_seq) || (f->to_ns && v.recv_ns > f->to_ns)) {
+            next = UINT64_MAX; /* past the end bound: the range is complete */
             break;
-        h.seq = v.seq;
-        h.recv_ns = v.recv_ns;
-        if (send_hdr(rp->router, ident, &h, 1) ||
-            zmq_send(rp->router, v.event, v.event_len, ZMQ_DONTWAIT) < 0)
-            break;  /* client gone or over its window: it sees a short batch */
+        }
+        scanned++;
         next = v.seq + 1;
+        if (!selected(f, &v))
+            continue;
+        if (send_event(rp, ident, req->corr, &v)) {
+            next = v.seq;
+            break;
+        }
         sent++;
     }
     if (rc != 0 && rc != RK_LOG_EOF) {
@@ -70,7 +138,8 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
     } else {
         struct rk_wire_hdr end = {.cmd = RK_CMD_END, .corr = req->corr,
-                                  .next_seq = next, .head_seq = rk_log_reader_head(r)};
+                                  .next_seq = next, .head_seq = rk_log_reader_head(r),
+                                  .sent = sent};
         send_hdr(rp->router, ident, &end, 0);
     }
     rk_log_reader_destroy(&r);

@@ -15,6 +15,11 @@ static const unsigned cmd_arity[] = {
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 5,
 };
 
+/* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
+static const unsigned cmd_extra[NCMDS] = {
+    [RK_CMD_END] = 1,
+};
+
 const char *rk_wire_cmd_name(enum rk_wire_cmd cmd)
 {
     if ((unsigned)cmd == RK_CMD_NONE || (unsigned)cmd >= NCMDS)
@@ -86,6 +91,41 @@ static void put_str(struct writer *w, const char *s, size_t max)
     put(w, s, n);
 }
 
+int rk_wire_filter_active(const struct rk_wire_filter *f)
+{
+    return f->from_ns || f->to_ns || f->ntopics || f->request_id[0] || f->kpi_id[0];
+}
+
+/* The filter map holds only the keys that are set. */
+static void put_filter(struct writer *w, const struct rk_wire_filter *f)
+{
+    unsigned n = (f->from_ns != 0) + (f->to_ns != 0) + (f->ntopics != 0) +
+                 (f->request_id[0] != 0) + (f->kpi_id[0] != 0);
+    put_byte(w, 0x80 | n);
+    if (f->from_ns) {
+        put_str(w, "from_time", 16);
+        put_uint(w, (uint64_t)f->from_ns);
+    }
+    if (f->to_ns) {
+        put_str(w, "to_time", 16);
+        put_uint(w, (uint64_t)f->to_ns);
+    }
+    if (f->ntopics) {
+        put_str(w, "topics", 16);
+        put_byte(w, 0x90 | (f->ntopics & 0x0f));
+        for (unsigned i = 0; i < f->ntopics; i++)
+            put_str(w, f->topics[i], RK_WIRE_TOPIC_MAX - 1);
+    }
+    if (f->request_id[0]) {
+        put_str(w, "request_id", 16);
+        put_str(w, f->request_id, RK_WIRE_ID_MAX);
+    }
+    if (f->kpi_id[0]) {
+        put_str(w, "kpi_id", 16);
+        put_str(w, f->kpi_id, RK_WIRE_ID_MAX);
+    }
+}
+
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
 {
     const char *name = rk_wire_cmd_name(h->cmd);
@@ -93,7 +133,9 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         return 0;
     struct writer w = {buf, 0, cap, 0};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
-    put_byte(&w, 0x90 | (cmd_arity[h->cmd] + (idempotent ? 2u : 0u)));
+    int filtered = h->cmd == RK_CMD_REPLAY && rk_wire_filter_active(&h->filter);
+    put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
+                         (filtered ? 1u : 0u)));
     put_uint(&w, RK_WIRE_VERSION);
     put_str(&w, name, 16);
     put_uint(&w, h->corr);
@@ -112,10 +154,13 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_uint(&w, h->from_seq);
         put_uint(&w, h->to_seq);
         put_uint(&w, h->limit);
+        if (filtered)
+            put_filter(&w, &h->filter);
         break;
     case RK_CMD_END:
         put_uint(&w, h->next_seq);
         put_uint(&w, h->head_seq);
+        put_uint(&w, h->sent);
         break;
     case RK_CMD_PUB:
         if (idempotent) {
@@ -227,6 +272,69 @@ static int get_text(struct reader *r, char *out, size_t cap, int exact)
     return memchr(out, '\0', n) ? -1 : 0;
 }
 
+static int get_map_len(struct reader *r, uint64_t *n)
+{
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    if ((t & 0xf0) == 0x80) {
+        *n = t & 0x0f;
+        return 0;
+    }
+    if (t == 0xde)
+        return get_be(r, 2, n);
+    if (t == 0xdf)
+        return get_be(r, 4, n);
+    return -1;
+}
+
+static int key_is(const char *k, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(k, lit, n) == 0;
+}
+
+static int get_topics(struct reader *r, struct rk_wire_filter *f)
+{
+    uint64_t n;
+    if (get_array_len(r, &n) || n > RK_WIRE_TOPICS_MAX)
+        return -1;
+    f->ntopics = (unsigned)n;
+    for (unsigned i = 0; i < f->ntopics; i++)
+        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1))
+            return -1;
+    return 0;
+}
+
+/* Unknown filter keys are refused: ignoring one would widen the selection
+ * without the client knowing. */
+static int get_filter(struct reader *r, struct rk_wire_filter *f)
+{
+    uint64_t n, v;
+    if (get_map_len(r, &n) || n > 5)
+        return -1;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *k;
+        size_t klen;
+        if (get_str(r, &k, &klen))
+            return -1;
+        if (key_is(k, klen, "from_time") || key_is(k, klen, "to_time")) {
+            if (get_uint(r, &v) || v > INT64_MAX)
+                return -1;
+            *(key_is(k, klen, "to_time") ? &f->to_ns : &f->from_ns) = (int64_t)v;
+        } else if (key_is(k, klen, "topics")) {
+            if (get_topics(r, f))
+                return -1;
+        } else if (key_is(k, klen, "request_id") || key_is(k, klen, "kpi_id")) {
+            char *dst = key_is(k, klen, "kpi_id") ? f->kpi_id : f->request_id;
+            if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1))
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
 {
     for (unsigned i = 1; i < NCMDS; i++)
@@ -264,13 +372,14 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
         h->from_seq = a;
         h->to_seq = b;
         h->limit = (uint32_t)c;
-        return 0;
+        return n >= 7 ? get_filter(r, &h->filter) : 0;
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;
         h->next_seq = a;
         h->head_seq = b;
-        return 0;
+        h->has_sent = n >= 6;
+        return n >= 6 ? get_uint(r, &h->sent) : 0;
     default:
         return 0;
     }

@@ -11,8 +11,9 @@
  *   ack    [1, "ack",    corr, seq, recv_ns]
  *   err    [1, "err",    corr, code, message]
  *   replay [1, "replay", corr, from_seq, to_seq, limit]
+ *          [1, "replay", corr, from_seq, to_seq, limit, {filter}]
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
- *   end    [1, "end",    corr, next_seq, head_seq]
+ *   end    [1, "end",    corr, next_seq, head_seq, sent]
  *   live   [1, "live",   0,    seq, recv_ns]            + event frame
  *
  * `corr` is chosen by the client and echoed by the broker; integers are
@@ -27,9 +28,27 @@
 #include <stdint.h>
 
 #define RK_WIRE_VERSION 1
-#define RK_WIRE_HDR_MAX 512      /* no header this module writes is longer */
+#define RK_WIRE_HDR_MAX 2048     /* no header this module writes is longer */
 #define RK_REPLAY_LIMIT_MAX 1000 /* events per replay batch */
 #define RK_WIRE_PRODUCER_MAX 64  /* bytes of a producer id */
+#define RK_WIRE_TOPICS_MAX 16    /* topic prefixes in one replay filter */
+#define RK_WIRE_TOPIC_MAX 40     /* bytes of a topic prefix, NUL included */
+#define RK_WIRE_ID_MAX 64
+
+/* Optional replay filter; a zeroed struct selects everything. An event
+ * passes when its receive time is within the bounds, its topic starts with
+ * one of the prefixes (when any are given), and its request_id / kpi_id
+ * equal the ones given. */
+struct rk_wire_filter {
+    int64_t from_ns, to_ns;      /* receive-time bounds, inclusive; 0 = none */
+    unsigned ntopics;
+    char topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
+    char request_id[RK_WIRE_ID_MAX + 1];
+    char kpi_id[RK_WIRE_ID_MAX + 1];
+};
+
+/* 1 when the filter selects something narrower than everything. */
+int rk_wire_filter_active(const struct rk_wire_filter *f);
 
 enum rk_wire_cmd {
     RK_CMD_NONE = 0,
@@ -53,8 +72,11 @@ struct rk_wire_hdr {
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
     uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
     uint32_t limit;      /* replay: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
+    struct rk_wire_filter filter; /* replay: optional */
     uint64_t next_seq;   /* end: where the next batch would start */
     uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
+    uint64_t sent;       /* end: events the broker sent in this batch */
+    int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
 };

@@ -88,7 +88,7 @@ def test(b):
     h = msgpack.unpackb(recv(rep)[0])
     assert h[:4] == [1, "evt", 77, 2], h
     end = msgpack.unpackb(recv(rep)[0])
-    assert end == [1, "end", 77, 3, 2], end
+    assert end == [1, "end", 77, 3, 2, 2], end
     rep.send_multipart([b"\x93\x01\xa3pub\x01"])
     err = msgpack.unpackb(recv(rep)[0])
     assert err[1] == "err" and err[3] == "E_COMMAND", err

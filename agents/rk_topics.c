@@ -1,0 +1,74 @@
+#include "rk_topics.h"
+#include "rk_event.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int check_digits(const char *opt, const char *v, size_t len, char *why, size_t why_len)
+{
+    if (v && (strlen(v) != len || strspn(v, "0123456789") != len)) {
+        snprintf(why, why_len, "--%s: must be %zu digits, got \"%s\"", opt, len, v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The event types the query spans; returns their number or -1. */
+static int types_for(const struct rk_topic_query *q, const char *types[8], char *why,
+                     size_t why_len)
+{
+    int n = 0;
+    if (q->type) {
+        if (rk_event_type_parse(q->type, strlen(q->type)) == RK_EV_NONE) {
+            snprintf(why, why_len, "--type: must be kpi.update or aid.request|offer|accept|"
+                     "dispatch|fulfil|cancel|withdraw, got \"%s\"", q->type);
+            return -1;
+        }
+        if (q->family && strncmp(q->type, q->family, strlen(q->family)) != 0) {
+            snprintf(why, why_len, "--type %s is not in --family %s", q->type, q->family);
+            return -1;
+        }
+        types[n++] = q->type;
+        return n;
+    }
+    if (q->family && strcmp(q->family, "kpi") != 0 && strcmp(q->family, "aid") != 0) {
+        snprintf(why, why_len, "--family: must be kpi or aid, got \"%s\"", q->family);
+        return -1;
+    }
+    for (int t = RK_EV_KPI_UPDATE; t <= RK_EV_AID_WITHDRAW; t++) {
+        const char *name = rk_event_type_name((enum rk_event_type)t);
+        if (!q->family || strncmp(name, q->family, strlen(q->family)) == 0)
+            types[n++] = name;
+    }
+    return n;
+}
+
+int rk_topics_for(const struct rk_topic_query *q, char topics[][RK_WIRE_TOPIC_MAX], int max,
+                  char *why, size_t why_len)
+{
+    const char *types[8];
+    char pref[3] = "";
+    if (check_digits("prefecture", q->prefecture, 2, why, why_len) ||
+        check_digits("municipality", q->municipality, 6, why, why_len))
+        return -1;
+    if (q->municipality && q->prefecture && strncmp(q->municipality, q->prefecture, 2) != 0) {
+        snprintf(why, why_len, "--municipality %s is not in --prefecture %s", q->municipality,
+                 q->prefecture);
+        return -1;
+    }
+    if (!q->family && !q->type && !q->prefecture && !q->municipality)
+        return 0;
+    int ntypes = types_for(q, types, why, why_len);
+    if (ntypes < 0)
+        return -1;
+    if (ntypes > max) {
+        snprintf(why, why_len, "too many topics for this filter");
+        return -1;
+    }
+    if (q->municipality || q->prefecture)
+        memcpy(pref, q->municipality ? q->municipality : q->prefecture, 2);
+    for (int i = 0; i < ntypes; i++)
+        snprintf(topics[i], RK_WIRE_TOPIC_MAX, "%s/%s%s%s", types[i], pref, pref[0] ? "/" : "",
+                 q->municipality ? q->municipality : "");
+    return ntypes;
+}
