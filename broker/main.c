@@ -2,7 +2,9 @@
 #include "rk_broker.h"
 #include "rk_diag.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,10 @@ static void usage(FILE *out)
         "                            power cut (default); os: no fsync, survives a broker\n"
         "                            crash but not a power cut\n"
         "  -b, --batch-max N         most publishes committed in one transaction [%d]\n"
+        "  -M, --map-max SIZE        cap on the log's size, e.g. 500G; the LMDB map\n"
+        "                            starts at 256M and doubles when full [no cap: the\n"
+        "                            disk is the limit]. At the cap, publishes are\n"
+        "                            refused with E_STORAGE; reads go on\n"
         "  -l, --log-level LEVEL     error, warn, info or debug [info]\n"
         "  -h, --help                show this help and exit\n"
         "  -V, --version             show the version and exit\n"
@@ -45,6 +51,29 @@ static void usage(FILE *out)
         RK_DEFAULT_DATA_DIR, RK_DEFAULT_BATCH_MAX);
 }
 
+/* "123", "800K", "64M", "2G", "1T" (powers of 1024) -> bytes. */
+static int parse_size(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    int shift = 0;
+    if (end == text || errno || text[0] == '-')
+        return -1;
+    switch (*end) {
+    case '\0': break;
+    case 'K': case 'k': shift = 10; end++; break;
+    case 'M': case 'm': shift = 20; end++; break;
+    case 'G': case 'g': shift = 30; end++; break;
+    case 'T': case 't': shift = 40; end++; break;
+    default: return -1;
+    }
+    if (*end || v > (UINT64_MAX >> shift) || (v << shift) < (1u << 20))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct rk_broker_config *cfg)
 {
     static const struct option opts[] = {
@@ -54,6 +83,7 @@ static int parse_args(int argc, char **argv, struct rk_broker_config *cfg)
         {"data-dir", required_argument, NULL, 'd'},
         {"durability", required_argument, NULL, 'D'},
         {"batch-max", required_argument, NULL, 'b'},
+        {"map-max", required_argument, NULL, 'M'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -63,7 +93,7 @@ static int parse_args(int argc, char **argv, struct rk_broker_config *cfg)
     char *end;
     long n;
 
-    while ((c = getopt_long(argc, argv, "i:f:r:d:D:b:l:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:f:r:d:D:b:M:l:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'i': cfg->ingest_endpoint = optarg; break;
         case 'f': cfg->feed_endpoint = optarg; break;
@@ -86,6 +116,13 @@ static int parse_args(int argc, char **argv, struct rk_broker_config *cfg)
                 return 2;
             }
             cfg->batch_max = (int)n;
+            break;
+        case 'M':
+            if (parse_size(optarg, &cfg->map_max) != 0) {
+                fprintf(stderr, "renkei-broker: --map-max: must be a size of at least 1M, "
+                        "such as 800M, 64G or 2T, got \"%s\"\n", optarg);
+                return 2;
+            }
             break;
         case 'l':
             level = rk_diag_parse_level(optarg);

@@ -7,6 +7,7 @@
 #include "rk_wire.h"
 
 #include <errno.h>
+#include <lmdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ static void *bind_socket(struct rk_broker *b, int type, const char *endpoint, co
 
 static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 {
-    struct rk_log_options lopt = {.durability = cfg->durability};
+    struct rk_log_options lopt = {.durability = cfg->durability, .map_max = cfg->map_max};
     char why[512];
     int rc;
 
@@ -341,7 +342,11 @@ static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_re
 /* The group commit: one transaction for the batch, then acks, then fan-out. */
 static int commit_batch(struct rk_broker *b)
 {
+    unsigned grown = rk_log_map_grown(b->log);
     int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, rk_time_now());
+    if (rk_log_map_grown(b->log) != grown)
+        RK_DIAG(RK_DIAG_INFO, "map_grown", "map_size_mib=%llu",
+                (unsigned long long)(rk_log_map_size(b->log) >> 20));
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%d why=\"%s\"", b->npend, rk_log_strerror(rc));
         /* The batch's numbers were admitted but not stored: forget them. */
@@ -350,7 +355,9 @@ static int commit_batch(struct rk_broker *b)
     for (int i = 0; i < b->npend; i++) {
         struct pending *p = &b->pend[i];
         if (rc) {
-            refuse(b, &p->ident, p->corr, "E_STORAGE", "log: the event could not be stored; retry later");
+            refuse(b, &p->ident, p->corr, "E_STORAGE", rc == MDB_MAP_FULL
+                   ? "log: full (the broker's --map-max is reached); nothing was stored"
+                   : "log: the event could not be stored; retry later");
         } else {
             struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = p->corr,
                                       .seq = b->recs[i].seq, .recv_ns = b->recs[i].recv_ns};
@@ -400,9 +407,11 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
     if (broker_open(&b, cfg) != 0)
         goto out;
     RK_DIAG(RK_DIAG_INFO, "ready",
-            "ingest=%s feed=%s replay=%s data_dir=%s durability=%s last_seq=%llu chain_head=%s",
+            "ingest=%s feed=%s replay=%s data_dir=%s durability=%s map_size_mib=%llu "
+            "last_seq=%llu chain_head=%s",
             cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint, cfg->data_dir,
             cfg->durability == RK_LOG_OS ? "os" : "full",
+            (unsigned long long)(rk_log_map_size(b.log) >> 20),
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
     zmq_pollitem_t items[2] = {
         {b.ingest, 0, ZMQ_POLLIN, 0},

@@ -28,6 +28,7 @@ struct rk_broker_config {
     const char *data_dir;          /* LMDB environment directory; created if missing */
     enum rk_log_durability durability;
     int batch_max;                 /* most publishes per write transaction */
+    uint64_t map_max;              /* cap on the LMDB map in bytes; 0 = none */
 };
 
 /* Fills `cfg` with the defaults above (full durability). */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,20 +20,27 @@
 #define OFF_ENTLEN 57
 #define OFF_FY 58
 #define OFF_MUNI 60
-#define DEFAULT_MAP_SIZE (64ull << 30)
+#define DEFAULT_MAP_SIZE (256ull << 20)
 
 struct rk_log {
     MDB_env *env;
+    /* Growing the map remaps it; no read transaction of this process may be
+     * open meanwhile. Readers hold this shared for their lifetime (one
+     * replay batch); the writer takes it exclusively to grow. */
+    pthread_rwlock_t resize_lock;
+    uint64_t map_size, map_max;
     MDB_dbi events;
     MDB_dbi meta;
     MDB_dbi producers;
     int readonly;
+    unsigned grown;
     uint64_t last_seq;
     int64_t last_recv_ns;
     unsigned char head[RK_LOG_HASH_BYTES];
 };
 
 struct rk_log_reader {
+    struct rk_log *log;
     MDB_dbi events;
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -214,9 +222,20 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
     if (rc)
         return rc;
     mdb_env_set_maxdbs(log->env, 8);
-    rc = mdb_env_set_mapsize(log->env, opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+    log->map_size = opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
+    log->map_max = opt ? opt->map_max : 0;
+    /* Under a cap, start at a quarter of it so growth is exercised early. */
+    if (log->map_max && log->map_size > log->map_max / 4)
+        log->map_size = log->map_max / 4 >= (1u << 20) ? log->map_max / 4 : log->map_max;
+    rc = mdb_env_set_mapsize(log->env, log->map_size);
     if (!rc)
         rc = mdb_env_open(log->env, dir, flags, 0640);
+    if (!rc) {
+        /* An existing file may be larger than asked: LMDB adopts its size. */
+        MDB_envinfo info;
+        mdb_env_info(log->env, &info);
+        log->map_size = info.me_mapsize;
+    }
     if (!rc)
         rc = flags & MDB_RDONLY ? open_tables_readonly(log) : open_tables(log, why, why_len);
     return rc;
@@ -236,6 +255,7 @@ int rk_log_open_readonly(struct rk_log **out, const char *dir, char *why, size_t
     if (!log)
         abort();
     log->readonly = 1;
+    pthread_rwlock_init(&log->resize_lock, NULL);
     rc = open_env(log, dir, NULL, MDB_NOTLS | MDB_RDONLY, why, why_len);
     if (rc) {
         if (why && why_len)
@@ -265,6 +285,7 @@ int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_option
     log = calloc(1, sizeof *log);
     if (!log)
         abort();
+    pthread_rwlock_init(&log->resize_lock, NULL);
     if (opt && opt->durability == RK_LOG_OS)
         flags |= MDB_NOSYNC;
     rc = open_env(log, dir, opt, flags, why, why_len);
@@ -287,6 +308,7 @@ void rk_log_destroy(struct rk_log **logp)
     if (!log)
         return;
     mdb_env_close(log->env);
+    pthread_rwlock_destroy(&log->resize_lock);
     free(log);
     *logp = NULL;
 }
@@ -374,7 +396,7 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     return 0;
 }
 
-int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
+static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -415,6 +437,47 @@ fail:
     return rc;
 }
 
+/* Doubles the map (up to map_max) while no reader of this process is open.
+ * Returns 0, or MDB_MAP_FULL when the cap is reached. */
+static int grow_map(struct rk_log *log)
+{
+    uint64_t want = log->map_size * 2;
+    if (log->map_max && want > log->map_max)
+        want = log->map_max;
+    if (want <= log->map_size)
+        return MDB_MAP_FULL;
+    pthread_rwlock_wrlock(&log->resize_lock);
+    int rc = mdb_env_set_mapsize(log->env, want);
+    pthread_rwlock_unlock(&log->resize_lock);
+    if (rc)
+        return rc;
+    log->map_size = want;
+    log->grown++;
+    return 0;
+}
+
+int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
+{
+    int rc;
+    while ((rc = append_batch(log, recs, n, now_ns)) == MDB_MAP_FULL) {
+        /* The batch was aborted whole: grow and write it again. */
+        rc = grow_map(log);
+        if (rc)
+            return rc;
+    }
+    return rc;
+}
+
+uint64_t rk_log_map_size(const struct rk_log *log)
+{
+    return log->map_size;
+}
+
+unsigned rk_log_map_grown(const struct rk_log *log)
+{
+    return log->grown;
+}
+
 int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader **out)
 {
     struct rk_log_reader *r = calloc(1, sizeof *r);
@@ -424,7 +487,14 @@ int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader *
     if (!r)
         abort();
     *out = NULL;
+    pthread_rwlock_rdlock(&log->resize_lock);
+    r->log = log;
     rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* Another process (the broker, for --verify) grew the file. */
+        mdb_env_set_mapsize(log->env, 0);
+        rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &r->txn);
+    }
     if (rc)
         goto fail;
     r->events = log->events;
@@ -480,6 +550,8 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_cursor_close(r->cur);
     if (r->txn)
         mdb_txn_abort(r->txn);
+    if (r->log)
+        pthread_rwlock_unlock(&r->log->resize_lock);
     free(r);
     *rp = NULL;
 }

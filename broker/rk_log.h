@@ -68,7 +68,10 @@ enum rk_log_durability {
 
 struct rk_log_options {
     enum rk_log_durability durability;
-    uint64_t map_size;  /* bytes of address space for the map; 0 = 64 GiB */
+    uint64_t map_size;  /* initial map size in bytes; 0 = 256 MiB. An existing
+                         * larger file keeps its size. */
+    uint64_t map_max;   /* the map doubles when full, up to this; 0 = no cap
+                         * (the disk is the limit) */
 };
 
 /* What a record is about, for filtering without decoding the event. */
@@ -130,7 +133,10 @@ void rk_log_destroy(struct rk_log **logp);
 /* Appends `n` records in ONE write transaction and commits it (durably in
  * RK_LOG_FULL mode). On success each record's seq and recv_ns are set and
  * the records are visible to readers; on failure nothing was stored and
- * the log's head is unchanged. `now_ns` is the broker clock for the batch. */
+ * the log's head is unchanged. `now_ns` is the broker clock for the batch.
+ * When the map is full it doubles (waiting for open readers to finish
+ * their batch) and the batch is written again; MDB_MAP_FULL means the cap
+ * (map_max) is reached, ENOSPC or EIO that the disk failed. */
 int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns);
 
 /* Last sequence number stored (0 for an empty log) and its chain hash
@@ -148,6 +154,10 @@ int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, u
  * RK_LOG_EOF when that number was never stored, or an error. */
 int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, uint64_t number,
                          uint64_t *seq, int64_t *recv_ns);
+
+/* Current map size in bytes, and how many times it grew since open. */
+uint64_t rk_log_map_size(const struct rk_log *log);
+unsigned rk_log_map_grown(const struct rk_log *log);
 
 /* Opens a read snapshot positioned so that the next record returned is the
  * first with sequence >= `from`. A reader pins the pages it sees; end it

@@ -10,8 +10,11 @@
 #include <string.h>
 #include <zmq.h>
 
-/* Room for one full batch of events plus its "end", per client. */
-#define REPLAY_SNDHWM (RK_REPLAY_LIMIT_MAX + 16)
+/* Room for one full batch plus its "end", per client. The ROUTER drops
+ * silently past its high-water mark, which counts frames here, not
+ * messages: a batch is 2 * limit + 1 frames after the routing ones. With
+ * limit + 16 every replay longer than 1,000 events lost its "end". */
+#define REPLAY_SNDHWM (2 * RK_REPLAY_LIMIT_MAX + 16)
 
 struct rk_replay {
     void *router;
