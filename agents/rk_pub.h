@@ -45,8 +45,8 @@ int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
  * of A-Z a-z 0-9 . _ : -, stable across restarts) numbers its events with
  * `number` >= 1, increasing. Sending the same (producer, number) again, on
  * any connection, even after a broker restart, is answered with the
- * original acknowledgement and stores nothing; a number at or below one the
- * broker has already seen that was never stored is refused (E_SEQUENCE).
+ * original acknowledgement and stores nothing. Numbers may arrive out of
+ * order (a retry after a reconnect): each is stored once.
  * EINVAL for an empty or over-long producer or number 0. */
 int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
                          const void *event, size_t len, uint64_t *corr);

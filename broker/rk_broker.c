@@ -197,9 +197,20 @@ static int recv_body(struct rk_broker *b, zmq_msg_t *hdr, zmq_msg_t *event)
 
 static int commit_batch(struct rk_broker *b);
 
-static void admit(struct rk_broker *b, struct pending *p, const struct rk_wire_hdr *h,
+static void admit(struct rk_broker *b, struct pending *msg, const struct rk_wire_hdr *h,
                   const struct rk_event_info *info)
 {
+    /* A commit in between (admit_old_number) emptied the batch: the message
+     * moves to the batch's first free slot. */
+    struct pending *p = &b->pend[b->npend];
+    if (p != msg) {
+        zmq_msg_init(&p->ident);
+        zmq_msg_init(&p->event);
+        zmq_msg_move(&p->ident, &msg->ident);
+        zmq_msg_move(&p->event, &msg->event);
+        zmq_msg_close(&msg->ident);
+        zmq_msg_close(&msg->event);
+    }
     p->corr = h->corr;
     rk_event_topic(info, p->topic);
     memcpy(p->producer, h->producer, sizeof p->producer);
@@ -230,31 +241,30 @@ static uint64_t *producer_slot(struct rk_broker *b, const char *id)
     return last;
 }
 
-/* A number at or below the producer's last is a retry (answered with the
- * original ack) or one the producer skipped (refused): never a new record. */
-static void answer_retry(struct rk_broker *b, struct pending *p, const struct rk_wire_hdr *h,
-                         uint64_t last)
+/* A number at or below the producer's last is a retry of a stored event
+ * (answered with the original ack) or one that arrived late, e.g. sent on
+ * a connection that broke while later numbers went through a new one: it
+ * is stored then. Only the index can tell them apart. */
+static enum admission admit_old_number(struct rk_broker *b, struct pending *p,
+                                       const struct rk_wire_hdr *h)
 {
-    char msg[256];
     struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = h->corr};
     /* The original may sit in the uncommitted batch: commit it first. */
     if (b->npend)
         commit_batch(b);
-    size_t len = strlen(h->producer);
-    int rc = rk_log_producer_find(b->log, h->producer, len, h->producer_seq, &ack.seq, &ack.recv_ns);
-    if (rc == 0) {
-        send_reply(b, &p->ident, &ack);
-        b->duplicates++;
-        RK_DIAG(RK_DIAG_DEBUG, "publish_duplicate", "producer=%s number=%llu seq=%llu",
-                h->producer, (unsigned long long)h->producer_seq, (unsigned long long)ack.seq);
-    } else if (rc == RK_LOG_EOF) {
-        snprintf(msg, sizeof msg, "pub.number: %llu was skipped by producer %s, which is at %llu; "
-                 "numbers must increase", (unsigned long long)h->producer_seq, h->producer,
-                 (unsigned long long)last);
-        refuse(b, &p->ident, h->corr, "E_SEQUENCE", msg);
-    } else {
+    int rc = rk_log_producer_find(b->log, h->producer, strlen(h->producer), h->producer_seq,
+                                  &ack.seq, &ack.recv_ns);
+    if (rc == RK_LOG_EOF)
+        return ADMIT;
+    if (rc) {
         refuse(b, &p->ident, h->corr, "E_STORAGE", "log: cannot read the producer index; retry later");
+        return ANSWERED;
     }
+    send_reply(b, &p->ident, &ack);
+    b->duplicates++;
+    RK_DIAG(RK_DIAG_DEBUG, "publish_duplicate", "producer=%s number=%llu seq=%llu", h->producer,
+            (unsigned long long)h->producer_seq, (unsigned long long)ack.seq);
+    return ANSWERED;
 }
 
 static enum admission admit_number(struct rk_broker *b, struct pending *p,
@@ -274,8 +284,7 @@ static enum admission admit_number(struct rk_broker *b, struct pending *p,
         *last = h->producer_seq;
         return ADMIT;
     }
-    answer_retry(b, p, h, *last);
-    return ANSWERED;
+    return admit_old_number(b, p, h);
 }
 
 /* Takes one message off the ingest socket. Returns 1 when it validated and

@@ -43,6 +43,7 @@ class Broker:
         self.proc = None
         self.log_path = None
         self.starts = 0
+        self.children = []  # background tools, killed at cleanup
 
     def start(self, timeout=15):
         self.starts += 1
@@ -82,6 +83,10 @@ class Broker:
         return self.stop(signal.SIGKILL)
 
     def cleanup(self):
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
@@ -117,6 +122,7 @@ class Subscriber:
         self.proc = subprocess.Popen(
             [tool("renkei-sub"), "--feed", broker.feed, "--replay", broker.replay] + list(args),
             stdout=subprocess.PIPE, stderr=self.err, text=True)
+        broker.children.append(self.proc)
         deadline = time.monotonic() + 15
         while "following from seq" not in self.stderr():
             if self.proc.poll() is not None or time.monotonic() > deadline:
