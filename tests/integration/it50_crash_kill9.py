@@ -19,6 +19,8 @@ import harness
 ROUNDS = 5
 PUBLISHERS = 3
 WINDOW = 64
+RATE = 1500  # events/s per publisher: enough to be mid-batch at every kill,
+             # few enough that replaying the log each round stays quick
 
 
 class Publisher(threading.Thread):
@@ -34,6 +36,7 @@ class Publisher(threading.Thread):
         self.unacked = {}      # number -> packed event
         self.acked = {}        # number -> (seq, event_id)
         self.errors = []
+        self.tokens, self.refilled = 0.0, time.monotonic()
 
     def make_event(self, number):
         e = dict(self.base[number % len(self.base)])
@@ -58,15 +61,19 @@ class Publisher(threading.Thread):
             in_flight += 1
         quiet_since = time.monotonic()
         while not self.stop.is_set():
-            while in_flight < WINDOW:
+            now = time.monotonic()  # token bucket: RATE per second, bursts of WINDOW
+            self.tokens = min(WINDOW, self.tokens + (now - self.refilled) * RATE)
+            self.refilled = now
+            while in_flight < WINDOW and self.tokens >= 1:
+                self.tokens -= 1
                 n = self.next_number
                 self.next_number += 1
                 body = self.make_event(n)
                 self.unacked[n] = body
                 sock.send_multipart([msgpack.packb([1, "pub", n, self.producer, n]), body])
                 in_flight += 1
-            if not sock.poll(200):
-                if time.monotonic() - quiet_since > 1.0:
+            if not sock.poll(5 if in_flight < WINDOW else 200):
+                if in_flight and time.monotonic() - quiet_since > 1.0:
                     break  # the broker is gone: reconnect and resend
                 continue
             quiet_since = time.monotonic()
