@@ -1,0 +1,1168 @@
+/*
+ * renkei-bench - renkei-broker on the standard workload of the peer
+ * benchmarks (../shared/bench-peers/README.md), so its numbers sit next to
+ * those of NATS JetStream, Redis Streams and Mosquitto.
+ *
+ *   W1      durable ingest: durability full and os, 1 and 4 publishers
+ *           (threads, one rk_pub connection each), each keeping at most
+ *           --window publishes in flight. events/s = acknowledged events
+ *           over first publish -> last ack; publish->ack latency p50/p99/p999.
+ *   W1fill  the load of W3: --replay-events events, 4 publishers,
+ *           durability os (printed because it is a W1 measurement too).
+ *   W3      replay: one rk_reader reads the loaded log back from seq 1.
+ *
+ * Every measurement runs its own renkei-broker process with an empty data
+ * directory, on ipc:// endpoints inside one mkdtemp directory: no ports to
+ * collide, nothing left from an earlier run. The broker is stopped with
+ * SIGTERM and must exit 0; its peak RSS (VmHWM) is read just before.
+ */
+#include "rk_pub.h"
+#include "rk_reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "renkei-bench"
+#define MAX_PUBLISHERS 4
+#define SLICE_MS 250            /* waits are cut into slices so Ctrl-C is seen */
+#define REPLY_TIMEOUT_MS 30000  /* a broker silent this long has stalled */
+#define READY_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 60000   /* SIGTERM commits what arrived: allow a slow disk */
+#define EVENTS_MAX 100000000ull /* 16 bytes of timing per event are kept */
+#define WINDOW_MAX 100000       /* rk_pub's local queue (ZMQ_SNDHWM) */
+#define LOG_READ_MAX (1 << 20)  /* broker logs are a few lines at --log-level info */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void complain(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, PROG ": %s\n", line);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* snprintf that reports truncation, for paths built from $TMPDIR. */
+__attribute__((format(printf, 3, 4)))
+static int path_fmt(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+struct opts {
+    uint64_t events;         /* W1: events per measurement, all publishers together */
+    uint64_t replay_events;  /* W3: events loaded, then read back */
+    uint64_t window;         /* most publishes in flight per publisher */
+    int w1, w3;              /* which workloads run */
+    int json;                /* one JSON object per result line */
+    const char *broker_bin;  /* NULL: renkei-broker next to this program */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: " PROG " [OPTION]...\n"
+        "Measure renkei-broker on the standard workload of the peer benchmarks\n"
+        "(shared/bench-peers): ~200-byte events, at most 256 publishes in flight per\n"
+        "publisher, a fresh broker and empty data directory for every measurement.\n"
+        "\n"
+        "  W1      durable ingest, durability full and os, 1 and 4 publishers (threads,\n"
+        "          one connection each): events/s from the first publish to the last\n"
+        "          ack, and publish->ack latency p50/p99/p999\n"
+        "  W1fill  the load of W3: --replay-events events, 4 publishers, durability os\n"
+        "  W3      replay: one reader reads the loaded log back from seq 1: events/s\n"
+        "\n"
+        "  --events N          W1 events per measurement, split among publishers [200000]\n"
+        "  --replay-events N   W3 events loaded and read back [1000000]\n"
+        "  --window N          most publishes in flight per publisher [256]\n"
+        "  --only w1|w3        run one workload [both]\n"
+        "  --json              one JSON object per result line\n"
+        "  --broker-bin PATH   renkei-broker to run [the one next to this program]\n"
+        "  -h, --help          show this help and exit\n"
+        "\n"
+        "The brokers run on ipc:// endpoints in a new directory under $TMPDIR (default\n"
+        "/tmp), removed at the end; keep it on a real disk, as fsync on tmpfs is free.\n"
+        "Results go to stdout, one line per measurement; progress and errors to stderr.\n"
+        "broker_rss is the broker's peak resident set (VmHWM); it includes the pages of\n"
+        "the LMDB file the broker has mapped. Each measurement keeps 16 bytes of timing\n"
+        "per event in memory.\n"
+        "Exit status: 0; 1 when a broker fails or any event is refused; 2 on bad options.\n");
+}
+
+/* Digits only: strtoull would take "-1" as a huge number and " 5" as 5. */
+static int parse_count(const char *opt, const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (text[0] < '0' || text[0] > '9')
+        goto bad;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        goto bad;
+    *out = v;
+    return 0;
+bad:
+    fprintf(stderr, PROG ": --%s: must be an integer from %llu to %llu, got \"%s\"\n", opt,
+            (unsigned long long)lo, (unsigned long long)hi, text);
+    return -1;
+}
+
+/* Returns -1 to go on, or the exit status (0 after --help, 2 on bad options). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option longopts[] = {
+        {"events", required_argument, NULL, 'n'},
+        {"replay-events", required_argument, NULL, 'r'},
+        {"window", required_argument, NULL, 'w'},
+        {"only", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},
+        {"broker-bin", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c, bad = 0;
+
+    *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .w1 = 1, .w3 = 1};
+    while (!bad && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n': bad = parse_count("events", optarg, 1, EVENTS_MAX, &o->events); break;
+        case 'r':
+            bad = parse_count("replay-events", optarg, 1, EVENTS_MAX, &o->replay_events);
+            break;
+        case 'w': bad = parse_count("window", optarg, 1, WINDOW_MAX, &o->window); break;
+        case 'o':
+            o->w1 = strcasecmp(optarg, "w1") == 0;
+            o->w3 = strcasecmp(optarg, "w3") == 0;
+            if (!o->w1 && !o->w3) {
+                fprintf(stderr, PROG ": --only: must be w1 or w3, got \"%s\"\n", optarg);
+                bad = 1;
+            }
+            break;
+        case 'j': o->json = 1; break;
+        case 'b': o->broker_bin = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: bad = 1; break;
+        }
+    }
+    if (!bad && optind < argc) {
+        fprintf(stderr, PROG ": unexpected argument \"%s\"\n", argv[optind]);
+        bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "Try '" PROG " --help'.\n");
+        return 2;
+    }
+    return -1;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/* The publishing local governments (all in proto/data/municipalities.csv,
+ * so validation accepts them). Kushimoto (304280) is the stricken town that
+ * asks for water; the others offer it. */
+#define REQUESTER "304280"
+#define REQUEST_ID "REQ-304280-001"
+static const char *const munis[] = {"271004", "281000", "272078", "261009", REQUESTER};
+#define NMUNIS (sizeof munis / sizeof munis[0])
+#define NOFFERERS (NMUNIS - 1)
+
+/* Makes one publisher's events. They come in fours, a KPI update and one
+ * offer's way through the support lifecycle (PROTOCOL.md 4.3): kpi.update,
+ * aid.offer, aid.accept, aid.dispatch, together 200 bytes a piece on
+ * average, the size of the peers' event. */
+struct evgen {
+    msgpack_sbuffer buf;     /* the event last made */
+    msgpack_packer pk;
+    unsigned publisher;      /* in ids, so they stay unique across publishers */
+    char sent_at[32];        /* now: the broker refuses sent_at 24 h ahead of its clock */
+};
+
+static void format_jst(time_t t, char out[32])
+{
+    struct tm tm;
+    time_t jst = t + 9 * 3600;
+    gmtime_r(&jst, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S+09:00", &tm);
+}
+
+static void evgen_init(struct evgen *g, unsigned publisher)
+{
+    msgpack_sbuffer_init(&g->buf);
+    msgpack_packer_init(&g->pk, &g->buf, msgpack_sbuffer_write);
+    g->publisher = publisher;
+    format_jst(time(NULL), g->sent_at);
+}
+
+static void evgen_release(struct evgen *g)
+{
+    msgpack_sbuffer_destroy(&g->buf);
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_kv(msgpack_packer *pk, const char *key, const char *val)
+{
+    pack_str(pk, key);
+    pack_str(pk, val);
+}
+
+static void pack_kv_uint(msgpack_packer *pk, const char *key, uint32_t val)
+{
+    pack_str(pk, key);
+    msgpack_pack_uint32(pk, val);
+}
+
+/* A KPI point {value, fy}. */
+static void pack_point(msgpack_packer *pk, const char *key, uint32_t value, int fy)
+{
+    pack_str(pk, key);
+    msgpack_pack_map(pk, 2);
+    pack_kv_uint(pk, "value", value);
+    pack_kv_uint(pk, "fy", (uint32_t)fy);
+}
+
+/* The four keys every event starts with; `n` is the map's size. */
+static void pack_envelope(struct evgen *g, size_t n, const char *type, const char *muni,
+                          uint64_t i)
+{
+    char event_id[48];
+    snprintf(event_id, sizeof event_id, "%s-%u-%06llu", muni, g->publisher,
+             (unsigned long long)i);
+    msgpack_pack_map(&g->pk, n);
+    pack_kv(&g->pk, "type", type);
+    pack_kv(&g->pk, "event_id", event_id);
+    pack_kv(&g->pk, "municipality", muni);
+    pack_kv(&g->pk, "sent_at", g->sent_at);
+}
+
+static void make_kpi_update(struct evgen *g, uint64_t i)
+{
+    msgpack_packer *pk = &g->pk;
+    const char *muni = munis[i / 4 % NMUNIS];
+    char kpi_id[32];
+    int fy = 2020 + (int)(i / 4 % 6);
+
+    snprintf(kpi_id, sizeof kpi_id, "KPI-%s-%03u", muni, (unsigned)(i / 4 % 40 + 1));
+    pack_envelope(g, 13, "kpi.update", muni, i);
+    pack_kv(pk, "kpi_id", kpi_id);
+    pack_kv(pk, "policy_area", "a.b");
+    pack_kv(pk, "name", "創業者数");
+    pack_kv(pk, "unit", "人");
+    pack_kv(pk, "aggregation", "annual");
+    pack_kv_uint(pk, "fiscal_year", (uint32_t)fy);
+    pack_point(pk, "baseline", 772, 2016);
+    pack_point(pk, "target", 1000, 2027);
+    pack_point(pk, "current", 780 + (uint32_t)(i % 300), fy);
+}
+
+/* Offer, accept and dispatch of offer number i / 4 of this publisher. */
+static void make_aid_event(struct evgen *g, uint64_t i)
+{
+    msgpack_packer *pk = &g->pk;
+    const char *offerer = munis[i / 4 % NOFFERERS];
+    char offer_id[48], dispatch_id[48];
+    uint32_t quantity = 2000 + (uint32_t)(i / 4 % 50) * 100;
+
+    snprintf(offer_id, sizeof offer_id, "OFR-%s-%u-%llu", offerer, g->publisher,
+             (unsigned long long)(i / 4));
+    switch (i % 4) {
+    case 1:
+        pack_envelope(g, 9, "aid.offer", offerer, i);
+        pack_kv(pk, "request_id", REQUEST_ID);
+        pack_kv(pk, "offer_id", offer_id);
+        pack_kv(pk, "resource", "water.drinking");
+        pack_kv_uint(pk, "quantity", quantity);
+        pack_kv(pk, "unit", "L");
+        break;
+    case 2:
+        pack_envelope(g, 7, "aid.accept", REQUESTER, i);
+        pack_kv(pk, "request_id", REQUEST_ID);
+        pack_kv(pk, "offer_id", offer_id);
+        pack_kv_uint(pk, "quantity", quantity);
+        break;
+    default:
+        snprintf(dispatch_id, sizeof dispatch_id, "DSP-%s-%u-%llu", offerer, g->publisher,
+                 (unsigned long long)(i / 4));
+        pack_envelope(g, 8, "aid.dispatch", offerer, i);
+        pack_kv(pk, "request_id", REQUEST_ID);
+        pack_kv(pk, "offer_id", offer_id);
+        pack_kv(pk, "dispatch_id", dispatch_id);
+        pack_kv_uint(pk, "quantity", quantity);
+        break;
+    }
+}
+
+/* Event number `i` (0-based) of this publisher, into g->buf. */
+static void evgen_make(struct evgen *g, uint64_t i)
+{
+    msgpack_sbuffer_clear(&g->buf);
+    if (i % 4 == 0)
+        make_kpi_update(g, i);
+    else
+        make_aid_event(g, i);
+}
+
+/* Says on stderr what is published, so the sizes can be checked against
+ * the peers' 200 bytes. */
+static void describe_events(void)
+{
+    static const char *const names[4] = {"kpi.update", "aid.offer", "aid.accept", "aid.dispatch"};
+    struct evgen g;
+    size_t sum[4] = {0, 0, 0, 0};
+    const uint64_t n = 4000;
+
+    evgen_init(&g, 1);
+    for (uint64_t i = 0; i < n; i++) {
+        evgen_make(&g, i);
+        sum[i % 4] += g.buf.size;
+    }
+    evgen_release(&g);
+    fprintf(stderr, PROG ": events: mean %.0f bytes (",
+            (double)(sum[0] + sum[1] + sum[2] + sum[3]) / (double)n);
+    for (int t = 0; t < 4; t++)
+        fprintf(stderr, "%s%s %.0f", t ? ", " : "", names[t], (double)sum[t] / (double)(n / 4));
+    fprintf(stderr, ")\n");
+}
+
+/* ---- the broker process ------------------------------------------------- */
+
+struct broker {
+    pid_t pid;                     /* 0 = not running */
+    char data_dir[PATH_MAX];       /* LMDB environment, removed after the measurement */
+    char log_path[PATH_MAX];       /* its stdout and stderr */
+    char ingest[PATH_MAX];         /* ipc:// endpoints */
+    char feed[PATH_MAX];
+    char replay[PATH_MAX];
+};
+
+/* Reads at most LOG_READ_MAX bytes of a file as a string (caller frees), or NULL. */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text;
+    size_t n;
+
+    if (!f)
+        return NULL;
+    text = malloc(LOG_READ_MAX + 1);
+    if (!text)
+        abort();
+    n = fread(text, 1, LOG_READ_MAX, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    char *text = read_text(path);
+    int found = text && strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static void broker_dump_log(const struct broker *b)
+{
+    char *text = read_text(b->log_path);
+    fprintf(stderr, "---- broker log %s ----\n%s---- end of broker log ----\n", b->log_path,
+            text ? text : "(unreadable)\n");
+    free(text);
+}
+
+static void describe_status(int st, char *out, size_t cap)
+{
+    if (WIFEXITED(st))
+        snprintf(out, cap, "exit status %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else
+        snprintf(out, cap, "wait status %#x", (unsigned)st);
+}
+
+/* In the child: becomes the broker, or exits 127. */
+static void exec_broker(const struct broker *b, const char *bin, const char *durability, int log_fd)
+{
+    char *argv[] = {
+        (char *)bin, "--ingest", (char *)b->ingest, "--feed", (char *)b->feed,
+        "--replay", (char *)b->replay, "--data-dir", (char *)b->data_dir,
+        "--durability", (char *)durability, "--log-level", "info", NULL,
+    };
+    /* If we die, the broker must not run on; in its own process group a
+     * Ctrl-C reaches only us, and we stop it in order. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    setpgid(0, 0);
+    if (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
+        _exit(127);
+    execv(bin, argv);
+    dprintf(STDERR_FILENO, PROG ": cannot run %s: %s\n", bin, strerror(errno));
+    _exit(127);
+}
+
+/* Polls the log for the ready line; the broker binds before it writes it. */
+static int wait_ready(struct broker *b)
+{
+    char why[128];
+    int st;
+
+    for (int waited = 0; waited < READY_TIMEOUT_MS && !interrupted; waited += 10) {
+        if (file_contains(b->log_path, "msg=ready"))
+            return 0;
+        if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
+            b->pid = 0;
+            describe_status(st, why, sizeof why);
+            complain("broker ended before it was ready: %s", why);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    if (interrupted)
+        complain("interrupted");
+    else
+        complain("broker not ready within %d s", READY_TIMEOUT_MS / 1000);
+    return -1;
+}
+
+static int broker_paths(struct broker *b, const char *tmp, int n)
+{
+    return path_fmt(b->data_dir, sizeof b->data_dir, "%s/data-%d", tmp, n) ||
+           path_fmt(b->log_path, sizeof b->log_path, "%s/broker-%d.log", tmp, n) ||
+           path_fmt(b->ingest, sizeof b->ingest, "ipc://%s/ingest-%d", tmp, n) ||
+           path_fmt(b->feed, sizeof b->feed, "ipc://%s/feed-%d", tmp, n) ||
+           path_fmt(b->replay, sizeof b->replay, "ipc://%s/replay-%d", tmp, n);
+}
+
+/* Starts broker number `n` with its files in `tmp` and waits until it is
+ * ready. On failure the caller dumps its log. */
+static int broker_start(struct broker *b, const char *bin, const char *tmp, int n,
+                        const char *durability)
+{
+    int fd;
+    pid_t pid;
+
+    memset(b, 0, sizeof *b);
+    if (broker_paths(b, tmp, n) != 0) {
+        complain("temporary path too long under %s", tmp);
+        return -1;
+    }
+    fd = open(b->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        complain("cannot create %s: %s", b->log_path, strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0)
+        exec_broker(b, bin, durability, fd);
+    close(fd);
+    if (pid < 0) {
+        complain("cannot fork: %s", strerror(errno));
+        return -1;
+    }
+    b->pid = pid;
+    return wait_ready(b);
+}
+
+/* Peak resident set of a running process in MiB (VmHWM), or NAN. */
+static double peak_rss_mib(pid_t pid)
+{
+    char path[64], line[256];
+    double mib = NAN;
+    long kib;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return NAN;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) {
+            mib = (double)kib / 1024.0;
+            break;
+        }
+    fclose(f);
+    return mib;
+}
+
+static int wait_exit(pid_t pid, int timeout_ms, int *st)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        pid_t r = waitpid(pid, st, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return r == pid ? 0 : -1;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+/* SIGTERM, then the broker must exit 0 (it commits and acks what arrived)
+ * with a log free of sanitizer reports. */
+static int broker_stop(struct broker *b)
+{
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                        "runtime error:"};
+    char why[128];
+    int st = 0;
+
+    if (!b->pid)
+        return -1; /* it ended on its own: already reported */
+    kill(b->pid, SIGTERM);
+    if (wait_exit(b->pid, STOP_TIMEOUT_MS, &st) != 0) {
+        kill(b->pid, SIGKILL);
+        waitpid(b->pid, &st, 0);
+        b->pid = 0;
+        complain("broker did not stop within %d s of SIGTERM; killed", STOP_TIMEOUT_MS / 1000);
+        return -1;
+    }
+    b->pid = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        describe_status(st, why, sizeof why);
+        complain("broker ended badly after SIGTERM: %s", why);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+        if (file_contains(b->log_path, marks[i])) {
+            complain("sanitizer report in the broker's log");
+            return -1;
+        }
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0)
+        complain("cannot remove %s: %s", path, strerror(errno));
+    return 0; /* remove what can be removed */
+}
+
+static void remove_tree(const char *path)
+{
+    if (path[0])
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+struct result {
+    const char *workload;   /* "W1", "W1fill", "W3" */
+    const char *durability; /* "full", "os" */
+    unsigned publishers;    /* 0: not a publishing workload (W3) */
+    uint64_t window;        /* 0: as publishers */
+    uint64_t events;
+    double events_per_s;
+    double p50_ms, p99_ms, p999_ms; /* NAN: not measured (W3) */
+    double rss_mib;         /* NAN: could not be read */
+};
+
+/* Three significant figures or so, without an exponent. */
+static const char *fmt_ms(double v, char out[32])
+{
+    snprintf(out, 32, "%.*f", v < 10 ? 2 : v < 100 ? 1 : 0, v);
+    return out;
+}
+
+static void print_human(const struct result *r)
+{
+    char a[32], b[32], c[32];
+
+    if (r->publishers)
+        printf("%s ingest durability=%s publishers=%u window=%llu events=%llu: %.0f ev/s "
+               "p50=%sms p99=%sms p999=%sms broker_rss=%.0fMiB\n",
+               r->workload, r->durability, r->publishers, (unsigned long long)r->window,
+               (unsigned long long)r->events, r->events_per_s, fmt_ms(r->p50_ms, a),
+               fmt_ms(r->p99_ms, b), fmt_ms(r->p999_ms, c), r->rss_mib);
+    else
+        printf("%s replay durability=%s events=%llu: %.0f ev/s broker_rss=%.0fMiB\n",
+               r->workload, r->durability, (unsigned long long)r->events, r->events_per_s,
+               r->rss_mib);
+}
+
+/* A JSON number, or null for "not applicable / unknown". */
+static const char *json_num(double v, int decimals, char out[48])
+{
+    if (isnan(v))
+        snprintf(out, 48, "null");
+    else
+        snprintf(out, 48, "%.*f", decimals, v);
+    return out;
+}
+
+static void print_json(const struct result *r)
+{
+    char pubs[48], win[48], a[48], b[48], c[48], rss[48];
+
+    printf("{\"workload\":\"%s\",\"durability\":\"%s\",\"publishers\":%s,\"window\":%s,"
+           "\"events\":%llu,\"events_per_s\":%.0f,\"p50_ms\":%s,\"p99_ms\":%s,\"p999_ms\":%s,"
+           "\"broker_peak_rss_mib\":%s}\n",
+           r->workload, r->durability,
+           json_num(r->publishers ? r->publishers : NAN, 0, pubs),
+           json_num(r->publishers ? (double)r->window : NAN, 0, win),
+           (unsigned long long)r->events, r->events_per_s, json_num(r->p50_ms, 3, a),
+           json_num(r->p99_ms, 3, b), json_num(r->p999_ms, 3, c), json_num(r->rss_mib, 1, rss));
+}
+
+static void print_result(const struct result *r, int json)
+{
+    if (json)
+        print_json(r);
+    else
+        print_human(r);
+    fflush(stdout); /* lines appear as measurements end, also through a pipe */
+}
+
+/* ---- W1: publishers ----------------------------------------------------- */
+
+/* Events acknowledged across publishers, for the 10 % progress lines. */
+struct progress {
+    const char *what;
+    uint64_t total;
+    atomic_uint_fast64_t done;
+};
+
+/* One publisher thread: its connection, its share, what it measured. */
+struct publisher {
+    struct rk_pub *pub;
+    unsigned index;            /* 1-based; in event ids */
+    uint64_t n;                /* events it publishes */
+    uint64_t window;
+    pthread_barrier_t *start;  /* all publishers start together */
+    struct progress *progress; /* NULL: quiet */
+    uint64_t *sent_ns;         /* send time of event i = corr - 1 (rk_pub numbers from 1) */
+    uint64_t *lat_ns;          /* publish -> ack of each acknowledged event */
+    uint64_t sent, acked, refused;
+    uint64_t first_send_ns, last_ack_ns;
+    char refusal[320];         /* the first refusal, "CODE: message" */
+    char error[256];           /* why it stopped early; "" = it did not */
+};
+
+__attribute__((format(printf, 2, 3)))
+static void pub_fail(struct publisher *p, const char *fmt, ...)
+{
+    va_list ap;
+    if (p->error[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    va_end(ap);
+}
+
+static void progress_add(struct progress *pr, uint64_t k)
+{
+    if (!pr || !k)
+        return;
+    uint64_t before = atomic_fetch_add(&pr->done, k), after = before + k;
+    if (before * 10 / pr->total != after * 10 / pr->total)
+        fprintf(stderr, PROG ": %s: %llu%% (%llu of %llu events)\n", pr->what,
+                (unsigned long long)(after * 100 / pr->total), (unsigned long long)after,
+                (unsigned long long)pr->total);
+}
+
+/* Sends until the window is full or every event is out. */
+static void fill_window(struct publisher *p, struct evgen *g)
+{
+    while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
+        uint64_t corr, t;
+        evgen_make(g, p->sent);
+        t = now_ns();
+        if (rk_pub_send(p->pub, g->buf.data, g->buf.size, &corr) != 0) {
+            if (errno != EAGAIN) /* EAGAIN: rk_pub's queue is full; collect first */
+                pub_fail(p, "send: %s", strerror(errno));
+            return;
+        }
+        if (corr != p->sent + 1) {
+            pub_fail(p, "rk_pub numbered event %llu as corr %llu; latencies need 1, 2, ...",
+                     (unsigned long long)p->sent, (unsigned long long)corr);
+            return;
+        }
+        if (p->sent == 0)
+            p->first_send_ns = t;
+        p->sent_ns[p->sent++] = t;
+    }
+}
+
+static void take_result(struct publisher *p, const struct rk_pub_result *res, uint64_t t)
+{
+    if (res->corr == 0 || res->corr > p->sent || p->acked + p->refused >= p->sent) {
+        pub_fail(p, "reply for corr %llu, which is not in flight", (unsigned long long)res->corr);
+        return;
+    }
+    if (!res->ok) {
+        if (p->refused++ == 0)
+            snprintf(p->refusal, sizeof p->refusal, "%s: %s", res->code, res->message);
+        return;
+    }
+    p->lat_ns[p->acked++] = t - p->sent_ns[res->corr - 1];
+    p->last_ack_ns = t;
+}
+
+/* Waits for at least one outcome, then takes every one already there. */
+static void collect(struct publisher *p)
+{
+    struct rk_pub_result res;
+    uint64_t got = 0;
+    int waited = 0;
+
+    if (rk_pub_in_flight(p->pub) == 0) {
+        sleep_ms(1); /* nothing to wait for: the send queue was full */
+        return;
+    }
+    while (!p->error[0]) {
+        if (rk_pub_recv(p->pub, got ? 0 : SLICE_MS, &res) == 0) {
+            take_result(p, &res, now_ns());
+            got++;
+        } else if (errno == ETIMEDOUT && got) {
+            break;
+        } else if (errno != ETIMEDOUT && errno != EINTR) {
+            pub_fail(p, "receive: %s", strerror(errno));
+        } else if (interrupted) {
+            pub_fail(p, "interrupted");
+        } else if ((waited += SLICE_MS) >= REPLY_TIMEOUT_MS) {
+            pub_fail(p, "no reply from the broker for %d s with %zu publishes in flight",
+                     REPLY_TIMEOUT_MS / 1000, rk_pub_in_flight(p->pub));
+        }
+    }
+    progress_add(p->progress, got);
+}
+
+static void *publisher_main(void *arg)
+{
+    struct publisher *p = arg;
+    struct evgen g;
+
+    evgen_init(&g, p->index);
+    pthread_barrier_wait(p->start);
+    while (!p->error[0] && p->acked + p->refused < p->n) {
+        if (interrupted)
+            pub_fail(p, "interrupted");
+        fill_window(p, &g);
+        if (!p->error[0])
+            collect(p);
+    }
+    evgen_release(&g);
+    return NULL;
+}
+
+/* What one ingest measurement is. */
+struct ingest_spec {
+    const char *workload;    /* "W1" or "W1fill" */
+    const char *durability;  /* of the broker it runs against */
+    unsigned publishers;     /* 1..MAX_PUBLISHERS */
+    uint64_t window;
+    uint64_t events;         /* in total */
+    int progress;            /* 10 % lines on stderr */
+};
+
+/* Connects the publishers and gives each its share of the events. */
+static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
+                          const char *endpoint, pthread_barrier_t *start, struct progress *pr)
+{
+    for (unsigned i = 0; i < s->publishers; i++) {
+        struct publisher *p = &pubs[i];
+        p->index = i + 1;
+        p->n = s->events / s->publishers + (i < s->events % s->publishers);
+        p->window = s->window;
+        p->start = start;
+        p->progress = s->progress ? pr : NULL;
+        p->sent_ns = calloc(p->n ? p->n : 1, sizeof *p->sent_ns);
+        p->lat_ns = calloc(p->n ? p->n : 1, sizeof *p->lat_ns);
+        if (!p->sent_ns || !p->lat_ns)
+            abort();
+        if (rk_pub_new(endpoint, &p->pub) != 0) {
+            complain("cannot connect a publisher to %s: %s", endpoint, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void publishers_destroy(struct publisher *pubs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        rk_pub_destroy(&pubs[i].pub);
+        free(pubs[i].sent_ns);
+        free(pubs[i].lat_ns);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile, as the peers' common.c computes it; in ms. */
+static double pct_ms(const uint64_t *sorted, uint64_t n, double p)
+{
+    uint64_t i = (uint64_t)ceil(p * (double)n);
+    if (n == 0)
+        return NAN;
+    i = i ? i - 1 : 0;
+    if (i >= n)
+        i = n - 1;
+    return (double)sorted[i] / 1e6;
+}
+
+/* Latency percentiles over every publisher's samples. */
+static void latency_summary(const struct publisher *pubs, unsigned n, uint64_t acked,
+                            struct result *r)
+{
+    uint64_t *all = malloc((acked ? acked : 1) * sizeof *all), k = 0;
+    if (!all)
+        abort();
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(all + k, pubs[i].lat_ns, pubs[i].acked * sizeof *all);
+        k += pubs[i].acked;
+    }
+    qsort(all, k, sizeof *all, cmp_u64);
+    r->p50_ms = pct_ms(all, k, 0.50);
+    r->p99_ms = pct_ms(all, k, 0.99);
+    r->p999_ms = pct_ms(all, k, 0.999);
+    free(all);
+}
+
+/* Failures and refusals, then the numbers. events/s counts acknowledged
+ * events from the first publish to the last ack, as the peers do. */
+static int summarize(const struct publisher *pubs, const struct ingest_spec *s, struct result *r)
+{
+    uint64_t acked = 0, refused = 0, t0 = UINT64_MAX, t1 = 0;
+    int rc = 0;
+
+    for (unsigned i = 0; i < s->publishers; i++) {
+        const struct publisher *p = &pubs[i];
+        if (p->error[0]) {
+            complain("%s publisher %u: %s", s->workload, p->index, p->error);
+            rc = -1;
+        }
+        if (p->refused)
+            complain("%s publisher %u: %llu of %llu events REFUSED; first: %s", s->workload,
+                     p->index, (unsigned long long)p->refused, (unsigned long long)p->n,
+                     p->refusal);
+        acked += p->acked;
+        refused += p->refused;
+        if (p->sent && p->first_send_ns < t0)
+            t0 = p->first_send_ns;
+        if (p->last_ack_ns > t1)
+            t1 = p->last_ack_ns;
+    }
+    if (rc || refused)
+        return -1;
+    if (acked != s->events || t1 <= t0) {
+        complain("%s: %llu of %llu events acknowledged", s->workload, (unsigned long long)acked,
+                 (unsigned long long)s->events);
+        return -1;
+    }
+    *r = (struct result){.workload = s->workload, .durability = s->durability,
+                         .publishers = s->publishers, .window = s->window, .events = acked,
+                         .events_per_s = (double)acked * 1e9 / (double)(t1 - t0)};
+    latency_summary(pubs, s->publishers, acked, r);
+    return 0;
+}
+
+/* Runs the publishers against `endpoint` until every event has its outcome. */
+static int run_ingest(const struct ingest_spec *s, const char *endpoint, struct result *r)
+{
+    struct publisher pubs[MAX_PUBLISHERS];
+    pthread_t threads[MAX_PUBLISHERS];
+    pthread_barrier_t start;
+    struct progress pr = {.what = "loading the W3 log", .total = s->events};
+    int rc = -1;
+
+    memset(pubs, 0, sizeof pubs);
+    atomic_init(&pr.done, 0);
+    pthread_barrier_init(&start, NULL, s->publishers);
+    if (publishers_new(pubs, s, endpoint, &start, &pr) != 0)
+        goto out;
+    for (unsigned i = 0; i < s->publishers; i++)
+        if (pthread_create(&threads[i], NULL, publisher_main, &pubs[i]) != 0)
+            abort(); /* the others would wait at the barrier for ever */
+    for (unsigned i = 0; i < s->publishers; i++)
+        pthread_join(threads[i], NULL);
+    rc = summarize(pubs, s, r);
+out:
+    publishers_destroy(pubs, s->publishers);
+    pthread_barrier_destroy(&start);
+    return rc;
+}
+
+/* ---- W3: replay --------------------------------------------------------- */
+
+/* Reads the reader's range to its end; every seq must come, in order. */
+static int read_all(struct rk_reader *rd, uint64_t *count)
+{
+    struct rk_record rec;
+    int waited = 0, rc;
+
+    *count = 0;
+    while (!interrupted) {
+        rc = rk_reader_next(rd, SLICE_MS, &rec);
+        if (rc == RK_READER_EOF)
+            return 0;
+        if (rc == 0) {
+            if (rec.seq != *count + 1) {
+                complain("replay returned seq %llu after %llu", (unsigned long long)rec.seq,
+                         (unsigned long long)*count);
+                return -1;
+            }
+            ++*count;
+            waited = 0;
+        } else if (errno != ETIMEDOUT && errno != EINTR) {
+            complain("replay: %s", errno == EPROTO ? rk_reader_error(rd) : strerror(errno));
+            return -1;
+        } else if ((waited += SLICE_MS) >= REPLY_TIMEOUT_MS) {
+            complain("replay: no answer from the broker for %d s", REPLY_TIMEOUT_MS / 1000);
+            return -1;
+        }
+    }
+    complain("interrupted");
+    return -1;
+}
+
+static int run_replay(const char *endpoint, uint64_t expect, struct result *r)
+{
+    struct rk_reader *rd = NULL;
+    uint64_t count = 0, t0, t1;
+    int rc = -1;
+
+    if (rk_reader_new(endpoint, &rd) != 0) {
+        complain("cannot connect a reader to %s: %s", endpoint, strerror(errno));
+        return -1;
+    }
+    /* Seq 1 alone first, so that connecting is not timed. */
+    rk_reader_seek(rd, 1, 1);
+    if (read_all(rd, &count) != 0)
+        goto out;
+    rk_reader_seek(rd, 1, 0);
+    t0 = now_ns();
+    if (read_all(rd, &count) != 0)
+        goto out;
+    t1 = now_ns();
+    if (count != expect) {
+        complain("replay read %llu events, the log holds %llu", (unsigned long long)count,
+                 (unsigned long long)expect);
+        goto out;
+    }
+    *r = (struct result){.workload = "W3", .durability = "os", .events = count,
+                         .events_per_s = (double)count * 1e9 / (double)(t1 - t0),
+                         .p50_ms = NAN, .p99_ms = NAN, .p999_ms = NAN};
+    rc = 0;
+out:
+    rk_reader_destroy(&rd);
+    return rc;
+}
+
+/* ---- measurements ------------------------------------------------------- */
+
+struct bench {
+    const struct opts *o;
+    char broker_bin[PATH_MAX];
+    char tmp[PATH_MAX];  /* mkdtemp directory; everything of the run is in it */
+    int brokers;         /* started so far: numbers their files */
+};
+
+/* Stops the broker (its peak RSS read first into *rss when asked), dumps
+ * its log when anything failed, and removes its data. */
+static int finish_broker(struct broker *b, int rc, double *rss)
+{
+    if (rss && b->pid)
+        *rss = peak_rss_mib(b->pid);
+    if (broker_stop(b) != 0)
+        rc = -1;
+    if (rc)
+        broker_dump_log(b);
+    remove_tree(b->data_dir);
+    return rc;
+}
+
+static int measure_w1(struct bench *bx, const char *durability, unsigned publishers)
+{
+    struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0};
+    struct broker b;
+    struct result r;
+    double rss = NAN;
+    int rc;
+
+    fprintf(stderr, PROG ": W1 durability=%s publishers=%u ...\n", durability, publishers);
+    rc = broker_start(&b, bx->broker_bin, bx->tmp, ++bx->brokers, durability);
+    if (rc == 0)
+        rc = run_ingest(&s, b.ingest, &r);
+    rc = finish_broker(&b, rc, &rss);
+    if (rc == 0) {
+        r.rss_mib = rss;
+        print_result(&r, bx->o->json);
+    }
+    return rc;
+}
+
+/* Loads one broker (printed as W1fill), then times reading it back. */
+static int measure_w3(struct bench *bx)
+{
+    struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
+                            bx->o->replay_events, 1};
+    struct broker b;
+    struct result fill, r;
+    int rc;
+
+    fprintf(stderr, PROG ": W3: loading %llu events (durability=os, publishers=%u) ...\n",
+            (unsigned long long)s.events, s.publishers);
+    rc = broker_start(&b, bx->broker_bin, bx->tmp, ++bx->brokers, "os");
+    if (rc == 0)
+        rc = run_ingest(&s, b.ingest, &fill);
+    if (rc == 0) {
+        fill.rss_mib = peak_rss_mib(b.pid);
+        print_result(&fill, bx->o->json);
+        fprintf(stderr, PROG ": W3: reading them back ...\n");
+        rc = run_replay(b.replay, s.events, &r);
+    }
+    rc = finish_broker(&b, rc, &r.rss_mib);
+    if (rc == 0)
+        print_result(&r, bx->o->json);
+    return rc;
+}
+
+static int run_all(struct bench *bx)
+{
+    static const char *const durabilities[] = {"full", "os"};
+    static const unsigned publishers[] = {1, MAX_PUBLISHERS};
+
+    describe_events();
+    if (bx->o->w1)
+        for (size_t d = 0; d < 2; d++)
+            for (size_t p = 0; p < 2; p++)
+                if (measure_w1(bx, durabilities[d], publishers[p]) != 0)
+                    return -1;
+    if (bx->o->w3 && measure_w3(bx) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+/* --broker-bin, or renkei-broker in the directory of our own executable. */
+static int find_broker(const char *given, char out[PATH_MAX])
+{
+    ssize_t n;
+    char *slash;
+
+    if (given) {
+        if (path_fmt(out, PATH_MAX, "%s", given) != 0)
+            return -1;
+    } else {
+        n = readlink("/proc/self/exe", out, PATH_MAX - 1);
+        if (n < 0) {
+            complain("cannot read /proc/self/exe: %s; pass --broker-bin", strerror(errno));
+            return -1;
+        }
+        out[n] = '\0';
+        slash = strrchr(out, '/');
+        if (!slash || path_fmt(slash + 1, PATH_MAX - (size_t)(slash + 1 - out), "renkei-broker"))
+            return -1;
+    }
+    if (access(out, X_OK) != 0) {
+        complain("cannot run the broker %s: %s (build renkei-broker, or pass --broker-bin PATH)",
+                 out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A fresh directory under $TMPDIR, short enough for ipc:// socket paths. */
+static int make_tmpdir(char out[PATH_MAX])
+{
+    const char *base = getenv("TMPDIR");
+    const size_t longest_name = sizeof "/replay-999"; /* of what broker_paths adds */
+
+    if (!base || !base[0])
+        base = "/tmp";
+    if (path_fmt(out, PATH_MAX, "%s/renkei-bench.XXXXXX", base) != 0 || !mkdtemp(out)) {
+        complain("cannot create a temporary directory under %s: %s", base, strerror(errno));
+        out[0] = '\0';
+        return -1;
+    }
+    if (strlen(out) + longest_name > sizeof ((struct sockaddr_un *)0)->sun_path) {
+        complain("temporary directory %s is too long for ipc:// endpoints; set TMPDIR", out);
+        remove_tree(out);
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    struct bench bx = {.o = &o};
+    struct sigaction sa;
+    int rc = parse_args(argc, argv, &o);
+
+    if (rc >= 0)
+        return rc;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL); /* stdout piped into head: stop, but clean up */
+    if (find_broker(o.broker_bin, bx.broker_bin) != 0 || make_tmpdir(bx.tmp) != 0)
+        return 1;
+    fprintf(stderr, PROG ": broker %s, files in %s\n", bx.broker_bin, bx.tmp);
+    rc = run_all(&bx);
+    remove_tree(bx.tmp);
+    return rc == 0 ? 0 : 1;
+}
