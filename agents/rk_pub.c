@@ -105,14 +105,17 @@ int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
     struct rk_wire_hdr h;
     int n, rc;
 
-    rc = zmq_poll(&item, 1, timeout_ms);
-    if (rc < 0)
-        return -1;
-    if (rc == 0) {
-        errno = ETIMEDOUT;
-        return -1;
+    n = zmq_recv(p->dealer, buf, sizeof buf, ZMQ_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) {
+        rc = zmq_poll(&item, 1, timeout_ms);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        n = zmq_recv(p->dealer, buf, sizeof buf, 0);
     }
-    n = zmq_recv(p->dealer, buf, sizeof buf, 0);
     if (n < 0)
         return -1;
     skip_rest(p->dealer);

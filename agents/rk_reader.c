@@ -90,17 +90,25 @@ static int recv_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h
 {
     zmq_pollitem_t item = {r->dealer, 0, ZMQ_POLLIN, 0};
     zmq_msg_t hdr;
-    int rc = zmq_poll(&item, 1, timeout_ms);
-    if (rc < 0)
-        return -1;
-    if (rc == 0) {
-        errno = ETIMEDOUT;
-        return -1;
-    }
+    int rc;
     zmq_msg_init(&hdr);
-    if (zmq_msg_recv(&hdr, r->dealer, 0) < 0) {
-        zmq_msg_close(&hdr);
-        return -1;
+    if (zmq_msg_recv(&hdr, r->dealer, ZMQ_DONTWAIT) < 0) {
+        /* Most replies are already queued: poll (a system call) only when not. */
+        if (errno != EAGAIN) {
+            zmq_msg_close(&hdr);
+            return -1;
+        }
+        rc = zmq_poll(&item, 1, timeout_ms);
+        if (rc <= 0) {
+            zmq_msg_close(&hdr);
+            if (rc == 0)
+                errno = ETIMEDOUT;
+            return -1;
+        }
+        if (zmq_msg_recv(&hdr, r->dealer, 0) < 0) {
+            zmq_msg_close(&hdr);
+            return -1;
+        }
     }
     rc = rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), h);
     if (zmq_msg_more(&hdr))
