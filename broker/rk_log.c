@@ -610,17 +610,16 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
 {
     unsigned char key[RK_LOG_PRODUCER_MAX + 9];
     MDB_txn *txn;
-    MDB_cursor *cur;
     MDB_val k, v;
     int rc;
 
     if (len == 0 || len > RK_LOG_PRODUCER_MAX)
         return EINVAL;
-    rc = begin_lookup(log, &txn, &cur);
+    rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return rc;
     k = (MDB_val){producer_key(key, producer, len, number), key};
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    rc = mdb_get(txn, log->producers, &k, &v);
     if (rc == 0 && v.mv_size == 16) {
         *seq = get_be(v.mv_data, 8);
         *recv_ns = (int64_t)get_be((unsigned char *)v.mv_data + 8, 8);
@@ -629,7 +628,7 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
     } else if (rc == MDB_NOTFOUND) {
         rc = RK_LOG_EOF;
     }
-    done_lookup(txn, cur);
+    mdb_txn_abort(txn);
     return rc;
 }
 

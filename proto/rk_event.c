@@ -360,23 +360,31 @@ static enum rk_verr check_text(struct vctx *c, const char *field, const msgpack_
 }
 
 static enum rk_verr check_vocab(struct vctx *c, const char *field, const msgpack_object *o,
-                                const char *const *vocab, enum rk_verr code)
+                                const char *const *vocab)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
     if (vocab_index(vocab, &o->via.str) >= 0)
         return RK_V_OK;
-    if (vocab == policy_areas)
-        return fail(c, code, field, "must be a KPI taxonomy item such as a.b or u.A.c, got \"%.*s\"",
-                    clip(&o->via.str), o->via.str.ptr);
     char list[160] = "";
     for (int i = 0; vocab[i]; i++) {
         strncat(list, i ? "|" : "", sizeof list - strlen(list) - 1);
         strncat(list, vocab[i], sizeof list - strlen(list) - 1);
     }
-    return fail(c, code, field, "must be %s, got \"%.*s\"", list, clip(&o->via.str),
+    return fail(c, RK_V_VOCAB, field, "must be %s, got \"%.*s\"", list, clip(&o->via.str),
                 o->via.str.ptr);
+}
+
+/* The taxonomy has 27 items: naming them all would fill the message. */
+static enum rk_verr check_policy_area(struct vctx *c, const char *field, const msgpack_object *o)
+{
+    enum rk_verr rc = want_str(c, field, o);
+    if (rc || vocab_index(policy_areas, &o->via.str) >= 0)
+        return rc;
+    return fail(c, RK_V_POLICY_AREA, field,
+                "must be a KPI taxonomy item such as a.b or u.A.c, got \"%.*s\"",
+                clip(&o->via.str), o->via.str.ptr);
 }
 
 /* An integer field in [lo, hi]; floats are refused, not rounded. */
@@ -627,10 +635,10 @@ static enum rk_verr check_location(struct vctx *c, const msgpack_object *o)
                     kind_name(o));
     const msgpack_object_map *m = &o->via.map;
     enum rk_verr rc = check_keys(c, "location", m, location_fields, NULL);
-    const msgpack_object *lat = lookup(m, "lat"), *lon = lookup(m, "lon"),
-                         *place = lookup(m, "place");
     if (rc)
         return rc;
+    const msgpack_object *lat = lookup(m, "lat"), *lon = lookup(m, "lon"),
+                         *place = lookup(m, "place");
     if (!lat)
         return fail(c, RK_V_MISSING, "location.lat", "required");
     if (!lon)
@@ -734,18 +742,18 @@ static enum rk_verr check_field(struct vctx *c, const struct field *f, const msg
     case K_RESOURCE: return check_resource(c, o);
     case K_QUANTITY: return check_int(c, f->name, o, 1, 10000000, NULL);
     case K_UNIT: return check_unit(c, o);
-    case K_URGENCY: return check_vocab(c, f->name, o, urgencies, RK_V_VOCAB);
+    case K_URGENCY: return check_vocab(c, f->name, o, urgencies);
     case K_LOCATION: return check_location(c, o);
     case K_DEADLINE: return check_later_time(c, f->name, o, 0, true);
     case K_ETA: return check_later_time(c, f->name, o, -3600 * RK_NS_PER_SEC, false);
-    case K_DATA_CLASS: return check_vocab(c, f->name, o, data_classes, RK_V_VOCAB);
+    case K_DATA_CLASS: return check_vocab(c, f->name, o, data_classes);
     case K_NOTE: return check_text(c, f->name, o, 2048, false);
     case K_REASON: return check_text(c, f->name, o, 512, true);
-    case K_TRANSPORT: return check_vocab(c, f->name, o, transports, RK_V_VOCAB);
-    case K_POLICY: return check_vocab(c, f->name, o, policy_areas, RK_V_POLICY_AREA);
+    case K_TRANSPORT: return check_vocab(c, f->name, o, transports);
+    case K_POLICY: return check_policy_area(c, f->name, o);
     case K_NAME: return check_text(c, f->name, o, 256, true);
     case K_KPI_UNIT: return check_text(c, f->name, o, 32, true);
-    case K_AGGREGATION: return check_vocab(c, f->name, o, aggregations, RK_V_VOCAB);
+    case K_AGGREGATION: return check_vocab(c, f->name, o, aggregations);
     case K_FISCAL_YEAR: return check_int(c, f->name, o, 2000, 2100, &c->fiscal_year);
     case K_POINT: return check_point(c, f->name, o);
     case K_LABEL256: return check_text(c, f->name, o, 256, false);

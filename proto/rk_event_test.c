@@ -51,13 +51,12 @@ static enum rk_verr mutate(const char *base, const char *path, const char *value
     json_t *j = json_loads(base, 0, NULL), *obj = j;
     char buf[128];
     snprintf(buf, sizeof buf, "%s", path);
-    char *key = buf, *dot;
-    while ((dot = strchr(key, '.')) && json_object_get(obj, (*dot = '\0', key))) {
-        obj = json_object_get(obj, key);
+    char *key = buf, *dot = strchr(buf, '.');
+    if (dot) { /* "location.lat": one level of nesting is all the rules use */
+        *dot = '\0';
+        obj = json_object_get(j, buf);
         key = dot + 1;
     }
-    if (dot)
-        *dot = '.'; /* a dotted key that is not a path, e.g. a vocabulary code */
     if (value)
         json_object_set_new(obj, key, json_loads(value, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
     else
