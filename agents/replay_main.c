@@ -30,6 +30,12 @@ static void usage(FILE *out)
         "                           e.g. 2026-02-17T10:24:00+09:00); found without\n"
         "                           scanning the log from its start\n"
         "      --until TIME         last event received at or before TIME\n"
+        "      --snapshot           print the latest event of each entity (each KPI of\n"
+        "                           a municipality and fiscal year, each aid request)\n"
+        "                           instead of the history; with --until, as of that\n"
+        "                           time. The last JSON line, {\"snapshot\":{\"seq\":N,...}},\n"
+        "                           names the sequence the state is consistent with\n"
+        "      --at SEQ             with --snapshot: the state as of sequence SEQ\n"
         "\n"
         "Filters, applied by the broker (combined with AND):\n"
         "      --family kpi|aid     event family\n"
@@ -154,14 +160,15 @@ int main(int argc, char **argv)
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'y'},
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
+        {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
-    int want_verify = 0;
+    int want_verify = 0, want_snapshot = 0;
     struct rk_topic_query tq = {0};
     struct rk_wire_filter filter = {0};
     enum rk_render_format format = RK_RENDER_JSON;
-    uint64_t from = 1, to = 0, count = 0;
+    uint64_t from = 1, to = 0, at = 0, count = 0;
     int timeout_ms = 5000, c, rc;
     struct rk_reader *r = NULL;
     struct rk_record rec;
@@ -170,6 +177,8 @@ int main(int argc, char **argv)
         switch (c) {
         case 'r': endpoint = optarg; break;
         case 'V': want_verify = 1; break;
+        case 'N': want_snapshot = 1; break;
+        case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
         case 'S': if (parse_time("since", optarg, &filter.from_ns)) return 2; break;
         case 'U': if (parse_time("until", optarg, &filter.to_ns)) return 2; break;
         case 'a': tq.family = optarg; break;
@@ -211,6 +220,14 @@ int main(int argc, char **argv)
                 (unsigned long long)to, (unsigned long long)from);
         return 2;
     }
+    if (at && !want_snapshot) {
+        fprintf(stderr, "renkei-replay: --at: only with --snapshot (for a range, use --to)\n");
+        return 2;
+    }
+    if (want_snapshot && (from != 1 || to)) {
+        fprintf(stderr, "renkei-replay: --snapshot: takes --at SEQ or --until TIME, not --from/--to\n");
+        return 2;
+    }
     if (build_filter(&tq, &filter) != 0)
         return 2;
     if (rk_reader_new(endpoint, &r) != 0) {
@@ -219,6 +236,8 @@ int main(int argc, char **argv)
     }
     rk_reader_seek(r, from, to);
     rk_reader_filter(r, &filter);
+    if (want_snapshot)
+        rk_reader_snapshot(r, at);
     rk_render_header(stdout, format);
     while ((rc = rk_reader_next(r, timeout_ms, &rec)) == 0) {
         if (rk_render_event(stdout, format, rec.seq, rec.recv_ns, NULL, rec.event, rec.event_len) != 0) {
@@ -228,7 +247,15 @@ int main(int argc, char **argv)
         }
         count++;
     }
-    if (rc == RK_READER_EOF) {
+    if (rc == RK_READER_EOF && want_snapshot) {
+        uint64_t seq = rk_reader_snapshot_seq(r);
+        if (format == RK_RENDER_JSON)
+            printf("{\"snapshot\":{\"seq\":%llu,\"entities\":%llu}}\n",
+                   (unsigned long long)seq, (unsigned long long)count);
+        fprintf(stderr, "renkei-replay: snapshot of %llu entities, consistent with seq %llu\n",
+                (unsigned long long)count, (unsigned long long)seq);
+        rc = 0;
+    } else if (rc == RK_READER_EOF) {
         fprintf(stderr, "renkei-replay: %llu events; the log ends at seq %llu\n",
                 (unsigned long long)count, (unsigned long long)rk_reader_head(r));
         rc = 0;

@@ -18,6 +18,11 @@ struct rk_reader {
     uint64_t received;    /* events of the outstanding batch received so far */
     struct rk_wire_filter filter;
     int done;
+    int snapshot;         /* iterating a snapshot, not a sequence range */
+    uint64_t snap_at;     /* its sequence: asked for, then as answered */
+    unsigned char cursor[RK_WIRE_CURSOR_MAX];
+    size_t cursor_len;
+    uint64_t skip;        /* events of a batch asked again already delivered */
     zmq_msg_t event;      /* frame of the record last returned */
     char error[300];
 };
@@ -64,6 +69,7 @@ void rk_reader_destroy(struct rk_reader **rp)
 
 void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to)
 {
+    r->snapshot = 0;
     r->next = from ? from : 1;
     r->to = to;
     r->done = to && r->next > to;
@@ -71,11 +77,34 @@ void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to)
     r->corr = 0;
 }
 
+void rk_reader_snapshot(struct rk_reader *r, uint64_t at)
+{
+    r->snapshot = 1;
+    r->snap_at = at;
+    r->cursor_len = 0;
+    r->skip = 0;
+    r->done = 0;
+    r->corr = 0;
+}
+
+uint64_t rk_reader_snapshot_seq(const struct rk_reader *r)
+{
+    return r->snapshot ? r->snap_at : 0;
+}
+
 static int request(struct rk_reader *r)
 {
-    struct rk_wire_hdr h = {.cmd = RK_CMD_REPLAY, .corr = ++r->last_corr,
-                            .from_seq = r->next, .to_seq = r->to, .limit = RK_REPLAY_LIMIT_MAX,
+    struct rk_wire_hdr h = {.cmd = r->snapshot ? RK_CMD_SNAP : RK_CMD_REPLAY,
+                            .corr = ++r->last_corr, .limit = RK_REPLAY_LIMIT_MAX,
                             .filter = r->filter};
+    if (r->snapshot) {
+        h.at_seq = r->snap_at;
+        memcpy(h.cursor, r->cursor, r->cursor_len);
+        h.cursor_len = r->cursor_len;
+    } else {
+        h.from_seq = r->next;
+        h.to_seq = r->to;
+    }
     r->received = 0;
     unsigned char buf[RK_WIRE_HDR_MAX];
     size_t n = rk_wire_encode(&h, buf, sizeof buf);
@@ -133,9 +162,68 @@ static int recv_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h
     return 0;
 }
 
+static void fill_record(struct rk_reader *r, const struct rk_wire_hdr *h, struct rk_record *rec)
+{
+    rec->seq = h->seq;
+    rec->recv_ns = h->recv_ns;
+    rec->event = zmq_msg_data(&r->event);
+    rec->event_len = zmq_msg_size(&r->event);
+}
+
+/* A snapshot batch is fixed by (at, cursor), so one that lost replies at
+ * the broker's window is asked again, skipping what was delivered. */
+static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
+{
+    r->corr = 0;
+    r->snap_at = h->at_seq; /* a batch asked again must see the same state */
+    if (h->sent != r->received) {
+        if (r->received > r->skip)
+            r->skip = r->received;
+        return 0;
+    }
+    r->skip = 0;
+    memcpy(r->cursor, h->cursor, h->cursor_len);
+    r->cursor_len = h->cursor_len;
+    r->done = h->cursor_len == 0;
+    return 0;
+}
+
+static int next_snapshot(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
+{
+    struct rk_wire_hdr h;
+    for (;;) {
+        if (r->done)
+            return RK_READER_EOF;
+        if (!r->corr && request(r) != 0)
+            return -1;
+        if (recv_reply(r, timeout_ms, &h) != 0)
+            return -1;
+        if (h.corr != r->corr || h.cmd == RK_CMD_NONE)
+            continue;
+        if (h.cmd == RK_CMD_EVT) {
+            if (r->received++ < r->skip)
+                continue;
+            fill_record(r, &h, rec);
+            return 0;
+        }
+        if (h.cmd == RK_CMD_SNAPEND) {
+            snapshot_end(r, &h);
+            continue;
+        }
+        if (h.cmd == RK_CMD_ERR) {
+            snprintf(r->error, sizeof r->error, "%s: %s", h.code, h.message);
+            r->corr = 0;
+            errno = EPROTO;
+            return -1;
+        }
+    }
+}
+
 int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
 {
     struct rk_wire_hdr h;
+    if (r->snapshot)
+        return next_snapshot(r, timeout_ms, rec);
     for (;;) {
         if (r->done)
             return RK_READER_EOF;
@@ -157,10 +245,7 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
             }
             r->next = h.seq + 1;
             r->received++;
-            rec->seq = h.seq;
-            rec->recv_ns = h.recv_ns;
-            rec->event = zmq_msg_data(&r->event);
-            rec->event_len = zmq_msg_size(&r->event);
+            fill_record(r, &h, rec);
             return 0;
         case RK_CMD_END:
             r->head = h.head_seq;

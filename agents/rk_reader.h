@@ -44,7 +44,6 @@ void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to);
  * in rk_reader_error()). */
 int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec);
 
-/* The broker's last sequence number as of the latest batch (0 before any). */
 /* Sets the filter (copied; NULL clears it) for the batches asked from now
  * on: receive-time bounds, topic prefixes, request or KPI id, applied by
  * the broker (struct rk_wire_filter in rk_wire.h). With from_ns the reader
@@ -52,7 +51,24 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec);
  * not by scanning. Call rk_reader_seek first; seek keeps the filter. */
 void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f);
 
+/* The broker's last sequence number as of the latest batch (0 before any). */
 uint64_t rk_reader_head(const struct rk_reader *r);
+
+/* Switches the reader to a snapshot: from now on rk_reader_next returns,
+ * for each entity (a KPI of one municipality and fiscal year, or an aid
+ * request), its latest event at or before sequence `at` (0 = the log's
+ * head when the first batch is read) that the filter selects, in entity
+ * order (not sequence order), then RK_READER_EOF. With a to_time in the
+ * filter the snapshot is of the last event received by then. Every batch
+ * reads the same state however much is published meanwhile.
+ * rk_reader_seek returns to sequence iteration. */
+void rk_reader_snapshot(struct rk_reader *r, uint64_t at);
+
+/* The sequence the snapshot is consistent with: every event up to it and
+ * none after it is reflected. Known once the first batch has arrived (0
+ * before, and for an empty log). To follow on live, apply events from
+ * this sequence + 1. */
+uint64_t rk_reader_snapshot_seq(const struct rk_reader *r);
 
 /* "<code>: <message>" of the last error reply, or "". */
 const char *rk_reader_error(const struct rk_reader *r);

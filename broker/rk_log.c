@@ -1,4 +1,5 @@
 #include "rk_log.h"
+#include "rk_event.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -32,6 +33,7 @@ struct rk_log {
     MDB_dbi events;
     MDB_dbi meta;
     MDB_dbi producers;
+    MDB_dbi entities;
     int readonly;
     unsigned grown;
     uint64_t last_seq;
@@ -44,6 +46,7 @@ struct rk_log_reader {
     MDB_dbi events;
     MDB_txn *txn;
     MDB_cursor *cur;
+    MDB_cursor *ent;    /* entity index, opened on first use */
     uint64_t from;
     int started;
     uint64_t head;
@@ -184,6 +187,8 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
     if (!rc)
         rc = mdb_dbi_open(txn, "producers", MDB_CREATE, &log->producers);
     if (!rc)
+        rc = mdb_dbi_open(txn, "entities", MDB_CREATE, &log->entities);
+    if (!rc)
         rc = check_schema(log, txn, why, why_len);
     if (!rc)
         rc = load_head(log, txn);
@@ -206,6 +211,8 @@ static int open_tables_readonly(struct rk_log *log)
         rc = mdb_dbi_open(txn, "meta", 0, &log->meta);
     if (!rc)
         rc = mdb_dbi_open(txn, "producers", 0, &log->producers);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "entities", 0, &log->entities);
     if (!rc)
         rc = load_head(log, txn);
     if (rc) {
@@ -344,6 +351,38 @@ static int index_producer(struct rk_log *log, MDB_txn *txn, const struct rk_log_
     return mdb_put(txn, log->producers, &k, &v, MDB_NOOVERWRITE);
 }
 
+size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_ENTITY_KEY_MAX])
+{
+    size_t n = 0;
+    if (t->entity_len == 0 || t->entity_len > RK_LOG_ENTITY_MAX)
+        return 0;
+    if (t->type == RK_EV_KPI_UPDATE) {
+        key[n++] = 'K';
+        memcpy(key + n, t->municipality, 6);
+        n += 6;
+        put_be(key + n, t->fiscal_year, 2);
+        n += 2;
+    } else {
+        key[n++] = 'A';
+    }
+    /* The length byte makes no entity's key a prefix of another's. */
+    key[n++] = (unsigned char)t->entity_len;
+    memcpy(key + n, t->entity, t->entity_len);
+    return n + t->entity_len;
+}
+
+/* Indexes (entity, seq) in the append's transaction; the value is empty. */
+static int index_entity(struct rk_log *log, MDB_txn *txn, const struct rk_log_rec *rec)
+{
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
+    size_t n = rk_log_entity_key(&rec->tags, key);
+    if (n == 0)
+        return 0;
+    put_be(key + n, rec->seq, 8);
+    MDB_val k = {n + 8, key}, v = {0, NULL};
+    return mdb_put(txn, log->entities, &k, &v, 0);
+}
+
 /* Writes one record straight into the map (MDB_RESERVE) and chains it. */
 static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int64_t recv_ns,
                       unsigned char head[RK_LOG_HASH_BYTES])
@@ -419,6 +458,8 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
         rc = append_one(cur, &recs[i], log->last_seq + 1 + i, recv_ns, head);
         if (!rc && recs[i].producer_len)
             rc = index_producer(log, txn, &recs[i]);
+        if (!rc)
+            rc = index_entity(log, txn, &recs[i]);
         if (rc)
             goto fail;
     }
@@ -548,12 +589,109 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         return;
     if (r->cur)
         mdb_cursor_close(r->cur);
+    if (r->ent)
+        mdb_cursor_close(r->ent);
     if (r->txn)
         mdb_txn_abort(r->txn);
     if (r->log)
         pthread_rwlock_unlock(&r->log->resize_lock);
     free(r);
     *rp = NULL;
+}
+
+int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view *v)
+{
+    unsigned char key[8];
+    MDB_val k = {8, key}, val;
+    put_be(key, seq, 8);
+    int rc = mdb_get(r->txn, r->events, &k, &val);
+    if (rc == MDB_NOTFOUND)
+        return RK_LOG_EOF;
+    return rc ? rc : parse_record(seq, &val, v);
+}
+
+static int entity_cursor(struct rk_log_reader *r)
+{
+    return r->ent ? 0 : mdb_cursor_open(r->txn, r->log->entities, &r->ent);
+}
+
+/* Index keys are an entity key followed by a big-endian sequence. */
+static int split_index_key(const MDB_val *k, size_t *prefix_len, uint64_t *seq)
+{
+    if (k->mv_size <= 8 || k->mv_size > RK_LOG_ENTITY_KEY_MAX + 8)
+        return RK_LOG_EBADREC;
+    *prefix_len = k->mv_size - 8;
+    *seq = get_be((const unsigned char *)k->mv_data + *prefix_len, 8);
+    return 0;
+}
+
+/* Moves the index cursor to the first key of `prefix` with a sequence
+ * >= `seq` (or past the entity), then one step back: the entity's last
+ * record before `seq`. Sets *found to 0 when it has none. */
+static int entity_last_before(MDB_cursor *cur, const unsigned char *prefix, size_t len,
+                              uint64_t seq, uint64_t *found)
+{
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
+    MDB_val k = {len + 8, key}, v;
+    size_t plen;
+    uint64_t s;
+    memcpy(key, prefix, len);
+    put_be(key + len, seq, 8);
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    *found = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc || (rc = split_index_key(&k, &plen, &s)))
+        return rc;
+    if (plen == len && memcmp(k.mv_data, prefix, len) == 0)
+        *found = s;
+    return 0;
+}
+
+int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
+                              uint64_t at, struct rk_log_entity *e)
+{
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
+    MDB_val k = {after_len + 8, key}, v;
+    int rc = entity_cursor(r);
+    if (rc)
+        return rc;
+    if (after_len > RK_LOG_ENTITY_KEY_MAX || at == UINT64_MAX)
+        return EINVAL;
+    memcpy(key, after, after_len);
+    memset(key + after_len, 0xff, 8); /* past every record of `after` */
+    rc = after_len ? mdb_cursor_get(r->ent, &k, &v, MDB_SET_RANGE)
+                   : mdb_cursor_get(r->ent, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if ((rc = split_index_key(&k, &e->key_len, &e->seq)))
+            return rc;
+        memcpy(e->key, k.mv_data, e->key_len);
+        if ((rc = entity_last_before(r->ent, e->key, e->key_len, at + 1, &e->seq)))
+            return rc;
+        if (e->seq)
+            return 0;
+        /* Every record of this entity is after `at`: skip to the next. */
+        memcpy(key, e->key, e->key_len);
+        memset(key + e->key_len, 0xff, 8);
+        k = (MDB_val){e->key_len + 8, key};
+        rc = mdb_cursor_get(r->ent, &k, &v, MDB_SET_RANGE);
+    }
+    return rc == MDB_NOTFOUND ? RK_LOG_EOF : rc;
+}
+
+int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entity *e,
+                              uint64_t seq, uint64_t *prev)
+{
+    int rc = entity_cursor(r);
+    if (rc)
+        return rc;
+    if (e->key_len > RK_LOG_ENTITY_KEY_MAX)
+        return EINVAL;
+    rc = entity_last_before(r->ent, e->key, e->key_len, seq, prev);
+    if (rc == 0 && *prev == 0)
+        return RK_LOG_EOF;
+    return rc;
 }
 
 /* Positions a read-only cursor of the producer index; the caller closes

@@ -13,7 +13,7 @@
  *     Readers may run in any number of other threads, each with its own
  *     rk_log_reader; they never block the writer.
  *
- * On-disk layout (schema 2), one LMDB environment in the data directory:
+ * On-disk layout (schema 3), one LMDB environment in the data directory:
  *   "events": key   = sequence, big-endian u64 (so cursor order is log order
  *                     and MDB_APPEND applies)
  *             value = record, all integers big-endian:
@@ -39,7 +39,12 @@
  *                one entry per event that came with a producer id, written in
  *                the same transaction as the event, so a retry is recognised
  *                across restarts
- *   "meta":   "schema" -> big-endian u32 schema version (2)
+ *   "entities": key = entity key (rk_log_entity_key), sequence (u64 BE);
+ *                value empty. One entry per event that names an entity, in
+ *                the event's transaction: the history of each KPI x
+ *                municipality x fiscal year and of each aid request, so the
+ *                state as of any sequence is found without a scan
+ *   "meta":   "schema" -> big-endian u32 schema version (3)
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
  * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
@@ -51,10 +56,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RK_LOG_SCHEMA 2
+#define RK_LOG_SCHEMA 3
 #define RK_LOG_HASH_BYTES 32
 #define RK_LOG_PRODUCER_MAX 64
 #define RK_LOG_ENTITY_MAX 64
+/* 'K', municipality, fiscal year, length, kpi_id -- or 'A', length, request_id */
+#define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
 #define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
 #define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
 
@@ -81,6 +88,14 @@ struct rk_log_tags {
     uint16_t fiscal_year;     /* kpi.update; 0 otherwise */
     const char *entity;       /* request_id or kpi_id, not terminated */
     size_t entity_len;        /* <= RK_LOG_ENTITY_MAX */
+};
+
+/* An entity (one KPI of one municipality and fiscal year, or one aid
+ * request) and one of its records. */
+struct rk_log_entity {
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX];
+    size_t key_len;
+    uint64_t seq;
 };
 
 /* One event to append. The caller fills the inputs; rk_log_append fills
@@ -171,6 +186,29 @@ int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *v);
 /* Positions the reader at the first record received at or after `ns` and
  * stores its sequence in *seq (head + 1 when there is none). O(log n). */
 int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq);
+
+/* Record `seq` of the reader's snapshot: 0, RK_LOG_EOF when there is none,
+ * or an error. Same lifetime rules as rk_log_reader_next. */
+int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view *v);
+
+/* The entity key of a record's tags, written to `key`; returns its length,
+ * 0 when the record names no entity. kpi.update: 'K', municipality,
+ * fiscal year (u16 BE), kpi_id length, kpi_id. aid.*: 'A', request_id
+ * length, request_id. */
+size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_ENTITY_KEY_MAX]);
+
+/* Snapshots. Entities are visited in key order. Finds the first entity
+ * whose key sorts after `after` (after_len 0: the first entity) that has a
+ * record with sequence <= `at`, and fills *e with its key and the sequence
+ * of its latest such record. Returns 0, RK_LOG_EOF when no entity is left,
+ * or an error. Cost: O(log n) per entity, whatever the entity's history. */
+int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
+                              uint64_t at, struct rk_log_entity *e);
+
+/* The sequence of entity e's record just before `seq`, in *prev: 0, or
+ * RK_LOG_EOF when `seq` is its first record. */
+int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entity *e,
+                              uint64_t seq, uint64_t *prev);
 
 /* Last sequence number in the reader's snapshot (0 when empty). */
 uint64_t rk_log_reader_head(struct rk_log_reader *r);

@@ -234,6 +234,63 @@ static void test_producer_index(void)
     rk_log_destroy(&log);
 }
 
+static struct rk_log_rec entity_rec(const char *id, const char *muni, uint16_t fy, uint8_t type)
+{
+    return (struct rk_log_rec){.event = "e", .event_len = 1,
+                               .tags = {.type = type, .fiscal_year = fy, .entity = id,
+                                        .entity_len = strlen(id)},
+                               .tags.municipality = {muni[0], muni[1], muni[2], muni[3], muni[4], muni[5]}};
+}
+
+/* Entities: ids that are prefixes of one another stay apart, the latest
+ * record at or before any sequence is found, and earlier ones walk back. */
+static void test_entity_index(void)
+{
+    struct rk_log *log = open_log();
+    uint64_t base = rk_log_last_seq(log);
+    struct rk_log_rec recs[7] = {
+        entity_rec("REQ-1", "304280", 0, 2),      /* base+1: aid.request */
+        entity_rec("REQ-10", "304280", 0, 2),     /* base+2 */
+        entity_rec("KPI-A", "281000", 2024, 1),   /* base+3: kpi.update */
+        entity_rec("REQ-1", "271004", 0, 3),      /* base+4: an offer */
+        entity_rec("KPI-A", "281000", 2025, 1),   /* base+5: another fiscal year */
+        entity_rec("KPI-A", "281000", 2024, 1),   /* base+6: supersedes base+3 */
+        entity_rec("", "281000", 0, 1),           /* base+7: names no entity */
+    };
+    RK_CHECK(rk_log_append(log, recs, 7, 5) == 0);
+    struct rk_log_reader *r;
+    struct rk_log_entity e;
+    uint64_t want_all[] = {base + 6, base + 5, base + 4, base + 2}; /* key order: A < K */
+    uint64_t got[8], n = 0, prev;
+    RK_CHECK(rk_log_reader_open(log, 1, &r) == 0);
+    size_t after_len = 0;
+    unsigned char after[RK_LOG_ENTITY_KEY_MAX];
+    while (n < 8 && rk_log_reader_entity_next(r, after, after_len, base + 7, &e) == 0) {
+        got[n++] = e.seq;
+        memcpy(after, e.key, e.key_len);
+        after_len = e.key_len;
+    }
+    RK_CHECK(n == 4);
+    /* 'A' entities sort first, REQ-1 (length 5) before REQ-10; then 'K' by fiscal year */
+    RK_CHECK(got[0] == want_all[2] && got[1] == want_all[3]);
+    RK_CHECK(got[2] == want_all[0] && got[3] == want_all[1]);
+    /* as of base+3: REQ-1 at its request, KPI-A 2024 at base+3, no FY2025 yet */
+    RK_CHECK(rk_log_reader_entity_next(r, NULL, 0, base + 3, &e) == 0 && e.seq == base + 1);
+    RK_CHECK(rk_log_reader_entity_prev(r, &e, e.seq, &prev) == RK_LOG_EOF);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 2);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 3);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == RK_LOG_EOF);
+    /* walking back through REQ-1's history */
+    RK_CHECK(rk_log_reader_entity_next(r, NULL, 0, base + 7, &e) == 0 && e.seq == base + 4);
+    RK_CHECK(rk_log_reader_entity_prev(r, &e, e.seq, &prev) == 0 && prev == base + 1);
+    struct rk_log_view v;
+    RK_CHECK(rk_log_reader_get(r, prev, &v) == 0 && v.tags.type == 2 && v.seq == prev);
+    RK_CHECK(rk_log_reader_get(r, base + 100, &v) == RK_LOG_EOF);
+    rk_log_reader_destroy(&r);
+    check_whole_log(log);
+    rk_log_destroy(&log);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -246,6 +303,7 @@ int main(void)
     RK_RUN(test_reader_from_middle_sees_stored_bytes);
     RK_RUN(test_reader_snapshot_is_stable);
     RK_RUN(test_producer_index);
+    RK_RUN(test_entity_index);
     RK_RUN(test_verify_intact_log);
     RK_RUN(test_tampering_breaks_chain); /* last: it leaves the log damaged */
     char cmd[128];

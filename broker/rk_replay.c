@@ -16,6 +16,8 @@
  * limit + 16 every replay longer than 1,000 events lost its "end". */
 #define REPLAY_SNDHWM (2 * RK_REPLAY_LIMIT_MAX + 16)
 
+_Static_assert(RK_WIRE_CURSOR_MAX >= RK_LOG_ENTITY_KEY_MAX, "a snapshot cursor holds an entity key");
+
 struct rk_replay {
     void *router;
     void *pipe_main;   /* main thread's end */
@@ -148,6 +150,97 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
     rk_log_reader_destroy(&r);
 }
 
+/* A record that fails the filter for a reason every record of its entity
+ * shares (its id, an older time, a KPI's fixed topic) ends the walk back
+ * through that entity's history. Only an aid request's records differ in
+ * type and municipality, so only they are worth walking. */
+static int entity_settled(const struct rk_wire_filter *f, const struct rk_log_view *v)
+{
+    return v->tags.type == RK_EV_KPI_UPDATE || f->kpi_id[0] ||
+           (f->request_id[0] && !entity_is(v, f->request_id)) ||
+           (f->from_ns && v->recv_ns < f->from_ns);
+}
+
+/* The state a snapshot is consistent with: the requested sequence (or the
+ * head), moved back to the last record received by to_time if given. */
+static int snapshot_at(struct rk_log_reader *r, const struct rk_wire_hdr *req, uint64_t *at)
+{
+    uint64_t head = rk_log_reader_head(r), first_after;
+    *at = req->at_seq && req->at_seq < head ? req->at_seq : head;
+    if (!req->filter.to_ns || req->filter.to_ns == INT64_MAX)
+        return 0;
+    int rc = rk_log_reader_seek_time(r, req->filter.to_ns + 1, &first_after);
+    if (rc == 0 && first_after - 1 < *at)
+        *at = first_after - 1;
+    return rc;
+}
+
+/* Sends entity e's latest record at or before its e->seq that the filter
+ * selects, if any. Counts the records looked at in *scanned. Returns 1 when
+ * sent, 0 when the entity has none, -1 when the client cannot take more,
+ * or a log error (> 1 never; errors are negative LMDB codes or errno). */
+static int send_entity(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req,
+                       struct rk_log_reader *r, const struct rk_log_entity *e, uint64_t *scanned,
+                       int *err)
+{
+    struct rk_log_view v;
+    uint64_t seq = e->seq;
+    for (;;) {
+        (*scanned)++;
+        if ((*err = rk_log_reader_get(r, seq, &v)) != 0)
+            return 0;
+        if (selected(&req->filter, &v))
+            return send_event(rp, ident, req->corr, &v) ? -1 : 1;
+        if (entity_settled(&req->filter, &v))
+            return 0;
+        *err = rk_log_reader_entity_prev(r, e, seq, &seq);
+        if (*err == RK_LOG_EOF)
+            *err = 0;
+        if (*err || !seq)
+            return 0;
+    }
+}
+
+/* One batch of a snapshot: per entity after the cursor, its latest
+ * selected record at or before `at`, then "snapend" with where to resume.
+ * The state is fixed by `at`, so every batch reads the same history
+ * however much is appended meanwhile, and a batch can be asked again. */
+static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
+{
+    struct rk_wire_hdr end = {.cmd = RK_CMD_SNAPEND, .corr = req->corr};
+    struct rk_log_reader *r = NULL;
+    struct rk_log_entity e;
+    uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
+    uint64_t scanned = 0;
+    int rc = rk_log_reader_open(rp->log, 1, &r), sent;
+
+    if (!rc)
+        rc = snapshot_at(r, req, &end.at_seq);
+    memcpy(end.cursor, req->cursor, req->cursor_len);
+    end.cursor_len = req->cursor_len;
+    while (!rc && end.sent < limit && scanned < SCAN_MAX) {
+        rc = end.at_seq ? rk_log_reader_entity_next(r, end.cursor, end.cursor_len, end.at_seq, &e)
+                        : RK_LOG_EOF;
+        if (rc == RK_LOG_EOF) {
+            end.cursor_len = 0; /* complete */
+            rc = 0;
+            break;
+        }
+        if (rc || (sent = send_entity(rp, ident, req, r, &e, &scanned, &rc)) < 0 || rc)
+            break; /* the client resumes at this entity */
+        end.sent += (uint64_t)sent;
+        memcpy(end.cursor, e.key, e.key_len);
+        end.cursor_len = e.key_len;
+    }
+    if (rc) {
+        RK_DIAG(RK_DIAG_ERROR, "snapshot_read_failed", "why=\"%s\"", rk_log_strerror(rc));
+        send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
+    } else {
+        send_hdr(rp->router, ident, &end, 0);
+    }
+    rk_log_reader_destroy(&r);
+}
+
 /* Reads one request (all its frames) and answers it. */
 static void handle_request(struct rk_replay *rp)
 {
@@ -171,10 +264,13 @@ static void handle_request(struct rk_replay *rp)
     }
     if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0)
         send_err(rp->router, &ident, req.corr, "E_HEADER", "header: not a renkei version-1 header");
-    else if (req.cmd != RK_CMD_REPLAY)
-        send_err(rp->router, &ident, req.corr, "E_COMMAND", "header.command: the replay socket serves only \"replay\"");
+    else if (req.cmd != RK_CMD_REPLAY && req.cmd != RK_CMD_SNAP)
+        send_err(rp->router, &ident, req.corr, "E_COMMAND",
+                 "header.command: the replay socket serves only \"replay\" and \"snap\"");
     else if (nframes != 2)
         send_err(rp->router, &ident, req.corr, "E_FRAMES", "replay: takes exactly one frame after the identity");
+    else if (req.cmd == RK_CMD_SNAP)
+        serve_snapshot(rp, &ident, &req);
     else
         serve_batch(rp, &ident, &req);
 out:

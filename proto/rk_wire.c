@@ -5,14 +5,15 @@
 static const char *const cmd_names[] = {
     [RK_CMD_PUB] = "pub", [RK_CMD_ACK] = "ack", [RK_CMD_ERR] = "err",
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
-    [RK_CMD_LIVE] = "live",
+    [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
 /* Number of array elements each command has, version and command included. */
 static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
-    [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 5,
+    [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 5, [RK_CMD_SNAP] = 6,
+    [RK_CMD_SNAPEND] = 6,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -91,6 +92,13 @@ static void put_str(struct writer *w, const char *s, size_t max)
     put(w, s, n);
 }
 
+static void put_bin(struct writer *w, const void *p, size_t n)
+{
+    put_byte(w, 0xc4);
+    put_byte(w, (unsigned)(n & 0xff));
+    put(w, p, n & 0xff);
+}
+
 int rk_wire_filter_active(const struct rk_wire_filter *f)
 {
     return f->from_ns || f->to_ns || f->ntopics || f->request_id[0] || f->kpi_id[0];
@@ -133,7 +141,10 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         return 0;
     struct writer w = {buf, 0, cap, 0};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
-    int filtered = h->cmd == RK_CMD_REPLAY && rk_wire_filter_active(&h->filter);
+    int filtered = (h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP) &&
+                   rk_wire_filter_active(&h->filter);
+    if (h->cursor_len > RK_WIRE_CURSOR_MAX)
+        return 0;
     put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
                          (filtered ? 1u : 0u)));
     put_uint(&w, RK_WIRE_VERSION);
@@ -160,6 +171,18 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     case RK_CMD_END:
         put_uint(&w, h->next_seq);
         put_uint(&w, h->head_seq);
+        put_uint(&w, h->sent);
+        break;
+    case RK_CMD_SNAP:
+        put_uint(&w, h->at_seq);
+        put_uint(&w, h->limit);
+        put_bin(&w, h->cursor, h->cursor_len);
+        if (filtered)
+            put_filter(&w, &h->filter);
+        break;
+    case RK_CMD_SNAPEND:
+        put_uint(&w, h->at_seq);
+        put_bin(&w, h->cursor, h->cursor_len);
         put_uint(&w, h->sent);
         break;
     case RK_CMD_PUB:
@@ -234,6 +257,26 @@ static int get_str(struct reader *r, const char **s, size_t *n)
     if (r->len - r->off < len)
         return -1;
     *s = (const char *)r->p + r->off;
+    *n = (size_t)len;
+    r->off += (size_t)len;
+    return 0;
+}
+
+/* A bin of at most `cap` bytes, copied out. */
+static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
+{
+    uint64_t len;
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    if (t == 0xc4) { if (get_be(r, 1, &len)) return -1; }
+    else if (t == 0xc5) { if (get_be(r, 2, &len)) return -1; }
+    else if (t == 0xc6) { if (get_be(r, 4, &len)) return -1; }
+    else
+        return -1;
+    if (len > cap || r->len - r->off < len)
+        return -1;
+    memcpy(out, r->p + r->off, (size_t)len);
     *n = (size_t)len;
     r->off += (size_t)len;
     return 0;
@@ -373,6 +416,18 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
         h->to_seq = b;
         h->limit = (uint32_t)c;
         return n >= 7 ? get_filter(r, &h->filter) : 0;
+    case RK_CMD_SNAP:
+        if (get_uint(r, &a) || get_uint(r, &c) || c > UINT32_MAX ||
+            get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+            return -1;
+        h->at_seq = a;
+        h->limit = (uint32_t)c;
+        return n >= 7 ? get_filter(r, &h->filter) : 0;
+    case RK_CMD_SNAPEND:
+        if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+            return -1;
+        h->has_sent = 1;
+        return get_uint(r, &h->sent);
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;

@@ -15,6 +15,9 @@
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
  *   end    [1, "end",    corr, next_seq, head_seq, sent]
  *   live   [1, "live",   0,    seq, recv_ns]            + event frame
+ *   snap   [1, "snap",   corr, at_seq, limit, cursor]
+ *          [1, "snap",   corr, at_seq, limit, cursor, {filter}]
+ *   snapend [1, "snapend", corr, at_seq, cursor, sent]
  *
  * `corr` is chosen by the client and echoed by the broker; integers are
  * unsigned. A decoder accepts any MessagePack integer encoding and ignores
@@ -34,6 +37,7 @@
 #define RK_WIRE_TOPICS_MAX 16    /* topic prefixes in one replay filter */
 #define RK_WIRE_TOPIC_MAX 40     /* bytes of a topic prefix, NUL included */
 #define RK_WIRE_ID_MAX 64
+#define RK_WIRE_CURSOR_MAX 96    /* bytes of a snapshot cursor (bin) */
 
 /* Optional replay filter; a zeroed struct selects everything. An event
  * passes when its receive time is within the bounds, its topic starts with
@@ -59,6 +63,8 @@ enum rk_wire_cmd {
     RK_CMD_EVT,
     RK_CMD_END,
     RK_CMD_LIVE,
+    RK_CMD_SNAP,
+    RK_CMD_SNAPEND,
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -71,11 +77,17 @@ struct rk_wire_hdr {
     int64_t recv_ns;     /* ack, evt, live: broker receive time */
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
     uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
-    uint32_t limit;      /* replay: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
-    struct rk_wire_filter filter; /* replay: optional */
+    uint32_t limit;      /* replay, snap: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
+    struct rk_wire_filter filter; /* replay, snap: optional */
+    uint64_t at_seq;     /* snap: the sequence the state is wanted at, 0 = the
+                          * head now; snapend: the one it is consistent with */
+    unsigned char cursor[RK_WIRE_CURSOR_MAX]; /* snap: resume after this entity
+                          * (empty: from the start); snapend: where the next
+                          * batch resumes (empty: the snapshot is complete) */
+    size_t cursor_len;
     uint64_t next_seq;   /* end: where the next batch would start */
     uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
-    uint64_t sent;       /* end: events the broker sent in this batch */
+    uint64_t sent;       /* end, snapend: events the broker sent in this batch */
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */

@@ -42,6 +42,25 @@ static void test_roundtrip_every_command(void)
     struct rk_wire_hdr d = {.cmd = RK_CMD_END, .corr = 9, .next_seq = 1001, .head_seq = 5000};
     roundtrip(&d, &out);
     RK_CHECK(out.next_seq == 1001 && out.head_seq == 5000);
+
+    struct rk_wire_hdr s = {.cmd = RK_CMD_SNAP, .corr = 4, .at_seq = 77, .limit = 500,
+                            .cursor = {'K', 0, 0xff, 3}, .cursor_len = 4};
+    s.filter.ntopics = 1;
+    strcpy(s.filter.topics[0], "aid.");
+    roundtrip(&s, &out);
+    RK_CHECK(out.at_seq == 77 && out.limit == 500 && out.cursor_len == 4);
+    RK_CHECK(memcmp(out.cursor, s.cursor, 4) == 0 && out.filter.ntopics == 1);
+    s.cursor_len = 0;
+    roundtrip(&s, &out);
+    RK_CHECK(out.cursor_len == 0);
+    s.cursor_len = RK_WIRE_CURSOR_MAX + 1; /* longer than the protocol allows */
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    RK_CHECK(rk_wire_encode(&s, buf, sizeof buf) == 0);
+
+    struct rk_wire_hdr se = {.cmd = RK_CMD_SNAPEND, .corr = 4, .at_seq = 77, .sent = 12,
+                             .cursor = {1, 2, 3}, .cursor_len = 3};
+    roundtrip(&se, &out);
+    RK_CHECK(out.at_seq == 77 && out.sent == 12 && out.cursor_len == 3 && out.cursor[2] == 3);
 }
 
 /* The worked example in PROTOCOL.md must stay true. */
