@@ -21,6 +21,11 @@
 #define FEED_SNDHWM 100000
 #define INGEST_HWM 100000
 #define POLL_MS 250
+/* Retention runs between batches, a bounded number of deletions per write
+ * transaction, so ingest never waits long behind it. */
+#define PRUNE_BATCH 10000
+#define PRUNE_EVERY_NS 1000000000LL
+#define PRUNE_LOG_EVERY_NS (60 * 1000000000LL)
 
 /* A publish that validated and waits for the batch's commit. */
 struct pending {
@@ -44,6 +49,9 @@ struct rk_broker {
     struct rk_log_rec *recs;
     int npend;
     unsigned long long accepted, refused, duplicates;
+    int64_t next_prune_ns, pruned_logged_ns;
+    unsigned long long pruned, pruned_unlogged;
+    int prune_catching_up;          /* the last pass hit PRUNE_BATCH */
 };
 
 void rk_broker_config_defaults(struct rk_broker_config *cfg)
@@ -54,6 +62,8 @@ void rk_broker_config_defaults(struct rk_broker_config *cfg)
     cfg->data_dir = RK_DEFAULT_DATA_DIR;
     cfg->durability = RK_LOG_FULL;
     cfg->batch_max = RK_DEFAULT_BATCH_MAX;
+    cfg->retain_age_ns = 0;
+    cfg->retain_size = 0;
 }
 
 /* mkdir -p for the data directory. */
@@ -348,6 +358,21 @@ static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_re
         zmq_msg_close(&copy);
 }
 
+/* What a publisher is told when its batch could not be stored. */
+static const char *storage_error_text(int rc)
+{
+    switch (rc) {
+    case MDB_MAP_FULL:
+        return "log: full (the broker's --map-max is reached); nothing was stored";
+    case ENOSPC:
+    case EDQUOT:
+        return "log: the disk holding the broker's data directory is full; nothing was "
+               "stored. Retry later: the broker goes on once there is space";
+    default:
+        return "log: the event could not be stored; retry later";
+    }
+}
+
 /* The group commit: one transaction for the batch, then acks, then fan-out. */
 static int commit_batch(struct rk_broker *b)
 {
@@ -364,9 +389,7 @@ static int commit_batch(struct rk_broker *b)
     for (int i = 0; i < b->npend; i++) {
         struct pending *p = &b->pend[i];
         if (rc) {
-            refuse(b, &p->ident, p->corr, "E_STORAGE", rc == MDB_MAP_FULL
-                   ? "log: full (the broker's --map-max is reached); nothing was stored"
-                   : "log: the event could not be stored; retry later");
+            refuse(b, &p->ident, p->corr, "E_STORAGE", storage_error_text(rc));
         } else {
             struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = p->corr,
                                       .seq = b->recs[i].seq, .recv_ns = b->recs[i].recv_ns};
@@ -389,6 +412,38 @@ static void drain_feed(struct rk_broker *b)
     int n;
     while ((n = zmq_recv(b->feed, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0)
         RK_DIAG(RK_DIAG_DEBUG, "feed_subscription", "subscribe=%d len=%d", n > 0 && buf[0] == 1, n);
+}
+
+static void log_pruned(struct rk_broker *b, int64_t now, int force)
+{
+    if (!b->pruned_unlogged || (!force && now - b->pruned_logged_ns < PRUNE_LOG_EVERY_NS))
+        return;
+    RK_DIAG(RK_DIAG_INFO, "pruned", "records=%llu total=%llu", b->pruned_unlogged, b->pruned);
+    b->pruned_unlogged = 0;
+    b->pruned_logged_ns = now;
+}
+
+/* Deletes what the retention settings say is too old or too much. */
+static void retention_turn(struct rk_broker *b)
+{
+    const struct rk_broker_config *cfg = b->cfg;
+    int64_t now = rk_time_now();
+    uint64_t deleted;
+    if ((!cfg->retain_age_ns && !cfg->retain_size) || now < b->next_prune_ns)
+        return;
+    int rc = rk_log_prune(b->log, cfg->retain_age_ns ? now - cfg->retain_age_ns : 0,
+                          cfg->retain_size, PRUNE_BATCH, &deleted);
+    if (rc) {
+        RK_DIAG(RK_DIAG_ERROR, "prune_failed", "why=\"%s\"", rk_log_strerror(rc));
+        b->next_prune_ns = now + 10 * PRUNE_EVERY_NS;
+        return;
+    }
+    b->pruned += deleted;
+    b->pruned_unlogged += deleted;
+    /* A steady trickle is logged once a minute; a backlog when it is done. */
+    log_pruned(b, now, b->prune_catching_up && deleted < PRUNE_BATCH);
+    b->prune_catching_up = deleted == PRUNE_BATCH;
+    b->next_prune_ns = deleted == PRUNE_BATCH ? now : now + PRUNE_EVERY_NS;
 }
 
 static void ingest_turn(struct rk_broker *b)
@@ -437,9 +492,11 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             ingest_turn(&b);
         if (items[1].revents & ZMQ_POLLIN)
             drain_feed(&b);
+        retention_turn(&b);
     }
     /* Whatever already arrived is committed and acknowledged before we go. */
     ingest_turn(&b);
+    log_pruned(&b, rk_time_now(), 1);
     rc = 0;
     RK_DIAG(RK_DIAG_INFO, "stopped",
             "last_seq=%llu chain_head=%s accepted=%llu refused=%llu duplicates=%llu",

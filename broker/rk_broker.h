@@ -29,6 +29,9 @@ struct rk_broker_config {
     enum rk_log_durability durability;
     int batch_max;                 /* most publishes per write transaction */
     uint64_t map_max;              /* cap on the LMDB map in bytes; 0 = none */
+    int64_t retain_age_ns;         /* delete events received longer ago; 0 = keep */
+    uint64_t retain_size;          /* delete the oldest while the log's tables use
+                                    * more bytes than this; 0 = keep */
 };
 
 /* Fills `cfg` with the defaults above (full durability). */

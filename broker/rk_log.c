@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define REC_FORMAT 1
 #define REC_HDR 66
@@ -497,6 +498,20 @@ static int grow_map(struct rk_log *log)
     return 0;
 }
 
+/* LMDB reports a short write as EIO, and a write that stops short is what
+ * a full filesystem gives: tell the two apart by the space left. */
+static int classify_write_error(struct rk_log *log, int rc, const struct rk_log_rec *recs, size_t n)
+{
+    struct statvfs st;
+    int fd;
+    uint64_t need = 1u << 20;   /* slack for the pages a commit touches */
+    if (rc != EIO || mdb_env_get_fd(log->env, &fd) != 0 || fstatvfs(fd, &st) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        need += REC_HDR + recs[i].event_len + recs[i].publisher_len + recs[i].producer_len;
+    return (uint64_t)st.f_bavail * st.f_frsize < need ? ENOSPC : rc;
+}
+
 int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
 {
     int rc;
@@ -506,7 +521,7 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
         if (rc)
             return rc;
     }
-    return rc;
+    return classify_write_error(log, rc, recs, n);
 }
 
 uint64_t rk_log_map_size(const struct rk_log *log)
@@ -770,6 +785,116 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
     return rc;
 }
 
+/* What retention has deleted: the last pruned sequence and its chain hash,
+ * so verification can start after it. "pruned" in meta; absent = none. */
+static int read_pruned(MDB_txn *txn, MDB_dbi meta, uint64_t *seq, unsigned char hash[RK_LOG_HASH_BYTES])
+{
+    MDB_val k = {6, "pruned"}, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    *seq = 0;
+    memset(hash, 0, RK_LOG_HASH_BYTES);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8 + RK_LOG_HASH_BYTES)
+        return RK_LOG_EBADREC;
+    *seq = get_be(v.mv_data, 8);
+    memcpy(hash, (unsigned char *)v.mv_data + 8, RK_LOG_HASH_BYTES);
+    return 0;
+}
+
+/* Bytes of the pages the log's tables use now (free pages excluded). */
+static uint64_t tables_bytes(MDB_txn *txn, const struct rk_log *log)
+{
+    MDB_dbi dbis[3] = {log->events, log->entities, log->producers};
+    uint64_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        MDB_stat st;
+        if (mdb_stat(txn, dbis[i], &st) == 0)
+            total += (uint64_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+    }
+    return total;
+}
+
+/* Deletes the oldest record and its index entries; keeps its hash. */
+static int prune_one(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur,
+                     const struct rk_log_view *v, unsigned char last_hash[RK_LOG_HASH_BYTES])
+{
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8 + RK_LOG_PRODUCER_MAX];
+    MDB_val k;
+    size_t n = rk_log_entity_key(&v->tags, key);
+    int rc;
+    if (n) {
+        put_be(key + n, v->seq, 8);
+        k = (MDB_val){n + 8, key};
+        if ((rc = mdb_del(txn, log->entities, &k, NULL)) && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    if (v->producer_len) {
+        k = (MDB_val){producer_key(key, v->producer, v->producer_len, v->producer_seq), key};
+        if ((rc = mdb_del(txn, log->producers, &k, NULL)) && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    memcpy(last_hash, v->hash, RK_LOG_HASH_BYTES);
+    return mdb_cursor_del(cur, 0);
+}
+
+int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
+                 uint64_t *deleted)
+{
+    unsigned char hash[RK_LOG_HASH_BYTES], kv[8 + RK_LOG_HASH_BYTES];
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    MDB_val k, val;
+    struct rk_log_view v;
+    uint64_t pruned;
+    int rc;
+
+    *deleted = 0;
+    if (log->readonly)
+        return EACCES;
+    if ((rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
+        return rc;
+    if ((rc = read_pruned(txn, log->meta, &pruned, hash)) ||
+        (rc = mdb_cursor_open(txn, log->events, &cur)))
+        goto fail;
+    while (*deleted < max && (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
+        /* The head stays, so the chain and the next sequence carry on. */
+        if (k.mv_size != 8 || get_be(k.mv_data, 8) >= log->last_seq)
+            break;
+        if ((rc = parse_record(get_be(k.mv_data, 8), &val, &v)))
+            goto fail;
+        if (!(before_ns && v.recv_ns < before_ns) && !(max_bytes && tables_bytes(txn, log) > max_bytes))
+            break;
+        if ((rc = prune_one(log, txn, cur, &v, hash)))
+            goto fail;
+        pruned = v.seq;
+        (*deleted)++;
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        goto fail;
+    mdb_cursor_close(cur);
+    if (*deleted == 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    put_be(kv, pruned, 8);
+    memcpy(kv + 8, hash, RK_LOG_HASH_BYTES);
+    k = (MDB_val){6, "pruned"};
+    val = (MDB_val){sizeof kv, kv};
+    if ((rc = mdb_put(txn, log->meta, &k, &val, 0)))
+        goto fail_txn;
+    return mdb_txn_commit(txn);
+fail:
+    if (cur)
+        mdb_cursor_close(cur);
+fail_txn:
+    mdb_txn_abort(txn);
+    *deleted = 0;
+    return rc;
+}
+
 /* One record against what the chain so far predicts; fills v->why. */
 static int check_record(struct rk_log_verdict *v, const struct rk_log_view *view,
                         const unsigned char prev[RK_LOG_HASH_BYTES], int64_t prev_recv)
@@ -805,7 +930,10 @@ int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_
     rc = rk_log_reader_open(log, 1, &r);
     if (rc)
         return rc;
-    while ((rc = rk_log_reader_next(r, &view)) == 0) {
+    /* After retention the chain starts from the last deleted record's hash. */
+    rc = read_pruned(r->txn, log->meta, &v->last_seq, v->head);
+    v->first_seq = v->last_seq + 1;
+    while (rc == 0 && (rc = rk_log_reader_next(r, &view)) == 0) {
         if (check_record(v, &view, v->head, prev_recv) != 0) {
             v->bad_seq = view.seq;
             break;
@@ -835,10 +963,18 @@ int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq)
     unsigned char key[8];
     MDB_val k = {8, key}, v;
     struct rk_log_view view;
+    MDB_cursor *first;
+    int rc = mdb_cursor_open(r->txn, r->events, &first);
+    if (rc)
+        return rc;
+    if (mdb_cursor_get(first, &k, &v, MDB_FIRST) == 0 && k.mv_size == 8)
+        lo = get_be(k.mv_data, 8); /* retention may have deleted the start */
+    mdb_cursor_close(first);
+    k = (MDB_val){8, key};
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
         put_be(key, mid, 8);
-        int rc = mdb_get(r->txn, r->events, &k, &v);
+        rc = mdb_get(r->txn, r->events, &k, &v);
         if (rc == 0)
             rc = parse_record(mid, &v, &view);
         if (rc)

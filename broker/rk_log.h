@@ -45,6 +45,8 @@
  *                municipality x fiscal year and of each aid request, so the
  *                state as of any sequence is found without a scan
  *   "meta":   "schema" -> big-endian u32 schema version (3)
+ *             "pruned" -> last sequence deleted by retention (u64 BE) and its
+ *                         chain hash (32 bytes); absent until retention runs
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
  * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
@@ -151,7 +153,9 @@ void rk_log_destroy(struct rk_log **logp);
  * the log's head is unchanged. `now_ns` is the broker clock for the batch.
  * When the map is full it doubles (waiting for open readers to finish
  * their batch) and the batch is written again; MDB_MAP_FULL means the cap
- * (map_max) is reached, ENOSPC or EIO that the disk failed. */
+ * (map_max) is reached, ENOSPC that the filesystem is full (also when
+ * LMDB saw a short write and the filesystem has less than the batch and
+ * 1 MiB free), EIO that the disk failed. */
 int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns);
 
 /* Last sequence number stored (0 for an empty log) and its chain hash
@@ -221,6 +225,8 @@ void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
 
 /* What rk_log_verify found. */
 struct rk_log_verdict {
+    uint64_t first_seq;                    /* where the chain starts: 1, or after
+                                            * what retention deleted */
     uint64_t records;                      /* records checked */
     uint64_t last_seq;                     /* of the last good record */
     unsigned char head[RK_LOG_HASH_BYTES]; /* chain hash of the last good record */
@@ -232,12 +238,25 @@ struct rk_log_verdict {
 typedef void (*rk_log_progress_fn)(uint64_t records, void *arg);
 
 /* Walks the whole log in one read snapshot and checks that sequence numbers
- * run 1, 2, 3... without a gap, receive times never go back, every record
+ * run 1, 2, 3... (or on from what retention deleted) without a gap, receive times never go back, every record
  * is well formed, and every chain hash matches. Stops at the first bad
  * record. Returns 0 when the walk finished (look at v->bad_seq for the
  * verdict) or an LMDB error when it could not read. */
 int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_fn progress,
                   uint64_t every, void *arg);
+
+/* Retention. Deletes the oldest records in ONE write transaction, at most
+ * `max` of them: those received before `before_ns` (0: no age bound), and
+ * more while the log's tables use more than `max_bytes` of pages (0: no
+ * size bound). Their index entries go with them, so a snapshot no longer
+ * sees them and a retry of a deleted producer number is stored anew. The
+ * newest record always stays. The last deleted record's sequence and chain
+ * hash are kept in "meta" ("pruned"), and rk_log_verify starts the chain
+ * from there. Freed pages are reused by LMDB; the file does not shrink.
+ * Writer thread only. Returns 0 with *deleted set, or an error (nothing
+ * deleted). Call again while *deleted == max. */
+int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
+                 uint64_t *deleted);
 
 /* Text for any error these functions return. Static string. */
 const char *rk_log_strerror(int err);

@@ -1,0 +1,119 @@
+"""A disk that is truly full: the data directory sits on a small tmpfs.
+
+Publishing fills it until the broker answers E_STORAGE naming the full disk.
+Then: every acknowledged event is stored exactly once, reads (replay,
+snapshot) and the live feed go on, and further publishes are refused
+cleanly. Once the filesystem grows, publishing resumes with no gap in the
+sequence numbers; after a kill -9 the chain verifies.
+
+Mounting needs root; a non-root run re-executes itself in a user and mount
+namespace (unshare -rm), where it is root for its own mounts only."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import harness
+
+SIZE_MIB = 12
+
+
+def in_private_mount_namespace():
+    if os.geteuid() == 0:
+        return
+    unshare = shutil.which("unshare")
+    if not unshare:
+        sys.exit("it72: needs root or unshare(1) to mount a small tmpfs")
+    os.execv(unshare, [unshare, "-rm", sys.executable] + sys.argv)
+
+
+def mount_tmpfs(path, mib, remount=False):
+    opts = f"size={mib}m" + (",remount" if remount else "")
+    args = ["mount", "-o", opts, path] if remount else ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path]
+    subprocess.run(args, check=True)
+
+
+def events(base, start, n):
+    """Aid requests of about 2.3 KB each, so a few thousand fill the disk."""
+    for i in range(start, start + n):
+        ev = dict(base)
+        ev["event_id"] = f"full-{i}"
+        ev["request_id"] = f"REQ-FULL-{i}"
+        ev["note"] = f"{i:08d} " + "x" * 2000
+        yield json.dumps(ev, ensure_ascii=False)
+
+
+def publish(b, base, start, n):
+    _, results, _ = b.agent("send", stdin="\n".join(events(base, start, n)) + "\n")
+    assert len(results) == n, f"{len(results)} results for {n} events"
+    return results
+
+
+def test(b):
+    fs = os.path.join(b.dir, "fs")
+    os.mkdir(fs)
+    mount_tmpfs(fs, SIZE_MIB)
+    try:
+        run(b, fs)
+    finally:
+        if b.proc is not None:
+            b.proc.kill()
+            b.proc.wait()
+            b.proc = None
+        subprocess.run(["umount", fs], check=False)
+
+
+def run(b, fs):
+    b.data = os.path.join(fs, "data")
+    b.start()
+    base = json.loads(harness.scenario_lines(1)[0])
+    sub = b.subscriber("--idle", "4000", "--family", "aid")
+
+    acked, refused, n = [], [], 0
+    while not refused:
+        assert n < 20000, f"{SIZE_MIB} MiB never filled up after {n} events"
+        for r in publish(b, base, n, 500):
+            (acked if r["ok"] else refused).append(r)
+        n += 500
+    assert all(r["code"] == "E_STORAGE" and "disk" in r["error"] and "full" in r["error"]
+               for r in refused), refused[:3]
+    assert "No space left on device" in b.log(), b.log()[-2000:]
+    assert b.proc.poll() is None, "broker died on a full disk"
+
+    # Nothing acknowledged is lost or doubled; reads go on.
+    stored, _ = b.replay_all()
+    assert [e["seq"] for e in stored] == [r["seq"] for r in acked]
+    assert [e["event"]["event_id"] for e in stored] == [r["event_id"] for r in acked]
+    snap, _ = b.replay_all("--snapshot")
+    assert snap[-1]["snapshot"]["seq"] == acked[-1]["seq"], snap[-1]
+
+    # Still full: refused again, cleanly.
+    again = publish(b, base, n, 50)
+    assert all(not r["ok"] and r["code"] == "E_STORAGE" for r in again), again[:3]
+    n += 50
+
+    # More space: publishing resumes where the sequence left off.
+    mount_tmpfs(fs, SIZE_MIB * 4, remount=True)
+    later = publish(b, base, n, 200)
+    assert all(r["ok"] for r in later), [r for r in later if not r["ok"]][:3]
+    assert [r["seq"] for r in later] == list(range(acked[-1]["seq"] + 1, acked[-1]["seq"] + 201))
+
+    live = sub.wait()
+    assert [e["seq"] for e in live] == [r["seq"] for r in acked + later], \
+        "the live subscriber missed or repeated events around the full disk"
+
+    b.kill()
+    b.start()
+    stored, _ = b.replay_all()
+    assert [e["seq"] for e in stored] == [r["seq"] for r in acked + later]
+    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
+                       capture_output=True, text=True, timeout=120)
+    verdict = json.loads(p.stdout)
+    assert p.returncode == 0 and verdict["ok"] and verdict["records"] == len(stored), p.stdout
+    print(f"disk full after {len(acked)} events ({SIZE_MIB} MiB); "
+          f"{len(refused) + len(again)} refused; {len(later)} more after growing the disk")
+
+
+in_private_mount_namespace()
+harness.run(test)
