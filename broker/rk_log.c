@@ -674,7 +674,8 @@ int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t
         return rc;
     if (after_len > RK_LOG_ENTITY_KEY_MAX || at == UINT64_MAX)
         return EINVAL;
-    memcpy(key, after, after_len);
+    if (after_len)
+        memcpy(key, after, after_len);
     memset(key + after_len, 0xff, 8); /* past every record of `after` */
     rc = after_len ? mdb_cursor_get(r->ent, &k, &v, MDB_SET_RANGE)
                    : mdb_cursor_get(r->ent, &k, &v, MDB_FIRST);
