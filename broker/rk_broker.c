@@ -62,6 +62,7 @@ void rk_broker_config_defaults(struct rk_broker_config *cfg)
     cfg->data_dir = RK_DEFAULT_DATA_DIR;
     cfg->durability = RK_LOG_FULL;
     cfg->batch_max = RK_DEFAULT_BATCH_MAX;
+    cfg->map_max = 0;
     cfg->retain_age_ns = 0;
     cfg->retain_size = 0;
 }

@@ -1,0 +1,756 @@
+#include "rk_config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define FIELD(f) offsetof(struct rk_config, f)
+#define WHY_MAX 256
+
+struct key;
+
+/* How one kind of value is read, shown and freed. `field` points into a
+ * struct rk_config at the row's offset. parse() leaves the field unchanged
+ * when it fails. */
+struct type {
+    int (*parse)(const struct key *k, const char *text, void *field, char *why, size_t len);
+    void (*format)(const struct key *k, const void *field, char *buf, size_t len);
+    void (*release)(void *field); /* NULL: nothing to free */
+};
+
+/* One setting. The option is `--flag` (and `-short_opt`); by convention
+ * flag is the key with '-' for '_'. */
+struct key {
+    const char *section, *name; /* `[section] name = value` in the file */
+    const char *flag;           /* long option without "--"; NULL = file only */
+    int short_opt;              /* 0 = long option only */
+    const char *arg;            /* the value's name in --help */
+    const struct type *type;
+    size_t offset;              /* of the field in struct rk_config */
+    long min, max;              /* t_int: inclusive bounds */
+    const char *const *names;   /* t_enum: names in enum order, NULL-ended;
+                                 * the field is an int-sized enum */
+    const char *def;            /* default in file syntax; NULL = zero */
+    const char *help;           /* --help text; '\n' starts a new line */
+};
+
+/* ---- types */
+
+static void *field_of(struct rk_config *cfg, const struct key *k)
+{
+    return (char *)cfg + k->offset;
+}
+
+static const void *cfield_of(const struct rk_config *cfg, const struct key *k)
+{
+    return (const char *)cfg + k->offset;
+}
+
+/* String fields are `const char *` in struct rk_broker_config because the
+ * broker only reads them; here they always hold our own heap copies. */
+static void set_string(void *field, const char *text)
+{
+    const char **p = field;
+    char *copy = strdup(text);
+    if (!copy)
+        abort();
+    free((char *)*p);
+    *p = copy;
+}
+
+static void release_string(void *field)
+{
+    const char **p = field;
+    free((char *)*p);
+    *p = NULL;
+}
+
+static void format_string(const struct key *k, const void *field, char *buf, size_t len)
+{
+    const char *const *p = field;
+    (void)k;
+    snprintf(buf, len, "%s", *p ? *p : "");
+}
+
+/* A ZeroMQ address: a lower-case transport, "://", then something. Whether
+ * it can be bound is only known at bind time. */
+static int parse_endpoint(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    const char *sep = strstr(text, "://");
+    size_t n = sep ? (size_t)(sep - text) : 0;
+    (void)k;
+    if (n == 0 || strspn(text, "abcdefghijklmnopqrstuvwxyz") != n || sep[3] == '\0') {
+        snprintf(why, len, "must be a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or "
+                 "ipc:///run/renkei/ingest, got \"%s\"", text);
+        return -1;
+    }
+    set_string(field, text);
+    return 0;
+}
+
+static int parse_path(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    (void)k;
+    if (text[0] == '\0') {
+        snprintf(why, len, "must be a directory path, got an empty value");
+        return -1;
+    }
+    set_string(field, text);
+    return 0;
+}
+
+static int parse_int(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    char *end;
+    long n;
+    errno = 0;
+    n = strtol(text, &end, 10);
+    if (end == text || *end || errno || n < k->min || n > k->max) {
+        snprintf(why, len, "must be %ld..%ld, got \"%s\"", k->min, k->max, text);
+        return -1;
+    }
+    *(int *)field = (int)n;
+    return 0;
+}
+
+static void format_int(const struct key *k, const void *field, char *buf, size_t len)
+{
+    (void)k;
+    snprintf(buf, len, "%d", *(const int *)field);
+}
+
+int rk_config_parse_size(const char *text, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    int shift = 0;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (end == text || errno || text[0] == '-')
+        return -1;
+    switch (*end) {
+    case '\0': break;
+    case 'K': case 'k': shift = 10; end++; break;
+    case 'M': case 'm': shift = 20; end++; break;
+    case 'G': case 'g': shift = 30; end++; break;
+    case 'T': case 't': shift = 40; end++; break;
+    default: return -1;
+    }
+    if (*end || v > (UINT64_MAX >> shift) || (v << shift) < (1u << 20))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* A size cap: rk_config_parse_size(), or "none" for 0 (no cap), so an
+ * option can lift a cap that the file set. */
+static int parse_size_cap(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    uint64_t v = 0;
+    (void)k;
+    if (strcmp(text, "none") != 0 && rk_config_parse_size(text, &v) != 0) {
+        snprintf(why, len, "must be none or a size of at least 1M, such as 800M, 64G or 2T, "
+                 "got \"%s\"", text);
+        return -1;
+    }
+    *(uint64_t *)field = v;
+    return 0;
+}
+
+static void format_size_cap(const struct key *k, const void *field, char *buf, size_t len)
+{
+    static const char suffix[] = "TGMK";
+    uint64_t v = *(const uint64_t *)field;
+    (void)k;
+    if (v == 0) {
+        snprintf(buf, len, "none");
+        return;
+    }
+    for (int i = 0; i < 4; i++) {
+        int shift = 40 - 10 * i;
+        if (v % ((uint64_t)1 << shift) == 0) {
+            snprintf(buf, len, "%llu%c", (unsigned long long)(v >> shift), suffix[i]);
+            return;
+        }
+    }
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* An age: a whole number with a unit, s m h or d ("400d", "36h"), or
+ * "none" for 0 (keep everything). Stored as nanoseconds (int64_t). */
+static int parse_age(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    static const struct { char unit; int64_t secs; } units[] = {
+        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400},
+    };
+    char *end;
+    unsigned long long v;
+    (void)k;
+    if (strcmp(text, "none") == 0) {
+        *(int64_t *)field = 0;
+        return 0;
+    }
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    for (size_t i = 0; end != text && !errno && text[0] != '-' && v > 0 && i < 4; i++) {
+        if (end[0] == units[i].unit && end[1] == '\0' &&
+            v <= (unsigned long long)(INT64_MAX / 1000000000 / units[i].secs)) {
+            *(int64_t *)field = (int64_t)v * units[i].secs * 1000000000;
+            return 0;
+        }
+    }
+    snprintf(why, len, "must be none or a positive age with a unit s, m, h or d, such as "
+             "400d or 36h, got \"%s\"", text);
+    return -1;
+}
+
+static void format_age(const struct key *k, const void *field, char *buf, size_t len)
+{
+    int64_t secs = *(const int64_t *)field / 1000000000;
+    (void)k;
+    if (secs == 0)
+        snprintf(buf, len, "none");
+    else if (secs % 86400 == 0)
+        snprintf(buf, len, "%lldd", (long long)(secs / 86400));
+    else if (secs % 3600 == 0)
+        snprintf(buf, len, "%lldh", (long long)(secs / 3600));
+    else if (secs % 60 == 0)
+        snprintf(buf, len, "%lldm", (long long)(secs / 60));
+    else
+        snprintf(buf, len, "%llds", (long long)secs);
+}
+
+_Static_assert(sizeof(enum rk_log_durability) == sizeof(int), "t_enum stores an int");
+_Static_assert(sizeof(enum rk_diag_level) == sizeof(int), "t_enum stores an int");
+
+/* "a, b or c": the error text lists every name, so it cannot go stale. */
+static void list_names(const char *const *names, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; names[i] && used < len; i++) {
+        const char *sep = i == 0 ? "" : names[i + 1] ? ", " : " or ";
+        int n = snprintf(buf + used, len - used, "%s%s", sep, names[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static int parse_enum(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    char names[128];
+    for (int i = 0; k->names[i]; i++) {
+        if (strcmp(text, k->names[i]) == 0) {
+            *(int *)field = i;
+            return 0;
+        }
+    }
+    list_names(k->names, names, sizeof names);
+    snprintf(why, len, "must be %s, got \"%s\"", names, text);
+    return -1;
+}
+
+static void format_enum(const struct key *k, const void *field, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", k->names[*(const int *)field]);
+}
+
+static const struct type t_endpoint = {parse_endpoint, format_string, release_string};
+static const struct type t_path = {parse_path, format_string, release_string};
+static const struct type t_int = {parse_int, format_int, NULL};
+static const struct type t_size_cap = {parse_size_cap, format_size_cap, NULL};
+static const struct type t_enum = {parse_enum, format_enum, NULL};
+static const struct type t_age = {parse_age, format_age, NULL};
+
+/* ---- the table: one row per setting; the rows of a section stay together */
+
+static const char *const durability_names[] = {"full", "os", NULL};  /* enum rk_log_durability */
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL}; /* rk_diag_level */
+
+static const struct key keys[] = {
+    {.section = "broker", .name = "ingest", .flag = "ingest", .short_opt = 'i', .arg = "ENDPOINT",
+     .type = &t_endpoint, .offset = FIELD(broker.ingest_endpoint), .def = RK_DEFAULT_INGEST,
+     .help = "where agents publish (ROUTER)"},
+    {.section = "broker", .name = "feed", .flag = "feed", .short_opt = 'f', .arg = "ENDPOINT",
+     .type = &t_endpoint, .offset = FIELD(broker.feed_endpoint), .def = RK_DEFAULT_FEED,
+     .help = "live events for subscribers (XPUB)"},
+    {.section = "broker", .name = "replay", .flag = "replay", .short_opt = 'r', .arg = "ENDPOINT",
+     .type = &t_endpoint, .offset = FIELD(broker.replay_endpoint), .def = RK_DEFAULT_REPLAY,
+     .help = "replay requests (ROUTER)"},
+    {.section = "broker", .name = "data_dir", .flag = "data-dir", .short_opt = 'd', .arg = "DIR",
+     .type = &t_path, .offset = FIELD(broker.data_dir), .def = RK_DEFAULT_DATA_DIR,
+     .help = "LMDB log directory, created if missing"},
+    {.section = "broker", .name = "durability", .flag = "durability", .short_opt = 'D',
+     .arg = "MODE", .type = &t_enum, .names = durability_names,
+     .offset = FIELD(broker.durability), .def = "full",
+     .help = "full: fsync at each commit, before acknowledging;\n"
+             "an acknowledged event survives a power cut.\n"
+             "os: no fsync per commit; an acknowledged event\n"
+             "survives a broker crash, not a power cut or a\n"
+             "kernel crash"},
+    {.section = "broker", .name = "batch_max", .flag = "batch-max", .short_opt = 'b', .arg = "N",
+     .type = &t_int, .min = 1, .max = 65536, .offset = FIELD(broker.batch_max),
+     .def = STR(RK_DEFAULT_BATCH_MAX),
+     .help = "most publishes committed in one transaction"},
+    {.section = "broker", .name = "map_max", .flag = "map-max", .short_opt = 'M', .arg = "SIZE",
+     .type = &t_size_cap, .offset = FIELD(broker.map_max), .def = "none",
+     .help = "cap on the log's size, e.g. 500G, or none (the\n"
+             "disk is the limit). The LMDB map starts at 256M\n"
+             "and doubles when full. At the cap, publishes are\n"
+             "refused with E_STORAGE; reads go on"},
+    {.section = "broker", .name = "log_level", .flag = "log-level", .short_opt = 'l',
+     .arg = "LEVEL", .type = &t_enum, .names = level_names, .offset = FIELD(log_level),
+     .def = "info", .help = "error, warn, info or debug"},
+    {.section = "broker", .name = "retain_age", .flag = "retain-age", .arg = "AGE",
+     .type = &t_age, .offset = FIELD(broker.retain_age_ns), .def = "none",
+     .help = "delete events received longer ago than AGE,\n"
+             "e.g. 400d or 36h; none keeps everything. For\n"
+             "deployments that archive the log elsewhere"},
+    {.section = "broker", .name = "retain_size", .flag = "retain-size", .arg = "SIZE",
+     .type = &t_size_cap, .offset = FIELD(broker.retain_size), .def = "none",
+     .help = "delete the oldest events while the log's data\n"
+             "takes more than SIZE, e.g. 200G; none keeps\n"
+             "everything. The file keeps its size; LMDB\n"
+             "reuses the freed pages"},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0 && (!section || strcmp(keys[i].section, section) == 0))
+            return &keys[i];
+    return NULL;
+}
+
+static int section_known(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strlen(keys[i].section) == len && memcmp(keys[i].section, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* "[broker], [retention]": each section once, in table order. */
+static void list_sections(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < NKEYS && used < len; i++) {
+        int n;
+        if (i > 0 && strcmp(keys[i - 1].section, keys[i].section) == 0)
+            continue;   /* rows of a section stay together */
+        n = snprintf(buf + used, len - used, "%s[%s]", used ? ", " : "", keys[i].section);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+const char *rk_config_key_at(size_t i, const char **section)
+{
+    if (i >= NKEYS)
+        return NULL;
+    if (section)
+        *section = keys[i].section;
+    return keys[i].name;
+}
+
+/* ---- lifecycle */
+
+void rk_config_init(struct rk_config *cfg)
+{
+    char why[WHY_MAX];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->def && k->type->parse(k, k->def, field_of(cfg, k), why, sizeof why) != 0) {
+            fprintf(stderr, "rk_config: bad default for %s: %s\n", k->name, why);
+            abort();   /* a bug in the table */
+        }
+    }
+}
+
+void rk_config_release(struct rk_config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].type->release)
+            keys[i].type->release(field_of(cfg, &keys[i]));
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int rk_config_set(struct rk_config *cfg, const char *section, const char *key,
+                  const char *value, char *why, size_t why_len)
+{
+    const struct key *k = find_key(section, key);
+    if (!k)
+        return RK_CONFIG_EUNKNOWN;
+    return k->type->parse(k, value, field_of(cfg, k), why, why_len) == 0 ? 0 : RK_CONFIG_EVALUE;
+}
+
+/* ---- the file
+ *
+ * libinih does not tell its handler the line number, and skips a line it
+ * cannot parse without calling anyone. So it reads through read_line(),
+ * which counts lines, checks section headers itself, and notices a
+ * key = value line that never reached on_key(). */
+
+struct load {
+    struct rk_config *cfg;
+    const char *path;
+    FILE *in, *err;
+    char *buf;            /* getline()'s buffer: the current line */
+    size_t cap;
+    int lineno;           /* of the line libinih is parsing */
+    int content;          /* that line should reach on_key() */
+    int handled;          /* on_key() saw that line */
+    int seen[NKEYS];      /* line that set each key; 0 = not yet */
+    int errors;
+};
+
+__attribute__((format(printf, 3, 4)))
+static void report(struct load *ld, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(ld->err, "%s:%d: ", ld->path, line);
+    va_start(ap, fmt);
+    vfprintf(ld->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', ld->err);
+    ld->errors++;
+}
+
+static void check_section(struct load *ld, const char *p)
+{
+    const char *end = strchr(p, ']');
+    char known[256];
+    if (!end) {
+        report(ld, ld->lineno, "%.*s: section header without a closing ]",
+               (int)strcspn(p, "\r\n"), p);
+        return;
+    }
+    if (!section_known(p + 1, (size_t)(end - p - 1))) {
+        list_sections(known, sizeof known);
+        report(ld, ld->lineno, "%.*s: unknown section; known: %s", (int)(end - p + 1), p, known);
+    }
+}
+
+/* Sorts the line just read: blank, comment, section header, or content. */
+static void classify(struct load *ld, const char *line)
+{
+    const char *p = line;
+    if (ld->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;   /* a UTF-8 BOM, which libinih skips */
+    p += strspn(p, " \t\r\n\f\v");
+    ld->content = 0;
+    ld->handled = 0;
+    if (*p == '\0' || *p == '#' || *p == ';')
+        return;
+    if (*p == '[') {
+        check_section(ld, p);
+        return;
+    }
+    ld->content = 1;
+}
+
+static void check_handled(struct load *ld)
+{
+    const char *p = ld->buf;
+    size_t n;
+    if (!ld->content || ld->handled)
+        return;
+    p += strspn(p, " \t");
+    n = strcspn(p, "\r\n");
+    report(ld, ld->lineno, "expected key = value, got \"%.*s\"", n > 60 ? 60 : (int)n, p);
+    ld->content = 0;
+}
+
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load *ld = stream;
+    ssize_t n;
+
+    check_handled(ld);
+    n = getline(&ld->buf, &ld->cap, ld->in);
+    if (n < 0)
+        return NULL;
+    ld->lineno++;
+    if ((size_t)n + 1 > (size_t)num) {
+        report(ld, ld->lineno, "line longer than %d characters", RK_CONFIG_LINE_MAX);
+        ld->content = 0;
+        strcpy(str, "\n");
+        return str;
+    }
+    memcpy(str, ld->buf, (size_t)n + 1);
+    classify(ld, str);
+    return str;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct load *ld = user;
+    const struct key *k;
+    char why[WHY_MAX];
+
+    ld->handled = 1;
+    if (!section_known(section, strlen(section))) {
+        k = find_key(NULL, name);
+        if (section[0] == '\0' && k)
+            report(ld, ld->lineno, "%s: outside any section; it belongs under [%s]", name, k->section);
+        else if (section[0] == '\0')
+            report(ld, ld->lineno, "%s: outside any section", name);
+        return 1;   /* an unknown section was reported at its header */
+    }
+    k = find_key(section, name);
+    if (!k) {
+        report(ld, ld->lineno, "%s: unknown key in [%s]", name, section);
+        return 1;
+    }
+    if (ld->seen[k - keys])
+        report(ld, ld->lineno, "%s: set twice, first on line %d", name, ld->seen[k - keys]);
+    ld->seen[k - keys] = ld->lineno;
+    if (k->type->parse(k, value, field_of(ld->cfg, k), why, sizeof why) != 0)
+        report(ld, ld->lineno, "%s: %s", name, why);
+    return 1;
+}
+
+/* libinih's options are globals of the library; set the ones we rely on. */
+static void set_ini_options(void)
+{
+    static char inline_comments[] = ";#";
+    ini_allow_multiline = 0;   /* an indented line is a line, not a continuation */
+    ini_inline_comment_prefixes = inline_comments;
+    ini_max_line = RK_CONFIG_LINE_MAX + 3;  /* + "\r\n" and NUL */
+    ini_stop_on_first_error = 0;
+}
+
+int rk_config_load(struct rk_config *cfg, const char *path, FILE *err)
+{
+    struct load ld = {.cfg = cfg, .path = path, .err = err};
+    int rc;
+
+    ld.in = fopen(path, "r");
+    if (!ld.in) {
+        fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+        return -1;
+    }
+    set_ini_options();
+    rc = ini_parse_stream(read_line, &ld, on_key, &ld);
+    if (ferror(ld.in)) {
+        fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+        ld.errors++;
+    } else if (rc != 0 && ld.errors == 0) {
+        report(&ld, rc > 0 ? rc : ld.lineno, "cannot parse this line");
+    }
+    fclose(ld.in);
+    free(ld.buf);
+    return ld.errors ? -1 : 0;
+}
+
+/* ---- the command line */
+
+enum { OPT_CHECK = 0x100, OPT_KEY = 0x200 };
+#define NFIXED 4   /* --config, --check-config, --help, --version */
+
+static int opt_val(size_t i)
+{
+    return keys[i].short_opt ? keys[i].short_opt : OPT_KEY + (int)i;
+}
+
+static const struct key *key_for_opt(int val)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].flag && opt_val(i) == val)
+            return &keys[i];
+    return NULL;
+}
+
+/* `lo` holds NKEYS + NFIXED + 1 entries, `so` 2 * NKEYS + 8 chars. */
+static void build_getopt(struct option *lo, char *so)
+{
+    size_t n = 0;
+    *so++ = ':';   /* a missing value comes back as ':', not '?' */
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!keys[i].flag)
+            continue;
+        lo[n++] = (struct option){keys[i].flag, required_argument, NULL, opt_val(i)};
+        if (keys[i].short_opt) {
+            *so++ = (char)keys[i].short_opt;
+            *so++ = ':';
+        }
+    }
+    lo[n++] = (struct option){"config", required_argument, NULL, 'c'};
+    lo[n++] = (struct option){"check-config", no_argument, NULL, OPT_CHECK};
+    lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n++] = (struct option){"version", no_argument, NULL, 'V'};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    strcpy(so, "c:hV");
+}
+
+/* First pass: only what decides how to read the rest. It works on a copy
+ * of argv because GNU getopt reorders what it scans, and a reordered argv
+ * can change meaning: in `stray --data-dir` the first pass moves "stray"
+ * last, where the second pass would take it as the directory. */
+static void scan_args(int argc, char **argv, const struct option *lo, const char *so,
+                      struct rk_config_cli *cli)
+{
+    char **copy = malloc(((size_t)argc + 1) * sizeof *copy);
+    int c;
+    if (!copy)
+        abort();
+    memcpy(copy, argv, ((size_t)argc + 1) * sizeof *copy);
+    optind = 0;   /* GNU: start over, reinitialising getopt */
+    opterr = 0;
+    while ((c = getopt_long(argc, copy, so, lo, NULL)) != -1) {
+        switch (c) {
+        case 'c': cli->config_path = optarg; break;
+        case OPT_CHECK: cli->check_only = 1; break;
+        case 'h': cli->help = 1; break;
+        case 'V': cli->version = 1; break;
+        default: break;   /* errors are reported by the second pass */
+        }
+    }
+    free(copy);
+}
+
+static void report_bad_option(int c, char **argv, FILE *err)
+{
+    const char *arg = argv[optind - 1];
+    if (c == ':')
+        fprintf(err, "renkei-broker: %s needs a value; try --help\n", arg);
+    else if (strncmp(arg, "--", 2) != 0 && optopt)
+        fprintf(err, "renkei-broker: unknown option \"-%c\"; try --help\n", optopt);
+    else
+        fprintf(err, "renkei-broker: unknown option \"%s\"; try --help\n", arg);
+}
+
+/* Second pass: every setting given as an option, over the file's. */
+static int apply_args(struct rk_config *cfg, int argc, char **argv, const struct option *lo,
+                      const char *so, FILE *err)
+{
+    char why[WHY_MAX];
+    int c, bad = 0;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
+        const struct key *k = key_for_opt(c);
+        if (k) {
+            if (k->type->parse(k, optarg, field_of(cfg, k), why, sizeof why) != 0) {
+                fprintf(err, "renkei-broker: --%s: %s\n", k->flag, why);
+                bad = 1;
+            }
+        } else if (c == '?' || c == ':') {
+            report_bad_option(c, argv, err);
+            bad = 1;
+        }
+    }
+    for (; optind < argc; optind++) {
+        fprintf(err, "renkei-broker: unexpected argument \"%s\"; try --help\n", argv[optind]);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+int rk_config_parse_args(struct rk_config *cfg, int argc, char **argv,
+                         struct rk_config_cli *cli, FILE *err)
+{
+    struct option lo[NKEYS + NFIXED + 1];
+    char so[2 * NKEYS + 8];
+    int rc = 0;
+
+    memset(cli, 0, sizeof *cli);
+    build_getopt(lo, so);
+    scan_args(argc, argv, lo, so, cli);
+    if (cli->help || cli->version)
+        return 0;
+    if (cli->config_path && rk_config_load(cfg, cli->config_path, err) != 0)
+        rc = -1;
+    if (apply_args(cfg, argc, argv, lo, so, err) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* ---- help and summary */
+
+#define HELP_COL 28
+#define HELP_WIDTH 79
+
+/* One option: its names in the left column, its help in the right, and
+ * its default at the end, on a line of its own if it would not fit. */
+static void print_option(FILE *out, int short_opt, const char *flag, const char *arg,
+                         const char *help, const char *def)
+{
+    char left[80];
+    size_t col;
+    if (short_opt)
+        snprintf(left, sizeof left, "  -%c, --%s%s%s", short_opt, flag, arg ? " " : "", arg ? arg : "");
+    else
+        snprintf(left, sizeof left, "      --%s%s%s", flag, arg ? " " : "", arg ? arg : "");
+    if (strlen(left) >= HELP_COL - 1)
+        fprintf(out, "%s\n%*s", left, HELP_COL, "");
+    else
+        fprintf(out, "%-*s", HELP_COL, left);
+    col = HELP_COL;
+    for (const char *p = help; *p; p++) {
+        fputc(*p, out);
+        col++;
+        if (*p == '\n') {
+            fprintf(out, "%*s", HELP_COL, "");
+            col = HELP_COL;
+        }
+    }
+    if (def && col + strlen(def) + 3 > HELP_WIDTH)
+        fprintf(out, "\n%*s[%s]", HELP_COL, "", def);
+    else if (def)
+        fprintf(out, " [%s]", def);
+    fputc('\n', out);
+}
+
+void rk_config_print_options(FILE *out)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].flag)
+            print_option(out, keys[i].short_opt, keys[i].flag, keys[i].arg, keys[i].help,
+                         keys[i].def);
+    print_option(out, 'c', "config", "FILE", "read settings from the INI file FILE; see\n"
+                 "renkei.conf.example", NULL);
+    print_option(out, 0, "check-config", NULL, "check the settings (the file and the options),\n"
+                 "print them on one line and exit: 0 if valid,\n"
+                 "2 if not", NULL);
+    print_option(out, 'h', "help", NULL, "show this help and exit", NULL);
+    print_option(out, 'V', "version", NULL, "show the version and exit", NULL);
+    fprintf(out, "\nIn a --config file the settings above are keys, spelled with _ for -:\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        int first = i == 0 || strcmp(keys[i - 1].section, keys[i].section) != 0;
+        int last = i + 1 == NKEYS || strcmp(keys[i + 1].section, keys[i].section) != 0;
+        if (first)
+            fprintf(out, "  [%s]", keys[i].section);
+        fprintf(out, " %s", keys[i].name);
+        if (last)
+            fputc('\n', out);
+    }
+}
+
+void rk_config_print_summary(const struct rk_config *cfg, FILE *out)
+{
+    char buf[RK_CONFIG_LINE_MAX + 1];
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        k->type->format(k, cfield_of(cfg, k), buf, sizeof buf);
+        if (i)
+            fputc(' ', out);
+        if (strcmp(k->section, keys[0].section) != 0)
+            fprintf(out, "%s.", k->section);   /* keys of later sections may repeat names */
+        if (buf[0] == '\0' || strpbrk(buf, " \t\""))
+            fprintf(out, "%s=\"%s\"", k->name, buf);
+        else
+            fprintf(out, "%s=%s", k->name, buf);
+    }
+}
