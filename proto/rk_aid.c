@@ -1,0 +1,879 @@
+#include "rk_aid.h"
+
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NONE UINT32_MAX
+
+static const char *const err_names[RK_AID__COUNT] = {
+    [RK_AID_OK] = "OK",
+    [RK_AID_DUPLICATE_REQUEST] = "E_DUPLICATE_REQUEST",
+    [RK_AID_VERSION] = "E_VERSION",
+    [RK_AID_NOT_OWNER] = "E_NOT_OWNER",
+    [RK_AID_STATE] = "E_STATE",
+    [RK_AID_RESOURCE_MISMATCH] = "E_RESOURCE_MISMATCH",
+    [RK_AID_QUANTITY] = "E_QUANTITY",
+    [RK_AID_UNKNOWN_REQUEST] = "E_UNKNOWN_REQUEST",
+    [RK_AID_SELF_OFFER] = "E_SELF_OFFER",
+    [RK_AID_DUPLICATE_ID] = "E_DUPLICATE_ID",
+    [RK_AID_UNKNOWN_OFFER] = "E_UNKNOWN_OFFER",
+    [RK_AID_UNKNOWN_DISPATCH] = "E_UNKNOWN_DISPATCH",
+    [RK_AID_IN_TRANSIT] = "E_IN_TRANSIT",
+    [RK_AID_INVALID] = "E_INVALID",
+};
+
+static const char *const state_names[RK_AID__NSTATES] = {
+    "open", "in_progress", "fulfilled", "cancelled"};
+
+static const char *const offer_state_names[RK_AID__NOFFER_STATES] = {
+    "offered", "accepted", "dispatched", "delivered", "withdrawn", "closed"};
+
+const char *rk_aid_err_name(enum rk_aid_err code)
+{
+    if ((unsigned)code >= RK_AID__COUNT)
+        return "E_UNKNOWN";
+    return err_names[code];
+}
+
+const char *rk_aid_state_name(enum rk_aid_state s)
+{
+    return (unsigned)s < RK_AID__NSTATES ? state_names[s] : NULL;
+}
+
+const char *rk_aid_offer_state_name(enum rk_aid_offer_state s)
+{
+    return (unsigned)s < RK_AID__NOFFER_STATES ? offer_state_names[s] : NULL;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+/* Each record starts with its id, which is what the tables below hash.
+ * Records refer to each other by index into their table, never by pointer,
+ * because the tables move when they grow. */
+struct request {
+    char id[RK_ID_MAX + 1];
+    char requester[7];
+    char resource[RK_AID_WORD_MAX + 1];
+    char unit[RK_AID_WORD_MAX + 1];
+    char urgency[RK_AID_WORD_MAX + 1];
+    unsigned char restricted;
+    enum rk_aid_state state;
+    int64_t version, quantity;
+    int64_t accepted, dispatched, fulfilled; /* kept equal to the sums over its offers */
+    uint32_t first_offer, last_offer;        /* list through offer.next, arrival order */
+    uint32_t n_offers;
+};
+
+struct offer {
+    char id[RK_ID_MAX + 1];
+    char offerer[7];
+    enum rk_aid_offer_state state;
+    uint32_t request;                        /* index of its request */
+    uint32_t next;                           /* next offer of that request, or NONE */
+    int64_t quantity, accepted, dispatched, fulfilled;
+};
+
+struct dispatch {
+    char id[RK_ID_MAX + 1];
+    uint32_t offer;                          /* index of its offer */
+    int64_t quantity, fulfilled;             /* fulfilled: receipts that named this dispatch */
+};
+
+_Static_assert(offsetof(struct request, id) == 0, "tables hash the leading id");
+_Static_assert(offsetof(struct offer, id) == 0, "tables hash the leading id");
+_Static_assert(offsetof(struct dispatch, id) == 0, "tables hash the leading id");
+
+/* ---- append-only tables with a hash index ------------------------------- */
+
+/* Records live in one array in insertion order (which is the first-seen
+ * order the API promises); `slots` is an open-addressing index over them
+ * with linear probing, holding record index + 1 (0 = empty). Records are
+ * only appended, and removed only from the end (rollback), so no tombstones:
+ * the index always equals inserting records 0..n-1 in order, and emptying
+ * the slot of the last record restores the index without it exactly. */
+struct table {
+    unsigned char *items;
+    size_t size;        /* bytes per record */
+    size_t n, cap;      /* records used, allocated */
+    uint32_t *slots;
+    size_t nslots;      /* a power of two, at least twice n */
+};
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void table_init(struct table *t, size_t size)
+{
+    memset(t, 0, sizeof *t);
+    t->size = size;
+    t->nslots = 64;
+    t->slots = xcalloc(t->nslots, sizeof *t->slots);
+}
+
+static void table_free(struct table *t)
+{
+    free(t->items);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static void *table_at(const struct table *t, uint32_t i)
+{
+    return t->items + (size_t)i * t->size;
+}
+
+/* The slot holding `id`, or the empty slot where it would go. */
+static size_t table_slot(const struct table *t, const char *id)
+{
+    size_t mask = t->nslots - 1, s = (size_t)hash(id) & mask;
+    while (t->slots[s] && strcmp(table_at(t, t->slots[s] - 1), id) != 0)
+        s = (s + 1) & mask;
+    return s;
+}
+
+static uint32_t table_find(const struct table *t, const char *id)
+{
+    uint32_t v = t->slots[table_slot(t, id)];
+    return v ? v - 1 : NONE;
+}
+
+static void table_grow_index(struct table *t)
+{
+    free(t->slots);
+    t->nslots *= 2;
+    t->slots = xcalloc(t->nslots, sizeof *t->slots);
+    for (uint32_t i = 0; i < t->n; i++)
+        t->slots[table_slot(t, table_at(t, i))] = i + 1;
+}
+
+/* Appends a zeroed record with id `id` (known to be absent); returns its index. */
+static uint32_t table_add(struct table *t, const char *id)
+{
+    if (t->n >= NONE - 1)
+        abort(); /* 4 billion records: far beyond any disaster */
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        unsigned char *p = realloc(t->items, cap * t->size);
+        if (!p)
+            abort();
+        t->items = p;
+        t->cap = cap;
+    }
+    if (2 * (t->n + 1) > t->nslots)
+        table_grow_index(t);
+    uint32_t i = (uint32_t)t->n++;
+    char *rec = table_at(t, i);
+    memset(rec, 0, t->size);
+    snprintf(rec, RK_ID_MAX + 1, "%s", id);
+    t->slots[table_slot(t, rec)] = i + 1;
+    return i;
+}
+
+/* Drops the records from index n on, last first (see struct table). */
+static void table_truncate(struct table *t, size_t n)
+{
+    while (t->n > n) {
+        t->n--;
+        t->slots[table_slot(t, table_at(t, (uint32_t)t->n))] = 0;
+    }
+}
+
+/* ---- the state ---------------------------------------------------------- */
+
+/* A record's content before a batch first changed it. */
+struct undo {
+    enum { UNDO_REQUEST, UNDO_OFFER, UNDO_DISPATCH } kind;
+    uint32_t index;
+    union {
+        struct request request;
+        struct offer offer;
+        struct dispatch dispatch;
+    } old;
+};
+
+struct rk_aid {
+    struct table requests, offers, dispatches;
+    size_t by_state[RK_AID__NSTATES];
+
+    /* Batch (rk_aid_begin): table sizes and counts at begin, and old copies
+     * of the records that existed then and were changed since. Records added
+     * during the batch need no copy: rollback truncates them away. */
+    int in_batch;
+    size_t mark_requests, mark_offers, mark_dispatches;
+    size_t mark_by_state[RK_AID__NSTATES];
+    struct undo *undo;
+    size_t n_undo, cap_undo;
+};
+
+struct rk_aid *rk_aid_new(void)
+{
+    struct rk_aid *a = xcalloc(1, sizeof *a);
+    table_init(&a->requests, sizeof(struct request));
+    table_init(&a->offers, sizeof(struct offer));
+    table_init(&a->dispatches, sizeof(struct dispatch));
+    return a;
+}
+
+void rk_aid_destroy(struct rk_aid **ap)
+{
+    if (!ap || !*ap)
+        return;
+    struct rk_aid *a = *ap;
+    table_free(&a->requests);
+    table_free(&a->offers);
+    table_free(&a->dispatches);
+    free(a->undo);
+    free(a);
+    *ap = NULL;
+}
+
+static struct request *req_at(const struct rk_aid *a, uint32_t i)
+{
+    return table_at(&a->requests, i);
+}
+
+static struct offer *offer_at(const struct rk_aid *a, uint32_t i)
+{
+    return table_at(&a->offers, i);
+}
+
+static struct dispatch *dispatch_at(const struct rk_aid *a, uint32_t i)
+{
+    return table_at(&a->dispatches, i);
+}
+
+static struct undo *undo_push(struct rk_aid *a, int kind, uint32_t index)
+{
+    if (a->n_undo == a->cap_undo) {
+        size_t cap = a->cap_undo ? a->cap_undo * 2 : 32;
+        struct undo *p = realloc(a->undo, cap * sizeof *p);
+        if (!p)
+            abort();
+        a->undo = p;
+        a->cap_undo = cap;
+    }
+    struct undo *u = &a->undo[a->n_undo++];
+    u->kind = kind;
+    u->index = index;
+    return u;
+}
+
+/* Every change to an existing record goes through these, so that a batch
+ * can be undone. A record may be saved more than once; rollback restores
+ * last-saved first, so the oldest copy wins. */
+static struct request *touch_request(struct rk_aid *a, uint32_t i)
+{
+    if (a->in_batch && i < a->mark_requests)
+        undo_push(a, UNDO_REQUEST, i)->old.request = *req_at(a, i);
+    return req_at(a, i);
+}
+
+static struct offer *touch_offer(struct rk_aid *a, uint32_t i)
+{
+    if (a->in_batch && i < a->mark_offers)
+        undo_push(a, UNDO_OFFER, i)->old.offer = *offer_at(a, i);
+    return offer_at(a, i);
+}
+
+static struct dispatch *touch_dispatch(struct rk_aid *a, uint32_t i)
+{
+    if (a->in_batch && i < a->mark_dispatches)
+        undo_push(a, UNDO_DISPATCH, i)->old.dispatch = *dispatch_at(a, i);
+    return dispatch_at(a, i);
+}
+
+void rk_aid_begin(struct rk_aid *a)
+{
+    if (a->in_batch)
+        abort();
+    a->in_batch = 1;
+    a->n_undo = 0;
+    a->mark_requests = a->requests.n;
+    a->mark_offers = a->offers.n;
+    a->mark_dispatches = a->dispatches.n;
+    memcpy(a->mark_by_state, a->by_state, sizeof a->by_state);
+}
+
+void rk_aid_commit(struct rk_aid *a)
+{
+    if (!a->in_batch)
+        abort();
+    a->in_batch = 0;
+    a->n_undo = 0;
+}
+
+void rk_aid_rollback(struct rk_aid *a)
+{
+    if (!a->in_batch)
+        abort();
+    while (a->n_undo > 0) {
+        const struct undo *u = &a->undo[--a->n_undo];
+        if (u->kind == UNDO_REQUEST)
+            *req_at(a, u->index) = u->old.request;
+        else if (u->kind == UNDO_OFFER)
+            *offer_at(a, u->index) = u->old.offer;
+        else
+            *dispatch_at(a, u->index) = u->old.dispatch;
+    }
+    table_truncate(&a->dispatches, a->mark_dispatches);
+    table_truncate(&a->offers, a->mark_offers);
+    table_truncate(&a->requests, a->mark_requests);
+    memcpy(a->by_state, a->mark_by_state, sizeof a->by_state);
+    a->in_batch = 0;
+}
+
+/* ---- lifecycle rules ---------------------------------------------------- */
+
+static enum rk_aid_err refuse(struct rk_aid_refusal *why, enum rk_aid_err code,
+                              const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum rk_aid_err refuse(struct rk_aid_refusal *why, enum rk_aid_err code,
+                              const char *field, const char *fmt, ...)
+{
+    if (why) {
+        va_list ap;
+        va_start(ap, fmt);
+        why->code = code;
+        why->field = field;
+        vsnprintf(why->message, sizeof why->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int is_terminal(enum rk_aid_state s)
+{
+    return s == RK_AID_FULFILLED || s == RK_AID_CANCELLED;
+}
+
+static void set_state(struct rk_aid *a, struct request *r, enum rk_aid_state s)
+{
+    a->by_state[r->state]--;
+    a->by_state[s]++;
+    r->state = s;
+}
+
+/* Offers in one of `mask`'s states (bits 1 << state) become closed. */
+static void close_offers(struct rk_aid *a, const struct request *r, unsigned mask)
+{
+    for (uint32_t i = r->first_offer; i != NONE; i = offer_at(a, i)->next)
+        if (mask & (1u << offer_at(a, i)->state))
+            touch_offer(a, i)->state = RK_AID_CLOSED;
+}
+
+/* The request's state follows from its totals once they changed. Its
+ * offers still on the table close when it is fulfilled. */
+static void settle(struct rk_aid *a, uint32_t ri)
+{
+    struct request *r = touch_request(a, ri);
+    if (r->state == RK_AID_CANCELLED)
+        return;
+    if (r->fulfilled >= r->quantity) {
+        set_state(a, r, RK_AID_FULFILLED);
+        close_offers(a, r, 1u << RK_AID_OFFERED);
+    } else {
+        set_state(a, r, r->accepted > 0 ? RK_AID_IN_PROGRESS : RK_AID_OPEN);
+    }
+}
+
+static enum rk_aid_err on_request_new(struct rk_aid *a, const struct rk_aid_event *ev,
+                                   struct rk_aid_refusal *why)
+{
+    if (ev->version != 1)
+        return refuse(why, RK_AID_VERSION, "version",
+                      "a new request must have version 1, got %lld", (long long)ev->version);
+    struct request *r = req_at(a, table_add(&a->requests, ev->request_id));
+    memcpy(r->requester, ev->municipality, sizeof r->requester);
+    memcpy(r->resource, ev->resource, sizeof r->resource);
+    memcpy(r->unit, ev->unit, sizeof r->unit);
+    memcpy(r->urgency, ev->urgency, sizeof r->urgency);
+    r->restricted = ev->data_class == RK_AID_CLASS_RESTRICTED;
+    r->version = 1;
+    r->quantity = ev->quantity;
+    r->state = RK_AID_OPEN;
+    r->first_offer = r->last_offer = NONE;
+    a->by_state[RK_AID_OPEN]++;
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_request_update(struct rk_aid *a, uint32_t ri,
+                                      const struct rk_aid_event *ev, struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    if (strcmp(ev->municipality, r->requester) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality", "request %s belongs to %s",
+                      r->id, r->requester);
+    if (ev->version == 1)
+        return refuse(why, RK_AID_DUPLICATE_REQUEST, "request_id",
+                      "%s already exists (an update needs version %lld)", r->id,
+                      (long long)r->version + 1);
+    if (ev->version != r->version + 1)
+        return refuse(why, RK_AID_VERSION, "version", "expected %lld, got %lld",
+                      (long long)r->version + 1, (long long)ev->version);
+    if (is_terminal(r->state))
+        return refuse(why, RK_AID_STATE, "request_id",
+                      "request is %s; it can no longer be updated", state_names[r->state]);
+    if (strcmp(ev->resource, r->resource) != 0)
+        return refuse(why, RK_AID_RESOURCE_MISMATCH, "resource",
+                      "an update cannot change the resource (%s)", r->resource);
+    if (ev->quantity < r->accepted)
+        return refuse(why, RK_AID_QUANTITY, "quantity", "cannot go below the %lld already accepted",
+                      (long long)r->accepted);
+    struct request *w = touch_request(a, ri);
+    w->version = ev->version;
+    w->quantity = ev->quantity;
+    memcpy(w->urgency, ev->urgency, sizeof w->urgency);
+    if (ev->data_class != RK_AID_CLASS_UNSET)
+        w->restricted = ev->data_class == RK_AID_CLASS_RESTRICTED;
+    settle(a, ri); /* a lower quantity can complete the request */
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_offer(struct rk_aid *a, uint32_t ri, const struct rk_aid_event *ev,
+                                 struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    if (is_terminal(r->state))
+        return refuse(why, RK_AID_STATE, "request_id", "request is %s; offers are closed",
+                      state_names[r->state]);
+    if (strcmp(ev->municipality, r->requester) == 0)
+        return refuse(why, RK_AID_SELF_OFFER, "municipality",
+                      "a requester cannot offer to its own request");
+    if (table_find(&a->offers, ev->offer_id) != NONE)
+        return refuse(why, RK_AID_DUPLICATE_ID, "offer_id", "%s already exists", ev->offer_id);
+    if (strcmp(ev->resource, r->resource) != 0)
+        return refuse(why, RK_AID_RESOURCE_MISMATCH, "resource", "request %s is for %s", r->id,
+                      r->resource);
+    uint32_t oi = table_add(&a->offers, ev->offer_id);
+    struct offer *o = offer_at(a, oi);
+    memcpy(o->offerer, ev->municipality, sizeof o->offerer);
+    o->state = RK_AID_OFFERED;
+    o->request = ri;
+    o->next = NONE;
+    o->quantity = ev->quantity;
+    struct request *w = touch_request(a, ri);
+    if (w->last_offer == NONE)
+        w->first_offer = oi;
+    else
+        touch_offer(a, w->last_offer)->next = oi;
+    w->last_offer = oi;
+    w->n_offers++;
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_cancel(struct rk_aid *a, uint32_t ri, const struct rk_aid_event *ev,
+                              struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    if (strcmp(ev->municipality, r->requester) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality", "only the requester %s may cancel",
+                      r->requester);
+    if (is_terminal(r->state))
+        return refuse(why, RK_AID_STATE, "request_id", "request is already %s",
+                      state_names[r->state]);
+    if (r->dispatched > r->fulfilled)
+        return refuse(why, RK_AID_IN_TRANSIT, "request_id",
+                      "%lld %s dispatched but not yet received; confirm receipt first",
+                      (long long)(r->dispatched - r->fulfilled), r->unit);
+    struct request *w = touch_request(a, ri);
+    set_state(a, w, RK_AID_CANCELLED);
+    /* nothing is in transit, so a dispatched offer has all it carried received */
+    close_offers(a, w, 1u << RK_AID_OFFERED | 1u << RK_AID_ACCEPTED | 1u << RK_AID_DISPATCHED);
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_accept(struct rk_aid *a, uint32_t ri, uint32_t oi,
+                              const struct rk_aid_event *ev, struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    const struct offer *o = offer_at(a, oi);
+    if (strcmp(ev->municipality, r->requester) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality", "only the requester %s may accept",
+                      r->requester);
+    if (is_terminal(r->state))
+        return refuse(why, RK_AID_STATE, "request_id", "request is %s", state_names[r->state]);
+    if (o->state != RK_AID_OFFERED)
+        return refuse(why, RK_AID_STATE, "offer_id", "offer is %s, not offered",
+                      offer_state_names[o->state]);
+    if (ev->quantity > o->quantity)
+        return refuse(why, RK_AID_QUANTITY, "quantity", "accepts %lld but the offer is %lld",
+                      (long long)ev->quantity, (long long)o->quantity);
+    int64_t room = r->quantity - r->accepted;
+    if (ev->quantity > room)
+        return refuse(why, RK_AID_QUANTITY, "quantity",
+                      "accepts %lld but only %lld of the request is not yet accepted",
+                      (long long)ev->quantity, (long long)room);
+    struct offer *wo = touch_offer(a, oi);
+    wo->accepted = ev->quantity;
+    wo->state = RK_AID_ACCEPTED;
+    touch_request(a, ri)->accepted += ev->quantity;
+    settle(a, ri);
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_withdraw(struct rk_aid *a, uint32_t ri, uint32_t oi,
+                                const struct rk_aid_event *ev, struct rk_aid_refusal *why)
+{
+    const struct offer *o = offer_at(a, oi);
+    if (strcmp(ev->municipality, o->offerer) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality", "only the offerer %s may withdraw",
+                      o->offerer);
+    if (o->state != RK_AID_OFFERED && o->state != RK_AID_ACCEPTED)
+        return refuse(why, RK_AID_STATE, "offer_id", "offer is %s; it can no longer be withdrawn",
+                      offer_state_names[o->state]);
+    struct offer *wo = touch_offer(a, oi);
+    touch_request(a, ri)->accepted -= wo->accepted; /* frees what it had taken */
+    wo->accepted = 0;
+    wo->state = RK_AID_WITHDRAWN;
+    settle(a, ri);
+    return RK_AID_OK;
+}
+
+static enum rk_aid_err on_dispatch(struct rk_aid *a, uint32_t ri, uint32_t oi,
+                                const struct rk_aid_event *ev, struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    const struct offer *o = offer_at(a, oi);
+    if (strcmp(ev->municipality, o->offerer) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality", "only the offerer %s may dispatch",
+                      o->offerer);
+    if (is_terminal(r->state))
+        return refuse(why, RK_AID_STATE, "request_id", "request is %s", state_names[r->state]);
+    if (o->state != RK_AID_ACCEPTED && o->state != RK_AID_DISPATCHED)
+        return refuse(why, RK_AID_STATE, "offer_id",
+                      "offer is %s; only an accepted offer can be dispatched",
+                      offer_state_names[o->state]);
+    if (table_find(&a->dispatches, ev->dispatch_id) != NONE)
+        return refuse(why, RK_AID_DUPLICATE_ID, "dispatch_id", "%s already exists",
+                      ev->dispatch_id);
+    if (o->dispatched + ev->quantity > o->accepted)
+        return refuse(why, RK_AID_QUANTITY, "quantity",
+                      "would dispatch %lld in all, but %lld was accepted",
+                      (long long)(o->dispatched + ev->quantity), (long long)o->accepted);
+    struct dispatch *d = dispatch_at(a, table_add(&a->dispatches, ev->dispatch_id));
+    d->offer = oi;
+    d->quantity = ev->quantity;
+    struct offer *wo = touch_offer(a, oi);
+    wo->dispatched += ev->quantity;
+    wo->state = RK_AID_DISPATCHED;
+    touch_request(a, ri)->dispatched += ev->quantity;
+    settle(a, ri);
+    return RK_AID_OK;
+}
+
+/* The receipt is checked against the shipment it names, when it names one,
+ * and always against the offer: receipts without a dispatch_id count only
+ * towards the offer. */
+static enum rk_aid_err on_fulfil(struct rk_aid *a, uint32_t ri, uint32_t oi,
+                              const struct rk_aid_event *ev, struct rk_aid_refusal *why)
+{
+    const struct request *r = req_at(a, ri);
+    const struct offer *o = offer_at(a, oi);
+    int64_t q = ev->quantity;
+    if (strcmp(ev->municipality, r->requester) != 0)
+        return refuse(why, RK_AID_NOT_OWNER, "municipality",
+                      "only the requester %s confirms receipt", r->requester);
+    if (o->dispatched == 0)
+        return refuse(why, RK_AID_STATE, "offer_id", "nothing has been dispatched on offer %s",
+                      o->id);
+    uint32_t di = NONE;
+    if (ev->dispatch_id[0]) {
+        di = table_find(&a->dispatches, ev->dispatch_id);
+        if (di == NONE || dispatch_at(a, di)->offer != oi)
+            return refuse(why, RK_AID_UNKNOWN_DISPATCH, "dispatch_id", "no dispatch %s on offer %s",
+                          ev->dispatch_id, o->id);
+        const struct dispatch *d = dispatch_at(a, di);
+        if (d->fulfilled + q > d->quantity)
+            return refuse(why, RK_AID_QUANTITY, "quantity",
+                          "would confirm %lld in all for %s, but it carried %lld",
+                          (long long)(d->fulfilled + q), d->id, (long long)d->quantity);
+    }
+    if (o->fulfilled + q > o->dispatched)
+        return refuse(why, RK_AID_QUANTITY, "quantity",
+                      "would confirm %lld in all, but %lld was dispatched",
+                      (long long)(o->fulfilled + q), (long long)o->dispatched);
+    if (di != NONE)
+        touch_dispatch(a, di)->fulfilled += q;
+    struct offer *wo = touch_offer(a, oi);
+    wo->fulfilled += q;
+    if (wo->fulfilled == wo->accepted)
+        wo->state = RK_AID_DELIVERED;
+    touch_request(a, ri)->fulfilled += q;
+    settle(a, ri);
+    return RK_AID_OK;
+}
+
+/* accept, withdraw, dispatch, fulfil: all about one offer of this request. */
+static enum rk_aid_err on_offer_event(struct rk_aid *a, uint32_t ri, const struct rk_aid_event *ev,
+                                   struct rk_aid_refusal *why)
+{
+    uint32_t oi = table_find(&a->offers, ev->offer_id);
+    if (oi == NONE)
+        return refuse(why, RK_AID_UNKNOWN_OFFER, "offer_id", "no offer %s", ev->offer_id);
+    if (offer_at(a, oi)->request != ri)
+        return refuse(why, RK_AID_UNKNOWN_OFFER, "offer_id", "offer %s belongs to request %s",
+                      ev->offer_id, req_at(a, offer_at(a, oi)->request)->id);
+    switch (ev->type) {
+    case RK_EV_AID_ACCEPT: return on_accept(a, ri, oi, ev, why);
+    case RK_EV_AID_WITHDRAW: return on_withdraw(a, ri, oi, ev, why);
+    case RK_EV_AID_DISPATCH: return on_dispatch(a, ri, oi, ev, why);
+    default: return on_fulfil(a, ri, oi, ev, why);
+    }
+}
+
+/* ---- the guard against structs rk_event_validate would not produce ------ */
+
+static int str_ok(const char *s, size_t cap, int required)
+{
+    size_t n = strnlen(s, cap);
+    return n < cap && (n > 0 || !required);
+}
+
+/* Why `ev` is not an aid event as validation admits it, or NULL. The
+ * lifecycle's arithmetic relies on these bounds (no overflow). */
+static const char *invalid(const struct rk_aid_event *ev)
+{
+    enum rk_event_type t = ev->type;
+    if (t < RK_EV_AID_REQUEST || t > RK_EV_AID_WITHDRAW)
+        return "not an aid event";
+    int has_qty = t != RK_EV_AID_CANCEL && t != RK_EV_AID_WITHDRAW;
+    int has_offer = t != RK_EV_AID_REQUEST && t != RK_EV_AID_CANCEL;
+    if (!str_ok(ev->municipality, sizeof ev->municipality, 1) || strlen(ev->municipality) != 6)
+        return "municipality must be 6 characters";
+    if (!str_ok(ev->request_id, sizeof ev->request_id, 1))
+        return "request_id must be 1..64 characters";
+    if (!str_ok(ev->offer_id, sizeof ev->offer_id, has_offer))
+        return "offer_id must be 1..64 characters";
+    if (!str_ok(ev->dispatch_id, sizeof ev->dispatch_id, t == RK_EV_AID_DISPATCH))
+        return "dispatch_id must be 1..64 characters";
+    if (!str_ok(ev->resource, sizeof ev->resource, 0) || !str_ok(ev->unit, sizeof ev->unit, 0) ||
+        !str_ok(ev->urgency, sizeof ev->urgency, 0))
+        return "resource, unit and urgency must be NUL-terminated";
+    if (has_qty && (ev->quantity < 1 || ev->quantity > RK_AID_QUANTITY_MAX))
+        return "quantity must be 1..10000000";
+    if (t == RK_EV_AID_REQUEST && (ev->version < 1 || ev->version > RK_AID_VERSION_MAX))
+        return "version must be 1..1000000";
+    return NULL;
+}
+
+enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
+                             struct rk_aid_refusal *why)
+{
+    if (why) {
+        why->code = RK_AID_OK;
+        why->field = "";
+        why->message[0] = '\0';
+    }
+    const char *bad = invalid(ev);
+    if (bad)
+        return refuse(why, RK_AID_INVALID, "event", "%s", bad);
+    uint32_t ri = table_find(&a->requests, ev->request_id);
+    if (ev->type == RK_EV_AID_REQUEST)
+        return ri == NONE ? on_request_new(a, ev, why) : on_request_update(a, ri, ev, why);
+    if (ri == NONE)
+        return refuse(why, RK_AID_UNKNOWN_REQUEST, "request_id", "no request %s", ev->request_id);
+    if (ev->type == RK_EV_AID_OFFER)
+        return on_offer(a, ri, ev, why);
+    if (ev->type == RK_EV_AID_CANCEL)
+        return on_cancel(a, ri, ev, why);
+    return on_offer_event(a, ri, ev, why);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+size_t rk_aid_request_count(const struct rk_aid *a)
+{
+    return a->requests.n;
+}
+
+static void fill_request_view(const struct request *r, struct rk_aid_request_view *v)
+{
+    memset(v, 0, sizeof *v);
+    memcpy(v->request_id, r->id, sizeof v->request_id);
+    memcpy(v->requester, r->requester, sizeof v->requester);
+    memcpy(v->resource, r->resource, sizeof v->resource);
+    memcpy(v->unit, r->unit, sizeof v->unit);
+    memcpy(v->urgency, r->urgency, sizeof v->urgency);
+    v->restricted = r->restricted;
+    v->version = r->version;
+    v->quantity = r->quantity;
+    v->accepted = r->accepted;
+    v->dispatched = r->dispatched;
+    v->fulfilled = r->fulfilled;
+    v->in_transit = r->dispatched - r->fulfilled;
+    v->state = r->state;
+    v->state_name = state_names[r->state];
+    v->offers = r->n_offers;
+}
+
+int rk_aid_request_at(const struct rk_aid *a, size_t i, struct rk_aid_request_view *out)
+{
+    if (i >= a->requests.n)
+        return -1;
+    fill_request_view(req_at(a, (uint32_t)i), out);
+    return 0;
+}
+
+long rk_aid_request_find(const struct rk_aid *a, const char *request_id,
+                         struct rk_aid_request_view *out)
+{
+    if (!request_id || strnlen(request_id, RK_ID_MAX + 1) > RK_ID_MAX)
+        return -1;
+    uint32_t i = table_find(&a->requests, request_id);
+    if (i == NONE)
+        return -1;
+    if (out)
+        fill_request_view(req_at(a, i), out);
+    return (long)i;
+}
+
+int rk_aid_offer_next(const struct rk_aid *a, size_t i, size_t *cursor,
+                      struct rk_aid_offer_view *out)
+{
+    if (i >= a->requests.n)
+        return 0;
+    /* *cursor is 0 before the first offer, else the last offer's index + 1 */
+    uint32_t oi = *cursor == 0 ? req_at(a, (uint32_t)i)->first_offer
+                               : offer_at(a, (uint32_t)(*cursor - 1))->next;
+    if (oi == NONE)
+        return 0;
+    const struct offer *o = offer_at(a, oi);
+    memset(out, 0, sizeof *out);
+    memcpy(out->offer_id, o->id, sizeof out->offer_id);
+    memcpy(out->offerer, o->offerer, sizeof out->offerer);
+    out->quantity = o->quantity;
+    out->accepted = o->accepted;
+    out->dispatched = o->dispatched;
+    out->fulfilled = o->fulfilled;
+    out->state = o->state;
+    out->state_name = offer_state_names[o->state];
+    *cursor = (size_t)oi + 1;
+    return 1;
+}
+
+size_t rk_aid_count(const struct rk_aid *a, enum rk_aid_state s)
+{
+    return (unsigned)s < RK_AID__NSTATES ? a->by_state[s] : 0;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static const msgpack_object *lookup(const msgpack_object_map *m, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, name, n) == 0)
+            return &m->ptr[i].val;
+    }
+    return NULL;
+}
+
+/* Copies string field `name` (absent: "") into dst; -1 if it is not a
+ * string or does not fit. */
+static int get_str(const msgpack_object_map *m, const char *name, char *dst, size_t cap)
+{
+    const msgpack_object *o = lookup(m, name);
+    dst[0] = '\0';
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
+        memchr(o->via.str.ptr, '\0', o->via.str.size))
+        return -1;
+    memcpy(dst, o->via.str.ptr, o->via.str.size);
+    dst[o->via.str.size] = '\0';
+    return 0;
+}
+
+/* Integer field `name` (absent: 0); -1 if it is not an integer in int64. */
+static int get_int(const msgpack_object_map *m, const char *name, int64_t *v)
+{
+    const msgpack_object *o = lookup(m, name);
+    *v = 0;
+    if (!o)
+        return 0;
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *v = o->via.i64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *v = (int64_t)o->via.u64;
+    else
+        return -1;
+    return 0;
+}
+
+/* Only aid events' fields are read: other types (kpi.update) carry fields of
+ * the same names with other limits, e.g. a free-text `unit`. */
+static int extract(const msgpack_object *root, struct rk_aid_event *out)
+{
+    char type[16], data_class[16];
+    if (root->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    const msgpack_object_map *m = &root->via.map;
+    memset(out, 0, sizeof *out);
+    if (get_str(m, "type", type, sizeof type) ||
+        get_str(m, "municipality", out->municipality, sizeof out->municipality))
+        return -1;
+    out->type = rk_event_type_parse(type, strlen(type));
+    if (out->type < RK_EV_AID_REQUEST)
+        return out->type == RK_EV_NONE ? -1 : 0;
+    if (get_str(m, "request_id", out->request_id, sizeof out->request_id) ||
+        get_str(m, "offer_id", out->offer_id, sizeof out->offer_id) ||
+        get_str(m, "dispatch_id", out->dispatch_id, sizeof out->dispatch_id) ||
+        get_str(m, "resource", out->resource, sizeof out->resource) ||
+        get_str(m, "unit", out->unit, sizeof out->unit) ||
+        get_str(m, "urgency", out->urgency, sizeof out->urgency) ||
+        get_str(m, "data_class", data_class, sizeof data_class) ||
+        get_int(m, "quantity", &out->quantity) || get_int(m, "version", &out->version))
+        return -1;
+    if (strcmp(data_class, "restricted") == 0)
+        out->data_class = RK_AID_CLASS_RESTRICTED;
+    else if (strcmp(data_class, "open") == 0)
+        out->data_class = RK_AID_CLASS_OPEN;
+    return 0;
+}
+
+enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event *out,
+                                char *why, size_t why_len)
+{
+    struct rk_verror verr;
+    msgpack_unpacked up;
+    size_t off = 0;
+    enum rk_verr rc = rk_event_validate(buf, len, 0, NULL, &verr);
+    if (rc != RK_V_OK) {
+        if (why && why_len)
+            snprintf(why, why_len, "%s: %s", rk_verr_name(rc), verr.message);
+        return rc;
+    }
+    /* Validation pre-scanned every declared length, so unpacking is safe. */
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+        extract(&up.data, out) != 0) {
+        rc = RK_V_DECODE; /* only if validation and this reader disagree */
+        if (why && why_len)
+            snprintf(why, why_len, "E_DECODE: event: fields not as validation promised");
+        goto cleanup;
+    }
+    if (why && why_len)
+        why[0] = '\0';
+cleanup:
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
