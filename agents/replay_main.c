@@ -1,4 +1,5 @@
 /* renkei-replay: print the broker's stored history, or a range of it. */
+#include "rk_asof.h"
 #include "rk_event.h"
 #include "rk_log.h"
 #include "rk_reader.h"
@@ -36,6 +37,12 @@ static void usage(FILE *out)
         "                           time. The last JSON line, {\"snapshot\":{\"seq\":N,...}},\n"
         "                           names the sequence the state is consistent with\n"
         "      --at SEQ             with --snapshot: the state as of sequence SEQ\n"
+        "      --as-of TIME         audit: the state every entity was in at TIME: each\n"
+        "                           KPI's figures and each aid request's state and\n"
+        "                           totals with its offers (folded through the\n"
+        "                           lifecycle). Takes --family, --prefecture,\n"
+        "                           --municipality (the requester, for aid), --request\n"
+        "                           and --kpi; ends with a {\"as_of\":{...}} summary line\n"
         "\n"
         "Filters, applied by the broker (combined with AND):\n"
         "      --family kpi|aid     event family\n"
@@ -142,10 +149,34 @@ static int verify(const char *data_dir)
                 (unsigned long long)v.bad_seq, v.why);
         return 1;
     }
-    printf("{\"ok\":true,\"records\":%llu,\"last_seq\":%llu,\"chain_head\":\"%s\"}\n",
-           (unsigned long long)v.records, (unsigned long long)v.last_seq, head);
+    printf("{\"ok\":true,\"records\":%llu,\"first_seq\":%llu,\"last_seq\":%llu,"
+           "\"chain_head\":\"%s\"}\n", (unsigned long long)v.records,
+           (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head);
     fprintf(stderr, "renkei-replay: chain verified: %llu records; chain head %s\n",
             (unsigned long long)v.records, head);
+    return 0;
+}
+
+/* --as-of: takes only the filters that mean something for a state. */
+static int audit_as_of(const char *endpoint, int timeout_ms, int64_t at_ns,
+                       const struct rk_topic_query *tq, const struct rk_wire_filter *f,
+                       enum rk_render_format format)
+{
+    struct rk_asof_query q = {.endpoint = endpoint, .timeout_ms = timeout_ms, .at_ns = at_ns,
+                              .family = tq->family, .prefecture = tq->prefecture,
+                              .municipality = tq->municipality,
+                              .request_id = f->request_id[0] ? f->request_id : NULL,
+                              .kpi_id = f->kpi_id[0] ? f->kpi_id : NULL};
+    char why[512];
+    if (tq->type || f->from_ns || f->to_ns) {
+        fprintf(stderr, "renkei-replay: --as-of: takes --family, --prefecture, --municipality, "
+                "--request and --kpi, not --type, --since or --until\n");
+        return 2;
+    }
+    if (rk_asof_print(&q, stdout, format, why, sizeof why) != 0) {
+        fprintf(stderr, "renkei-replay: --as-of: %s\n", why);
+        return errno == ETIMEDOUT ? 3 : 1;
+    }
     return 0;
 }
 
@@ -161,6 +192,7 @@ int main(int argc, char **argv)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
+        {"as-of", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
@@ -169,6 +201,7 @@ int main(int argc, char **argv)
     struct rk_wire_filter filter = {0};
     enum rk_render_format format = RK_RENDER_JSON;
     uint64_t from = 1, to = 0, at = 0, count = 0;
+    int64_t as_of = 0;
     int timeout_ms = 5000, c, rc;
     struct rk_reader *r = NULL;
     struct rk_record rec;
@@ -179,6 +212,7 @@ int main(int argc, char **argv)
         case 'V': want_verify = 1; break;
         case 'N': want_snapshot = 1; break;
         case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
+        case 'O': if (parse_time("as-of", optarg, &as_of)) return 2; break;
         case 'S': if (parse_time("since", optarg, &filter.from_ns)) return 2; break;
         case 'U': if (parse_time("until", optarg, &filter.to_ns)) return 2; break;
         case 'a': tq.family = optarg; break;
@@ -220,6 +254,8 @@ int main(int argc, char **argv)
                 (unsigned long long)to, (unsigned long long)from);
         return 2;
     }
+    if (as_of)
+        return audit_as_of(endpoint, timeout_ms, as_of, &tq, &filter, format);
     if (at && !want_snapshot) {
         fprintf(stderr, "renkei-replay: --at: only with --snapshot (for a range, use --to)\n");
         return 2;

@@ -77,7 +77,7 @@ static int columns(unsigned long cp)
                : 1;
 }
 
-static int display_width(const char *s)
+int rk_render_display_width(const char *s)
 {
     int width = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
@@ -103,7 +103,7 @@ static int render_table(FILE *out, uint64_t seq, const char *when, json_t *ev)
     const char *type = str_field(ev, "type");
     gist(ev, detail, sizeof detail);
     snprintf(who, sizeof who, "%s(%s)", name ? name : "?", code);
-    int pad = MUNI_COLUMNS - display_width(who);
+    int pad = MUNI_COLUMNS - rk_render_display_width(who);
     return fprintf(out, "%6llu  %.19s  %s%*s  %-12s  %s\n", (unsigned long long)seq, when, who,
                    pad > 0 ? pad : 0, "", type, detail) < 0 ? -1 : 0;
 }

@@ -24,6 +24,10 @@ int rk_render_parse_format(const char *name);
 int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,
                     const char *topic, const void *event, size_t event_len);
 
+/* Terminal columns `s` (UTF-8) takes: Japanese characters count 2. For
+ * padding table columns. */
+int rk_render_display_width(const char *s);
+
 /* Prints the column titles for the table format (nothing for JSON). */
 void rk_render_header(FILE *out, enum rk_render_format fmt);
 
