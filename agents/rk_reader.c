@@ -237,9 +237,11 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
         case RK_CMD_EVT:
             if (h.seq < r->next)
                 continue; /* already delivered */
-            if (h.seq > r->next && !rk_wire_filter_active(&r->filter)) {
-                /* Unfiltered, every seq comes: a skip means replies were
-                 * dropped at the broker's window. Ask again from here. */
+            if (h.seq > r->next && r->received > 0 && !rk_wire_filter_active(&r->filter)) {
+                /* Unfiltered, a batch is gap-free: a skip inside one means
+                 * replies were dropped at the broker's window. Ask again
+                 * from here. (A batch may start later than asked: retention
+                 * deleted what came before.) */
                 r->corr = 0;
                 continue;
             }
