@@ -10,14 +10,28 @@
  *   W1fill  the load of W3: --replay-events events, 4 publishers,
  *           durability os (printed because it is a W1 measurement too).
  *   W3      replay: one rk_reader reads the loaded log back from seq 1.
+ *   W3filtered  the same, filtered by the broker to one prefecture
+ *           (FILTER_PREFECTURE, the topic prefixes of renkei-replay
+ *           --prefecture): events/s scanned (records of the log looked at)
+ *           and delivered; the count delivered must be the one the event
+ *           generator put in that prefecture (17.5 % of the events).
+ *   W3+ingest  the W3 replay again while one publisher ingests at full
+ *           speed (window --window) until it ends: the replay's events/s,
+ *           and the ingest's events/s and publish->ack latency, to set
+ *           beside W3 and W1 durability=os publishers=1 of the same run.
  *
- * Every measurement runs its own renkei-broker process with an empty data
- * directory, on ipc:// endpoints inside one mkdtemp directory: no ports to
- * collide, nothing left from an earlier run. The broker is stopped with
- * SIGTERM and must exit 0; its peak RSS (VmHWM) is read just before.
+ * Every W1 measurement runs its own renkei-broker process with an empty
+ * data directory, on ipc:// endpoints inside one mkdtemp directory: no
+ * ports to collide, nothing left from an earlier run. The W3 family shares
+ * one broker, loaded by W1fill, in the order W1fill, W3, W3filtered,
+ * W3+ingest (the last appends to the log). A broker is stopped with
+ * SIGTERM and must exit 0. broker_rss is its peak RSS (VmHWM) over one
+ * measurement: read at the end of it, and reset (clear_refs) before each
+ * of the W3 family, so that it does not carry the load's peak.
  */
 #include "rk_pub.h"
 #include "rk_reader.h"
+#include "rk_topics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +66,8 @@
 #define EVENTS_MAX 100000000ull /* 16 bytes of timing per event are kept */
 #define WINDOW_MAX 100000       /* rk_pub's local queue (ZMQ_SNDHWM) */
 #define LOG_READ_MAX (1 << 20)  /* broker logs are a few lines at --log-level info */
+#define FILTER_PREFECTURE "28"  /* W3filtered: Hyogo (Kobe), 17.5 % of the events */
+#define INGEST_CAP_FACTOR 10    /* W3+ingest publishes at most this * --replay-events */
 
 static volatile sig_atomic_t interrupted;
 
@@ -120,11 +136,16 @@ static void usage(FILE *out)
         "          ack, and publish->ack latency p50/p99/p999\n"
         "  W1fill  the load of W3: --replay-events events, 4 publishers, durability os\n"
         "  W3      replay: one reader reads the loaded log back from seq 1: events/s\n"
+        "  W3filtered  the same replay filtered by the broker to prefecture " FILTER_PREFECTURE "\n"
+        "          (17.5 %% of the events): events/s scanned and delivered\n"
+        "  W3+ingest  the W3 replay while one publisher ingests at full speed until\n"
+        "          it ends: replay events/s, and ingest events/s and latency, to set\n"
+        "          beside W3 and W1 durability=os publishers=1\n"
         "\n"
         "  --events N          W1 events per measurement, split among publishers [200000]\n"
         "  --replay-events N   W3 events loaded and read back [1000000]\n"
         "  --window N          most publishes in flight per publisher [256]\n"
-        "  --only w1|w3        run one workload [both]\n"
+        "  --only w1|w3        run W1, or W1fill and the W3 family [both]\n"
         "  --json              one JSON object per result line\n"
         "  --broker-bin PATH   renkei-broker to run [the one next to this program]\n"
         "  -h, --help          show this help and exit\n"
@@ -132,8 +153,13 @@ static void usage(FILE *out)
         "The brokers run on ipc:// endpoints in a new directory under $TMPDIR (default\n"
         "/tmp), removed at the end; keep it on a real disk, as fsync on tmpfs is free.\n"
         "Results go to stdout, one line per measurement; progress and errors to stderr.\n"
-        "broker_rss is the broker's peak resident set (VmHWM); it includes the pages of\n"
-        "the LMDB file the broker has mapped. Each measurement keeps 16 bytes of timing\n"
+        "broker_rss is the broker's peak resident set (VmHWM) during the measurement;\n"
+        "it includes the pages of the LMDB file the broker has mapped. The W3 family\n"
+        "shares one broker loaded by W1fill; W3+ingest appends to its log last.\n"
+        "With --json the W3filtered line adds filter, delivered and delivered_per_s\n"
+        "(events and events_per_s count the records scanned), and the W3+ingest line\n"
+        "adds ingest_publishers, ingest_window, ingest_events, ingest_events_per_s\n"
+        "and ingest_p50_ms/p99_ms/p999_ms. Each measurement keeps 16 bytes of timing\n"
         "per event in memory.\n"
         "Exit status: 0; 1 when a broker fails or any event is refused; 2 on bad options.\n");
 }
@@ -217,6 +243,18 @@ static const char *const munis[] = {"271004", "281000", "272078", "261009", REQU
 #define NMUNIS (sizeof munis / sizeof munis[0])
 #define NOFFERERS (NMUNIS - 1)
 
+/* The municipality publishing event number `i` (see evgen_make). By
+ * prefecture: 27 Osaka 35 %, 28 Hyogo 17.5 %, 26 Kyoto 17.5 %, 30 Wakayama
+ * 30 % (Kushimoto's KPI updates and every accept). */
+static const char *event_muni(uint64_t i)
+{
+    switch (i % 4) {
+    case 0: return munis[i / 4 % NMUNIS];    /* kpi.update */
+    case 2: return REQUESTER;                /* aid.accept */
+    default: return munis[i / 4 % NOFFERERS]; /* aid.offer, aid.dispatch */
+    }
+}
+
 /* Makes one publisher's events. They come in fours, a KPI update and one
  * offer's way through the support lifecycle (PROTOCOL.md 4.3): kpi.update,
  * aid.offer, aid.accept, aid.dispatch, together 200 bytes a piece on
@@ -294,7 +332,7 @@ static void pack_envelope(struct evgen *g, size_t n, const char *type, const cha
 static void make_kpi_update(struct evgen *g, uint64_t i)
 {
     msgpack_packer *pk = &g->pk;
-    const char *muni = munis[i / 4 % NMUNIS];
+    const char *muni = event_muni(i);
     char kpi_id[32];
     int fy = 2020 + (int)(i / 4 % 6);
 
@@ -323,7 +361,7 @@ static void make_aid_event(struct evgen *g, uint64_t i)
              (unsigned long long)(i / 4));
     switch (i % 4) {
     case 1:
-        pack_envelope(g, 9, "aid.offer", offerer, i);
+        pack_envelope(g, 9, "aid.offer", event_muni(i), i);
         pack_kv(pk, "request_id", REQUEST_ID);
         pack_kv(pk, "offer_id", offer_id);
         pack_kv(pk, "resource", "water.drinking");
@@ -331,7 +369,7 @@ static void make_aid_event(struct evgen *g, uint64_t i)
         pack_kv(pk, "unit", "L");
         break;
     case 2:
-        pack_envelope(g, 7, "aid.accept", REQUESTER, i);
+        pack_envelope(g, 7, "aid.accept", event_muni(i), i);
         pack_kv(pk, "request_id", REQUEST_ID);
         pack_kv(pk, "offer_id", offer_id);
         pack_kv_uint(pk, "quantity", quantity);
@@ -339,7 +377,7 @@ static void make_aid_event(struct evgen *g, uint64_t i)
     default:
         snprintf(dispatch_id, sizeof dispatch_id, "DSP-%s-%u-%llu", offerer, g->publisher,
                  (unsigned long long)(i / 4));
-        pack_envelope(g, 8, "aid.dispatch", offerer, i);
+        pack_envelope(g, 8, "aid.dispatch", event_muni(i), i);
         pack_kv(pk, "request_id", REQUEST_ID);
         pack_kv(pk, "offer_id", offer_id);
         pack_kv(pk, "dispatch_id", dispatch_id);
@@ -538,6 +576,25 @@ static double peak_rss_mib(pid_t pid)
     return mib;
 }
 
+/* Sets the peak resident set (VmHWM) of a running process back to its
+ * current RSS, so the next peak_rss_mib covers what happens from now. */
+static void reset_peak_rss(pid_t pid)
+{
+    static int told;
+    char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%ld/clear_refs", (long)pid);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "5", 1) != 1) {
+        if (!told++)
+            complain("cannot reset the broker's peak RSS through %s: %s; broker_rss of the "
+                     "W3 family includes the load's peak", path, strerror(errno));
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static int wait_exit(pid_t pid, int timeout_ms, int *st)
 {
     for (int waited = 0; waited < timeout_ms; waited += 10) {
@@ -601,14 +658,18 @@ static void remove_tree(const char *path)
 /* ---- results ------------------------------------------------------------ */
 
 struct result {
-    const char *workload;   /* "W1", "W1fill", "W3" */
+    const char *workload;   /* "W1", "W1fill", "W3", "W3filtered", "W3+ingest" */
     const char *durability; /* "full", "os" */
-    unsigned publishers;    /* 0: not a publishing workload (W3) */
+    unsigned publishers;    /* 0: not a publishing workload (W3...) */
     uint64_t window;        /* 0: as publishers */
-    uint64_t events;
+    uint64_t events;        /* W3filtered: records scanned */
     double events_per_s;
-    double p50_ms, p99_ms, p999_ms; /* NAN: not measured (W3) */
+    double p50_ms, p99_ms, p999_ms; /* NAN: not measured (W3...) */
     double rss_mib;         /* NAN: could not be read */
+    const char *filter;     /* W3filtered: e.g. "prefecture:28"; NULL otherwise */
+    uint64_t delivered;     /* W3filtered: events the filter let through */
+    double delivered_per_s;
+    const struct result *ingest; /* W3+ingest: the concurrent publisher's; NULL otherwise */
 };
 
 /* Three significant figures or so, without an exponent. */
@@ -621,8 +682,24 @@ static const char *fmt_ms(double v, char out[32])
 static void print_human(const struct result *r)
 {
     char a[32], b[32], c[32];
+    const struct result *in = r->ingest;
 
-    if (r->publishers)
+    if (r->filter)
+        printf("%s replay durability=%s events=%llu filter=%s delivered=%llu (%.1f%%): "
+               "%.0f ev/s scanned, %.0f ev/s delivered broker_rss=%.0fMiB\n",
+               r->workload, r->durability, (unsigned long long)r->events, r->filter,
+               (unsigned long long)r->delivered,
+               r->events ? 100.0 * (double)r->delivered / (double)r->events : 0.0,
+               r->events_per_s, r->delivered_per_s, r->rss_mib);
+    else if (in)
+        printf("%s replay durability=%s events=%llu: %.0f ev/s; concurrent ingest publishers=%u "
+               "window=%llu events=%llu: %.0f ev/s p50=%sms p99=%sms p999=%sms "
+               "broker_rss=%.0fMiB\n",
+               r->workload, r->durability, (unsigned long long)r->events, r->events_per_s,
+               in->publishers, (unsigned long long)in->window, (unsigned long long)in->events,
+               in->events_per_s, fmt_ms(in->p50_ms, a), fmt_ms(in->p99_ms, b),
+               fmt_ms(in->p999_ms, c), r->rss_mib);
+    else if (r->publishers)
         printf("%s ingest durability=%s publishers=%u window=%llu events=%llu: %.0f ev/s "
                "p50=%sms p99=%sms p999=%sms broker_rss=%.0fMiB\n",
                r->workload, r->durability, r->publishers, (unsigned long long)r->window,
@@ -647,15 +724,27 @@ static const char *json_num(double v, int decimals, char out[48])
 static void print_json(const struct result *r)
 {
     char pubs[48], win[48], a[48], b[48], c[48], rss[48];
+    const struct result *in = r->ingest;
 
     printf("{\"workload\":\"%s\",\"durability\":\"%s\",\"publishers\":%s,\"window\":%s,"
            "\"events\":%llu,\"events_per_s\":%.0f,\"p50_ms\":%s,\"p99_ms\":%s,\"p999_ms\":%s,"
-           "\"broker_peak_rss_mib\":%s}\n",
+           "\"broker_peak_rss_mib\":%s",
            r->workload, r->durability,
            json_num(r->publishers ? r->publishers : NAN, 0, pubs),
            json_num(r->publishers ? (double)r->window : NAN, 0, win),
            (unsigned long long)r->events, r->events_per_s, json_num(r->p50_ms, 3, a),
            json_num(r->p99_ms, 3, b), json_num(r->p999_ms, 3, c), json_num(r->rss_mib, 1, rss));
+    if (r->filter) /* the filter is ours: nothing to escape */
+        printf(",\"filter\":\"%s\",\"delivered\":%llu,\"delivered_per_s\":%.0f", r->filter,
+               (unsigned long long)r->delivered, r->delivered_per_s);
+    if (in)
+        printf(",\"ingest_publishers\":%u,\"ingest_window\":%llu,\"ingest_events\":%llu,"
+               "\"ingest_events_per_s\":%.0f,\"ingest_p50_ms\":%s,\"ingest_p99_ms\":%s,"
+               "\"ingest_p999_ms\":%s",
+               in->publishers, (unsigned long long)in->window, (unsigned long long)in->events,
+               in->events_per_s, json_num(in->p50_ms, 3, a), json_num(in->p99_ms, 3, b),
+               json_num(in->p999_ms, 3, c));
+    printf("}\n");
 }
 
 static void print_result(const struct result *r, int json)
@@ -684,6 +773,8 @@ struct publisher {
     uint64_t window;
     pthread_barrier_t *start;  /* all publishers start together */
     struct progress *progress; /* NULL: quiet */
+    atomic_int *stop;          /* NULL, or once set: send no more, collect what is in flight */
+    atomic_uint_fast64_t *outcomes; /* NULL, or counts the replies as they come */
     uint64_t *sent_ns;         /* send time of event i = corr - 1 (rk_pub numbers from 1) */
     uint64_t *lat_ns;          /* publish -> ack of each acknowledged event */
     uint64_t sent, acked, refused;
@@ -779,6 +870,8 @@ static void collect(struct publisher *p)
         }
     }
     progress_add(p->progress, got);
+    if (p->outcomes && got)
+        atomic_fetch_add(p->outcomes, got);
 }
 
 static void *publisher_main(void *arg)
@@ -791,6 +884,8 @@ static void *publisher_main(void *arg)
     while (!p->error[0] && p->acked + p->refused < p->n) {
         if (interrupted)
             pub_fail(p, "interrupted");
+        if (p->stop && atomic_load(p->stop) && p->n > p->sent)
+            p->n = p->sent; /* what is sent is what it publishes */
         fill_window(p, &g);
         if (!p->error[0])
             collect(p);
@@ -801,13 +896,32 @@ static void *publisher_main(void *arg)
 
 /* What one ingest measurement is. */
 struct ingest_spec {
-    const char *workload;    /* "W1" or "W1fill" */
+    const char *workload;    /* "W1", "W1fill" or "W3+ingest" */
     const char *durability;  /* of the broker it runs against */
     unsigned publishers;     /* 1..MAX_PUBLISHERS */
     uint64_t window;
-    uint64_t events;         /* in total */
+    uint64_t events;         /* in total; with `stop`, the most it may publish */
     int progress;            /* 10 % lines on stderr */
+    atomic_int *stop;        /* NULL, or publish until it is set */
+    atomic_uint_fast64_t *outcomes; /* NULL, or counts replies as they come */
 };
+
+/* Publisher i's (0-based) share of the events. */
+static uint64_t share(const struct ingest_spec *s, unsigned i)
+{
+    return s->events / s->publishers + (i < s->events % s->publishers);
+}
+
+/* How many of the events the publishers of `s` make come from prefecture
+ * `pref`: each publisher makes events 0..share-1 (evgen_make). */
+static uint64_t events_in_prefecture(const struct ingest_spec *s, const char *pref)
+{
+    uint64_t total = 0;
+    for (unsigned p = 0; p < s->publishers; p++)
+        for (uint64_t i = 0, n = share(s, p); i < n; i++)
+            total += strncmp(event_muni(i), pref, 2) == 0;
+    return total;
+}
 
 /* Connects the publishers and gives each its share of the events. */
 static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
@@ -816,10 +930,12 @@ static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
     for (unsigned i = 0; i < s->publishers; i++) {
         struct publisher *p = &pubs[i];
         p->index = i + 1;
-        p->n = s->events / s->publishers + (i < s->events % s->publishers);
+        p->n = share(s, i);
         p->window = s->window;
         p->start = start;
         p->progress = s->progress ? pr : NULL;
+        p->stop = s->stop;
+        p->outcomes = s->outcomes;
         p->sent_ns = calloc(p->n ? p->n : 1, sizeof *p->sent_ns);
         p->lat_ns = calloc(p->n ? p->n : 1, sizeof *p->lat_ns);
         if (!p->sent_ns || !p->lat_ns)
@@ -881,7 +997,7 @@ static void latency_summary(const struct publisher *pubs, unsigned n, uint64_t a
  * events from the first publish to the last ack, as the peers do. */
 static int summarize(const struct publisher *pubs, const struct ingest_spec *s, struct result *r)
 {
-    uint64_t acked = 0, refused = 0, t0 = UINT64_MAX, t1 = 0;
+    uint64_t acked = 0, refused = 0, want = 0, t0 = UINT64_MAX, t1 = 0;
     int rc = 0;
 
     for (unsigned i = 0; i < s->publishers; i++) {
@@ -896,6 +1012,7 @@ static int summarize(const struct publisher *pubs, const struct ingest_spec *s, 
                      p->refusal);
         acked += p->acked;
         refused += p->refused;
+        want += p->n; /* s->events, or fewer when stopped */
         if (p->sent && p->first_send_ns < t0)
             t0 = p->first_send_ns;
         if (p->last_ack_ns > t1)
@@ -903,9 +1020,9 @@ static int summarize(const struct publisher *pubs, const struct ingest_spec *s, 
     }
     if (rc || refused)
         return -1;
-    if (acked != s->events || t1 <= t0) {
+    if (acked != want || t1 <= t0) {
         complain("%s: %llu of %llu events acknowledged", s->workload, (unsigned long long)acked,
-                 (unsigned long long)s->events);
+                 (unsigned long long)want);
         return -1;
     }
     *r = (struct result){.workload = s->workload, .durability = s->durability,
@@ -943,10 +1060,12 @@ out:
 
 /* ---- W3: replay --------------------------------------------------------- */
 
-/* Reads the reader's range to its end; every seq must come, in order. */
-static int read_all(struct rk_reader *rd, uint64_t *count)
+/* Reads the reader's range to its end. Unfiltered (`dense`) every seq must
+ * come, in order; filtered, seqs must increase. *count: records read. */
+static int read_all(struct rk_reader *rd, int dense, uint64_t *count)
 {
     struct rk_record rec;
+    uint64_t last = 0;
     int waited = 0, rc;
 
     *count = 0;
@@ -955,11 +1074,12 @@ static int read_all(struct rk_reader *rd, uint64_t *count)
         if (rc == RK_READER_EOF)
             return 0;
         if (rc == 0) {
-            if (rec.seq != *count + 1) {
+            if (dense ? rec.seq != last + 1 : rec.seq <= last) {
                 complain("replay returned seq %llu after %llu", (unsigned long long)rec.seq,
-                         (unsigned long long)*count);
+                         (unsigned long long)last);
                 return -1;
             }
+            last = rec.seq;
             ++*count;
             waited = 0;
         } else if (errno != ETIMEDOUT && errno != EINTR) {
@@ -974,23 +1094,32 @@ static int read_all(struct rk_reader *rd, uint64_t *count)
     return -1;
 }
 
+/* A reader with its connection made: seq 1 alone is read first, so that
+ * connecting is not timed. */
+static int reader_connect(const char *endpoint, struct rk_reader **rd)
+{
+    uint64_t count;
+
+    if (rk_reader_new(endpoint, rd) != 0) {
+        complain("cannot connect a reader to %s: %s", endpoint, strerror(errno));
+        return -1;
+    }
+    rk_reader_seek(*rd, 1, 1);
+    return read_all(*rd, 1, &count);
+}
+
+/* Reads seqs 1..`expect` back (the log may grow meanwhile: W3+ingest). */
 static int run_replay(const char *endpoint, uint64_t expect, struct result *r)
 {
     struct rk_reader *rd = NULL;
     uint64_t count = 0, t0, t1;
     int rc = -1;
 
-    if (rk_reader_new(endpoint, &rd) != 0) {
-        complain("cannot connect a reader to %s: %s", endpoint, strerror(errno));
-        return -1;
-    }
-    /* Seq 1 alone first, so that connecting is not timed. */
-    rk_reader_seek(rd, 1, 1);
-    if (read_all(rd, &count) != 0)
+    if (reader_connect(endpoint, &rd) != 0)
         goto out;
-    rk_reader_seek(rd, 1, 0);
+    rk_reader_seek(rd, 1, expect);
     t0 = now_ns();
-    if (read_all(rd, &count) != 0)
+    if (read_all(rd, 1, &count) != 0)
         goto out;
     t1 = now_ns();
     if (count != expect) {
@@ -1004,6 +1133,105 @@ static int run_replay(const char *endpoint, uint64_t expect, struct result *r)
     rc = 0;
 out:
     rk_reader_destroy(&rd);
+    return rc;
+}
+
+/* Reads seqs 1..`records` back through the broker's filter on
+ * FILTER_PREFECTURE (the prefixes of renkei-replay --prefecture); exactly
+ * `expect` events must come. */
+static int run_replay_filtered(const char *endpoint, uint64_t records, uint64_t expect,
+                               struct result *r)
+{
+    static const struct rk_topic_query q = {.prefecture = FILTER_PREFECTURE};
+    struct rk_wire_filter f;
+    struct rk_reader *rd = NULL;
+    uint64_t count = 0, t0, t1;
+    char why[256];
+    int n, rc = -1;
+
+    memset(&f, 0, sizeof f);
+    n = rk_topics_for(&q, f.topics, RK_WIRE_TOPICS_MAX, why, sizeof why);
+    if (n <= 0) {
+        complain("prefecture filter: %s", n < 0 ? why : "no topics");
+        return -1;
+    }
+    f.ntopics = (unsigned)n;
+    if (reader_connect(endpoint, &rd) != 0)
+        goto out;
+    rk_reader_seek(rd, 1, records);
+    rk_reader_filter(rd, &f);
+    t0 = now_ns();
+    if (read_all(rd, 0, &count) != 0)
+        goto out;
+    t1 = now_ns();
+    if (count != expect) {
+        complain("filtered replay read %llu events of prefecture %s; the log holds %llu",
+                 (unsigned long long)count, FILTER_PREFECTURE, (unsigned long long)expect);
+        goto out;
+    }
+    *r = (struct result){.workload = "W3filtered", .durability = "os", .events = records,
+                         .events_per_s = (double)records * 1e9 / (double)(t1 - t0),
+                         .p50_ms = NAN, .p99_ms = NAN, .p999_ms = NAN,
+                         .filter = "prefecture:" FILTER_PREFECTURE, .delivered = count,
+                         .delivered_per_s = (double)count * 1e9 / (double)(t1 - t0)};
+    rc = 0;
+out:
+    rk_reader_destroy(&rd);
+    return rc;
+}
+
+/* W3+ingest: a publisher in its own thread, the replay in ours. */
+struct ingest_job {
+    const struct ingest_spec *spec;
+    const char *endpoint;
+    struct result r;
+    int rc;
+    atomic_int finished;
+};
+
+static void *ingest_main(void *arg)
+{
+    struct ingest_job *j = arg;
+    j->rc = run_ingest(j->spec, j->endpoint, &j->r);
+    atomic_store(&j->finished, 1);
+    return NULL;
+}
+
+/* Reads seqs 1..`loaded` back while one publisher ingests at full speed:
+ * the publisher starts first, the replay once acks come, and the publisher
+ * stops when the replay has ended. */
+static int run_replay_ingest(const struct broker *b, uint64_t loaded, uint64_t window,
+                             struct result *r, struct result *in)
+{
+    atomic_int stop;
+    atomic_uint_fast64_t outcomes;
+    uint64_t cap = loaded * INGEST_CAP_FACTOR < EVENTS_MAX ? loaded * INGEST_CAP_FACTOR : EVENTS_MAX;
+    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes};
+    struct ingest_job job = {.spec = &s, .endpoint = b->ingest};
+    pthread_t thread;
+    int rc = -1;
+
+    atomic_init(&stop, 0);
+    atomic_init(&outcomes, 0);
+    atomic_init(&job.finished, 0);
+    if (pthread_create(&thread, NULL, ingest_main, &job) != 0)
+        abort();
+    while (!atomic_load(&outcomes) && !atomic_load(&job.finished) && !interrupted)
+        sleep_ms(1); /* the publisher gives up itself if the broker says nothing */
+    if (atomic_load(&outcomes) && !atomic_load(&job.finished))
+        rc = run_replay(b->replay, loaded, r);
+    else if (interrupted)
+        complain("interrupted");
+    atomic_store(&stop, 1);
+    pthread_join(thread, NULL);
+    if (job.rc != 0)
+        return -1;
+    if (rc == 0 && job.r.events == cap)
+        complain("W3+ingest: the publisher ran out of its %llu events before the replay "
+                 "ended; they overlapped only in part", (unsigned long long)cap);
+    *in = job.r;
+    r->workload = "W3+ingest";
+    r->ingest = in;
     return rc;
 }
 
@@ -1032,7 +1260,8 @@ static int finish_broker(struct broker *b, int rc, double *rss)
 
 static int measure_w1(struct bench *bx, const char *durability, unsigned publishers)
 {
-    struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0};
+    struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0,
+                            NULL, NULL};
     struct broker b;
     struct result r;
     double rss = NAN;
@@ -1050,13 +1279,14 @@ static int measure_w1(struct bench *bx, const char *durability, unsigned publish
     return rc;
 }
 
-/* Loads one broker (printed as W1fill), then times reading it back. */
+/* Loads one broker (printed as W1fill), then runs the W3 family on it:
+ * W3, W3filtered, and W3+ingest last, since it appends to the log. */
 static int measure_w3(struct bench *bx)
 {
     struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
-                            bx->o->replay_events, 1};
+                            bx->o->replay_events, 1, NULL, NULL};
     struct broker b;
-    struct result fill, r;
+    struct result fill, r, in;
     int rc;
 
     fprintf(stderr, PROG ": W3: loading %llu events (durability=os, publishers=%u) ...\n",
@@ -1068,12 +1298,29 @@ static int measure_w3(struct bench *bx)
         fill.rss_mib = peak_rss_mib(b.pid);
         print_result(&fill, bx->o->json);
         fprintf(stderr, PROG ": W3: reading them back ...\n");
+        reset_peak_rss(b.pid);
         rc = run_replay(b.replay, s.events, &r);
     }
-    rc = finish_broker(&b, rc, &r.rss_mib);
-    if (rc == 0)
+    if (rc == 0) {
+        r.rss_mib = peak_rss_mib(b.pid);
         print_result(&r, bx->o->json);
-    return rc;
+        fprintf(stderr, PROG ": W3filtered: reading prefecture %s back ...\n", FILTER_PREFECTURE);
+        reset_peak_rss(b.pid);
+        rc = run_replay_filtered(b.replay, s.events,
+                                 events_in_prefecture(&s, FILTER_PREFECTURE), &r);
+    }
+    if (rc == 0) {
+        r.rss_mib = peak_rss_mib(b.pid);
+        print_result(&r, bx->o->json);
+        fprintf(stderr, PROG ": W3+ingest: reading them back while one publisher ingests ...\n");
+        reset_peak_rss(b.pid);
+        rc = run_replay_ingest(&b, s.events, bx->o->window, &r, &in);
+    }
+    if (rc == 0) {
+        r.rss_mib = peak_rss_mib(b.pid);
+        print_result(&r, bx->o->json);
+    }
+    return finish_broker(&b, rc, NULL);
 }
 
 static int run_all(struct bench *bx)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = os.environ.get("RK_BIN_DIR", "")
@@ -159,3 +160,97 @@ def run(test):
     finally:
         b.cleanup()
     print(f"ok {os.path.basename(sys.argv[0])}")
+
+
+# ---- helpers for load and memory tests (it75)
+
+def rss_kib(pid, field="RssAnon"):
+    """One line of /proc/PID/status in KiB (RssAnon: the process's own heap and
+    stacks, not the file-backed LMDB pages it maps; VmHWM: its peak resident
+    set), or None once it has exited (a zombie has no memory lines)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+class PeakSampler:
+    """Samples a process's RssAnon (or another field of rss_kib) every
+    `interval` seconds in a thread and keeps the peak; use as a context
+    manager around the work to watch."""
+
+    def __init__(self, pid, interval=0.02, field="RssAnon"):
+        self.pid, self.interval, self.field = pid, interval, field
+        self.peak = rss_kib(pid, field)
+        self.samples = 1
+        assert self.peak is not None, f"no {field} in /proc/{pid}/status"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            v = rss_kib(self.pid, self.field)
+            if v is not None:
+                self.peak = max(self.peak, v)
+                self.samples += 1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        v = rss_kib(self.pid, self.field)  # the last word, after the work
+        if v is not None:
+            self.peak = max(self.peak, v)
+        return False
+
+
+def publish_pipelined(endpoint, events, window=256, timeout_ms=30000):
+    """Publishes the MessagePack events (an iterable of bytes) on one DEALER,
+    keeping up to `window` publishes in flight, as PROTOCOL.md 3.2 allows.
+    Every one must be acknowledged; returns their seqs in publishing order."""
+    import msgpack
+    import zmq
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(endpoint)
+    seqs = []
+    it = iter(events)
+    sent = acked = 0
+    more = True
+    try:
+        while more or acked < sent:
+            while more and sent - acked < window:
+                body = next(it, None)
+                if body is None:
+                    more = False
+                    break
+                sent += 1
+                seqs.append(None)
+                sock.send_multipart([msgpack.packb([1, "pub", sent]), body], copy=False)
+            if acked == sent:
+                continue
+            if not sock.poll(timeout_ms):
+                raise AssertionError(f"no reply within {timeout_ms} ms; {acked} of {sent} acked")
+            while True:
+                try:
+                    (hdr,) = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                r = msgpack.unpackb(hdr)
+                if r[1] != "ack":
+                    raise AssertionError(f"publish {r[2]} refused: {r}")
+                if not 1 <= r[2] <= sent or seqs[r[2] - 1] is not None:
+                    raise AssertionError(f"unexpected reply {r}")
+                seqs[r[2] - 1] = r[3]
+                acked += 1
+    finally:
+        sock.close()
+    return seqs
