@@ -1,6 +1,7 @@
 #include "rk_broker.h"
 #include "rk_diag.h"
 #include "rk_event.h"
+#include "rk_lifecycle.h"
 #include "rk_producers.h"
 #include "rk_replay.h"
 #include "rk_time.h"
@@ -45,6 +46,7 @@ struct rk_broker {
     struct rk_log *log;
     struct rk_replay *replay;
     struct rk_producers *producers; /* admitted numbers, batch included */
+    struct rk_lifecycle *lifecycle; /* aid request states, batch included */
     struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
@@ -114,6 +116,27 @@ static void *bind_socket(struct rk_broker *b, int type, const char *endpoint, co
     return s;
 }
 
+/* Every stored aid event, folded: the lifecycle state the log implies. */
+static int load_lifecycle(struct rk_broker *b)
+{
+    struct rk_lifecycle_stats st;
+    int64_t t0 = rk_time_now();
+    int rc = rk_lifecycle_load(&b->lifecycle, b->log, &st);
+    if (rc) {
+        RK_DIAG(RK_DIAG_ERROR, "lifecycle_load_failed", "why=\"%s\"", rk_log_strerror(rc));
+        return -1;
+    }
+    RK_DIAG(RK_DIAG_INFO, "lifecycle_loaded", "requests=%zu aid_events=%llu refused=%llu ms=%lld",
+            st.requests, (unsigned long long)st.folded, (unsigned long long)st.refused,
+            (long long)((rk_time_now() - t0) / 1000000));
+    if (st.refused)
+        RK_DIAG(RK_DIAG_WARN, "lifecycle_stored_refusals",
+                "events=%llu why=\"the log holds aid events the lifecycle refuses (stored before "
+                "enforcement, or damaged); they are kept but change no request's state; "
+                "renkei-replay --as-of lists them\"", (unsigned long long)st.refused);
+    return 0;
+}
+
 static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 {
     struct rk_log_options lopt = {.durability = cfg->durability, .map_max = cfg->map_max};
@@ -130,6 +153,8 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
         RK_DIAG(RK_DIAG_ERROR, "log_open_failed", "dir=%s why=\"%s\"", cfg->data_dir, why);
         return -1;
     }
+    if (load_lifecycle(b) != 0)
+        return -1;
     b->zctx = zmq_ctx_new();
     b->ingest = bind_socket(b, ZMQ_ROUTER, cfg->ingest_endpoint, "ingest");
     b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed_endpoint, "feed");
@@ -158,6 +183,7 @@ static void broker_close(struct rk_broker *b)
         zmq_ctx_term(b->zctx);
     rk_log_destroy(&b->log);
     rk_producers_destroy(&b->producers);
+    rk_lifecycle_destroy(&b->lifecycle);
     free(b->pend);
     free(b->recs);
 }
@@ -179,7 +205,8 @@ static void refuse(struct rk_broker *b, zmq_msg_t *ident, uint64_t corr, const c
     snprintf(h.message, sizeof h.message, "%s", message);
     send_reply(b, ident, &h);
     b->refused++;
-    RK_DIAG(RK_DIAG_DEBUG, "publish_refused", "code=%s corr=%llu", code, (unsigned long long)corr);
+    RK_DIAG(RK_DIAG_DEBUG, "publish_refused", "code=%s corr=%llu why=\"%s\"", code,
+            (unsigned long long)corr, message);
 }
 
 /* Receives the frames after the identity: header into `hdr`, the first
@@ -298,6 +325,23 @@ static enum admission admit_number(struct rk_broker *b, struct pending *p,
     return admit_old_number(b, p, h);
 }
 
+/* The lifecycle's word on an aid event (kpi.update passes): refused ones are
+ * answered as validation refusals are, "<type>.<field>: <reason>". */
+static enum admission admit_lifecycle(struct rk_broker *b, struct pending *p,
+                                      const struct rk_wire_hdr *h, const struct rk_event_info *info)
+{
+    struct rk_aid_refusal why;
+    char message[sizeof why.message + 64];
+    if (rk_lifecycle_admit(b->lifecycle, info->type, zmq_msg_data(&p->event),
+                           zmq_msg_size(&p->event), &why) == RK_AID_OK)
+        return ADMIT;
+    /* "aid.offer" -> "offer", as in validation's messages */
+    snprintf(message, sizeof message, "%s.%s: %s", rk_event_type_name(info->type) + 4,
+             why.field, why.message);
+    refuse(b, &p->ident, h->corr, rk_aid_err_name(why.code), message);
+    return ANSWERED;
+}
+
 /* Takes one message off the ingest socket. Returns 1 when it validated and
  * joined the batch, 0 when it was refused, -1 when nothing was waiting. */
 static int take_publish(struct rk_broker *b, int64_t now)
@@ -328,7 +372,8 @@ static int take_publish(struct rk_broker *b, int64_t now)
     } else if (rk_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now, &info,
                                  &verr) != RK_V_OK) {
         refuse(b, &p->ident, h.corr, rk_verr_name(verr.code), verr.message);
-    } else if (!h.producer[0] || admit_number(b, p, &h) == ADMIT) {
+    } else if ((!h.producer[0] || admit_number(b, p, &h) == ADMIT) &&
+               admit_lifecycle(b, p, &h, &info) == ADMIT) {
         admit(b, p, &h, &info);
         taken = 1;
     }
@@ -379,6 +424,7 @@ static int commit_batch(struct rk_broker *b)
 {
     unsigned grown = rk_log_map_grown(b->log);
     int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, rk_time_now());
+    rk_lifecycle_settle(b->lifecycle, rc == 0);
     if (rk_log_map_grown(b->log) != grown)
         RK_DIAG(RK_DIAG_INFO, "map_grown", "map_size_mib=%llu",
                 (unsigned long long)(rk_log_map_size(b->log) >> 20));

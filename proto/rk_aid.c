@@ -850,12 +850,23 @@ static int extract(const msgpack_object *root, struct rk_aid_event *out)
     return 0;
 }
 
+enum rk_verr rk_aid_event_extract(const void *buf, size_t len, struct rk_aid_event *out)
+{
+    msgpack_unpacked up;
+    size_t off = 0;
+    enum rk_verr rc = RK_V_OK;
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+        extract(&up.data, out) != 0)
+        rc = RK_V_DECODE; /* only if validation and this reader disagree */
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
 enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event *out,
                                 char *why, size_t why_len)
 {
     struct rk_verror verr;
-    msgpack_unpacked up;
-    size_t off = 0;
     enum rk_verr rc = rk_event_validate(buf, len, 0, NULL, &verr);
     if (rc != RK_V_OK) {
         if (why && why_len)
@@ -863,17 +874,9 @@ enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event
         return rc;
     }
     /* Validation pre-scanned every declared length, so unpacking is safe. */
-    msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
-        extract(&up.data, out) != 0) {
-        rc = RK_V_DECODE; /* only if validation and this reader disagree */
-        if (why && why_len)
-            snprintf(why, why_len, "E_DECODE: event: fields not as validation promised");
-        goto cleanup;
-    }
+    rc = rk_aid_event_extract(buf, len, out);
     if (why && why_len)
-        why[0] = '\0';
-cleanup:
-    msgpack_unpacked_destroy(&up);
+        snprintf(why, why_len, "%s", rc == RK_V_OK ? ""
+                 : "E_DECODE: event: fields not as validation promised");
     return rc;
 }

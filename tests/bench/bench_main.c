@@ -14,7 +14,7 @@
  *           (FILTER_PREFECTURE, the topic prefixes of renkei-replay
  *           --prefecture): events/s scanned (records of the log looked at)
  *           and delivered; the count delivered must be the one the event
- *           generator put in that prefecture (17.5 % of the events).
+ *           generator put in that prefecture (20 % of the events).
  *   W3+ingest  the W3 replay again while one publisher ingests at full
  *           speed (window --window) until it ends: the replay's events/s,
  *           and the ingest's events/s and publish->ack latency, to set
@@ -66,7 +66,7 @@
 #define EVENTS_MAX 100000000ull /* 16 bytes of timing per event are kept */
 #define WINDOW_MAX 100000       /* rk_pub's local queue (ZMQ_SNDHWM) */
 #define LOG_READ_MAX (1 << 20)  /* broker logs are a few lines at --log-level info */
-#define FILTER_PREFECTURE "28"  /* W3filtered: Hyogo (Kobe), 17.5 % of the events */
+#define FILTER_PREFECTURE "28"  /* W3filtered: Hyogo (Kobe), 20 % of the events */
 #define INGEST_CAP_FACTOR 10    /* W3+ingest publishes at most this * --replay-events */
 
 static volatile sig_atomic_t interrupted;
@@ -128,8 +128,9 @@ static void usage(FILE *out)
     fprintf(out,
         "Usage: " PROG " [OPTION]...\n"
         "Measure renkei-broker on the standard workload of the peer benchmarks\n"
-        "(shared/bench-peers): ~200-byte events, at most 256 publishes in flight per\n"
-        "publisher, a fresh broker and empty data directory for every measurement.\n"
+        "(shared/bench-peers): ~220-byte events (the peers': 200), at most 256\n"
+        "publishes in flight per publisher, a fresh broker and empty data directory\n"
+        "for every measurement.\n"
         "\n"
         "  W1      durable ingest, durability full and os, 1 and 4 publishers (threads,\n"
         "          one connection each): events/s from the first publish to the last\n"
@@ -137,7 +138,7 @@ static void usage(FILE *out)
         "  W1fill  the load of W3: --replay-events events, 4 publishers, durability os\n"
         "  W3      replay: one reader reads the loaded log back from seq 1: events/s\n"
         "  W3filtered  the same replay filtered by the broker to prefecture " FILTER_PREFECTURE "\n"
-        "          (17.5 %% of the events): events/s scanned and delivered\n"
+        "          (20 %% of the events): events/s scanned and delivered\n"
         "  W3+ingest  the W3 replay while one publisher ingests at full speed until\n"
         "          it ends: replay events/s, and ingest events/s and latency, to set\n"
         "          beside W3 and W1 durability=os publishers=1\n"
@@ -235,35 +236,45 @@ static int parse_args(int argc, char **argv, struct opts *o)
 /* ---- events ------------------------------------------------------------- */
 
 /* The publishing local governments (all in proto/data/municipalities.csv,
- * so validation accepts them). Kushimoto (304280) is the stricken town that
- * asks for water; the others offer it. */
-#define REQUESTER "304280"
-#define REQUEST_ID "REQ-304280-001"
-static const char *const munis[] = {"271004", "281000", "272078", "261009", REQUESTER};
+ * so validation accepts them). */
+static const char *const munis[] = {"271004", "281000", "272078", "261009", "304280"};
 #define NMUNIS (sizeof munis / sizeof munis[0])
-#define NOFFERERS (NMUNIS - 1)
 
-/* The municipality publishing event number `i` (see evgen_make). By
- * prefecture: 27 Osaka 35 %, 28 Hyogo 17.5 %, 26 Kyoto 17.5 %, 30 Wakayama
- * 30 % (Kushimoto's KPI updates and every accept). */
+/* Block j of four events (see evgen_make): who asks, who offers. */
+static const char *requester(uint64_t j)
+{
+    return munis[j % NMUNIS];
+}
+
+static const char *offerer(uint64_t j)
+{
+    return munis[(j + 1) % NMUNIS]; /* never the requester: no self-offers */
+}
+
+/* The municipality publishing event number `i`. Each of the five publishes
+ * a fifth of every kind, so by prefecture: 27 Osaka 40 %, 28 Hyogo 20 %,
+ * 26 Kyoto 20 %, 30 Wakayama 20 %. */
 static const char *event_muni(uint64_t i)
 {
     switch (i % 4) {
-    case 0: return munis[i / 4 % NMUNIS];    /* kpi.update */
-    case 2: return REQUESTER;                /* aid.accept */
-    default: return munis[i / 4 % NOFFERERS]; /* aid.offer, aid.dispatch */
+    case 0: return munis[i / 4 % NMUNIS]; /* kpi.update */
+    case 2: return offerer(i / 4);        /* aid.offer */
+    default: return requester(i / 4);     /* aid.request, aid.accept */
     }
 }
 
 /* Makes one publisher's events. They come in fours, a KPI update and one
- * offer's way through the support lifecycle (PROTOCOL.md 4.3): kpi.update,
- * aid.offer, aid.accept, aid.dispatch, together 200 bytes a piece on
- * average, the size of the peers' event. */
+ * support request's way through the lifecycle the broker enforces
+ * (PROTOCOL.md 4.3): kpi.update, aid.request, aid.offer, aid.accept, 220
+ * bytes a piece on average with every required field: 10 % more than the
+ * peers' 200-byte payload, so renkei is not flattered. Ids carry the
+ * publisher's number, so publishers never collide. */
 struct evgen {
     msgpack_sbuffer buf;     /* the event last made */
     msgpack_packer pk;
     unsigned publisher;      /* in ids, so they stay unique across publishers */
     char sent_at[32];        /* now: the broker refuses sent_at 24 h ahead of its clock */
+    char deadline[32];       /* a request's, after sent_at */
 };
 
 static void format_jst(time_t t, char out[32])
@@ -280,6 +291,7 @@ static void evgen_init(struct evgen *g, unsigned publisher)
     msgpack_packer_init(&g->pk, &g->buf, msgpack_sbuffer_write);
     g->publisher = publisher;
     format_jst(time(NULL), g->sent_at);
+    format_jst(time(NULL) + 86400, g->deadline);
 }
 
 static void evgen_release(struct evgen *g)
@@ -304,6 +316,12 @@ static void pack_kv_uint(msgpack_packer *pk, const char *key, uint32_t val)
 {
     pack_str(pk, key);
     msgpack_pack_uint32(pk, val);
+}
+
+static void pack_kv_double(msgpack_packer *pk, const char *key, double val)
+{
+    pack_str(pk, key);
+    msgpack_pack_double(pk, val);
 }
 
 /* A KPI point {value, fy}. */
@@ -349,38 +367,50 @@ static void make_kpi_update(struct evgen *g, uint64_t i)
     pack_point(pk, "current", 780 + (uint32_t)(i % 300), fy);
 }
 
-/* Offer, accept and dispatch of offer number i / 4 of this publisher. */
+static void make_request(struct evgen *g, uint64_t i, const char *request_id, uint32_t quantity)
+{
+    msgpack_packer *pk = &g->pk;
+    pack_envelope(g, 12, "aid.request", event_muni(i), i);
+    pack_kv(pk, "request_id", request_id);
+    pack_kv_uint(pk, "version", 1);
+    pack_kv(pk, "resource", "water.drinking");
+    pack_kv_uint(pk, "quantity", quantity);
+    pack_kv(pk, "unit", "L");
+    pack_kv(pk, "urgency", "high");
+    pack_str(pk, "location");
+    msgpack_pack_map(pk, 2);
+    pack_kv_double(pk, "lat", 33.4758);
+    pack_kv_double(pk, "lon", 135.7837);
+    pack_kv(pk, "deadline", g->deadline);
+}
+
+/* Request, offer and accept of block i / 4 of this publisher. */
 static void make_aid_event(struct evgen *g, uint64_t i)
 {
     msgpack_packer *pk = &g->pk;
-    const char *offerer = munis[i / 4 % NOFFERERS];
-    char offer_id[48], dispatch_id[48];
+    char request_id[48], offer_id[48];
     uint32_t quantity = 2000 + (uint32_t)(i / 4 % 50) * 100;
 
-    snprintf(offer_id, sizeof offer_id, "OFR-%s-%u-%llu", offerer, g->publisher,
+    snprintf(request_id, sizeof request_id, "REQ-%s-%u-%llu", requester(i / 4), g->publisher,
+             (unsigned long long)(i / 4));
+    snprintf(offer_id, sizeof offer_id, "OFR-%s-%u-%llu", offerer(i / 4), g->publisher,
              (unsigned long long)(i / 4));
     switch (i % 4) {
     case 1:
+        make_request(g, i, request_id, quantity);
+        break;
+    case 2:
         pack_envelope(g, 9, "aid.offer", event_muni(i), i);
-        pack_kv(pk, "request_id", REQUEST_ID);
+        pack_kv(pk, "request_id", request_id);
         pack_kv(pk, "offer_id", offer_id);
         pack_kv(pk, "resource", "water.drinking");
         pack_kv_uint(pk, "quantity", quantity);
         pack_kv(pk, "unit", "L");
         break;
-    case 2:
-        pack_envelope(g, 7, "aid.accept", event_muni(i), i);
-        pack_kv(pk, "request_id", REQUEST_ID);
-        pack_kv(pk, "offer_id", offer_id);
-        pack_kv_uint(pk, "quantity", quantity);
-        break;
     default:
-        snprintf(dispatch_id, sizeof dispatch_id, "DSP-%s-%u-%llu", offerer, g->publisher,
-                 (unsigned long long)(i / 4));
-        pack_envelope(g, 8, "aid.dispatch", event_muni(i), i);
-        pack_kv(pk, "request_id", REQUEST_ID);
+        pack_envelope(g, 7, "aid.accept", event_muni(i), i);
+        pack_kv(pk, "request_id", request_id);
         pack_kv(pk, "offer_id", offer_id);
-        pack_kv(pk, "dispatch_id", dispatch_id);
         pack_kv_uint(pk, "quantity", quantity);
         break;
     }
@@ -400,7 +430,7 @@ static void evgen_make(struct evgen *g, uint64_t i)
  * the peers' 200 bytes. */
 static void describe_events(void)
 {
-    static const char *const names[4] = {"kpi.update", "aid.offer", "aid.accept", "aid.dispatch"};
+    static const char *const names[4] = {"kpi.update", "aid.request", "aid.offer", "aid.accept"};
     struct evgen g;
     size_t sum[4] = {0, 0, 0, 0};
     const uint64_t n = 4000;
@@ -904,6 +934,8 @@ struct ingest_spec {
     int progress;            /* 10 % lines on stderr */
     atomic_int *stop;        /* NULL, or publish until it is set */
     atomic_uint_fast64_t *outcomes; /* NULL, or counts replies as they come */
+    unsigned id_base;        /* publisher numbers (in event ids) start above it, so
+                              * W3+ingest's ids do not collide with W1fill's */
 };
 
 /* Publisher i's (0-based) share of the events. */
@@ -929,7 +961,7 @@ static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
 {
     for (unsigned i = 0; i < s->publishers; i++) {
         struct publisher *p = &pubs[i];
-        p->index = i + 1;
+        p->index = s->id_base + i + 1;
         p->n = share(s, i);
         p->window = s->window;
         p->start = start;
@@ -1206,7 +1238,7 @@ static int run_replay_ingest(const struct broker *b, uint64_t loaded, uint64_t w
     atomic_int stop;
     atomic_uint_fast64_t outcomes;
     uint64_t cap = loaded * INGEST_CAP_FACTOR < EVENTS_MAX ? loaded * INGEST_CAP_FACTOR : EVENTS_MAX;
-    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes};
+    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes, MAX_PUBLISHERS};
     struct ingest_job job = {.spec = &s, .endpoint = b->ingest};
     pthread_t thread;
     int rc = -1;
@@ -1261,7 +1293,7 @@ static int finish_broker(struct broker *b, int rc, double *rss)
 static int measure_w1(struct bench *bx, const char *durability, unsigned publishers)
 {
     struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0,
-                            NULL, NULL};
+                            NULL, NULL, 0};
     struct broker b;
     struct result r;
     double rss = NAN;
@@ -1284,7 +1316,7 @@ static int measure_w1(struct bench *bx, const char *durability, unsigned publish
 static int measure_w3(struct bench *bx)
 {
     struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
-                            bx->o->replay_events, 1, NULL, NULL};
+                            bx->o->replay_events, 1, NULL, NULL, 0};
     struct broker b;
     struct result fill, r, in;
     int rc;

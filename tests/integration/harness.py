@@ -142,9 +142,39 @@ class Subscriber:
 
 
 def scenario_lines(n=None):
+    """The shared disaster scenario as JSON lines, the six events the
+    lifecycle refuses included (scenario_expected() lists them)."""
     with open(os.path.join(SHARED, "disaster_scenario.jsonl"), encoding="utf-8") as f:
         lines = [l for l in f.read().splitlines() if l.strip()]
     return lines if n is None else lines[:n]
+
+
+def scenario_expected():
+    """disaster_scenario_expected.json: final states and the refusals."""
+    with open(os.path.join(SHARED, "disaster_scenario_expected.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def valid_scenario_lines(n=None):
+    """The scenario without the events the broker refuses: every line is
+    accepted when published in order into an empty log."""
+    refused = {r["line"] for r in scenario_expected()["rejected"]}
+    lines = [l for i, l in enumerate(scenario_lines(), 1) if i not in refused]
+    return lines if n is None else lines[:n]
+
+
+ID_FIELDS = ("event_id", "request_id", "offer_id", "dispatch_id")
+
+
+def renamed(event, tag):
+    """A copy of the event dict with every id suffixed by `tag`: the valid
+    scenario renamed with one tag is a fresh, valid lifecycle again, so a
+    test can publish it many times over."""
+    e = dict(event)
+    for k in ID_FIELDS:
+        if k in e:
+            e[k] = f"{e[k]}-{tag}"
+    return e
 
 
 def run(test):

@@ -15,7 +15,7 @@ def test(b):
     assert len(kpi_results) == 25 and all(r["ok"] for r in kpi_results), kpi_results
 
     # 10 disaster-support events as JSON lines on stdin.
-    lines = harness.scenario_lines(10)
+    lines = harness.valid_scenario_lines(10)
     _, aid_results, _ = b.agent("send", stdin="\n".join(lines) + "\n", check_rc=0)
     assert [r["event_id"] for r in aid_results] == [json.loads(l)["event_id"] for l in lines]
 

@@ -6,7 +6,7 @@ import harness
 
 
 def aid_events(start, n):
-    lines = harness.scenario_lines(start + n)[start:]
+    lines = harness.valid_scenario_lines(start + n)[start:]
     return "\n".join(lines) + "\n", [json.loads(l)["event_id"] for l in lines]
 
 

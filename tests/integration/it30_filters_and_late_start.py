@@ -7,7 +7,7 @@ import harness
 
 def test(b):
     b.start()
-    lines = harness.scenario_lines(60)
+    lines = harness.valid_scenario_lines(60)
     events = [json.loads(l) for l in lines]
     want_wakayama = [e["event_id"] for e in events if e["municipality"].startswith("30")]
     want_kushimoto_req = [e["event_id"] for e in events

@@ -24,7 +24,7 @@ def test(b):
     dealer.linger = 0
     dealer.connect(b.ingest)
 
-    event = json.loads(harness.scenario_lines(1)[0])
+    event = json.loads(harness.valid_scenario_lines(1)[0])
     body = msgpack.packb(event)
 
     # The worked example: header bytes 93 01 a3 'pub' 01.
@@ -72,8 +72,8 @@ def test(b):
     fresh = ctx.socket(zmq.DEALER)
     fresh.linger = 0
     fresh.connect(b.ingest)
-    event["event_id"] = "304280-9999"
-    fresh.send_multipart([msgpack.packb([1, "pub", 42]), msgpack.packb(event)])
+    again = harness.renamed(event, "again")  # a new request, not a second version 1
+    fresh.send_multipart([msgpack.packb([1, "pub", 42]), msgpack.packb(again)])
     ack = msgpack.unpackb(recv(fresh)[0])
     assert ack[:4] == [1, "ack", 42, 2], ack
 
@@ -100,9 +100,10 @@ def test(b):
     sub.connect(b.feed)
     got = None
     for i in range(200):   # the first publishes may race the subscription
-        event["event_id"] = f"304280-8{i:03d}"
-        fresh.send_multipart([msgpack.packb([1, "pub", 100 + i]), msgpack.packb(event)])
-        recv(fresh)
+        one = harness.renamed(event, f"live{i}")
+        fresh.send_multipart([msgpack.packb([1, "pub", 100 + i]), msgpack.packb(one)])
+        ack = msgpack.unpackb(recv(fresh)[0])
+        assert ack[1] == "ack", ack
         if sub.poll(50):
             got = sub.recv_multipart()
             break

@@ -46,7 +46,7 @@ def test(b):
     # The document's bytes are what any MessagePack library produces.
     assert pub_hdr == msgpack.packb([1, "pub", 1])
     assert msgpack.unpackb(event_bytes) == event_json
-    assert len(event_bytes) == 140
+    assert len(event_bytes) == 284
     assert msgpack.unpackb(ack_example) == [1, "ack", 1, 42, 1771308000123456789]
 
     b.start()

@@ -41,7 +41,7 @@ def events(n):
     base = json.loads(harness.scenario_lines(2)[1])  # 串本町's water request
     out = []
     for i in range(n):
-        e = dict(base)
+        e = harness.renamed(base, f"idem{i}")  # a new request each, not a second v1
         e["event_id"] = f"304280-idem-{i}"
         out.append(e)
     return out
@@ -50,7 +50,7 @@ def events(n):
 def test(b):
     b.start()
     ctx = zmq.Context()
-    ev = events(12)
+    ev = events(15)
     c = Client(ctx, b.ingest)
 
     # 1..10 pipelined in one burst, so they share group-commit batches.
@@ -82,7 +82,7 @@ def test(b):
     # and its retry is answered with its own ack.
     r = c2.publish(ev[11], 13)
     assert r[1] == "ack" and r[3] == 12, r
-    late = ev[0] | {"event_id": "304280-idem-late"}
+    late = ev[12]
     r = c2.publish(late, 12)
     assert r[1] == "ack" and r[3] == 13, r
     r = c2.publish(late, 12)
@@ -94,15 +94,15 @@ def test(b):
     r = c2.publish(ev[0], 0)
     assert r[1] == "err" and r[3] == "E_HEADER", r
     # An invalid event keeps its validation error even with a fresh number.
-    bad = dict(ev[0], quantity=-5)
+    bad = dict(ev[13], quantity=-5)
     r = c2.publish(bad, 14)
     assert r[1] == "err" and r[3] == "E_RANGE", r
     # ...and does not use the number up.
-    r = c2.publish(ev[0] | {"event_id": "304280-idem-x"}, 14)
+    r = c2.publish(ev[13], 14)
     assert r[1] == "ack" and r[3] == 14, r
 
     # Publishers without a producer id are unaffected.
-    r = c2.publish(ev[0] | {"event_id": "304280-plain"})
+    r = c2.publish(ev[14])
     assert r[1] == "ack" and r[3] == 15, r
 
     stored, _ = b.replay_all()

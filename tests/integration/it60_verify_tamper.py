@@ -18,7 +18,7 @@ def verify(b):
 
 def test(b):
     b.start()
-    lines = harness.scenario_lines(40)
+    lines = harness.valid_scenario_lines(40)
     b.agent("send", stdin="\n".join(lines) + "\n", check_rc=0)
 
     # Verification runs beside a live broker.

@@ -25,7 +25,7 @@ def test(b):
     b.start()
     kpi_csv = os.path.join(harness.SOURCE, "deploy", "demo", "kpi_updates_synthetic.csv")
     b.agent("kpi", kpi_csv, check_rc=0)
-    lines = harness.scenario_lines()
+    lines = harness.valid_scenario_lines()
     # Three separate batches of the scenario, with pauses, so receive times differ.
     chunks = [lines[:70], lines[70:140], lines[140:]]
     for chunk in chunks:

@@ -61,7 +61,7 @@ def test(b):
     b.start()
     kpi_csv = os.path.join(harness.SOURCE, "deploy", "demo", "kpi_updates_synthetic.csv")
     b.agent("kpi", kpi_csv, check_rc=0)
-    b.agent("send", stdin="\n".join(harness.scenario_lines()) + "\n")
+    b.agent("send", stdin="\n".join(harness.valid_scenario_lines()) + "\n")
     log, _ = b.replay_all()
     head = log[-1]["seq"]
 

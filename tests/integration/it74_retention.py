@@ -90,7 +90,7 @@ def by_size(b, base):
 
 
 def test(b):
-    base = json.loads(harness.scenario_lines(1)[0])
+    base = json.loads(harness.valid_scenario_lines(1)[0])
     by_age(b, base)
     by_size(b, base)
 

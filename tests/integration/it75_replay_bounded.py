@@ -66,8 +66,8 @@ MUNIS = ["271004", "281000", "272078", "261009", "304280", "300004", "360007",
 NOTE = "県南部の避難所へ配送。到着時刻は道路状況により前後する見込み。"
 
 
-def sent_at():
-    t = time.gmtime(time.time() + 9 * 3600)
+def sent_at(ahead_s=0):
+    t = time.gmtime(time.time() + 9 * 3600 + ahead_s)
     return time.strftime("%Y-%m-%dT%H:%M:%S+09:00", t)
 
 
@@ -76,14 +76,20 @@ def event_id(tag, i):
 
 
 def make_event(tag, i, when):
-    """Event i (1-based) of a stream: a KPI update, or one offer's way
-    through offer, accept and dispatch (PROTOCOL.md 4.2, 4.3)."""
+    """Event i (1-based) of a stream: a KPI update, or a step of one support
+    request's lifecycle: request, offer, accept (PROTOCOL.md 4.2, 4.3). The
+    ids carry the stream's tag, so every stream is accepted by the broker.
+    `when`: (sent_at, a request's deadline)."""
+    now, deadline = when
     muni = MUNIS[i % len(MUNIS)]
-    env = {"event_id": event_id(tag, i), "municipality": muni, "sent_at": when}
-    offer = f"OFR-{muni}-{i // 4}"
+    env = {"event_id": event_id(tag, i), "sent_at": now}
+    j = i // 4
+    requester, offerer = MUNIS[(j + 1) % len(MUNIS)], MUNIS[j % len(MUNIS)]
+    request, offer = f"REQ-{tag}-{j}", f"OFR-{tag}-{j}"
     kind = i % 4
     if kind == 0:
-        return {"type": "kpi.update", **env, "kpi_id": f"KPI-{muni}-{i % 40 + 1:03d}",
+        return {"type": "kpi.update", **env, "municipality": muni,
+                "kpi_id": f"KPI-{muni}-{i % 40 + 1:03d}",
                 "policy_area": "u.A.c", "name": "圏域内の創業者数（年間）", "unit": "人",
                 "aggregation": "annual", "fiscal_year": 2024,
                 "baseline": {"value": 772, "fy": 2016, "label": "H28"},
@@ -91,20 +97,21 @@ def make_event(tag, i, when):
                 "current": {"value": 780 + i % 300, "fy": 2024, "as_of": "2025-03"},
                 "region": "熊本連携中枢都市圏", "project": "創業支援事業"}
     if kind == 1:
-        return {"type": "aid.offer", **env, "request_id": "REQ-304280-001", "offer_id": offer,
-                "resource": "water.drinking", "quantity": 2000 + i % 50 * 100, "unit": "L",
+        return {"type": "aid.request", **env, "municipality": requester, "request_id": request,
+                "version": 1, "resource": "water.drinking", "quantity": 2000 + i % 50 * 100,
+                "unit": "L", "urgency": "high", "deadline": deadline,
+                "location": {"lat": 33.4758, "lon": 135.7837, "place": "町立体育館"},
                 "note": NOTE}
     if kind == 2:
-        return {"type": "aid.accept", **env, "municipality": "304280",
-                "request_id": "REQ-304280-001", "offer_id": offer, "quantity": 2000,
+        return {"type": "aid.offer", **env, "municipality": offerer, "request_id": request,
+                "offer_id": offer, "resource": "water.drinking", "quantity": 2000, "unit": "L",
                 "note": NOTE}
-    return {"type": "aid.dispatch", **env, "request_id": "REQ-304280-001", "offer_id": offer,
-            "dispatch_id": f"DSP-{muni}-{i // 4}", "quantity": 2000, "transport": "road",
-            "note": NOTE}
+    return {"type": "aid.accept", **env, "municipality": requester, "request_id": request,
+            "offer_id": offer, "quantity": 2000, "note": NOTE}
 
 
 def stream(tag, n):
-    when = sent_at()
+    when = (sent_at(), sent_at(6 * 3600))  # sent_at, and a request's deadline
     return (msgpack.packb(make_event(tag, i, when)) for i in range(1, n + 1))
 
 

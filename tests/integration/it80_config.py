@@ -82,7 +82,7 @@ log_level = debug
         assert want in ready, (want, ready)
     assert f'msg=config_loaded file="{b.conf}"' in b.log(), b.log()
     sub = b.subscriber("--count", "1")
-    line = harness.scenario_lines(1)[0]
+    line = harness.valid_scenario_lines(1)[0]
     _, results, _ = b.agent("event", line, check_rc=0)
     assert results[0]["ok"] and results[0]["seq"] == 1, results
     assert results[0]["event_id"] == json.loads(line)["event_id"], results
