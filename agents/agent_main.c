@@ -4,27 +4,39 @@
 #include "rk_event.h"
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
+#include "rk_outbox.h"
 #include "rk_pub.h"
 #include "rk_time.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_BROKER "tcp://127.0.0.1:7701"
 #define DEFAULT_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 10000
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_OUTBOX = 4 };
 
 /* A publish waiting for its outcome: what to report about it. */
 struct inflight {
     uint64_t corr;
-    long line;
+    long line;                     /* 0: an event of an earlier run (outbox) */
+    uint64_t number;               /* its outbox number; 0 without an outbox */
     char event_id[RK_ID_MAX + 1];
+};
+
+/* Events read but not yet in the outbox: added together, one fsync. */
+struct staged {
+    msgpack_sbuffer bytes[1];      /* the events back to back */
+    size_t *lens;
+    long *lines;
+    size_t n;
 };
 
 struct agent {
@@ -36,6 +48,17 @@ struct agent {
     struct inflight *slots;   /* `window` entries; corr 0 = free */
     unsigned long ok, refused;
     int unreachable;
+    /* store and forward (--outbox DIR) */
+    const char *outbox_dir;
+    struct rk_outbox *outbox;
+    int persist;                   /* run: retry forever instead of giving up */
+    struct staged stage;
+    uint64_t sent_upto;            /* highest outbox number sent on this connection */
+    uint64_t run_first;            /* the first number this run added; 0 = none yet */
+    long *run_lines;               /* line of number run_first + i */
+    size_t run_count;
+    int send_blocked;              /* the last pump left pending events unsent */
+    int64_t progress_ns;           /* last answer or new connection */
 };
 
 static void usage(FILE *out)
@@ -52,10 +75,21 @@ static void usage(FILE *out)
         "  send [FILE]        events as JSON lines, one event object per line\n"
         "                     (default: standard input)\n"
         "  event JSON...      the events given as JSON objects on the command line\n"
+        "  run                (with --outbox) a daemon: JSON lines from standard input\n"
+        "                     for as long as it is open; waits out a broker that is\n"
+        "                     down, for ever; exits 0 when stdin closed and all is sent\n"
+        "  flush              (with --outbox) send what waits in the outbox\n"
+        "  status             (with --outbox) what waits, and the last acknowledgement\n"
         "\n"
         "Options:\n"
         "  -b, --broker ENDPOINT  broker ingest endpoint [%s]\n"
         "                         (--ingest is the same option, as renkei-broker names it)\n"
+        "  -o, --outbox DIR       store and forward: every event is written (fsync) to\n"
+        "                         an outbox in DIR before it is sent, and leaves it when\n"
+        "                         the broker has answered. Events the broker did not\n"
+        "                         answer wait there, across restarts of either side,\n"
+        "                         and go out first, in order, next time; numbered under\n"
+        "                         the outbox's producer id, so none is stored twice\n"
         "  -j, --json             report one JSON object per event instead of text\n"
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
@@ -65,7 +99,8 @@ static void usage(FILE *out)
         "Every event is checked here before it is sent; a bad row or line is reported\n"
         "with its line number and the others are still sent.\n"
         "Exit status: 0 all stored, 1 some refused or invalid, 2 usage error,\n"
-        "3 the broker did not answer.\n"
+        "3 the broker did not answer (with --outbox: the events wait there),\n"
+        "4 the outbox cannot be opened or written.\n"
         "\n"
         "Example:\n"
         "  renkei-agent event '{\"type\":\"aid.cancel\",\"event_id\":\"304018-0009\",\n"
@@ -81,9 +116,16 @@ static void report_ok(struct agent *a, const struct inflight *f, const struct rk
     char when[RK_TIME_TEXT_MAX];
     rk_time_format(r->recv_ns, when);
     a->ok++;
-    if (a->json)
+    if (a->json && f->number)
+        printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
+               "\"outbox_number\":%llu}\n", f->line, f->event_id, (unsigned long long)r->seq, when,
+               (unsigned long long)f->number);
+    else if (a->json)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\"}\n",
                f->line, f->event_id, (unsigned long long)r->seq, when);
+    else if (f->line == 0) /* an event an earlier run left in the outbox */
+        printf("stored   outbox #%-6llu seq %-8llu %s\n", (unsigned long long)f->number,
+               (unsigned long long)r->seq, f->event_id);
     else
         printf("stored   line %-4ld seq %-8llu %s\n", f->line, (unsigned long long)r->seq, f->event_id);
 }
@@ -143,6 +185,8 @@ static int collect_one(struct agent *a)
     }
 }
 
+static void outbox_submit(struct agent *a, long line, const void *event, size_t len);
+
 /* Validates locally, then sends; reports invalid events without sending. */
 static void submit(struct agent *a, long line, const void *event, size_t len)
 {
@@ -150,10 +194,15 @@ static void submit(struct agent *a, long line, const void *event, size_t len)
     struct rk_verror err;
     uint64_t corr;
 
-    if (a->unreachable)
+    if (a->unreachable && !a->outbox)
         return;
     if (rk_event_validate(event, len, rk_time_now(), &info, &err) != RK_V_OK) {
         report_refused(a, line, NULL, rk_verr_name(err.code), err.message);
+        return;
+    }
+    if (a->outbox) {
+        /* Kept even when the broker is unreachable: it goes out later. */
+        outbox_submit(a, line, event, len);
         return;
     }
     while (rk_pub_in_flight(a->pub) >= (size_t)a->window)
@@ -173,6 +222,231 @@ static void drain_all(struct agent *a)
 {
     while (!a->unreachable && rk_pub_in_flight(a->pub) > 0)
         collect_one(a);
+}
+
+
+/* ---- store and forward: every event goes through the outbox */
+
+static void outbox_failed(struct agent *a, const char *what, int rc)
+{
+    fprintf(stderr, "renkei-agent: outbox %s: %s: %s\n", a->outbox_dir, what,
+            rk_outbox_strerror(rc));
+    exit(EXIT_OUTBOX);
+}
+
+static void stage(struct agent *a, long line, const void *event, size_t len)
+{
+    struct staged *st = &a->stage;
+    size_t i = st->n++;
+    st->lens = realloc(st->lens, st->n * sizeof *st->lens);
+    st->lines = realloc(st->lines, st->n * sizeof *st->lines);
+    if (!st->lens || !st->lines)
+        abort();
+    st->lens[i] = len;
+    st->lines[i] = line;
+    msgpack_sbuffer_write(st->bytes, event, len);
+}
+
+/* Makes the staged events durable in the outbox, in one transaction. */
+static void stage_flush(struct agent *a)
+{
+    struct staged *st = &a->stage;
+    const void **events;
+    const char *p = st->bytes->data;
+    uint64_t first;
+    int rc;
+
+    if (!st->n)
+        return;
+    events = malloc(st->n * sizeof *events);
+    if (!events)
+        abort();
+    for (size_t i = 0; i < st->n; p += st->lens[i], i++)
+        events[i] = p;
+    rc = rk_outbox_add(a->outbox, events, st->lens, st->n, &first);
+    free(events);
+    if (rc)
+        outbox_failed(a, "cannot store events", rc);
+    if (!a->run_first)
+        a->run_first = first;
+    a->run_lines = realloc(a->run_lines, (first - a->run_first + st->n) * sizeof *a->run_lines);
+    if (!a->run_lines)
+        abort();
+    memcpy(a->run_lines + (first - a->run_first), st->lines, st->n * sizeof *st->lines);
+    a->run_count = first - a->run_first + st->n;
+    st->n = 0;
+    msgpack_sbuffer_clear(st->bytes);
+}
+
+/* The input line an outbox number came from in this run; 0 for earlier runs. */
+static long line_of(const struct agent *a, uint64_t number)
+{
+    if (!a->run_first || number < a->run_first || number - a->run_first >= a->run_count)
+        return 0;
+    return a->run_lines[number - a->run_first];
+}
+
+/* Sends pending events in number order while the window has room.
+ * Returns how many were sent. */
+static int outbox_pump(struct agent *a)
+{
+    static unsigned char buf[RK_EVENT_MAX_BYTES];
+    struct rk_event_info info;
+    uint64_t number, corr;
+    size_t len;
+    int sent = 0, rc;
+
+    a->send_blocked = 0;
+    while (rk_pub_in_flight(a->pub) < (size_t)a->window) {
+        rc = rk_outbox_next(a->outbox, a->sent_upto, &number, buf, sizeof buf, &len);
+        if (rc == ENOENT)
+            break;
+        if (rc)
+            outbox_failed(a, "cannot read", rc);
+        if (rk_pub_send_numbered(a->pub, rk_outbox_producer(a->outbox), number, buf, len,
+                                 &corr) != 0) {
+            a->send_blocked = 1; /* not connected, or the local queue is full */
+            break;
+        }
+        struct inflight *f = slot_for(a, 0);
+        f->corr = corr;
+        f->number = number;
+        f->line = line_of(a, number);
+        if (rk_event_validate(buf, len, 0, &info, NULL) != RK_V_OK)
+            info.event_id[0] = '\0';
+        snprintf(f->event_id, sizeof f->event_id, "%s", info.event_id);
+        a->sent_upto = number;
+        sent++;
+    }
+    return sent;
+}
+
+/* Forgets what is in flight and connects again, so the oldest pending
+ * event is sent first; the broker answers what it stored already with the
+ * original acknowledgement. */
+static void outbox_reconnect(struct agent *a)
+{
+    rk_pub_destroy(&a->pub);
+    if (rk_pub_new_single(a->broker, &a->pub) != 0) {
+        fprintf(stderr, "renkei-agent: --broker %s: %s\n", a->broker, strerror(errno));
+        exit(EXIT_USAGE);
+    }
+    for (int i = 0; i < a->window; i++)
+        a->slots[i].corr = 0;
+    a->sent_upto = 0;
+    a->progress_ns = rk_time_now();
+}
+
+/* One answer, through the outbox. Returns 0, 1 when the broker asked to
+ * retry later (E_STORAGE), -1 on silence. */
+static int outbox_collect_one(struct agent *a, int timeout_ms)
+{
+    struct rk_pub_result r;
+    int rc;
+    for (;;) {
+        if (rk_pub_recv(a->pub, timeout_ms, &r) != 0) {
+            if (errno == EPROTO)
+                continue;
+            return -1;
+        }
+        struct inflight *f = slot_for(a, r.corr);
+        if (!f)
+            continue;
+        f->corr = 0;
+        if (!r.ok && strcmp(r.code, "E_STORAGE") == 0)
+            return 1; /* not stored; stays in the outbox */
+        if ((rc = rk_outbox_answer(a->outbox, f->number, r.ok, r.seq, r.recv_ns)))
+            outbox_failed(a, "cannot record an answer", rc);
+        if (r.ok)
+            report_ok(a, f, &r);
+        else
+            report_refused(a, f->line, f->event_id, r.code, r.message);
+        return 0;
+    }
+}
+
+static uint64_t outbox_pending(struct agent *a)
+{
+    struct rk_outbox_status st;
+    int rc = rk_outbox_status(a->outbox, &st);
+    if (rc)
+        outbox_failed(a, "cannot read", rc);
+    return st.pending;
+}
+
+static void say_waiting(struct agent *a, const char *why)
+{
+    fprintf(stderr, "renkei-agent: %s; %llu events wait in the outbox %s and go out, in "
+            "order, the next time renkei-agent runs with it (e.g. renkei-agent --outbox %s "
+            "flush)\n", why, (unsigned long long)outbox_pending(a), a->outbox_dir,
+            a->outbox_dir);
+}
+
+static int silent_ms(const struct agent *a)
+{
+    int64_t ms = (rk_time_now() - a->progress_ns) / 1000000;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/* Waits up to wait_ms for one answer, or, when nothing is in flight but
+ * events could not be sent (no connection yet), for the connection.
+ * Returns 0 after an answer, 1 for E_STORAGE, -1 when nothing came. */
+static int outbox_wait(struct agent *a, int wait_ms)
+{
+    if (rk_pub_in_flight(a->pub) > 0)
+        return outbox_collect_one(a, wait_ms);
+    for (int waited = 0; waited < wait_ms; waited += 5) {
+        usleep(5000);
+        if (outbox_pump(a) > 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Sends everything pending and collects the answers, waiting up to wait_ms
+ * at a time. A broker silent for --timeout (or answering E_STORAGE) is
+ * waited out for ever with `persist` (the run command), with a new
+ * connection each time; otherwise the run ends, the events safe in the
+ * outbox. */
+static void outbox_drain(struct agent *a, int wait_ms)
+{
+    int backoff_ms = 200;
+    for (;;) {
+        outbox_pump(a);
+        if (rk_pub_in_flight(a->pub) == 0 && !a->send_blocked)
+            return; /* all answered */
+        int rc = outbox_wait(a, wait_ms);
+        if (rc == 0) {
+            a->progress_ns = rk_time_now();
+            backoff_ms = 200;
+            continue;
+        }
+        if (rc < 0 && silent_ms(a) < a->timeout_ms) {
+            if (wait_ms < a->timeout_ms)
+                return; /* the caller has other work; try again later */
+            continue;
+        }
+        if (!a->persist) {
+            say_waiting(a, rc < 0 ? "no answer from the broker" : "the broker cannot store now");
+            a->unreachable = 1;
+            return;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+        outbox_reconnect(a);
+    }
+}
+
+/* Stages one valid event; a full window goes to the outbox (one fsync)
+ * and out to the broker, so reading and sending overlap. */
+static void outbox_submit(struct agent *a, long line, const void *event, size_t len)
+{
+    stage(a, line, event, len);
+    if (a->stage.n < (size_t)a->window)
+        return;
+    stage_flush(a);
+    if (!a->unreachable)
+        outbox_drain(a, 0);
 }
 
 /* ---- sources */
@@ -254,15 +528,16 @@ static int parse_options(int argc, char **argv, struct agent *a)
 {
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'}, {"ingest", required_argument, NULL, 'b'},
-        {"json", no_argument, NULL, 'j'},
+        {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "b:jw:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:jo:w:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': a->broker = optarg; break;
+        case 'o': a->outbox_dir = optarg; break;
         case 'j': a->json = 1; break;
         case 'w':
             a->window = (int)strtol(optarg, &end, 10);
@@ -283,15 +558,96 @@ static int parse_options(int argc, char **argv, struct agent *a)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send or event); try --help\n");
+        fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush or status); "
+                "try --help\n");
         return EXIT_USAGE;
     }
     return -1;
 }
 
+/* run: JSON lines from standard input for as long as it is open. Each
+ * line is in the outbox as soon as no more input is ready (or a window is
+ * full), and goes out while the next is read. */
+static int run_stream(struct agent *a)
+{
+    struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long line = 0;
+
+    for (;;) {
+        while (poll(&in, 1, 0) == 0) {
+            stage_flush(a);
+            outbox_drain(a, 100);
+        }
+        if ((n = getline(&buf, &cap, stdin)) < 0)
+            break;
+        line++;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            buf[--n] = '\0';
+        if (n)
+            submit_json_text(a, line, buf);
+        fflush(stdout);
+    }
+    free(buf);
+    return 0;
+}
+
+static int print_status(struct agent *a)
+{
+    struct rk_outbox_status st;
+    char when[RK_TIME_TEXT_MAX] = "";
+    int rc = rk_outbox_status(a->outbox, &st);
+    if (rc)
+        outbox_failed(a, "cannot read", rc);
+    if (st.last_ack_number)
+        rk_time_format(st.last_ack_recv_ns, when);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "outbox", a->outbox_dir,
+                          "producer", st.producer, "pending", (json_int_t)st.pending,
+                          "first_pending", (json_int_t)st.first_pending,
+                          "last_number", (json_int_t)st.last_number,
+                          "acked", (json_int_t)st.acked, "refused", (json_int_t)st.refused);
+    if (st.last_ack_number)
+        json_object_set_new(o, "last_acked", json_pack("{s:I,s:I,s:s}", "number",
+                            (json_int_t)st.last_ack_number, "seq", (json_int_t)st.last_ack_seq,
+                            "recv_time", when));
+    else
+        json_object_set_new(o, "last_acked", json_null());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (a->json)
+        printf("%s\n", text);
+    else if (st.last_ack_number)
+        printf("outbox %s (producer %s): %llu pending, %llu acknowledged, %llu refused; "
+               "last acknowledged: number %llu, stored as seq %llu at %s\n", a->outbox_dir,
+               st.producer, (unsigned long long)st.pending, (unsigned long long)st.acked,
+               (unsigned long long)st.refused, (unsigned long long)st.last_ack_number,
+               (unsigned long long)st.last_ack_seq, when);
+    else
+        printf("outbox %s (producer %s): %llu pending, nothing acknowledged yet\n",
+               a->outbox_dir, st.producer, (unsigned long long)st.pending);
+    free(text);
+    json_decref(o);
+    return 0;
+}
+
 static int dispatch(struct agent *a, int argc, char **argv)
 {
     const char *cmd = argv[optind];
+    int needs_outbox = strcmp(cmd, "run") == 0 || strcmp(cmd, "flush") == 0 ||
+                       strcmp(cmd, "status") == 0;
+    if (needs_outbox && !a->outbox) {
+        fprintf(stderr, "renkei-agent: %s needs --outbox DIR\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "status") == 0)
+        return print_status(a);
+    if (strcmp(cmd, "flush") == 0)
+        return 0; /* main sends what is pending */
+    if (strcmp(cmd, "run") == 0) {
+        a->persist = 1;
+        return run_stream(a);
+    }
     if (strcmp(cmd, "kpi") == 0) {
         if (optind + 2 != argc) {
             fprintf(stderr, "renkei-agent: kpi takes one FILE.csv ('-' for stdin)\n");
@@ -306,29 +662,54 @@ static int dispatch(struct agent *a, int argc, char **argv)
             submit_json_text(a, i - optind, argv[i]);
         return 0;
     }
-    fprintf(stderr, "renkei-agent: unknown command \"%s\"; expected kpi, send or event\n", cmd);
+    fprintf(stderr, "renkei-agent: unknown command \"%s\"; expected kpi, send, event, run, "
+            "flush or status\n", cmd);
     return EXIT_USAGE;
+}
+
+static void finish(struct agent *a)
+{
+    if (!a->outbox) {
+        drain_all(a);
+        return;
+    }
+    stage_flush(a);
+    if (!a->unreachable)
+        outbox_drain(a, a->timeout_ms);
 }
 
 int main(int argc, char **argv)
 {
     struct agent a = {.broker = DEFAULT_BROKER, .window = DEFAULT_WINDOW,
                       .timeout_ms = DEFAULT_TIMEOUT_MS};
+    char why[512];
     int rc = parse_options(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    if (rk_pub_new(a.broker, &a.pub) != 0) {
+    if (a.outbox_dir && rk_outbox_open(a.outbox_dir, &a.outbox, why, sizeof why) != 0) {
+        fprintf(stderr, "renkei-agent: %s\n", why);
+        return EXIT_OUTBOX;
+    }
+    if ((a.outbox ? rk_pub_new_single(a.broker, &a.pub) : rk_pub_new(a.broker, &a.pub)) != 0) {
         fprintf(stderr, "renkei-agent: --broker %s: %s\n", a.broker, strerror(errno));
         return EXIT_USAGE;
     }
     a.slots = calloc((size_t)a.window, sizeof *a.slots);
     if (!a.slots)
         abort();
+    a.progress_ns = rk_time_now();
     rc = dispatch(&a, argc, argv);
-    drain_all(&a);
-    if (!a.json)
-        fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a.ok, a.refused);
+    if (strcmp(argv[optind], "status") != 0) {
+        finish(&a);
+        if (!a.json)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a.ok, a.refused);
+    }
     rk_pub_destroy(&a.pub);
+    rk_outbox_close(&a.outbox);
+    msgpack_sbuffer_destroy(a.stage.bytes);
+    free(a.stage.lens);
+    free(a.stage.lines);
+    free(a.run_lines);
     free(a.slots);
     if (rc)
         return rc;

@@ -13,10 +13,10 @@ struct rk_pub {
     size_t in_flight;
 };
 
-int rk_pub_new(const char *endpoint, struct rk_pub **out)
+static int pub_new(const char *endpoint, int single, struct rk_pub **out)
 {
     struct rk_pub *p = calloc(1, sizeof *p);
-    int linger = 0, hwm = 100000;
+    int linger = 0, hwm = 100000, never = -1, immediate = 1;
     if (!p)
         abort();
     *out = NULL;
@@ -27,6 +27,10 @@ int rk_pub_new(const char *endpoint, struct rk_pub **out)
     zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(p->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (single) {
+        zmq_setsockopt(p->dealer, ZMQ_RECONNECT_IVL, &never, sizeof never);
+        zmq_setsockopt(p->dealer, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
+    }
     if (zmq_connect(p->dealer, endpoint) != 0)
         goto fail;
     p->next_corr = 1;
@@ -42,6 +46,16 @@ fail:
         errno = e;
     }
     return -1;
+}
+
+int rk_pub_new(const char *endpoint, struct rk_pub **out)
+{
+    return pub_new(endpoint, 0, out);
+}
+
+int rk_pub_new_single(const char *endpoint, struct rk_pub **out)
+{
+    return pub_new(endpoint, 1, out);
 }
 
 void rk_pub_destroy(struct rk_pub **pp)

@@ -32,6 +32,17 @@ struct rk_pub_result {
  * Returns 0, or -1 with errno set (EINVAL for a malformed endpoint). */
 int rk_pub_new(const char *endpoint, struct rk_pub **out);
 
+/* As rk_pub_new, for a sender that keeps order across broken connections
+ * itself (the agent's outbox): the publisher makes one connection and never
+ * reconnects, and queues nothing while it is not connected (rk_pub_send
+ * fails with EAGAIN). What reaches the broker is then always a prefix of
+ * what was sent; after silence the caller makes a new publisher and sends
+ * again from its oldest unanswered event. ZeroMQ's own reconnect would
+ * instead carry queued publishes to a restarted broker while the ones lost
+ * with the old connection are missing, and the broker would store them out
+ * of order. */
+int rk_pub_new_single(const char *endpoint, struct rk_pub **out);
+
 /* Closes the connection; publishes not yet acknowledged are abandoned.
  * Sets *pp to NULL. */
 void rk_pub_destroy(struct rk_pub **pp);
