@@ -69,9 +69,10 @@ static void usage(FILE *out)
         "the sequence number it was stored under or why it was refused.\n"
         "\n"
         "Commands:\n"
-        "  kpi FILE.csv       KPI updates from a CSV in the KPI-samples layout\n"
-        "                     (kpi_id, city_code, policy_area_code, ..., current_fy);\n"
-        "                     '-' reads standard input\n"
+        "  kpi FILE           KPI updates from a CSV in the KPI-samples layout\n"
+        "                     (kpi_id, city_code, policy_area_code, ..., current_fy),\n"
+        "                     or from JSON lines with those names as keys (a file\n"
+        "                     whose first character is '{'); '-' reads standard input\n"
         "  send [FILE]        events as JSON lines, one event object per line\n"
         "                     (default: standard input)\n"
         "  event JSON...      the events given as JSON objects on the command line\n"
@@ -514,7 +515,15 @@ static int run_kpi(struct agent *a, const char *path)
         fprintf(stderr, "renkei-agent: cannot open %s: %s\n", path, strerror(errno));
         return EXIT_USAGE;
     }
-    int rc = rk_kpi_csv_read(in, rk_time_now(), on_kpi_row, a, why, sizeof why);
+    /* JSON lines start with '{'; a CSV file starts with its header. */
+    int c, json;
+    while ((c = getc(in)) == ' ' || c == '\t' || c == '\r' || c == '\n')
+        ;
+    json = c == '{';
+    if (c != EOF)
+        ungetc(c, in);
+    int rc = (json ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(), on_kpi_row, a, why,
+                                                          sizeof why);
     if (in != stdin)
         fclose(in);
     if (rc != 0) {

@@ -3,6 +3,7 @@
 
 #include <csv.h>
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -281,4 +282,77 @@ out:
         free(r.field[i]);
     csv_free(&p);
     return rc;
+}
+
+/* One JSON value as the text a CSV cell would hold; -1 for a type a
+ * cell cannot hold (array, object, true/false). */
+static int cell_text(const json_t *v, char *buf, size_t cap)
+{
+    if (!v || json_is_null(v))
+        buf[0] = '\0';
+    else if (json_is_string(v))
+        snprintf(buf, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, cap, "%.17g", json_real_value(v));
+    else
+        return -1;
+    return 0;
+}
+
+/* A JSON object's members as the columns of one CSV row. */
+static int json_row(struct reader *r, const json_t *row, char *err, size_t errlen)
+{
+    char cell[MAX_FIELD + 1];
+    for (int c = 0; c < C__COUNT; c++) {
+        if (cell_text(json_object_get(row, cols[c].name), cell, sizeof cell) != 0) {
+            snprintf(err, errlen, "%s: must be a string or a number", cols[c].name);
+            return -1;
+        }
+        r->field[c] = strdup(cell);
+        if (!r->field[c])
+            abort();
+        r->field_len[c] = strlen(cell);
+        r->where[c] = c;
+        r->nfields = c + 1;
+    }
+    return 0;
+}
+
+int rk_kpi_jsonl_read(FILE *in, int64_t sent_at_ns, rk_kpi_row_fn fn, void *arg,
+                      char *why, size_t why_len)
+{
+    struct reader r = {.sent_at_ns = sent_at_ns, .fn = fn, .arg = arg};
+    char *line = NULL, err[300];
+    size_t cap = 0;
+    ssize_t n;
+
+    for (r.record = 0; (n = getline(&line, &cap, in)) >= 0; r.record++) {
+        json_error_t jerr;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        json_t *row = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(row))
+            snprintf(err, sizeof err, row ? "row: must be one JSON object"
+                     : "row: not valid JSON at column %d: %s", jerr.column, jerr.text);
+        else if (json_row(&r, row, err, sizeof err) == 0)
+            err[0] = '\0';
+        if (err[0])
+            fn(arg, r.record + 1, NULL, 0, err);
+        else
+            on_row(&r); /* reports line r.record + 1 */
+        for (int i = 0; i < r.nfields; i++)
+            free(r.field[i]);
+        r.nfields = 0;
+        json_decref(row);
+    }
+    free(line);
+    if (ferror(in)) {
+        snprintf(why, why_len, "read error: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * rk_kpi_csv - KPI updates from CSV in the layout of the shared KPI
+ * rk_kpi_csv - KPI updates from CSV (or JSON lines) in the layout of the shared KPI
  * samples (kpi_id, city_code, policy_area_code, kpi_name, unit,
  * aggregation, baseline_value, baseline_fy, target_value, target_fy,
  * current_value, current_fy, ... ; columns found by header name, extra
@@ -27,5 +27,13 @@ typedef void (*rk_kpi_row_fn)(void *arg, long line, const void *event, size_t le
  * be read (I/O error, malformed CSV, a required column missing). */
 int rk_kpi_csv_read(FILE *in, int64_t sent_at_ns, rk_kpi_row_fn fn, void *arg,
                     char *why, size_t why_len);
+
+/* The same from JSON lines (parsed by jansson): one object per line whose
+ * members are named as the CSV columns, values strings or numbers (null or
+ * absent = an empty cell); other members are ignored. Blank lines are
+ * skipped; a line that is not a JSON object is reported to `fn` with its
+ * line number, and reading goes on. Returns 0, or -1 on a read error. */
+int rk_kpi_jsonl_read(FILE *in, int64_t sent_at_ns, rk_kpi_row_fn fn, void *arg,
+                      char *why, size_t why_len);
 
 #endif

@@ -139,8 +139,41 @@ static void test_empty_required_field(void)
     RK_CHECK(strstr(s.last_error, "kpi_name") != NULL);
 }
 
+/* JSON lines: the same columns as keys, numbers as numbers or text; a bad
+ * line is reported with its number and the rest still come. */
+static void test_json_lines(void)
+{
+    static const char text[] =
+        "{\"kpi_id\":\"KPI-282014-101\",\"city_code\":\"282014\",\"policy_area_code\":\"u.B.e\","
+        "\"kpi_name\":\"平均\",\"unit\":\"分\",\"aggregation\":\"annual_average\","
+        "\"baseline_value\":39.8,\"baseline_fy\":2019,\"target_value\":\"30\",\"target_fy\":2025,"
+        "\"current_value\":35.5,\"current_fy\":2023,\"extra\":[1]}\n"
+        "\n"
+        "not json\n"
+        "{\"kpi_id\":\"KPI-282014-102\",\"city_code\":\"282014\",\"policy_area_code\":\"u.B.e\","
+        "\"kpi_name\":true}\n"
+        "{\"kpi_id\":\"KPI-282014-103\",\"city_code\":\"282014\",\"policy_area_code\":\"u.B.e\","
+        "\"kpi_name\":\"x\",\"unit\":\"分\",\"aggregation\":\"annual\",\"baseline_value\":1,"
+        "\"baseline_fy\":2019,\"target_value\":2,\"target_fy\":2025,\"current_value\":3}\n";
+    char why[256];
+    struct seen s = {0};
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    RK_CHECK(rk_kpi_jsonl_read(f, 1771291326000000000LL, on_row, &s, why, sizeof why) == 0);
+    fclose(f);
+    RK_CHECK(s.rows == 4 && s.invalid == 0);
+    RK_CHECK(s.errors == 3);
+    RK_CHECK(s.last_error_line == 5);
+    RK_CHECK(strstr(s.last_error, "current_fy") != NULL);
+    RK_CHECK_STR(s.last_kpi, "KPI-282014-101");
+    json_t *cur = json_object_get(s.last_event, "current");
+    RK_CHECK(json_real_value(json_object_get(cur, "value")) == 35.5);
+    RK_CHECK(json_integer_value(json_object_get(json_object_get(s.last_event, "target"), "value")) == 30);
+    json_decref(s.last_event);
+}
+
 int main(void)
 {
+    RK_RUN(test_json_lines);
     RK_RUN(test_shared_samples_all_valid);
     RK_RUN(test_synthetic_updates_all_valid);
     RK_RUN(test_decimal_and_cumulative_values);
