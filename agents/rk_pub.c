@@ -6,11 +6,19 @@
 #include <string.h>
 #include <zmq.h>
 
+struct pending_cb {
+    uint64_t corr;
+    rk_pub_done_fn done;
+    void *arg;
+};
+
 struct rk_pub {
     void *zctx;
     void *dealer;
     uint64_t next_corr;
     size_t in_flight;
+    struct pending_cb *cbs;   /* publishes sent with rk_pub_send_cb, oldest first */
+    size_t ncbs, cbs_cap;
 };
 
 static int pub_new(const char *endpoint, int single, struct rk_pub **out)
@@ -65,6 +73,7 @@ void rk_pub_destroy(struct rk_pub **pp)
         return;
     zmq_close(p->dealer);
     zmq_ctx_term(p->zctx);
+    free(p->cbs);
     free(p);
     *pp = NULL;
 }
@@ -169,5 +178,62 @@ int rk_pub_publish(struct rk_pub *p, const void *event, size_t len, int timeout_
         }
         if (res->corr == corr)
             return 0;
+    }
+}
+
+int rk_pub_send_cb(struct rk_pub *p, const void *event, size_t len, rk_pub_done_fn done,
+                   void *arg)
+{
+    uint64_t corr;
+    if (!done) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (rk_pub_send(p, event, len, &corr) != 0)
+        return -1;
+    if (p->ncbs == p->cbs_cap) {
+        size_t cap = p->cbs_cap ? 2 * p->cbs_cap : 64;
+        struct pending_cb *n = realloc(p->cbs, cap * sizeof *n);
+        if (!n)
+            abort();
+        p->cbs = n;
+        p->cbs_cap = cap;
+    }
+    p->cbs[p->ncbs++] = (struct pending_cb){corr, done, arg};
+    return 0;
+}
+
+/* Takes the callback of `corr` off the list; outcomes mostly come in
+ * sending order, so the search usually stops at the first entry. */
+static int take_cb(struct rk_pub *p, uint64_t corr, struct pending_cb *out)
+{
+    for (size_t i = 0; i < p->ncbs; i++) {
+        if (p->cbs[i].corr != corr)
+            continue;
+        *out = p->cbs[i];
+        memmove(&p->cbs[i], &p->cbs[i + 1], (p->ncbs - i - 1) * sizeof *p->cbs);
+        p->ncbs--;
+        return 0;
+    }
+    return -1;
+}
+
+int rk_pub_dispatch(struct rk_pub *p, int timeout_ms)
+{
+    struct rk_pub_result res;
+    struct pending_cb cb;
+    int ran = 0;
+    for (;;) {
+        if (rk_pub_recv(p, ran ? 0 : timeout_ms, &res) != 0) {
+            if (errno == EPROTO)
+                continue;
+            if (ran)
+                return ran;
+            return -1;
+        }
+        if (take_cb(p, res.corr, &cb) == 0) {
+            cb.done(cb.arg, &res);
+            ran++;
+        }
     }
 }

@@ -8,6 +8,10 @@
  * event is in the broker's log: the broker acks only after its commit.
  *
  * Not thread-safe: use one rk_pub per thread.
+ *
+ * Errors: functions returning int give 0 (or a count) on success and -1
+ * with errno set on failure; each function says which errno values mean
+ * what. Nothing here exits or prints.
  */
 #ifndef RK_PUB_H
 #define RK_PUB_H
@@ -69,6 +73,23 @@ int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res);
 
 /* Number of publishes sent whose outcome has not been received. */
 size_t rk_pub_in_flight(const struct rk_pub *p);
+
+/* Completion callbacks. rk_pub_send_cb queues a publish like rk_pub_send
+ * and remembers `done`/`arg`; rk_pub_dispatch waits up to `timeout_ms` for
+ * outcomes and calls, for each, the callback of its publish (from the
+ * calling thread, inside rk_pub_dispatch; `res` is valid during the call).
+ * It returns how many callbacks ran (>= 1), or -1 with errno ETIMEDOUT when
+ * none came in time. A callback may send more publishes. Use either these
+ * or rk_pub_send/rk_pub_recv on one publisher, not both: an outcome of a
+ * publish without a callback is dropped by rk_pub_dispatch. Publishes still
+ * waiting at rk_pub_destroy never get their callback. Bookkeeping is a
+ * list scanned per outcome: cheap for the windows of a few hundred that
+ * agents use. */
+typedef void (*rk_pub_done_fn)(void *arg, const struct rk_pub_result *res);
+
+int rk_pub_send_cb(struct rk_pub *p, const void *event, size_t len, rk_pub_done_fn done,
+                   void *arg);
+int rk_pub_dispatch(struct rk_pub *p, int timeout_ms);
 
 /* Blocking helper: send one event and wait for its own outcome, up to
  * `timeout_ms`. Outcomes of other publishes that arrive meanwhile are
