@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <dirent.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,8 @@
 #define DEFAULT_BROKER "tcp://127.0.0.1:7701"
 #define DEFAULT_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 10000
+
+static volatile sig_atomic_t stop_requested; /* SIGTERM or SIGINT in run --spool */
 
 enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_OUTBOX = 4 };
 
@@ -58,6 +63,8 @@ struct agent {
     long *run_lines;               /* line of number run_first + i */
     size_t run_count;
     int send_blocked;              /* the last pump left pending events unsent */
+    const char *spool_dir;         /* run --spool DIR */
+    const char *spool_file;        /* the spool file being read, for reports */
     int64_t progress_ns;           /* last answer or new connection */
 };
 
@@ -78,7 +85,11 @@ static void usage(FILE *out)
         "  event JSON...      the events given as JSON objects on the command line\n"
         "  run                (with --outbox) a daemon: JSON lines from standard input\n"
         "                     for as long as it is open; waits out a broker that is\n"
-        "                     down, for ever; exits 0 when stdin closed and all is sent\n"
+        "                     down, for ever; exits 0 when stdin closed and all is sent.\n"
+        "                     With --spool DIR: takes *.jsonl files from DIR instead (in\n"
+        "                     name order; each file is in the outbox, whole, before it\n"
+        "                     is removed) until SIGTERM; write a file under another\n"
+        "                     name and rename it in when it is complete\n"
         "  flush              (with --outbox) send what waits in the outbox\n"
         "  status             (with --outbox) what waits, and the last acknowledgement\n"
         "\n"
@@ -91,6 +102,7 @@ static void usage(FILE *out)
         "                         answer wait there, across restarts of either side,\n"
         "                         and go out first, in order, next time; numbered under\n"
         "                         the outbox's producer id, so none is stored twice\n"
+        "  -s, --spool DIR        with run: the directory to take event files from\n"
         "  -j, --json             report one JSON object per event instead of text\n"
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
@@ -138,14 +150,17 @@ static void report_refused(struct agent *a, long line, const char *event_id, con
     if (a->json) {
         json_t *o = json_pack("{s:I,s:s,s:b,s:s,s:s}", "line", (json_int_t)line, "event_id",
                               event_id ? event_id : "", "ok", 0, "code", code, "error", message);
+        if (o && a->spool_file)
+            json_object_set_new(o, "file", json_string(a->spool_file));
         char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         if (s)
             printf("%s\n", s);
         free(s);
         json_decref(o);
     } else {
-        printf("REFUSED  line %-4ld %s %s: %s\n", line, event_id && *event_id ? event_id : "-",
-               code, message);
+        printf("REFUSED  %s%sline %-4ld %s %s: %s\n", a->spool_file ? a->spool_file : "",
+               a->spool_file ? " " : "", line, event_id && *event_id ? event_id : "-", code,
+               message);
     }
 }
 
@@ -249,7 +264,14 @@ static void stage(struct agent *a, long line, const void *event, size_t len)
 }
 
 /* Makes the staged events durable in the outbox, in one transaction. */
+static void stage_flush_tagged(struct agent *a, const char *tag);
+
 static void stage_flush(struct agent *a)
+{
+    stage_flush_tagged(a, NULL);
+}
+
+static void stage_flush_tagged(struct agent *a, const char *tag)
 {
     struct staged *st = &a->stage;
     const void **events;
@@ -257,17 +279,19 @@ static void stage_flush(struct agent *a)
     uint64_t first;
     int rc;
 
-    if (!st->n)
+    if (!st->n && !tag)
         return;
-    events = malloc(st->n * sizeof *events);
+    events = malloc((st->n ? st->n : 1) * sizeof *events);
     if (!events)
         abort();
     for (size_t i = 0; i < st->n; p += st->lens[i], i++)
         events[i] = p;
-    rc = rk_outbox_add(a->outbox, events, st->lens, st->n, &first);
+    rc = rk_outbox_add_tagged(a->outbox, events, st->lens, st->n, tag, &first);
     free(events);
     if (rc)
         outbox_failed(a, "cannot store events", rc);
+    if (!st->n)
+        goto out; /* only the tag */
     if (!a->run_first)
         a->run_first = first;
     a->run_lines = realloc(a->run_lines, (first - a->run_first + st->n) * sizeof *a->run_lines);
@@ -275,6 +299,7 @@ static void stage_flush(struct agent *a)
         abort();
     memcpy(a->run_lines + (first - a->run_first), st->lines, st->n * sizeof *st->lines);
     a->run_count = first - a->run_first + st->n;
+out:
     st->n = 0;
     msgpack_sbuffer_clear(st->bytes);
 }
@@ -427,7 +452,9 @@ static void outbox_drain(struct agent *a, int wait_ms)
                 return; /* the caller has other work; try again later */
             continue;
         }
-        if (!a->persist) {
+        if (!a->persist || stop_requested) {
+            if (stop_requested)
+                return;
             say_waiting(a, rc < 0 ? "no answer from the broker" : "the broker cannot store now");
             a->unreachable = 1;
             return;
@@ -443,8 +470,8 @@ static void outbox_drain(struct agent *a, int wait_ms)
 static void outbox_submit(struct agent *a, long line, const void *event, size_t len)
 {
     stage(a, line, event, len);
-    if (a->stage.n < (size_t)a->window)
-        return;
+    if (a->stage.n < (size_t)a->window || a->spool_file)
+        return; /* a spool file goes in whole, in one transaction */
     stage_flush(a);
     if (!a->unreachable)
         outbox_drain(a, 0);
@@ -538,15 +565,17 @@ static int parse_options(int argc, char **argv, struct agent *a)
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'}, {"ingest", required_argument, NULL, 'b'},
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
+        {"spool", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "b:jo:w:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
+        case 's': a->spool_dir = optarg; break;
         case 'j': a->json = 1; break;
         case 'w':
             a->window = (int)strtol(optarg, &end, 10);
@@ -572,6 +601,105 @@ static int parse_options(int argc, char **argv, struct agent *a)
         return EXIT_USAGE;
     }
     return -1;
+}
+
+/* ---- the spool directory (run --spool DIR) */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Finished files only: *.jsonl, not hidden. Writers create a file under
+ * another name (or elsewhere on the same file system) and rename it in. */
+static int is_spool_file(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return d->d_name[0] != '.' && n > 6 && strcmp(d->d_name + n - 6, ".jsonl") == 0;
+}
+
+/* One spool file into the outbox: every valid line in one transaction
+ * that also records the file's name, then the file is removed. A crash
+ * between the two leaves the name recorded, and the file is then removed
+ * without being read again: no event is added twice. */
+static void spool_take(struct agent *a, const char *name)
+{
+    char path[4096], *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long line = 0;
+    FILE *in;
+
+    snprintf(path, sizeof path, "%s/%s", a->spool_dir, name);
+    int has = rk_outbox_has_tag(a->outbox, name);
+    if (has < 0)
+        outbox_failed(a, "cannot read", -has);
+    if (has == 0) {
+        if (!(in = fopen(path, "r"))) {
+            fprintf(stderr, "renkei-agent: spool %s: %s\n", path, strerror(errno));
+            return;
+        }
+        a->spool_file = name;
+        while ((n = getline(&buf, &cap, in)) >= 0) {
+            line++;
+            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                buf[--n] = '\0';
+            if (n)
+                submit_json_text(a, line, buf);
+        }
+        free(buf);
+        fclose(in);
+        stage_flush_tagged(a, name);
+        a->spool_file = NULL;
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "renkei-agent: spool %s: cannot remove: %s\n", path, strerror(errno));
+    int rc = rk_outbox_drop_tag(a->outbox, name);
+    if (rc)
+        outbox_failed(a, "cannot record", rc);
+    fflush(stdout);
+}
+
+static int spool_scan(struct agent *a)
+{
+    struct dirent **names;
+    int n = scandir(a->spool_dir, &names, is_spool_file, alphasort);
+    if (n < 0) {
+        fprintf(stderr, "renkei-agent: --spool %s: %s\n", a->spool_dir, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!stop_requested)
+            spool_take(a, names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+/* run --spool: takes finished files from the directory, in name order,
+ * until SIGTERM or SIGINT; what is still unanswered then waits in the
+ * outbox for the next start. */
+static int run_spool(struct agent *a)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (mkdir(a->spool_dir, 0770) != 0 && errno != EEXIST) {
+        fprintf(stderr, "renkei-agent: --spool %s: %s\n", a->spool_dir, strerror(errno));
+        return EXIT_USAGE;
+    }
+    fprintf(stderr, "renkei-agent: taking *.jsonl files from %s; outbox %s; broker %s\n",
+            a->spool_dir, a->outbox_dir, a->broker);
+    while (!stop_requested) {
+        if (spool_scan(a) != 0)
+            return EXIT_USAGE;
+        outbox_drain(a, 200);
+    }
+    a->persist = 0; /* at the stop: no more waiting for the broker */
+    return 0;
 }
 
 /* run: JSON lines from standard input for as long as it is open. Each
@@ -655,7 +783,7 @@ static int dispatch(struct agent *a, int argc, char **argv)
         return 0; /* main sends what is pending */
     if (strcmp(cmd, "run") == 0) {
         a->persist = 1;
-        return run_stream(a);
+        return a->spool_dir ? run_spool(a) : run_stream(a);
     }
     if (strcmp(cmd, "kpi") == 0) {
         if (optind + 2 != argc) {

@@ -24,6 +24,7 @@ struct rk_outbox {
     MDB_env *env;
     MDB_dbi events;                /* u64 BE number -> event bytes */
     MDB_dbi meta;
+    MDB_dbi tags;                  /* spool file names whose events are in */
     char producer[RK_OUTBOX_PRODUCER_MAX + 1];
 };
 
@@ -101,6 +102,7 @@ static int open_tables(struct rk_outbox *ob)
         return rc;
     if ((rc = mdb_dbi_open(txn, "events", MDB_CREATE, &ob->events)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &ob->meta)) ||
+        (rc = mdb_dbi_open(txn, "tags", MDB_CREATE, &ob->tags)) ||
         (rc = load_producer(ob, txn))) {
         mdb_txn_abort(txn);
         return rc;
@@ -123,7 +125,7 @@ int rk_outbox_open(const char *dir, struct rk_outbox **out, char *why, size_t wh
     }
     step = "cannot open";
     /* NOSYNC: rk_outbox_add syncs itself; removals need not be durable. */
-    if ((rc = mdb_env_create(&ob->env)) || (rc = mdb_env_set_maxdbs(ob->env, 2)) ||
+    if ((rc = mdb_env_create(&ob->env)) || (rc = mdb_env_set_maxdbs(ob->env, 3)) ||
         (rc = mdb_env_set_mapsize(ob->env, OUTBOX_MAP_SIZE)) ||
         (rc = mdb_env_open(ob->env, dir, MDB_NOSYNC, 0600)))
         goto fail;
@@ -157,6 +159,12 @@ const char *rk_outbox_producer(const struct rk_outbox *ob)
 int rk_outbox_add(struct rk_outbox *ob, const void *const *events, const size_t *lens,
                   size_t n, uint64_t *first)
 {
+    return rk_outbox_add_tagged(ob, events, lens, n, NULL, first);
+}
+
+int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const size_t *lens,
+                         size_t n, const char *tag, uint64_t *first)
+{
     MDB_txn *txn;
     uint64_t next;
     unsigned char key[8];
@@ -176,12 +184,44 @@ int rk_outbox_add(struct rk_outbox *ob, const void *const *events, const size_t 
     }
     if ((rc = meta_put(txn, ob->meta, K_NEXT, &next, 1)))
         goto abort;
+    if (tag) {
+        MDB_val k = {strlen(tag), (void *)tag}, v = {0, ""};
+        if ((rc = mdb_put(txn, ob->tags, &k, &v, 0)))
+            goto abort;
+    }
     if ((rc = mdb_txn_commit(txn)))
         return rc;
     return mdb_env_sync(ob->env, 1);
 abort:
     mdb_txn_abort(txn);
     return rc;
+}
+
+int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag)
+{
+    MDB_txn *txn;
+    MDB_val k = {strlen(tag), (void *)tag}, v;
+    int rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return -rc;
+    rc = mdb_get(txn, ob->tags, &k, &v);
+    mdb_txn_abort(txn);
+    return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -rc;
+}
+
+int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag)
+{
+    MDB_txn *txn;
+    MDB_val k = {strlen(tag), (void *)tag};
+    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_del(txn, ob->tags, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
 }
 
 int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void *buf,

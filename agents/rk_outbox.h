@@ -61,6 +61,19 @@ const char *rk_outbox_producer(const struct rk_outbox *ob);
 int rk_outbox_add(struct rk_outbox *ob, const void *const *events, const size_t *lens,
                   size_t n, uint64_t *first);
 
+/* As rk_outbox_add, and records `tag` (a spool file's name, at most 255
+ * bytes) in the same transaction: after a crash, rk_outbox_has_tag tells
+ * whether the file's events are already in the outbox, so a file is never
+ * added twice. */
+int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const size_t *lens,
+                         size_t n, const char *tag, uint64_t *first);
+
+/* 1 when `tag` was recorded, 0 when not, or a negated error code. */
+int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag);
+
+/* Forgets `tag` (the spool file is gone, so its name may come again). */
+int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag);
+
 /* The oldest pending event with a number > `after`: its number in *number
  * and its bytes copied to buf (cap bytes; events are at most 16 KiB).
  * Returns 0, ENOENT when there is none, ENOBUFS when cap is too small. */
