@@ -2,6 +2,7 @@
 #include "rk_diag.h"
 #include "rk_event.h"
 #include "rk_lifecycle.h"
+#include "rk_metrics.h"
 #include "rk_producers.h"
 #include "rk_replay.h"
 #include "rk_time.h"
@@ -47,6 +48,9 @@ struct rk_broker {
     struct rk_replay *replay;
     struct rk_producers *producers; /* admitted numbers, batch included */
     struct rk_lifecycle *lifecycle; /* aid request states, batch included */
+    struct rk_metrics *metrics;
+    void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
+    int64_t publishers, subscribers;
     struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
@@ -67,6 +71,7 @@ void rk_broker_config_defaults(struct rk_broker_config *cfg)
     cfg->map_max = 0;
     cfg->retain_age_ns = 0;
     cfg->retain_size = 0;
+    cfg->http = NULL;
 }
 
 /* mkdir -p for the data directory. */
@@ -137,6 +142,56 @@ static int load_lifecycle(struct rk_broker *b)
     return 0;
 }
 
+/* A PAIR socket that hears `sock`'s connections arrive and leave. */
+static void *monitor(struct rk_broker *b, void *sock, const char *name)
+{
+    void *m;
+    if (zmq_socket_monitor(sock, name, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(m = zmq_socket(b->zctx, ZMQ_PAIR)) || zmq_connect(m, name) != 0)
+        abort(); /* inproc in our own context: cannot fail but for a bug */
+    return m;
+}
+
+/* One monitor event: +1 for a connection accepted, -1 for one gone. */
+static int monitor_event(void *m)
+{
+    zmq_msg_t ev, addr;
+    uint16_t id = 0;
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    if (zmq_msg_recv(&ev, m, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        return 0;
+    }
+    if (zmq_msg_size(&ev) >= 2)
+        memcpy(&id, zmq_msg_data(&ev), 2);
+    if (zmq_msg_more(&ev))
+        zmq_msg_recv(&addr, m, 0);
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+    return id == ZMQ_EVENT_ACCEPTED ? 1 : id == ZMQ_EVENT_DISCONNECTED ? -1 : 0;
+}
+
+static void drain_monitors(struct rk_broker *b)
+{
+    int d;
+    while ((d = monitor_event(b->mon_ingest)) != 0)
+        b->publishers += d;
+    while ((d = monitor_event(b->mon_feed)) != 0)
+        b->subscribers += d;
+    rk_metrics_connections(b->metrics, b->publishers, b->subscribers);
+}
+
+static const char *storage_error_text(int rc);
+
+/* What /metrics and /healthz say of the log after a commit (rc its result). */
+static void publish_log_state(struct rk_broker *b, int rc)
+{
+    rk_metrics_log(b->metrics, rk_log_last_seq(b->log), rk_log_map_size(b->log),
+                   rk_log_map_used(b->log), rc == 0, rc ? storage_error_text(rc) : NULL);
+}
+
 static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 {
     struct rk_log_options lopt = {.durability = cfg->durability, .map_max = cfg->map_max};
@@ -164,6 +219,16 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
         RK_DIAG(RK_DIAG_ERROR, "bind_failed", "role=replay why=\"%s\"", why);
         return -1;
     }
+    b->metrics = rk_metrics_new();
+    if (cfg->http && rk_metrics_serve(b->metrics, cfg->http, why, sizeof why) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "http_failed", "why=\"%s\"", why);
+        return -1;
+    }
+    if (cfg->http)
+        RK_DIAG(RK_DIAG_INFO, "http_listening", "addr=%s paths=/metrics,/healthz", cfg->http);
+    b->mon_ingest = monitor(b, b->ingest, "inproc://rk-monitor-ingest");
+    b->mon_feed = monitor(b, b->feed, "inproc://rk-monitor-feed");
+    publish_log_state(b, 0);
     b->pend = calloc((size_t)cfg->batch_max, sizeof *b->pend);
     b->recs = calloc((size_t)cfg->batch_max, sizeof *b->recs);
     if (!b->pend || !b->recs)
@@ -175,6 +240,15 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 static void broker_close(struct rk_broker *b)
 {
     rk_replay_stop(&b->replay);
+    rk_metrics_destroy(&b->metrics);
+    if (b->mon_ingest) {
+        zmq_socket_monitor(b->ingest, NULL, 0);
+        zmq_close(b->mon_ingest);
+    }
+    if (b->mon_feed) {
+        zmq_socket_monitor(b->feed, NULL, 0);
+        zmq_close(b->mon_feed);
+    }
     if (b->ingest)
         zmq_close(b->ingest);
     if (b->feed)
@@ -205,6 +279,7 @@ static void refuse(struct rk_broker *b, zmq_msg_t *ident, uint64_t corr, const c
     snprintf(h.message, sizeof h.message, "%s", message);
     send_reply(b, ident, &h);
     b->refused++;
+    rk_metrics_refused(b->metrics, code);
     RK_DIAG(RK_DIAG_DEBUG, "publish_refused", "code=%s corr=%llu why=\"%s\"", code,
             (unsigned long long)corr, message);
 }
@@ -300,6 +375,7 @@ static enum admission admit_old_number(struct rk_broker *b, struct pending *p,
     }
     send_reply(b, &p->ident, &ack);
     b->duplicates++;
+    rk_metrics_duplicate(b->metrics);
     RK_DIAG(RK_DIAG_DEBUG, "publish_duplicate", "producer=%s number=%llu seq=%llu", h->producer,
             (unsigned long long)h->producer_seq, (unsigned long long)ack.seq);
     return ANSWERED;
@@ -423,7 +499,11 @@ static const char *storage_error_text(int rc)
 static int commit_batch(struct rk_broker *b)
 {
     unsigned grown = rk_log_map_grown(b->log);
-    int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, rk_time_now());
+    int64_t t0 = rk_time_now();
+    int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, t0);
+    if (rc == 0)
+        rk_metrics_batch(b->metrics, (unsigned)b->npend, rk_time_now() - t0);
+    publish_log_state(b, rc);
     rk_lifecycle_settle(b->lifecycle, rc == 0);
     if (rk_log_map_grown(b->log) != grown)
         RK_DIAG(RK_DIAG_INFO, "map_grown", "map_size_mib=%llu",
@@ -524,12 +604,14 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             cfg->durability == RK_LOG_OS ? "os" : "full",
             (unsigned long long)(rk_log_map_size(b.log) >> 20),
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
-    zmq_pollitem_t items[2] = {
+    zmq_pollitem_t items[4] = {
         {b.ingest, 0, ZMQ_POLLIN, 0},
         {b.feed, 0, ZMQ_POLLIN, 0},
+        {b.mon_ingest, 0, ZMQ_POLLIN, 0},
+        {b.mon_feed, 0, ZMQ_POLLIN, 0},
     };
     while (!*stop) {
-        if (zmq_poll(items, 2, POLL_MS) < 0) {
+        if (zmq_poll(items, 4, POLL_MS) < 0) {
             if (errno == EINTR)
                 continue;
             RK_DIAG(RK_DIAG_ERROR, "poll_failed", "why=\"%s\"", zmq_strerror(errno));
@@ -539,6 +621,9 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             ingest_turn(&b);
         if (items[1].revents & ZMQ_POLLIN)
             drain_feed(&b);
+        if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
+            drain_monitors(&b);
+        rk_metrics_replayed(b.metrics, rk_replay_events_sent(b.replay));
         retention_turn(&b);
     }
     /* Whatever already arrived is committed and acknowledged before we go. */

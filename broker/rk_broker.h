@@ -32,6 +32,8 @@ struct rk_broker_config {
     int64_t retain_age_ns;         /* delete events received longer ago; 0 = keep */
     uint64_t retain_size;          /* delete the oldest while the log's tables use
                                     * more bytes than this; 0 = keep */
+    const char *http;              /* /metrics and /healthz: "PORT" or "IPV4:PORT";
+                                    * NULL = off */
 };
 
 /* Fills `cfg` with the defaults above (full durability). */

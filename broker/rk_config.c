@@ -104,6 +104,34 @@ static int parse_path(const struct key *k, const char *text, void *field, char *
     return 0;
 }
 
+/* "none" (off), "PORT" (loopback) or "IPV4:PORT"; the address itself is
+ * checked when the endpoint starts. */
+static int parse_http(const struct key *k, const char *text, void *field, char *why, size_t len)
+{
+    const char *colon = strrchr(text, ':'), *port = colon ? colon + 1 : text;
+    size_t digits = strspn(port, "0123456789");
+    (void)k;
+    if (strcmp(text, "none") == 0) {
+        release_string(field);
+        return 0;
+    }
+    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) < 1 || atoi(port) > 65535 ||
+        (colon && colon == text)) {
+        snprintf(why, len, "must be none, a port (on loopback) or IPV4:PORT, e.g. 9701 or "
+                 "0.0.0.0:9701, got \"%s\"", text);
+        return -1;
+    }
+    set_string(field, text);
+    return 0;
+}
+
+static void format_http(const struct key *k, const void *field, char *buf, size_t len)
+{
+    const char *const *p = field;
+    (void)k;
+    snprintf(buf, len, "%s", *p ? *p : "none");
+}
+
 static int parse_int(const struct key *k, const char *text, void *field, char *why, size_t len)
 {
     char *end;
@@ -263,6 +291,7 @@ static void format_enum(const struct key *k, const void *field, char *buf, size_
 
 static const struct type t_endpoint = {parse_endpoint, format_string, release_string};
 static const struct type t_path = {parse_path, format_string, release_string};
+static const struct type t_http = {parse_http, format_http, release_string};
 static const struct type t_int = {parse_int, format_int, NULL};
 static const struct type t_size_cap = {parse_size_cap, format_size_cap, NULL};
 static const struct type t_enum = {parse_enum, format_enum, NULL};
@@ -318,6 +347,12 @@ static const struct key keys[] = {
              "takes more than SIZE, e.g. 200G; none keeps\n"
              "everything. The file keeps its size; LMDB\n"
              "reuses the freed pages"},
+    {.section = "broker", .name = "http", .flag = "http", .arg = "ADDR",
+     .type = &t_http, .offset = FIELD(broker.http), .def = "none",
+     .help = "serve /metrics (Prometheus) and /healthz over HTTP\n"
+             "on ADDR: a port (loopback only, e.g. 9701) or\n"
+             "IPV4:PORT (0.0.0.0:9701 for every interface);\n"
+             "none: off"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -69,7 +69,7 @@ static void test_defaults(void)
     char *s = summary(&cfg);
     RK_CHECK_STR(s, "ingest=tcp://127.0.0.1:7701 feed=tcp://127.0.0.1:7702 "
                  "replay=tcp://127.0.0.1:7703 data_dir=renkei-data durability=full "
-                 "batch_max=1024 map_max=none log_level=info retain_age=none retain_size=none");
+                 "batch_max=1024 map_max=none log_level=info retain_age=none retain_size=none http=none");
     free(s);
     rk_config_release(&cfg);
     rk_config_release(&cfg);   /* twice is harmless */
@@ -106,7 +106,7 @@ static void test_good_file(void)
     char *s = summary(&cfg);
     RK_CHECK_STR(s, "ingest=ipc:///run/renkei/ingest feed=ipc:///run/renkei/feed "
                  "replay=tcp://0.0.0.0:7703 data_dir=\"/var/lib/renkei data\" durability=os "
-                 "batch_max=64 map_max=2G log_level=debug retain_age=none retain_size=none");
+                 "batch_max=64 map_max=2G log_level=debug retain_age=none retain_size=none http=none");
     free(s);
     free(err);
     /* An empty file changes nothing and is valid. */
@@ -245,6 +245,19 @@ static void test_set(void)
     RK_CHECK(cfg.broker.retain_age_ns == 0);
     RK_CHECK(rk_config_set(&cfg, "broker", "retain_size", "2M", why, sizeof why) == 0);
     RK_CHECK(cfg.broker.retain_size == 2u << 20);
+    RK_CHECK(rk_config_set(&cfg, "broker", "http", "9701", why, sizeof why) == 0);
+    RK_CHECK_STR(cfg.broker.http, "9701");
+    RK_CHECK(rk_config_set(&cfg, "broker", "http", "0.0.0.0:9701", why, sizeof why) == 0);
+    RK_CHECK_STR(cfg.broker.http, "0.0.0.0:9701");
+    const char *bad_http[] = {"", "0", "70000", ":9701", "localhost:", "9701x", "x"};
+    for (size_t i = 0; i < sizeof bad_http / sizeof bad_http[0]; i++) {
+        RK_CHECK(rk_config_set(&cfg, "broker", "http", bad_http[i], why, sizeof why) ==
+                 RK_CONFIG_EVALUE);
+        RK_CHECK(strstr(why, "IPV4:PORT") != NULL);
+    }
+    RK_CHECK_STR(cfg.broker.http, "0.0.0.0:9701"); /* unchanged */
+    RK_CHECK(rk_config_set(&cfg, "broker", "http", "none", why, sizeof why) == 0);
+    RK_CHECK(cfg.broker.http == NULL);
     rk_config_release(&cfg);
 }
 

@@ -529,6 +529,15 @@ uint64_t rk_log_map_size(const struct rk_log *log)
     return log->map_size;
 }
 
+uint64_t rk_log_map_used(const struct rk_log *log)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(log->env, &info) != 0 || mdb_env_stat(log->env, &st) != 0)
+        return 0;
+    return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
 unsigned rk_log_map_grown(const struct rk_log *log)
 {
     return log->grown;

@@ -177,6 +177,8 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
 /* Current map size in bytes, and how many times it grew since open. */
 uint64_t rk_log_map_size(const struct rk_log *log);
 unsigned rk_log_map_grown(const struct rk_log *log);
+/* Bytes of the map in use: pages up to the highest one written. */
+uint64_t rk_log_map_used(const struct rk_log *log);
 
 /* Opens a read snapshot positioned so that the next record returned is the
  * first with sequence >= `from`. A reader pins the pages it sees; end it

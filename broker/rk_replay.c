@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ struct rk_replay {
     void *pipe_thread; /* replay thread's end */
     struct rk_log *log;
     pthread_t thread;
+    atomic_uint_least64_t events_sent;
 };
 
 static int send_hdr(void *sock, zmq_msg_t *ident, const struct rk_wire_hdr *h, int more)
@@ -100,6 +102,7 @@ static int send_event(struct rk_replay *rp, zmq_msg_t *ident, uint64_t corr,
     if (send_hdr(rp->router, ident, &h, 1) ||
         zmq_send(rp->router, v->event, v->event_len, ZMQ_DONTWAIT) < 0)
         return -1; /* client gone or over its window: it sees a short batch */
+    atomic_fetch_add_explicit(&rp->events_sent, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -342,6 +345,11 @@ fail_quiet:
         zmq_close(rp->pipe_thread);
     free(rp);
     return -1;
+}
+
+uint64_t rk_replay_events_sent(const struct rk_replay *rp)
+{
+    return atomic_load_explicit(&((struct rk_replay *)rp)->events_sent, memory_order_relaxed);
 }
 
 void rk_replay_stop(struct rk_replay **rpp)

@@ -29,6 +29,9 @@ struct rk_replay;
 int rk_replay_start(struct rk_replay **out, void *zctx, struct rk_log *log,
                     const char *endpoint, char *why, size_t why_len);
 
+/* Events sent so far (replay and snapshot batches); any thread may ask. */
+uint64_t rk_replay_events_sent(const struct rk_replay *rp);
+
 /* Stops the thread, closes its sockets and frees *rp (set to NULL). */
 void rk_replay_stop(struct rk_replay **rp);
 

@@ -5,8 +5,8 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config
 libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev libjansson-dev libcsv-dev
-libinih-dev
-lmdb-utils python3 python3-zmq python3-msgpack"
+libinih-dev libmicrohttpd-dev
+lmdb-utils groff-base python3 python3-zmq python3-msgpack"
 
 missing=""
 for p in $PACKAGES; do

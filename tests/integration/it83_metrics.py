@@ -1,0 +1,137 @@
+"""GET /metrics and /healthz (renkei-broker --http): the counters scraped
+during a run match what was published, refused (by reason), retried and
+replayed; connections are counted; /healthz is 200 while the log takes
+writes and 503, with the reason, once the log is full."""
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import msgpack
+import zmq
+
+import harness
+from harness import Broker
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(port):
+    status, text = get(port, "/metrics")
+    assert status == 200, status
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def requests(tag, n):
+    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
+    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
+    return [harness.renamed(firsts[i % len(firsts)], f"{tag}{i}") for i in range(n)]
+
+
+def test(b):
+    port = free_port()
+    b.extra = ["--http", str(port)]
+    b.start()
+    assert f"msg=http_listening addr={port}" in b.log()
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.DEALER)
+    pub.linger = 0
+    pub.connect(b.ingest)
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(b.feed)
+
+    def rpc(event, corr, producer=None, number=None):
+        hdr = [1, "pub", corr] + ([producer, number] if producer else [])
+        pub.send_multipart([msgpack.packb(hdr), msgpack.packb(event)])
+        assert pub.poll(10000)
+        return msgpack.unpackb(pub.recv_multipart()[0])
+
+    good = requests("m", 40)
+    _, res, _ = b.agent("send", stdin="\n".join(json.dumps(e, ensure_ascii=False) for e in good)
+                        + "\n", check_rc=0)
+    # Idempotent publishes, then three retries of stored numbers.
+    for i in range(5):
+        assert rpc(requests("idem", 5)[i], 100 + i, "metrics-test", i + 1)[1] == "ack"
+    for i in range(3):
+        assert rpc(requests("idem", 5)[i], 200 + i, "metrics-test", i + 1)[1] == "ack"
+    # Refusals: 2 of validation (E_RANGE), 1 of the lifecycle (E_UNKNOWN_REQUEST).
+    bad = dict(good[0], event_id="bad-1", request_id="REQ-BAD-1", quantity=-5)
+    assert rpc(bad, 300)[3] == "E_RANGE"
+    assert rpc(dict(bad, event_id="bad-2"), 301)[3] == "E_RANGE"
+    offer = {"type": "aid.offer", "event_id": "bad-3", "municipality": "271004",
+             "sent_at": good[0]["sent_at"], "request_id": "REQ-NOBODY-9", "offer_id": "OFR-9",
+             "resource": "water.drinking", "quantity": 5, "unit": "L"}
+    assert rpc(offer, 302)[3] == "E_UNKNOWN_REQUEST"
+    stored, _ = b.replay_all()
+    assert len(stored) == 45
+
+    deadline = time.monotonic() + 10
+    while True:  # connection counts and the replay total follow within a poll
+        m = scrape(port)
+        if m["renkei_subscriber_connections"] >= 1 and m["renkei_events_replayed_total"] >= 45:
+            break
+        assert time.monotonic() < deadline, m
+        time.sleep(0.1)
+    assert m["renkei_events_ingested_total"] == 45, m
+    assert m["renkei_events_duplicate_total"] == 3, m
+    assert m['renkei_events_rejected_total{reason="E_RANGE"}'] == 2, m
+    assert m['renkei_events_rejected_total{reason="E_UNKNOWN_REQUEST"}'] == 1, m
+    assert sum(v for k, v in m.items() if k.startswith("renkei_events_rejected_total")) == 3
+    assert m["renkei_log_last_seq"] == 45
+    assert m["renkei_events_replayed_total"] >= 45
+    assert m["renkei_publisher_connections"] >= 1, m
+    assert m["renkei_ingest_batch_events_sum"] == 45
+    assert m['renkei_commit_seconds_bucket{le="+Inf"}'] == m["renkei_ingest_batch_events_count"]
+    assert 0 < m["renkei_log_map_used_bytes"] <= m["renkei_log_map_size_bytes"]
+    assert get(port, "/healthz") == (200, "ok\n")
+    assert get(port, "/nothing")[0] == 404
+    ctx.destroy(linger=0)
+
+    # A full log: /healthz turns 503 and says why.
+    port2 = free_port()
+    full = Broker(extra=["--map-max", "1M", "--durability", "os", "--http", str(port2)])
+    try:
+        full.start()
+        lines = [json.dumps(e, ensure_ascii=False) for e in requests("full", 6000)]
+        rc, res, _ = full.agent("send", stdin="\n".join(lines) + "\n")
+        refused = [r for r in res if not r["ok"]]
+        assert refused and all(r["code"] == "E_STORAGE" for r in refused), refused[:2]
+        # A small batch may still fit after a big one failed: make the last
+        # commit attempt one that fails, then ask.
+        big = dict(requests("last", 1)[0], note="x" * 2000)
+        _, last, _ = full.agent("send", stdin=json.dumps(big) + "\n", check_rc=1)
+        assert last[0]["code"] == "E_STORAGE", last
+        refused += last
+        status, text = get(port2, "/healthz")
+        assert status == 503 and "full" in text, (status, text)
+        m = scrape(port2)
+        assert m['renkei_events_rejected_total{reason="E_STORAGE"}'] == len(refused)
+        assert m["renkei_log_writable"] == 0
+    finally:
+        full.cleanup()
+
+
+harness.run(test)
