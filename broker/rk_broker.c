@@ -28,6 +28,9 @@
 #define PRUNE_BATCH 10000
 #define PRUNE_EVERY_NS 1000000000LL
 #define PRUNE_LOG_EVERY_NS (60 * 1000000000LL)
+/* Refusals are events of interest, but a flood must not flood the log:
+ * the first after a quiet spell is logged at once, the rest summed. */
+#define REFUSAL_LOG_EVERY_NS (10 * 1000000000LL)
 
 /* A publish that validated and waits for the batch's commit. */
 struct pending {
@@ -51,6 +54,9 @@ struct rk_broker {
     struct rk_metrics *metrics;
     void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
     int64_t publishers, subscribers;
+    int64_t refusals_logged_ns;
+    unsigned long long refusals_unlogged;
+    char last_refusal_code[32], last_refusal_why[256];
     struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
@@ -175,12 +181,16 @@ static int monitor_event(void *m)
 
 static void drain_monitors(struct rk_broker *b)
 {
+    int64_t pubs = b->publishers, subs = b->subscribers;
     int d;
     while ((d = monitor_event(b->mon_ingest)) != 0)
         b->publishers += d;
     while ((d = monitor_event(b->mon_feed)) != 0)
         b->subscribers += d;
     rk_metrics_connections(b->metrics, b->publishers, b->subscribers);
+    if (pubs != b->publishers || subs != b->subscribers)
+        RK_DIAG(RK_DIAG_INFO, "connections", "publishers=%lld subscribers=%lld",
+                (long long)b->publishers, (long long)b->subscribers);
 }
 
 static const char *storage_error_text(int rc);
@@ -271,6 +281,22 @@ static void send_reply(struct rk_broker *b, zmq_msg_t *ident, const struct rk_wi
         zmq_send(b->ingest, buf, n, ZMQ_DONTWAIT);
 }
 
+/* "publish_refused count=N code=C why=...": N refusals since the last such
+ * line, C and why those of the latest. Quotes in the reason become ' so
+ * the line stays one logfmt record. */
+static void log_refusals(struct rk_broker *b, int force)
+{
+    int64_t now = rk_time_now();
+    if (!b->refusals_unlogged || (!force && now - b->refusals_logged_ns < REFUSAL_LOG_EVERY_NS))
+        return;
+    for (char *q = b->last_refusal_why; (q = strchr(q, '"')) != NULL;)
+        *q = '\'';
+    RK_DIAG(RK_DIAG_INFO, "publish_refused", "count=%llu code=%s why=\"%s\"",
+            b->refusals_unlogged, b->last_refusal_code, b->last_refusal_why);
+    b->refusals_unlogged = 0;
+    b->refusals_logged_ns = now;
+}
+
 static void refuse(struct rk_broker *b, zmq_msg_t *ident, uint64_t corr, const char *code,
                    const char *message)
 {
@@ -280,8 +306,10 @@ static void refuse(struct rk_broker *b, zmq_msg_t *ident, uint64_t corr, const c
     send_reply(b, ident, &h);
     b->refused++;
     rk_metrics_refused(b->metrics, code);
-    RK_DIAG(RK_DIAG_DEBUG, "publish_refused", "code=%s corr=%llu why=\"%s\"", code,
-            (unsigned long long)corr, message);
+    b->refusals_unlogged++;
+    snprintf(b->last_refusal_code, sizeof b->last_refusal_code, "%s", code);
+    snprintf(b->last_refusal_why, sizeof b->last_refusal_why, "%s", message);
+    log_refusals(b, 0);
 }
 
 /* Receives the frames after the identity: header into `hdr`, the first
@@ -624,11 +652,13 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             drain_monitors(&b);
         rk_metrics_replayed(b.metrics, rk_replay_events_sent(b.replay));
+        log_refusals(&b, 0);
         retention_turn(&b);
     }
     /* Whatever already arrived is committed and acknowledged before we go. */
     ingest_turn(&b);
     log_pruned(&b, rk_time_now(), 1);
+    log_refusals(&b, 1);
     rc = 0;
     RK_DIAG(RK_DIAG_INFO, "stopped",
             "last_seq=%llu chain_head=%s accepted=%llu refused=%llu duplicates=%llu",

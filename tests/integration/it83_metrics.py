@@ -110,6 +110,15 @@ def test(b):
     assert get(port, "/nothing")[0] == 404
     ctx.destroy(linger=0)
 
+    # The logs: refusals with their reason (the first at once, the rest
+    # summed), connections; no line per published event.
+    b.stop()
+    log = b.log()
+    assert 'msg=publish_refused count=1 code=E_RANGE why="request.quantity: must be' in log, log
+    assert "msg=publish_refused count=2 code=E_UNKNOWN_REQUEST" in log, log
+    assert "msg=connections publishers=" in log, log
+    assert len(log.splitlines()) < 30, f"{len(log.splitlines())} log lines for 48 publishes"
+
     # A full log: /healthz turns 503 and says why.
     port2 = free_port()
     full = Broker(extra=["--map-max", "1M", "--durability", "os", "--http", str(port2)])
@@ -121,8 +130,11 @@ def test(b):
         assert refused and all(r["code"] == "E_STORAGE" for r in refused), refused[:2]
         # A small batch may still fit after a big one failed: make the last
         # commit attempt one that fails, then ask.
-        big = dict(requests("last", 1)[0], note="x" * 2000)
-        _, last, _ = full.agent("send", stdin=json.dumps(big) + "\n", check_rc=1)
+        for i in range(100):
+            big = dict(requests(f"last{i}-", 1)[0], note="x" * 2000)
+            _, last, _ = full.agent("send", stdin=json.dumps(big) + "\n")
+            if not last[0]["ok"]:
+                break
         assert last[0]["code"] == "E_STORAGE", last
         refused += last
         status, text = get(port2, "/healthz")
