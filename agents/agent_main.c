@@ -41,7 +41,7 @@ struct staged {
     msgpack_sbuffer bytes[1];      /* the events back to back */
     size_t *lens;
     long *lines;
-    size_t n;
+    size_t n, cap;
 };
 
 struct agent {
@@ -254,10 +254,13 @@ static void stage(struct agent *a, long line, const void *event, size_t len)
 {
     struct staged *st = &a->stage;
     size_t i = st->n++;
-    st->lens = realloc(st->lens, st->n * sizeof *st->lens);
-    st->lines = realloc(st->lines, st->n * sizeof *st->lines);
-    if (!st->lens || !st->lines)
-        abort();
+    if (st->n > st->cap) { /* a spool file is staged whole: grow by doubling */
+        st->cap = st->cap ? 2 * st->cap : 256;
+        st->lens = realloc(st->lens, st->cap * sizeof *st->lens);
+        st->lines = realloc(st->lines, st->cap * sizeof *st->lines);
+        if (!st->lens || !st->lines)
+            abort();
+    }
     st->lens[i] = len;
     st->lines[i] = line;
     msgpack_sbuffer_write(st->bytes, event, len);
@@ -499,29 +502,41 @@ static void submit_json_text(struct agent *a, long line, const char *text)
     json_decref(j);
 }
 
+/* JSON lines, read one at a time by every source of events. */
+struct line_reader {
+    FILE *in;
+    char *buf;
+    size_t cap;
+    long line;
+};
+
+/* Reads the next line and submits it (blank lines are skipped). Returns 1
+ * after a line, 0 at the end of the input. */
+static int submit_next_line(struct agent *a, struct line_reader *lr)
+{
+    ssize_t n = getline(&lr->buf, &lr->cap, lr->in);
+    if (n < 0)
+        return 0;
+    lr->line++;
+    while (n > 0 && (lr->buf[n - 1] == '\n' || lr->buf[n - 1] == '\r'))
+        lr->buf[--n] = '\0';
+    if (n)
+        submit_json_text(a, lr->line, lr->buf);
+    return 1;
+}
+
 static int run_send(struct agent *a, const char *path)
 {
-    FILE *in = path && strcmp(path, "-") != 0 ? fopen(path, "r") : stdin;
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long line = 0;
-
-    if (!in) {
+    struct line_reader lr = {.in = path && strcmp(path, "-") != 0 ? fopen(path, "r") : stdin};
+    if (!lr.in) {
         fprintf(stderr, "renkei-agent: cannot open %s: %s\n", path, strerror(errno));
         return EXIT_USAGE;
     }
-    while ((n = getline(&buf, &cap, in)) >= 0) {
-        line++;
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-            buf[--n] = '\0';
-        if (n == 0)
-            continue;
-        submit_json_text(a, line, buf);
-    }
-    free(buf);
-    if (in != stdin)
-        fclose(in);
+    while (submit_next_line(a, &lr))
+        ;
+    free(lr.buf);
+    if (lr.in != stdin)
+        fclose(lr.in);
     return 0;
 }
 
@@ -625,31 +640,23 @@ static int is_spool_file(const struct dirent *d)
  * without being read again: no event is added twice. */
 static void spool_take(struct agent *a, const char *name)
 {
-    char path[4096], *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long line = 0;
-    FILE *in;
+    char path[4096];
+    struct line_reader lr = {0};
 
     snprintf(path, sizeof path, "%s/%s", a->spool_dir, name);
     int has = rk_outbox_has_tag(a->outbox, name);
     if (has < 0)
         outbox_failed(a, "cannot read", -has);
     if (has == 0) {
-        if (!(in = fopen(path, "r"))) {
+        if (!(lr.in = fopen(path, "r"))) {
             fprintf(stderr, "renkei-agent: spool %s: %s\n", path, strerror(errno));
             return;
         }
         a->spool_file = name;
-        while ((n = getline(&buf, &cap, in)) >= 0) {
-            line++;
-            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-                buf[--n] = '\0';
-            if (n)
-                submit_json_text(a, line, buf);
-        }
-        free(buf);
-        fclose(in);
+        while (submit_next_line(a, &lr))
+            ;
+        free(lr.buf);
+        fclose(lr.in);
         stage_flush_tagged(a, name);
         a->spool_file = NULL;
     }
@@ -708,26 +715,18 @@ static int run_spool(struct agent *a)
 static int run_stream(struct agent *a)
 {
     struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long line = 0;
+    struct line_reader lr = {.in = stdin};
 
     for (;;) {
         while (poll(&in, 1, 0) == 0) {
             stage_flush(a);
             outbox_drain(a, 100);
         }
-        if ((n = getline(&buf, &cap, stdin)) < 0)
+        if (!submit_next_line(a, &lr))
             break;
-        line++;
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-            buf[--n] = '\0';
-        if (n)
-            submit_json_text(a, line, buf);
         fflush(stdout);
     }
-    free(buf);
+    free(lr.buf);
     return 0;
 }
 

@@ -188,51 +188,52 @@ static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
     return 0;
 }
 
-static int next_snapshot(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
+/* The next reply to the outstanding request, asking first when nothing is
+ * outstanding: 0 with *h filled, RK_READER_EOF once the range is done, -1
+ * on a timeout or an error reply (its text in r->error, errno EPROTO). */
+static int next_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h)
 {
-    struct rk_wire_hdr h;
     for (;;) {
         if (r->done)
             return RK_READER_EOF;
         if (!r->corr && request(r) != 0)
             return -1;
-        if (recv_reply(r, timeout_ms, &h) != 0)
+        if (recv_reply(r, timeout_ms, h) != 0)
             return -1;
-        if (h.corr != r->corr || h.cmd == RK_CMD_NONE)
+        if (h->corr != r->corr || h->cmd == RK_CMD_NONE)
             continue;
-        if (h.cmd == RK_CMD_EVT) {
-            if (r->received++ < r->skip)
-                continue;
-            fill_record(r, &h, rec);
-            return 0;
-        }
-        if (h.cmd == RK_CMD_SNAPEND) {
-            snapshot_end(r, &h);
-            continue;
-        }
-        if (h.cmd == RK_CMD_ERR) {
-            snprintf(r->error, sizeof r->error, "%s: %s", h.code, h.message);
+        if (h->cmd == RK_CMD_ERR) {
+            snprintf(r->error, sizeof r->error, "%s: %s", h->code, h->message);
             r->corr = 0;
             errno = EPROTO;
             return -1;
         }
+        return 0;
     }
+}
+
+static int next_snapshot(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
+{
+    struct rk_wire_hdr h;
+    int rc;
+    while ((rc = next_reply(r, timeout_ms, &h)) == 0) {
+        if (h.cmd == RK_CMD_EVT && r->received++ >= r->skip) {
+            fill_record(r, &h, rec);
+            return 0;
+        }
+        if (h.cmd == RK_CMD_SNAPEND)
+            snapshot_end(r, &h);
+    }
+    return rc;
 }
 
 int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
 {
     struct rk_wire_hdr h;
+    int rc;
     if (r->snapshot)
         return next_snapshot(r, timeout_ms, rec);
-    for (;;) {
-        if (r->done)
-            return RK_READER_EOF;
-        if (!r->corr && request(r) != 0)
-            return -1;
-        if (recv_reply(r, timeout_ms, &h) != 0)
-            return -1;
-        if (h.corr != r->corr || h.cmd == RK_CMD_NONE)
-            continue;
+    while ((rc = next_reply(r, timeout_ms, &h)) == 0) {
         switch (h.cmd) {
         case RK_CMD_EVT:
             if (h.seq < r->next)
@@ -266,15 +267,11 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
             if (r->next > h.head_seq || (r->to && r->next > r->to))
                 r->done = 1;
             continue;
-        case RK_CMD_ERR:
-            snprintf(r->error, sizeof r->error, "%s: %s", h.code, h.message);
-            r->corr = 0;
-            errno = EPROTO;
-            return -1;
         default:
             continue;
         }
     }
+    return rc;
 }
 
 void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f)

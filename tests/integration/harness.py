@@ -46,14 +46,16 @@ class Broker:
         self.starts = 0
         self.children = []  # background tools, killed at cleanup
 
+    def command(self):
+        """The broker's command line; a test may start it another way."""
+        return [tool("renkei-broker"), "--ingest", self.ingest, "--feed", self.feed,
+                "--replay", self.replay, "--data-dir", self.data] + self.extra
+
     def start(self, timeout=15):
         self.starts += 1
         self.log_path = os.path.join(self.dir, f"broker-{self.starts}.log")
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [tool("renkei-broker"), "--ingest", self.ingest, "--feed", self.feed,
-             "--replay", self.replay, "--data-dir", self.data] + self.extra,
-            stdout=log, stderr=log)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "msg=ready" in self.log():
@@ -161,6 +163,37 @@ def valid_scenario_lines(n=None):
     refused = {r["line"] for r in scenario_expected()["rejected"]}
     lines = [l for i, l in enumerate(scenario_lines(), 1) if i not in refused]
     return lines if n is None else lines[:n]
+
+
+def new_requests(tag, n):
+    """n event dicts that depend on no other event, so the broker accepts
+    them in any order: the scenario's aid.request version 1 events, renamed
+    with `tag` and a number so each is a new request."""
+    firsts = [json.loads(l) for l in valid_scenario_lines()]
+    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
+    return [renamed(firsts[i % len(firsts)], f"{tag}{i}") for i in range(n)]
+
+
+def new_request_lines(tag, n):
+    """new_requests as JSON lines, for renkei-agent."""
+    return [json.dumps(e, ensure_ascii=False) for e in new_requests(tag, n)]
+
+
+def outbox_status(box):
+    """renkei-agent --outbox BOX --json status, as a dict."""
+    p = subprocess.run([tool("renkei-agent"), "--outbox", box, "--json", "status"],
+                       capture_output=True, text=True, timeout=30)
+    check_clean("renkei-agent status", p.stderr)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def wait_for(pred, what, timeout=60, interval=0.05):
+    """Polls pred() until it is true; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
 
 
 ID_FIELDS = ("event_id", "request_id", "offer_id", "dispatch_id")

@@ -6,16 +6,6 @@ import re
 import subprocess
 
 import harness
-from harness import Broker
-
-
-def numbered_events(n, tag):
-    """n new aid requests: events that depend on no other, so the only
-    reason to refuse one is the space left."""
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [json.dumps(harness.renamed(firsts[i % len(firsts)], f"{tag}{i}"), ensure_ascii=False)
-            for i in range(n)]
 
 
 def test(b):
@@ -24,7 +14,7 @@ def test(b):
     ready = [l for l in b.log().splitlines() if "msg=ready" in l][-1]
     assert "map_size_mib=1" in ready, ready
 
-    lines = numbered_events(16000, "cap")  # more than 4 MiB holds
+    lines = harness.new_request_lines("cap", 16000)  # more than 4 MiB holds
     rc, results, err = b.agent("send", stdin="\n".join(lines) + "\n")
     assert rc == 1, (rc, err[-500:])
     stored = [r for r in results if r["ok"]]
@@ -43,7 +33,7 @@ def test(b):
     b.stop()
     b.extra = ["--map-max", "64M", "--durability", "os"]
     b.start()
-    rc, more, _ = b.agent("send", stdin="\n".join(numbered_events(200, "after")) + "\n", check_rc=0)
+    rc, more, _ = b.agent("send", stdin="\n".join(harness.new_request_lines("after", 200)) + "\n", check_rc=0)
     assert more[0]["seq"] == len(stored) + 1, more[0]
     p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
                        capture_output=True, text=True, timeout=120)

@@ -40,20 +40,13 @@ def first_seq(b):
     return out[0]["seq"] if out else 0
 
 
-def wait_for(pred, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def by_age(b, base):
     b.extra = ["--durability", "os", "--retain-age", "5s"]
     b.start()
     old = publish(b, base, "old", 100)
     time.sleep(5.5)
     new = publish(b, base, "new", 100)
-    wait_for(lambda: first_seq(b) == new[0], "the old events to be deleted")
+    harness.wait_for(lambda: first_seq(b) == new[0], "the old events to be deleted", interval=0.1)
     assert "msg=pruned" in b.log()
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == new, (stored[:1], new[:1])
@@ -79,7 +72,7 @@ def by_size(b, base):
         before = first_seq(b)
         time.sleep(1.5)
         return before > 1 and first_seq(b) == before
-    wait_for(settled, "size pruning to settle", timeout=60)
+    harness.wait_for(settled, "size pruning to settle", timeout=60, interval=0.1)
     stored, _ = b.replay_all()
     kept = [e["seq"] for e in stored]
     assert kept == seqs[len(seqs) - len(kept):], "what is left is not the newest, contiguous part"

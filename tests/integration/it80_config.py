@@ -21,20 +21,8 @@ class ConfigBroker(Broker):
         self.conf = os.path.join(self.dir, "renkei.conf")
         self.before = []
 
-    def start(self, timeout=15):
-        self.starts += 1
-        self.log_path = os.path.join(self.dir, f"broker-{self.starts}.log")
-        log = open(self.log_path, "w")
-        cmd = [harness.tool("renkei-broker")] + self.before + ["--config", self.conf] + self.extra
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "msg=ready" in self.log():
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.02)
-        raise AssertionError(f"broker not ready within {timeout}s:\n{self.log()}")
+    def command(self):
+        return [harness.tool("renkei-broker")] + self.before + ["--config", self.conf] + self.extra
 
 
 def write(path, text):

@@ -17,13 +17,6 @@ import harness
 from harness import Broker
 
 
-def request_lines(tag, n):
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [json.dumps(harness.renamed(firsts[i % len(firsts)], f"{tag}{i}"), ensure_ascii=False)
-            for i in range(n)]
-
-
 def verify(data_dir):
     p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", data_dir],
                        capture_output=True, text=True, timeout=120)
@@ -33,7 +26,7 @@ def verify(data_dir):
 
 def test(b):
     b.start()
-    _, first, _ = b.agent("send", stdin="\n".join(request_lines("pre", 10000)) + "\n", check_rc=0)
+    _, first, _ = b.agent("send", stdin="\n".join(harness.new_request_lines("pre", 10000)) + "\n", check_rc=0)
     acked_before = max(r["seq"] for r in first)
 
     done = threading.Event()
@@ -42,7 +35,7 @@ def test(b):
     def load():
         k = 0
         while not done.is_set():
-            _, res, _ = b.agent("send", stdin="\n".join(request_lines(f"load{k}-", 500)) + "\n",
+            _, res, _ = b.agent("send", stdin="\n".join(harness.new_request_lines(f"load{k}-", 500)) + "\n",
                                 check_rc=0)
             during.extend(res)
             k += 1
@@ -75,7 +68,7 @@ def test(b):
         live_events, _ = b.replay_all("--to", str(v["last_seq"]))
         assert [e["event"] for e in stored] == [e["event"] for e in live_events], \
             "the backup is not a prefix of the live log"
-        _, res, _ = r.agent("send", stdin=request_lines("after", 1)[0] + "\n", check_rc=0)
+        _, res, _ = r.agent("send", stdin=harness.new_request_lines("after", 1)[0] + "\n", check_rc=0)
         assert res[0]["seq"] == v["last_seq"] + 1, res
     finally:
         r.cleanup()

@@ -42,12 +42,6 @@ def scrape(port):
     return values
 
 
-def requests(tag, n):
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [harness.renamed(firsts[i % len(firsts)], f"{tag}{i}") for i in range(n)]
-
-
 def test(b):
     port = free_port()
     b.extra = ["--http", str(port)]
@@ -69,14 +63,14 @@ def test(b):
         assert pub.poll(10000)
         return msgpack.unpackb(pub.recv_multipart()[0])
 
-    good = requests("m", 40)
+    good = harness.new_requests("m", 40)
     _, res, _ = b.agent("send", stdin="\n".join(json.dumps(e, ensure_ascii=False) for e in good)
                         + "\n", check_rc=0)
     # Idempotent publishes, then three retries of stored numbers.
     for i in range(5):
-        assert rpc(requests("idem", 5)[i], 100 + i, "metrics-test", i + 1)[1] == "ack"
+        assert rpc(harness.new_requests("idem", 5)[i], 100 + i, "metrics-test", i + 1)[1] == "ack"
     for i in range(3):
-        assert rpc(requests("idem", 5)[i], 200 + i, "metrics-test", i + 1)[1] == "ack"
+        assert rpc(harness.new_requests("idem", 5)[i], 200 + i, "metrics-test", i + 1)[1] == "ack"
     # Refusals: 2 of validation (E_RANGE), 1 of the lifecycle (E_UNKNOWN_REQUEST).
     bad = dict(good[0], event_id="bad-1", request_id="REQ-BAD-1", quantity=-5)
     assert rpc(bad, 300)[3] == "E_RANGE"
@@ -124,14 +118,14 @@ def test(b):
     full = Broker(extra=["--map-max", "1M", "--durability", "os", "--http", str(port2)])
     try:
         full.start()
-        lines = [json.dumps(e, ensure_ascii=False) for e in requests("full", 6000)]
+        lines = [json.dumps(e, ensure_ascii=False) for e in harness.new_requests("full", 6000)]
         rc, res, _ = full.agent("send", stdin="\n".join(lines) + "\n")
         refused = [r for r in res if not r["ok"]]
         assert refused and all(r["code"] == "E_STORAGE" for r in refused), refused[:2]
         # A small batch may still fit after a big one failed: make the last
         # commit attempt one that fails, then ask.
         for i in range(100):
-            big = dict(requests(f"last{i}-", 1)[0], note="x" * 2000)
+            big = dict(harness.new_requests(f"last{i}-", 1)[0], note="x" * 2000)
             _, last, _ = full.agent("send", stdin=json.dumps(big) + "\n")
             if not last[0]["ok"]:
                 break

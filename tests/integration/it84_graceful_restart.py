@@ -17,22 +17,9 @@ import harness
 N = 6000
 
 
-def lines(n):
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [json.dumps(harness.renamed(firsts[i % len(firsts)], f"gr{i}"), ensure_ascii=False)
-            for i in range(n)]
-
-
-def status(box):
-    p = subprocess.run([harness.tool("renkei-agent"), "--outbox", box, "--json", "status"],
-                       capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(p.stdout)
-
-
 def test(b):
     box = os.path.join(b.dir, "outbox")
-    sent = lines(N)
+    sent = harness.new_request_lines("gr", N)
     b.start()
     agent = subprocess.Popen([harness.tool("renkei-agent"), "--broker", b.ingest, "--outbox", box,
                               "--timeout", "1000", "run"], stdin=subprocess.PIPE,
@@ -49,7 +36,7 @@ def test(b):
 
     for _ in range(2):
         time.sleep(0.6)
-        st = status(box)
+        st = harness.outbox_status(box)
         acked = st["acked"]
         assert st["last_number"] < N, "the load was over before the stop"
         t0 = time.monotonic()
@@ -61,7 +48,7 @@ def test(b):
         assert len(stored) >= acked, (len(stored), acked)
     writer.join()
     assert agent.wait(timeout=120) == 0, agent.stderr.read()
-    assert status(box)["pending"] == 0
+    assert harness.outbox_status(box)["pending"] == 0
     stored, _ = b.replay_all()
     got = [e["event"]["event_id"] for e in stored]
     want = [json.loads(l)["event_id"] for l in sent]

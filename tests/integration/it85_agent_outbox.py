@@ -25,14 +25,6 @@ N_RUN = 3000
 N_KILL = 20000
 
 
-def lines(tag, n):
-    """n events that need no other: new aid requests and KPI updates."""
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [json.dumps(harness.renamed(firsts[i % len(firsts)], f"{tag}{i}"), ensure_ascii=False)
-            for i in range(n)]
-
-
 def ids(text_lines):
     return [json.loads(l)["event_id"] for l in text_lines]
 
@@ -45,14 +37,6 @@ def agent(b, box, *args, quiet=False):
                             stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def status(b, box):
-    p = subprocess.run([harness.tool("renkei-agent"), "--outbox", box, "--json", "status"],
-                       capture_output=True, text=True, timeout=30)
-    harness.check_clean("renkei-agent status", p.stderr)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
 
 
 def stored_ids(b):
@@ -72,21 +56,14 @@ def same(got, want, what):
                          f"{i}: got {got[i:i + 3]}, want {want[i:i + 3]}; missing {missing[:5]}")
 
 
-def wait_for(pred, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def broker_down(b, box):
-    sent = lines("down", N_DOWN)
+    sent = harness.new_request_lines("down", N_DOWN)
     p = agent(b, box, "send")
     out, err = p.communicate("\n".join(sent) + "\n", timeout=120)
     harness.check_clean("renkei-agent", err)
     assert p.returncode == 3, (p.returncode, err)
     assert "wait in the outbox" in err, err
-    st = status(b, box)
+    st = harness.outbox_status(box)
     assert st["pending"] == N_DOWN and st["last_acked"] is None, st
     assert st["producer"].startswith("agent-"), st
 
@@ -97,14 +74,14 @@ def broker_down(b, box):
     results = [json.loads(l) for l in out.splitlines()]
     assert [r["outbox_number"] for r in results] == list(range(1, N_DOWN + 1))
     same(stored_ids(b), ids(sent), "after the broker came up")
-    st = status(b, box)
+    st = harness.outbox_status(box)
     assert st["pending"] == 0 and st["acked"] == N_DOWN, st
     assert st["last_acked"]["seq"] == N_DOWN and st["last_acked"]["number"] == N_DOWN, st
     return ids(sent)
 
 
 def broker_restarts(b, box, before):
-    sent = lines("run", N_RUN)
+    sent = harness.new_request_lines("run", N_RUN)
     p = agent(b, box, "run", quiet=True)
     third = N_RUN // 3
 
@@ -128,12 +105,12 @@ def broker_restarts(b, box, before):
     harness.check_clean("renkei-agent run", err)
     assert p.returncode == 0, (p.returncode, err[-2000:])
     same(stored_ids(b), before + ids(sent), "across broker restarts")
-    assert status(b, box)["pending"] == 0
+    assert harness.outbox_status(box)["pending"] == 0
     return before + ids(sent)
 
 
 def agent_killed(b, box, before):
-    sent = lines("kill", N_KILL)
+    sent = harness.new_request_lines("kill", N_KILL)
     p = agent(b, box, "run", quiet=True)
 
     def feed():
@@ -146,14 +123,14 @@ def agent_killed(b, box, before):
     writer = threading.Thread(target=feed)
     writer.start()
     def mid_work():
-        st = status(b, box)
+        st = harness.outbox_status(box)
         return st["acked"] > N_DOWN + N_RUN + 100 and st["pending"] > 0
-    wait_for(mid_work, "acknowledgements with events still pending")
+    harness.wait_for(mid_work, "acknowledgements with events still pending")
     p.send_signal(signal.SIGKILL)
     p.wait()
     writer.join()
-    given = status(b, box)["last_number"] - (N_DOWN + N_RUN)  # what reached the outbox
-    st = status(b, box)
+    given = harness.outbox_status(box)["last_number"] - (N_DOWN + N_RUN)  # what reached the outbox
+    st = harness.outbox_status(box)
     left = st["pending"]
     stored = len(stored_ids(b)) - len(before)
     print(f"killed with {given} events in its outbox: {left} pending, {stored} stored")
@@ -166,7 +143,7 @@ def agent_killed(b, box, before):
     harness.check_clean("renkei-agent run", err)
     assert p.returncode == 0, (p.returncode, err[-2000:])
     same(stored_ids(b), before + ids(sent), "across the agent's kill")
-    st = status(b, box)
+    st = harness.outbox_status(box)
     assert st["pending"] == 0, st
 
 

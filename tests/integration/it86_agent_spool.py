@@ -11,15 +11,8 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import harness
-
-
-def events(tag, n):
-    firsts = [json.loads(l) for l in harness.valid_scenario_lines()]
-    firsts = [e for e in firsts if e["type"] == "aid.request" and e["version"] == 1]
-    return [harness.renamed(firsts[i % len(firsts)], f"{tag}{i}") for i in range(n)]
 
 
 def drop(spool, name, lines):
@@ -35,31 +28,18 @@ def start_agent(b, box, spool, out):
                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True)
 
 
-def status(box):
-    p = subprocess.run([harness.tool("renkei-agent"), "--outbox", box, "--json", "status"],
-                       capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(p.stdout)
-
-
-def wait_for(pred, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test(b):
     box, spool = os.path.join(b.dir, "outbox"), os.path.join(b.dir, "spool")
     os.mkdir(spool)
     results = open(os.path.join(b.dir, "results.jsonl"), "w+", encoding="utf-8")
     b.start()
     agent = start_agent(b, box, spool, results)
-    a, bb, c = events("a", 100), events("b", 50), events("c", 100)
+    a, bb, c = harness.new_requests("a", 100), harness.new_requests("b", 50), harness.new_requests("c", 100)
     drop(spool, "001-a.jsonl", [json.dumps(e, ensure_ascii=False) for e in a])
     drop(spool, "002-b.jsonl", [json.dumps(e, ensure_ascii=False) for e in bb[:20]] + ["{not json"]
          + [json.dumps(e, ensure_ascii=False) for e in bb[20:]])
     drop(spool, "003-c.jsonl", [json.dumps(e, ensure_ascii=False) for e in c])
-    wait_for(lambda: status(box)["acked"] == 250, "250 acknowledgements")
+    harness.wait_for(lambda: harness.outbox_status(box)["acked"] == 250, "250 acknowledgements")
     assert sorted(os.listdir(spool)) == [], os.listdir(spool)
     results.seek(0)
     refused = [json.loads(l) for l in results if '"ok":false' in l]
@@ -70,32 +50,32 @@ def test(b):
 
     # Broker down: files are still taken, and survive the agent's SIGKILL.
     b.kill()
-    d = events("d", 100)
+    d = harness.new_requests("d", 100)
     drop(spool, "004-d.jsonl", [json.dumps(e, ensure_ascii=False) for e in d])
-    wait_for(lambda: not os.listdir(spool), "the file taken while the broker is down")
-    assert status(box)["pending"] == 100, status(box)
+    harness.wait_for(lambda: not os.listdir(spool), "the file taken while the broker is down")
+    assert harness.outbox_status(box)["pending"] == 100, harness.outbox_status(box)
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     agent = start_agent(b, box, spool, results)
-    e = events("e", 30)
+    e = harness.new_requests("e", 30)
     drop(spool, "005-e.jsonl", [json.dumps(x, ensure_ascii=False) for x in e])
-    wait_for(lambda: status(box)["pending"] == 130, "the next file in the outbox")
+    harness.wait_for(lambda: harness.outbox_status(box)["pending"] == 130, "the next file in the outbox")
     b.start()
-    wait_for(lambda: status(box)["pending"] == 0, "the backlog sent")
+    harness.wait_for(lambda: harness.outbox_status(box)["pending"] == 0, "the backlog sent")
     stored, _ = b.replay_all()
     want += [x["event_id"] for x in d + e]
     assert [x["event"]["event_id"] for x in stored] == want, "lost, doubled or out of order"
 
     # SIGTERM with the broker down: a prompt, clean exit.
     b.kill()
-    drop(spool, "006-f.jsonl", [json.dumps(x, ensure_ascii=False) for x in events("f", 5)])
-    wait_for(lambda: not os.listdir(spool), "the last file taken")
+    drop(spool, "006-f.jsonl", [json.dumps(x, ensure_ascii=False) for x in harness.new_requests("f", 5)])
+    harness.wait_for(lambda: not os.listdir(spool), "the last file taken")
     agent.send_signal(signal.SIGTERM)
     rc = agent.wait(timeout=15)
     err = agent.stderr.read()
     harness.check_clean("renkei-agent", err)
     assert rc == 0, (rc, err)
-    assert status(box)["pending"] == 5
+    assert harness.outbox_status(box)["pending"] == 5
 
 
 harness.run(test)
