@@ -9,6 +9,7 @@
 
 struct rk_reader {
     void *zctx;
+    int own_ctx;
     void *dealer;
     uint64_t next;        /* next sequence the caller should see */
     uint64_t to;          /* inclusive bound, 0 = none */
@@ -29,12 +30,18 @@ struct rk_reader {
 
 int rk_reader_new(const char *endpoint, struct rk_reader **out)
 {
+    return rk_reader_new_in(NULL, endpoint, out);
+}
+
+int rk_reader_new_in(void *zctx, const char *endpoint, struct rk_reader **out)
+{
     struct rk_reader *r = calloc(1, sizeof *r);
     int linger = 0;
     if (!r)
         abort();
     *out = NULL;
-    r->zctx = zmq_ctx_new();
+    r->own_ctx = zctx == NULL;
+    r->zctx = zctx ? zctx : zmq_ctx_new();
     r->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
     zmq_msg_init(&r->event);
     if (!r->dealer)
@@ -62,7 +69,8 @@ void rk_reader_destroy(struct rk_reader **rp)
     zmq_msg_close(&r->event);
     if (r->dealer)
         zmq_close(r->dealer);
-    zmq_ctx_term(r->zctx);
+    if (r->own_ctx)
+        zmq_ctx_term(r->zctx);
     free(r);
     *rp = NULL;
 }
@@ -281,6 +289,11 @@ void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f)
     else
         memset(&r->filter, 0, sizeof r->filter);
     r->corr = 0;
+}
+
+uint64_t rk_reader_position(const struct rk_reader *r)
+{
+    return r->next;
 }
 
 uint64_t rk_reader_head(const struct rk_reader *r)

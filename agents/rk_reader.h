@@ -32,6 +32,9 @@ struct rk_record {
 /* Creates a reader connected to the replay endpoint. Returns 0 or -1 with
  * errno. */
 int rk_reader_new(const char *endpoint, struct rk_reader **out);
+/* The same on a ZeroMQ context the caller owns and terminates after
+ * destroying the reader; for programs holding many readers. */
+int rk_reader_new_in(void *zctx, const char *endpoint, struct rk_reader **out);
 void rk_reader_destroy(struct rk_reader **rp);
 
 /* Restarts iteration at sequence `from` (>= 1) up to `to` inclusive
@@ -50,6 +53,11 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec);
  * starts at the first event received at or after it, found by bisection,
  * not by scanning. Call rk_reader_seek first; seek keeps the filter. */
 void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f);
+
+/* The next sequence the range iteration would look at: once it returned
+ * RK_READER_EOF, every event below this was read or passed over by the
+ * filter. */
+uint64_t rk_reader_position(const struct rk_reader *r);
 
 /* The broker's last sequence number as of the latest batch (0 before any). */
 uint64_t rk_reader_head(const struct rk_reader *r);

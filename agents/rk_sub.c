@@ -4,26 +4,34 @@
 #include "rk_wire.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
-#define MAX_FILTERS 64
-#define QUIET_MS 500       /* after this long without live events, check replay */
 #define REPLAY_TIMEOUT_MS 5000
+
+enum mode {
+    MODE_LIVE,      /* following the feed */
+    MODE_FILLING,   /* reading the log from `next` to its end */
+    MODE_SNAPSHOT,  /* reading the starting snapshot */
+};
 
 struct rk_sub {
     void *zctx;
+    int own_ctx;
     void *sub;
-    struct rk_reader *reader;
-    char *filters[MAX_FILTERS];
-    int nfilters;
-    uint64_t next;          /* next sequence to deliver or pass over */
-    int filling;            /* reading a gap from replay */
-    int64_t last_live_ms;
-    zmq_msg_t frames[3];    /* topic, header, event of the last live message */
+    char *replay_endpoint;
+    struct rk_reader *reader;   /* made on first use: most never need one */
+    char filters[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
+    unsigned nfilters;
+    uint64_t next;              /* next sequence to deliver or pass over */
+    enum mode mode;
+    int64_t last_heard_ms;
+    zmq_msg_t frames[3];        /* key, header, event of the last live message */
     char topic[RK_TOPIC_MAX];
     uint64_t gaps, filled;
+    char error[320];
 };
 
 static int64_t now_ms(void)
@@ -33,6 +41,12 @@ static int64_t now_ms(void)
 
 int rk_sub_new(const char *feed_endpoint, const char *replay_endpoint, struct rk_sub **out)
 {
+    return rk_sub_new_in(NULL, feed_endpoint, replay_endpoint, out);
+}
+
+int rk_sub_new_in(void *zctx, const char *feed_endpoint, const char *replay_endpoint,
+                  struct rk_sub **out)
+{
     struct rk_sub *s = calloc(1, sizeof *s);
     int linger = 0;
     if (!s)
@@ -40,14 +54,14 @@ int rk_sub_new(const char *feed_endpoint, const char *replay_endpoint, struct rk
     *out = NULL;
     for (int i = 0; i < 3; i++)
         zmq_msg_init(&s->frames[i]);
-    s->zctx = zmq_ctx_new();
+    s->own_ctx = zctx == NULL;
+    s->zctx = zctx ? zctx : zmq_ctx_new();
+    s->replay_endpoint = strdup(replay_endpoint);
     s->sub = zmq_socket(s->zctx, ZMQ_SUB);
-    if (!s->sub)
+    if (!s->sub || !s->replay_endpoint)
         goto fail;
     zmq_setsockopt(s->sub, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(s->sub, feed_endpoint) != 0)
-        goto fail;
-    if (rk_reader_new(replay_endpoint, &s->reader) != 0)
         goto fail;
     *out = s;
     return 0;
@@ -67,57 +81,128 @@ void rk_sub_destroy(struct rk_sub **sp)
         return;
     for (int i = 0; i < 3; i++)
         zmq_msg_close(&s->frames[i]);
-    for (int i = 0; i < s->nfilters; i++)
-        free(s->filters[i]);
     rk_reader_destroy(&s->reader);
     if (s->sub)
         zmq_close(s->sub);
-    zmq_ctx_term(s->zctx);
+    if (s->own_ctx)
+        zmq_ctx_term(s->zctx);
+    free(s->replay_endpoint);
     free(s);
     *sp = NULL;
 }
 
 int rk_sub_filter(struct rk_sub *s, const char *prefix)
 {
-    if (s->nfilters == MAX_FILTERS) {
+    char key[RK_WIRE_SUBKEY_MAX], why[128];
+    if (s->nfilters == RK_WIRE_TOPICS_MAX) {
         errno = ENOSPC;
         return -1;
     }
-    s->filters[s->nfilters] = strdup(prefix);
-    if (!s->filters[s->nfilters])
-        abort();
-    s->nfilters++;
+    if (rk_wire_subkey(&prefix, 1, key, why, sizeof why) == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    strcpy(s->filters[s->nfilters++], prefix);
     return 0;
 }
 
-static int matches(const struct rk_sub *s, const char *topic)
+/* Subscribes to the key of the whole filter. */
+static void subscribe(struct rk_sub *s)
 {
-    if (s->nfilters == 0)
-        return 1;
-    for (int i = 0; i < s->nfilters; i++)
-        if (strncmp(topic, s->filters[i], strlen(s->filters[i])) == 0)
-            return 1;
+    const char *prefixes[RK_WIRE_TOPICS_MAX];
+    char key[RK_WIRE_SUBKEY_MAX], why[128];
+    for (unsigned i = 0; i < s->nfilters; i++)
+        prefixes[i] = s->filters[i];
+    size_t n = rk_wire_subkey(prefixes, s->nfilters, key, why, sizeof why);
+    zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, key, n);
+    s->last_heard_ms = now_ms();
+}
+
+static int ensure_reader(struct rk_sub *s)
+{
+    struct rk_wire_filter f = {0};
+    if (s->reader)
+        return 0;
+    if (rk_reader_new_in(s->own_ctx ? NULL : s->zctx, s->replay_endpoint, &s->reader) != 0)
+        return -1;
+    f.ntopics = s->nfilters;
+    memcpy(f.topics, s->filters, sizeof f.topics);
+    rk_reader_filter(s->reader, &f);
     return 0;
 }
 
+static int begin_fill(struct rk_sub *s)
+{
+    if (ensure_reader(s) != 0)
+        return -1;
+    rk_reader_seek(s->reader, s->next, 0);
+    s->mode = MODE_FILLING;
+    return 0;
+}
+
+/* Reads one feed message into s->frames. Returns the header's command
+ * (RK_CMD_NONE for anything malformed). */
+static enum rk_wire_cmd read_feed(struct rk_sub *s, struct rk_wire_hdr *h)
+{
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t *m = &s->frames[n < 3 ? n : 2];
+        if (zmq_msg_recv(m, s->sub, 0) < 0)
+            return RK_CMD_NONE;
+        more = zmq_msg_more(m);
+        n++;
+    }
+    s->last_heard_ms = now_ms();
+    if (n < 2 || n > 3 || rk_wire_decode(zmq_msg_data(&s->frames[1]), zmq_msg_size(&s->frames[1]), h) != 0)
+        return RK_CMD_NONE;
+    if ((h->cmd == RK_CMD_LIVE) != (n == 3))
+        return RK_CMD_NONE;
+    return h->cmd;
+}
+
+static int wait_first_tick(struct rk_sub *s, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    zmq_pollitem_t item = {s->sub, 0, ZMQ_POLLIN, 0};
+    struct rk_wire_hdr h;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            snprintf(s->error, sizeof s->error, "no tick from the broker's feed in %d ms", timeout_ms);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        int rc = zmq_poll(&item, 1, (long)left);
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        /* Events before the first tick are older than it: start after. */
+        if (rc > 0 && read_feed(s, &h) == RK_CMD_TICK) {
+            s->next = h.seq + 1;
+            return 0;
+        }
+    }
+}
+
+/* The first tick also shows the subscription has reached the broker. */
 int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
 {
-    struct rk_record rec;
-    if (s->nfilters == 0)
-        zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, "", 0);
-    for (int i = 0; i < s->nfilters; i++)
-        zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, s->filters[i], strlen(s->filters[i]));
-    if (from == 0) {
-        /* Ask where the log ends now: an empty range past any sequence. */
-        rk_reader_seek(s->reader, UINT64_MAX, 0);
-        if (rk_reader_next(s->reader, timeout_ms, &rec) < 0)
-            return -1;
-        from = rk_reader_head(s->reader) + 1;
-    }
+    subscribe(s);
+    if (wait_first_tick(s, timeout_ms) != 0)
+        return -1;
+    if (from == 0)
+        return 0;
     s->next = from;
-    s->filling = 1;
-    rk_reader_seek(s->reader, s->next, 0);
-    s->last_live_ms = now_ms();
+    return begin_fill(s);
+}
+
+int rk_sub_start_snapshot(struct rk_sub *s, int timeout_ms)
+{
+    subscribe(s);
+    if (wait_first_tick(s, timeout_ms) != 0 || ensure_reader(s) != 0)
+        return -1;
+    rk_reader_snapshot(s->reader, 0);
+    s->next = 1;
+    s->mode = MODE_SNAPSHOT;
     return 0;
 }
 
@@ -131,80 +216,69 @@ static void topic_of(const struct rk_record *rec, char *topic)
         topic[0] = '\0';
 }
 
-/* One step of gap filling. Returns 1 with *d set, 0 when the gap is
- * closed, -1 on error. */
+/* One step of reading the log. Returns 1 with *d set, 0 when the read is
+ * over (the feed takes over), -1 on error. */
 static int fill_step(struct rk_sub *s, struct rk_delivery *d)
 {
     struct rk_record rec;
     for (;;) {
         int rc = rk_reader_next(s->reader, REPLAY_TIMEOUT_MS, &rec);
+        if (rc == RK_READER_EOF && s->mode == MODE_SNAPSHOT) {
+            s->next = rk_reader_snapshot_seq(s->reader) + 1;
+            rk_reader_seek(s->reader, s->next, 0);
+            s->mode = MODE_FILLING;
+            continue;
+        }
         if (rc == RK_READER_EOF) {
-            s->filling = 0;
-            s->last_live_ms = now_ms();
+            if (rk_reader_position(s->reader) > s->next)
+                s->next = rk_reader_position(s->reader);
+            s->mode = MODE_LIVE;
             return 0;
         }
-        if (rc < 0)
+        if (rc < 0) {
+            snprintf(s->error, sizeof s->error, "replay from %s: %s", s->replay_endpoint,
+                     errno == EPROTO ? rk_reader_error(s->reader) : strerror(errno));
             return -1;
-        if (rec.seq < s->next)
+        }
+        if (s->mode == MODE_FILLING && rec.seq < s->next)
             continue;
-        s->next = rec.seq + 1;
+        if (s->mode == MODE_FILLING) {
+            s->next = rec.seq + 1;
+            s->filled++;
+        }
         topic_of(&rec, s->topic);
-        if (!matches(s, s->topic))
-            continue;
-        s->filled++;
-        *d = (struct rk_delivery){rec.seq, rec.recv_ns, s->topic, rec.event, rec.event_len, 1};
+        *d = (struct rk_delivery){rec.seq, rec.recv_ns, s->topic, rec.event, rec.event_len,
+                                  s->mode == MODE_FILLING, s->mode == MODE_SNAPSHOT};
         return 1;
     }
 }
 
-static void begin_fill(struct rk_sub *s)
-{
-    s->filling = 1;
-    rk_reader_seek(s->reader, s->next, 0);
-}
-
-/* Reads one live message into s->frames. Returns 1 when it is the next
- * event in order, 0 when it was skipped (duplicate, malformed, or a gap
- * that is now being filled). */
-static int take_live(struct rk_sub *s, struct rk_delivery *d)
+/* A gap is "something of mine lies in [next, seq)": the feed says the
+ * previous event of this filter is `prev`, and we have all below `next`. */
+static int take_feed(struct rk_sub *s, struct rk_delivery *d)
 {
     struct rk_wire_hdr h;
-    int n = 0, more = 1;
-    while (more && n < 3) {
-        if (zmq_msg_recv(&s->frames[n], s->sub, 0) < 0)
-            return 0;
-        more = zmq_msg_more(&s->frames[n]);
-        n++;
-    }
-    while (more) {
-        zmq_msg_t extra;
-        zmq_msg_init(&extra);
-        zmq_msg_recv(&extra, s->sub, 0);
-        more = zmq_msg_more(&extra);
-        zmq_msg_close(&extra);
-        n++;
-    }
-    s->last_live_ms = now_ms();
-    if (n != 3 || rk_wire_decode(zmq_msg_data(&s->frames[1]), zmq_msg_size(&s->frames[1]), &h) != 0 ||
-        h.cmd != RK_CMD_LIVE)
+    enum rk_wire_cmd cmd = read_feed(s, &h);
+    if (cmd == RK_CMD_TICK) {
+        if (h.prev_seq >= s->next) {
+            s->gaps++;
+            return begin_fill(s) == 0 ? 0 : -1;
+        }
+        if (h.seq >= s->next)
+            s->next = h.seq + 1;
         return 0;
-    if (h.seq < s->next)
+    }
+    if (cmd != RK_CMD_LIVE || h.seq < s->next)
         return 0;
-    if (h.seq > s->next) {
-        /* The replay will include this event too: it was stored before it
-         * was sent live. */
+    if (h.prev_seq >= s->next) {
+        /* The log has this event too: it was stored before it was sent. */
         s->gaps++;
-        begin_fill(s);
-        return 0;
+        return begin_fill(s) == 0 ? 0 : -1;
     }
-    size_t tlen = zmq_msg_size(&s->frames[0]);
-    if (tlen >= RK_TOPIC_MAX)
-        tlen = RK_TOPIC_MAX - 1;
-    memcpy(s->topic, zmq_msg_data(&s->frames[0]), tlen);
-    s->topic[tlen] = '\0';
+    strcpy(s->topic, h.topic);
     s->next = h.seq + 1;
     *d = (struct rk_delivery){h.seq, h.recv_ns, s->topic, zmq_msg_data(&s->frames[2]),
-                              zmq_msg_size(&s->frames[2]), 0};
+                              zmq_msg_size(&s->frames[2]), 0, 0};
     return 1;
 }
 
@@ -214,8 +288,9 @@ int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d)
     zmq_pollitem_t item = {s->sub, 0, ZMQ_POLLIN, 0};
 
     for (;;) {
-        if (s->filling) {
-            int rc = fill_step(s, d);
+        int rc;
+        if (s->mode != MODE_LIVE) {
+            rc = fill_step(s, d);
             if (rc != 0)
                 return rc > 0 ? 0 : -1;
             continue;
@@ -225,18 +300,11 @@ int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d)
             errno = ETIMEDOUT;
             return -1;
         }
-        int64_t quiet_left = s->last_live_ms + QUIET_MS - now;
-        if (quiet_left <= 0) {
-            /* A quiet feed may hide a dropped tail: look in the log. */
-            begin_fill(s);
-            continue;
-        }
-        int64_t wait = deadline - now < quiet_left ? deadline - now : quiet_left;
-        int rc = zmq_poll(&item, 1, (long)wait);
+        rc = zmq_poll(&item, 1, deadline == INT64_MAX ? -1 : (long)(deadline - now));
         if (rc < 0 && errno != EINTR)
             return -1;
-        if (rc > 0 && take_live(s, d))
-            return 0;
+        if (rc > 0 && (rc = take_feed(s, d)) != 0)
+            return rc > 0 ? 0 : -1;
     }
 }
 
@@ -253,4 +321,14 @@ uint64_t rk_sub_gaps_filled(const struct rk_sub *s)
 uint64_t rk_sub_events_filled(const struct rk_sub *s)
 {
     return s->filled;
+}
+
+int64_t rk_sub_silent_ms(const struct rk_sub *s)
+{
+    return now_ms() - s->last_heard_ms;
+}
+
+const char *rk_sub_error(const struct rk_sub *s)
+{
+    return s->error;
 }

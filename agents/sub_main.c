@@ -2,14 +2,19 @@
  * each matching event as one line. */
 #include "rk_render.h"
 #include "rk_sub.h"
+#include "rk_time.h"
 #include "rk_topics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_FEED "tcp://127.0.0.1:7702"
 #define DEFAULT_REPLAY "tcp://127.0.0.1:7703"
@@ -29,6 +34,8 @@ struct opts {
     long count;          /* stop after this many events; -1 = never */
     long idle_ms;        /* stop after this long without a matching event; -1 = never */
     const char *family, *type, *prefecture, *municipality;
+    const char *cursor;  /* file holding where to resume */
+    int snapshot;
 };
 
 static void usage(FILE *out)
@@ -50,6 +57,13 @@ static void usage(FILE *out)
         "  -f, --feed ENDPOINT      broker live feed [%s]\n"
         "  -r, --replay ENDPOINT    broker replay socket, for filling gaps [%s]\n"
         "      --from SEQ           start at sequence SEQ (1 = the whole log) instead of now\n"
+        "      --snapshot           start with the latest event of every KPI and request\n"
+        "                           (one consistent moment), then follow on from there\n"
+        "      --cursor FILE        durable position: resume after the last event printed\n"
+        "                           by an earlier run; made on first use (from --from,\n"
+        "                           --snapshot or now). When standard output is a file\n"
+        "                           of JSON lines, its last line counts too, so a killed\n"
+        "                           run neither skips nor repeats an event\n"
         "  -n, --count N            exit after N events\n"
         "      --idle MS            exit after MS milliseconds without a matching event\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
@@ -83,9 +97,10 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'T'},
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
-    const char *topics[64];
+    const char *topics[RK_WIRE_TOPICS_MAX];
     int ntopics = 0, c, fmt;
     char *end;
 
@@ -110,7 +125,15 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         case 'T': o->type = optarg; break;
         case 'p': o->prefecture = optarg; break;
         case 'm': o->municipality = optarg; break;
-        case 't': if (ntopics < 64) topics[ntopics++] = optarg; break;
+        case 't':
+            if (ntopics == RK_WIRE_TOPICS_MAX) {
+                fprintf(stderr, "renkei-sub: --topic: at most %d prefixes\n", RK_WIRE_TOPICS_MAX);
+                return 2;
+            }
+            topics[ntopics++] = optarg;
+            break;
+        case 'C': o->cursor = optarg; break;
+        case 'S': o->snapshot = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-sub --help'.\n"); return 2;
         }
@@ -124,10 +147,161 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         return 2;
     }
     for (int i = 0; i < ntopics; i++)
-        rk_sub_filter(*s, topics[i]);
+        if (rk_sub_filter(*s, topics[i]) != 0) {
+            fprintf(stderr, "renkei-sub: --topic \"%s\": printable ASCII without spaces or '|', "
+                    "at most %d bytes\n", topics[i], RK_WIRE_TOPIC_MAX - 1);
+            return 2;
+        }
     if (ntopics == 0 && add_filters(*s, o) != 0)
         return 2;
     return -1;
+}
+
+/* ---- the durable cursor: 20 digits and a newline, rewritten in place */
+
+#define CURSOR_LEN 21
+#define CURSOR_SYNC_NS 1000000000LL
+
+struct cursor {
+    int fd;
+    uint64_t written;
+    int64_t synced_ns;
+};
+
+/* Opens (making it if need be) the cursor file; *resume is its sequence,
+ * or 0 when it was just made. */
+static int cursor_open(struct cursor *c, const char *path, uint64_t *resume)
+{
+    char buf[CURSOR_LEN + 1] = {0}, *end;
+    *resume = 0;
+    c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (c->fd < 0) {
+        fprintf(stderr, "renkei-sub: --cursor %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    ssize_t n = pread(c->fd, buf, CURSOR_LEN, 0);
+    if (n == 0)
+        return 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (n != CURSOR_LEN || end != buf + CURSOR_LEN - 1 || *end != '\n' || v == 0) {
+        fprintf(stderr, "renkei-sub: --cursor %s: not a renkei-sub cursor (want 20 digits "
+                "and a newline); remove it to start afresh\n", path);
+        return -1;
+    }
+    *resume = c->written = v;
+    return 0;
+}
+
+static void cursor_save(struct cursor *c, uint64_t next, int sync)
+{
+    char buf[CURSOR_LEN + 1];
+    if (c->fd < 0 || (next == c->written && !sync))
+        return;
+    snprintf(buf, sizeof buf, "%020llu\n", (unsigned long long)next);
+    if (pwrite(c->fd, buf, CURSOR_LEN, 0) != CURSOR_LEN)
+        fprintf(stderr, "renkei-sub: writing the cursor: %s\n", strerror(errno));
+    c->written = next;
+    /* A kill leaves the page cache intact; only a power cut needs fsync. */
+    int64_t now = rk_time_now();
+    if (sync || now - c->synced_ns > CURSOR_SYNC_NS) {
+        fdatasync(c->fd);
+        c->synced_ns = now;
+    }
+}
+
+/* When standard output is a file of JSON lines, the sequence of its last
+ * whole line (0 if none), after cutting a line a kill left half written.
+ * An event is printed before the cursor moves past it, so this is the one
+ * that may be ahead of the cursor. */
+static uint64_t last_seq_printed(void)
+{
+    struct stat st;
+    char buf[1 << 18];
+    if (fstat(STDOUT_FILENO, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+        return 0;
+    off_t from = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
+    ssize_t n = pread(STDOUT_FILENO, buf, (size_t)(st.st_size - from), from);
+    if (n <= 0)
+        return 0;
+    ssize_t end = n;
+    while (end > 0 && buf[end - 1] != '\n')
+        end--;
+    if (end < n && ftruncate(STDOUT_FILENO, from + end) != 0)
+        return 0;
+    if (end == 0)
+        return 0;
+    ssize_t start = end - 1;
+    while (start > 0 && buf[start - 1] != '\n')
+        start--;
+    json_t *line = json_loadb(buf + start, (size_t)(end - start), 0, NULL);
+    json_int_t seq = json_integer_value(json_object_get(line, "seq"));
+    json_decref(line);
+    return seq > 0 ? (uint64_t)seq : 0;
+}
+
+static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
+{
+    uint64_t resume = 0;
+    int rc;
+    if (o->cursor && cursor_open(c, o->cursor, &resume) != 0)
+        return 2;
+    if (resume && o->format == RK_RENDER_JSON) {
+        uint64_t printed = last_seq_printed();
+        if (printed >= resume)
+            resume = printed + 1;
+    }
+    if (resume)
+        rc = rk_sub_start(s, resume, 5000);
+    else if (o->snapshot)
+        rc = rk_sub_start_snapshot(s, 5000);
+    else
+        rc = rk_sub_start(s, o->from, 5000);
+    if (rc != 0) {
+        fprintf(stderr, "renkei-sub: the broker's feed %s did not answer (%s): is renkei-broker "
+                "running?\n", o->feed, rk_sub_error(s));
+        return 3;
+    }
+    if (resume)
+        fprintf(stderr, "renkei-sub: resuming from seq %llu (cursor %s)\n",
+                (unsigned long long)resume, o->cursor);
+    else if (o->snapshot)
+        fprintf(stderr, "renkei-sub: starting with a snapshot\n");
+    else
+        fprintf(stderr, "renkei-sub: following from seq %llu\n",
+                (unsigned long long)rk_sub_position(s));
+    /* Written at once, so a kill before the first event still resumes here. */
+    if (!o->snapshot || resume)
+        cursor_save(c, rk_sub_position(s), 1);
+    return -1;
+}
+
+/* Waits for the next event in short steps, so a signal stops it promptly
+ * and a silent broker is reported. Returns 1 with *d, 0 when done. */
+static int next_event(struct rk_sub *s, const struct opts *o, struct cursor *c,
+                      struct rk_delivery *d, int *rc)
+{
+    int wait = o->idle_ms > 0 && o->idle_ms < 200 ? (int)o->idle_ms : 200;
+    long waited = 0;
+    int warned = 0;
+    while (!stop_requested) {
+        if (rk_sub_next(s, wait, d) == 0)
+            return 1;
+        if (errno != ETIMEDOUT) {
+            fprintf(stderr, "renkei-sub: %s\n", rk_sub_error(s)[0] ? rk_sub_error(s) : strerror(errno));
+            *rc = 1;
+            return 0;
+        }
+        cursor_save(c, rk_sub_position(s), 0);
+        waited += wait;
+        if (o->idle_ms > 0 && waited >= o->idle_ms)
+            return 0;
+        if (!warned && rk_sub_silent_ms(s) > 5000) {
+            fprintf(stderr, "renkei-sub: no word from the broker's feed %s for 5 s (it ticks "
+                    "every 200 ms); waiting for it to come back\n", o->feed);
+            warned = 1;
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -135,6 +309,7 @@ int main(int argc, char **argv)
     struct opts o = {.feed = DEFAULT_FEED, .replay = DEFAULT_REPLAY, .count = -1, .idle_ms = -1};
     struct rk_sub *s = NULL;
     struct rk_delivery d;
+    struct cursor c = {.fd = -1};
     long printed = 0;
     int rc = parse(argc, argv, &o, &s);
     struct sigaction sa = {.sa_handler = on_signal};
@@ -143,40 +318,30 @@ int main(int argc, char **argv)
         goto out;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    rc = 0;
-    if (rk_sub_start(s, o.from, 5000) != 0) {
-        fprintf(stderr, "renkei-sub: the broker's replay socket %s did not answer: is renkei-broker running?\n", o.replay);
-        rc = 3;
+    rc = start(s, &o, &c);
+    if (rc >= 0)
         goto out;
-    }
-    fprintf(stderr, "renkei-sub: following from seq %llu\n", (unsigned long long)rk_sub_position(s));
+    rc = 0;
     rk_render_header(stdout, o.format);
     fflush(stdout);
-    while (!stop_requested && (o.count < 0 || printed < o.count)) {
-        /* Short waits keep a signal's stop prompt. */
-        int wait = o.idle_ms > 0 && o.idle_ms < 200 ? (int)o.idle_ms : 200;
-        long waited = 0;
-        int got;
-        while (!(got = rk_sub_next(s, wait, &d) == 0) && errno == ETIMEDOUT && !stop_requested) {
-            waited += wait;
-            if (o.idle_ms > 0 && waited >= o.idle_ms)
-                break;
-        }
-        if (!got) {
-            if (errno != ETIMEDOUT) {
-                fprintf(stderr, "renkei-sub: %s\n", strerror(errno));
-                rc = 1;
-            }
+    while ((o.count < 0 || printed < o.count) && next_event(s, &o, &c, &d, &rc)) {
+        rk_render_event(stdout, o.format, d.seq, d.recv_ns, d.topic, d.event, d.event_len);
+        if (fflush(stdout) != 0) {
+            fprintf(stderr, "renkei-sub: writing standard output: %s\n", strerror(errno));
+            rc = 1;
             break;
         }
-        rk_render_event(stdout, o.format, d.seq, d.recv_ns, d.topic, d.event, d.event_len);
-        fflush(stdout);
+        if (!d.from_snapshot)
+            cursor_save(&c, rk_sub_position(s), 0);
         printed++;
     }
+    cursor_save(&c, rk_sub_position(s), 1);
     fprintf(stderr, "renkei-sub: %ld events, %llu gaps filled from the log (%llu events), next seq %llu\n",
             printed, (unsigned long long)rk_sub_gaps_filled(s),
             (unsigned long long)rk_sub_events_filled(s), (unsigned long long)rk_sub_position(s));
 out:
+    if (c.fd >= 0)
+        close(c.fd);
     rk_sub_destroy(&s);
     return rc;
 }

@@ -1,5 +1,6 @@
 #include "rk_broker.h"
 #include "rk_diag.h"
+#include "rk_groups.h"
 #include "rk_event.h"
 #include "rk_lifecycle.h"
 #include "rk_metrics.h"
@@ -20,9 +21,15 @@
 /* Beyond this a peer's frames are dropped by libzmq before we see them;
  * events themselves are limited to RK_EVENT_MAX_BYTES by validation. */
 #define INGEST_MAX_MSG (4 * RK_EVENT_MAX_BYTES)
-#define FEED_SNDHWM 100000
+/* Messages queued per subscriber before the feed skips it. A skipped
+ * subscriber fills from the log, so this bounds broker memory per stalled
+ * subscriber (about 0.25 KiB a message) rather than protecting data. */
+#define FEED_SNDHWM 10000
 #define INGEST_HWM 100000
-#define POLL_MS 250
+#define POLL_MS 100
+/* How often each subscription group hears the log's head, so a subscriber
+ * whose last events were skipped notices without new traffic. */
+#define TICK_EVERY_NS 200000000LL
 /* Retention runs between batches, a bounded number of deletions per write
  * transaction, so ingest never waits long behind it. */
 #define PRUNE_BATCH 10000
@@ -53,6 +60,9 @@ struct rk_broker {
     struct rk_lifecycle *lifecycle; /* aid request states, batch included */
     struct rk_metrics *metrics;
     void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
+    struct rk_groups *groups;       /* live-feed subscriptions, one per filter */
+    int64_t next_tick_ns;
+    unsigned long long bad_subscriptions;
     int64_t publishers, subscribers;
     int64_t refusals_logged_ns;
     unsigned long long refusals_unlogged;
@@ -244,11 +254,13 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     if (!b->pend || !b->recs)
         abort();
     b->producers = rk_producers_new();
+    b->groups = rk_groups_new();
     return 0;
 }
 
 static void broker_close(struct rk_broker *b)
 {
+    rk_groups_destroy(&b->groups);
     rk_replay_stop(&b->replay);
     rk_metrics_destroy(&b->metrics);
     if (b->mon_ingest) {
@@ -490,22 +502,50 @@ out:
     return taken;
 }
 
-/* Relays a committed event to live subscribers; the event frame is shared,
- * not copied. A subscriber over its high-water mark misses it and fills
- * the gap from replay, which the sequence number makes detectable. */
+/* Sends one live or tick message on a group's key. */
+struct feed_send {
+    struct rk_broker *b;
+    struct rk_wire_hdr h;
+    zmq_msg_t *event;       /* NULL for a tick */
+};
+
+static void send_on_group(void *arg, const char *key, size_t key_len, uint64_t prev)
+{
+    struct feed_send *fs = arg;
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    zmq_msg_t copy;
+    int more = fs->event ? ZMQ_SNDMORE : 0;
+
+    fs->h.prev_seq = prev;
+    size_t n = rk_wire_encode(&fs->h, buf, sizeof buf);
+    if (zmq_send(fs->b->feed, key, key_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(fs->b->feed, buf, n, more | ZMQ_DONTWAIT) < 0 || !fs->event)
+        return;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, fs->event);
+    if (zmq_msg_send(&copy, fs->b->feed, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&copy);
+}
+
+/* Relays a committed event once to each subscription group it matches; the
+ * event frame is shared, not copied. A subscriber over its high-water mark
+ * misses it and fills the gap from replay, which `prev` makes detectable. */
 static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_rec *rec)
 {
-    struct rk_wire_hdr h = {.cmd = RK_CMD_LIVE, .seq = rec->seq, .recv_ns = rec->recv_ns};
-    unsigned char buf[RK_WIRE_HDR_MAX];
-    size_t n = rk_wire_encode(&h, buf, sizeof buf);
-    zmq_msg_t copy;
+    struct feed_send fs = {b, {.cmd = RK_CMD_LIVE, .seq = rec->seq, .recv_ns = rec->recv_ns},
+                           &p->event};
+    memcpy(fs.h.topic, p->topic, sizeof fs.h.topic);
+    rk_groups_match(b->groups, p->topic, rec->seq, send_on_group, &fs);
+}
 
-    zmq_msg_init(&copy);
-    zmq_msg_copy(&copy, &p->event);
-    if (zmq_send(b->feed, p->topic, strlen(p->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(b->feed, buf, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&copy, b->feed, ZMQ_DONTWAIT) < 0)
-        zmq_msg_close(&copy);
+static void tick(struct rk_broker *b, int64_t now)
+{
+    if (now < b->next_tick_ns)
+        return;
+    struct feed_send fs = {b, {.cmd = RK_CMD_TICK, .seq = rk_log_last_seq(b->log), .recv_ns = now},
+                           NULL};
+    rk_groups_each(b->groups, send_on_group, &fs);
+    b->next_tick_ns = now + TICK_EVERY_NS;
 }
 
 /* What a publisher is told when its batch could not be stored. */
@@ -559,14 +599,27 @@ static int commit_batch(struct rk_broker *b)
     return rc;
 }
 
-/* XPUB hands us subscribe/unsubscribe notices; read them so they do not
- * queue up. */
+/* XPUB hands us subscribe/unsubscribe notices: the first subscriber of a
+ * key makes its group, the last one leaving removes it. */
 static void drain_feed(struct rk_broker *b)
 {
-    char buf[256];
+    char buf[RK_WIRE_SUBKEY_MAX + 1];
     int n;
-    while ((n = zmq_recv(b->feed, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0)
-        RK_DIAG(RK_DIAG_DEBUG, "feed_subscription", "subscribe=%d len=%d", n > 0 && buf[0] == 1, n);
+    while ((n = zmq_recv(b->feed, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
+        enum rk_groups_notice_rc rc = (size_t)n > sizeof buf
+            ? RK_GROUPS_BAD_KEY : rk_groups_notice(b->groups, buf, (size_t)n, rk_log_last_seq(b->log));
+        if (rc == RK_GROUPS_ADDED || rc == RK_GROUPS_REMOVED)
+            RK_DIAG(RK_DIAG_DEBUG, "feed_group", "added=%d groups=%zu", rc == RK_GROUPS_ADDED,
+                    rk_groups_count(b->groups));
+        if (rc == RK_GROUPS_FULL)
+            RK_DIAG(RK_DIAG_WARN, "feed_groups_full", "groups=%d why=\"a subscription with a new "
+                    "filter gets nothing until others leave\"", RK_GROUPS_MAX);
+        /* A raw topic prefix (an older or foreign client) matches nothing. */
+        if (rc == RK_GROUPS_BAD_KEY && buf[0] == 1 && b->bad_subscriptions++ % 1000 == 0)
+            RK_DIAG(RK_DIAG_WARN, "feed_subscription_ignored", "count=%llu why=\"not a "
+                    "subscription key (PROTOCOL.md 3.3): subscribe to ~PREFIX|PREFIX\\n\"",
+                    b->bad_subscriptions);
+    }
 }
 
 static void log_pruned(struct rk_broker *b, int64_t now, int force)
@@ -651,6 +704,7 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             drain_feed(&b);
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             drain_monitors(&b);
+        tick(&b, rk_time_now());
         rk_metrics_replayed(b.metrics, rk_replay_events_sent(b.replay));
         log_refusals(&b, 0);
         retention_turn(&b);

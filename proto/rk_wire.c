@@ -1,19 +1,22 @@
 #include "rk_wire.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const cmd_names[] = {
     [RK_CMD_PUB] = "pub", [RK_CMD_ACK] = "ack", [RK_CMD_ERR] = "err",
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
+    [RK_CMD_TICK] = "tick",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
 /* Number of array elements each command has, version and command included. */
 static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
-    [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 5, [RK_CMD_SNAP] = 6,
-    [RK_CMD_SNAPEND] = 6,
+    [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
+    [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -153,9 +156,16 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     switch (h->cmd) {
     case RK_CMD_ACK:
     case RK_CMD_EVT:
-    case RK_CMD_LIVE:
         put_uint(&w, h->seq);
         put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        break;
+    case RK_CMD_LIVE:
+    case RK_CMD_TICK:
+        put_uint(&w, h->seq);
+        put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        put_uint(&w, h->prev_seq);
+        if (h->cmd == RK_CMD_LIVE)
+            put_str(&w, h->topic, sizeof h->topic - 1);
         break;
     case RK_CMD_ERR:
         put_str(&w, h->code, sizeof h->code - 1);
@@ -401,11 +411,16 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
     case RK_CMD_ACK:
     case RK_CMD_EVT:
     case RK_CMD_LIVE:
+    case RK_CMD_TICK:
         if (get_uint(r, &a) || get_uint(r, &b) || b > INT64_MAX)
             return -1;
         h->seq = a;
         h->recv_ns = (int64_t)b;
-        return 0;
+        if (h->cmd == RK_CMD_ACK || h->cmd == RK_CMD_EVT)
+            return 0;
+        if (get_uint(r, &h->prev_seq) || h->prev_seq >= h->seq + (h->cmd == RK_CMD_TICK))
+            return -1;
+        return h->cmd == RK_CMD_LIVE ? get_text(r, h->topic, sizeof h->topic, 0) : 0;
     case RK_CMD_ERR:
         return get_text(r, h->code, sizeof h->code, 0) ||
                get_text(r, h->message, sizeof h->message, 0) ? -1 : 0;
@@ -466,4 +481,85 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
         return -1;
     }
     return 0;
+}
+
+/* ---- subscription keys */
+
+static int prefix_byte_ok(unsigned char c)
+{
+    return c >= '!' && c <= '~' && c != '|';
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t rk_wire_subkey(const char *const *prefixes, unsigned n, char *out, char *why, size_t why_len)
+{
+    const char *sorted[RK_WIRE_TOPICS_MAX];
+    size_t len = 1;
+    if (n > RK_WIRE_TOPICS_MAX) {
+        snprintf(why, why_len, "at most %d topic prefixes, got %u", RK_WIRE_TOPICS_MAX, n);
+        return 0;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = strlen(prefixes[i]);
+        if (l >= RK_WIRE_TOPIC_MAX) {
+            snprintf(why, why_len, "topic prefix \"%.60s\": longer than %d bytes", prefixes[i],
+                     RK_WIRE_TOPIC_MAX - 1);
+            return 0;
+        }
+        for (size_t k = 0; k < l; k++)
+            if (!prefix_byte_ok((unsigned char)prefixes[i][k])) {
+                snprintf(why, why_len, "topic prefix \"%.60s\": byte %zu is not allowed "
+                         "(printable ASCII other than space and '|')", prefixes[i], k + 1);
+                return 0;
+            }
+        sorted[i] = prefixes[i];
+    }
+    qsort(sorted, n, sizeof sorted[0], cmp_str);
+    out[0] = '~';
+    /* Sorted, a prefix comes right before what it covers. */
+    const char *kept = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (kept && strncmp(sorted[i], kept, strlen(kept)) == 0)
+            continue;
+        if (sorted[i][0] == '\0') { /* the empty prefix covers everything */
+            len = 1;
+            break;
+        }
+        if (kept)
+            out[len++] = '|';
+        memcpy(out + len, sorted[i], strlen(sorted[i]));
+        len += strlen(sorted[i]);
+        kept = sorted[i];
+    }
+    out[len++] = '\n';
+    out[len] = '\0';
+    return len;
+}
+
+int rk_wire_subkey_parse(const void *key, size_t len, char topics[][RK_WIRE_TOPIC_MAX])
+{
+    const unsigned char *k = key;
+    int n = 0;
+    size_t at = 0;
+    if (len < 2 || k[0] != '~' || k[len - 1] != '\n')
+        return -1;
+    if (len == 2)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if (k[i] == '|' || k[i] == '\n') {
+            if (at == 0 || (k[i] == '\n' && i != len - 1))
+                return -1;
+            topics[n++][at] = '\0';
+            at = 0;
+            continue;
+        }
+        if (!prefix_byte_ok(k[i]) || at == RK_WIRE_TOPIC_MAX - 1 || n == RK_WIRE_TOPICS_MAX)
+            return -1;
+        topics[n][at++] = (char)k[i];
+    }
+    return n;
 }

@@ -14,7 +14,8 @@
  *          [1, "replay", corr, from_seq, to_seq, limit, {filter}]
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
  *   end    [1, "end",    corr, next_seq, head_seq, sent]
- *   live   [1, "live",   0,    seq, recv_ns]            + event frame
+ *   live   [1, "live",   0,    seq, recv_ns, prev, topic] + event frame
+ *   tick   [1, "tick",   0,    head_seq, now_ns, prev]
  *   snap   [1, "snap",   corr, at_seq, limit, cursor]
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}]
  *   snapend [1, "snapend", corr, at_seq, cursor, sent]
@@ -65,6 +66,7 @@ enum rk_wire_cmd {
     RK_CMD_LIVE,
     RK_CMD_SNAP,
     RK_CMD_SNAPEND,
+    RK_CMD_TICK,
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -73,8 +75,12 @@ struct rk_wire_hdr {
     uint64_t corr;
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* pub: "" = not idempotent */
     uint64_t producer_seq; /* pub: the producer's number for this event, >= 1 */
-    uint64_t seq;        /* ack, evt, live: the log sequence number */
-    int64_t recv_ns;     /* ack, evt, live: broker receive time */
+    uint64_t seq;        /* ack, evt, live: the log sequence number;
+                          * tick: the last sequence in the log */
+    int64_t recv_ns;     /* ack, evt, live: broker receive time; tick: now */
+    uint64_t prev_seq;   /* live, tick: no event of the subscription lies
+                          * strictly between this and `seq` (PROTOCOL.md 3.3) */
+    char topic[RK_WIRE_TOPIC_MAX]; /* live: the event's topic */
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
     uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
     uint32_t limit;      /* replay, snap: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
@@ -105,6 +111,28 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
  * not know returns 0 with h->cmd == RK_CMD_NONE and h->corr set, so the
  * peer can answer E_COMMAND. Never reads past `len`. */
 int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h);
+
+/* ---- subscription keys (PROTOCOL.md 3.3)
+ *
+ * A live-feed subscriber subscribes to one key naming its whole filter:
+ * "~" then its topic prefixes joined by "|", then "\n". "~\n" selects
+ * everything. Because every key ends in the one byte no prefix may hold,
+ * no key is a prefix of another, so ZeroMQ's prefix matching delivers a
+ * key's messages to its subscribers only. */
+#define RK_WIRE_SUBKEY_MAX (2 + RK_WIRE_TOPICS_MAX * RK_WIRE_TOPIC_MAX)
+
+/* Writes the canonical key of `n` prefixes to `out` (capacity at least
+ * RK_WIRE_SUBKEY_MAX): sorted, without duplicates, without a prefix that a
+ * shorter one already covers, so that subscribers with the same filter share
+ * one key. Returns the key's length (`out` is also NUL-terminated), or 0 with a reason in `why` for a bad prefix: more than
+ * RK_WIRE_TOPICS_MAX, longer than RK_WIRE_TOPIC_MAX - 1 bytes, or a byte
+ * outside '!'..'~' or a '|'. */
+size_t rk_wire_subkey(const char *const *prefixes, unsigned n, char *out, char *why, size_t why_len);
+
+/* Splits a key received from the network into its prefixes (each
+ * NUL-terminated in `topics`). Returns the number of prefixes (0 = every
+ * event), or -1 when the bytes are not a well-formed key. */
+int rk_wire_subkey_parse(const void *key, size_t len, char topics[][RK_WIRE_TOPIC_MAX]);
 
 /* "pub", "ack", ... ; NULL for RK_CMD_NONE. */
 const char *rk_wire_cmd_name(enum rk_wire_cmd cmd);

@@ -24,9 +24,19 @@ static void test_roundtrip_every_command(void)
     in.cmd = RK_CMD_EVT; in.seq = 300;
     roundtrip(&in, &out);
     RK_CHECK(out.seq == 300);
-    in.cmd = RK_CMD_LIVE; in.corr = 0; in.seq = 65536;
+    in.cmd = RK_CMD_LIVE; in.corr = 0; in.seq = 65536; in.prev_seq = 65000;
+    strcpy(in.topic, "aid.request/27/271004");
     roundtrip(&in, &out);
-    RK_CHECK(out.seq == 65536);
+    RK_CHECK(out.seq == 65536 && out.prev_seq == 65000);
+    RK_CHECK_STR(out.topic, "aid.request/27/271004");
+    in.prev_seq = 65536; /* a live event cannot follow itself */
+    unsigned char bad[RK_WIRE_HDR_MAX];
+    size_t badn = rk_wire_encode(&in, bad, sizeof bad);
+    RK_CHECK(badn > 0 && rk_wire_decode(bad, badn, &out) == -1);
+
+    struct rk_wire_hdr t = {.cmd = RK_CMD_TICK, .seq = 900, .recv_ns = 5, .prev_seq = 900};
+    roundtrip(&t, &out);
+    RK_CHECK(out.cmd == RK_CMD_TICK && out.seq == 900 && out.prev_seq == 900);
 
     struct rk_wire_hdr e = {.cmd = RK_CMD_ERR, .corr = 3};
     strcpy(e.code, "E_RANGE");
@@ -152,8 +162,39 @@ static void test_long_error_text_clipped_on_utf8_boundary(void)
     RK_CHECK(rk_wire_encode(&e, buf, 10) == 0);
 }
 
+static void test_subscription_keys(void)
+{
+    char key[RK_WIRE_SUBKEY_MAX], why[128], topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
+    const char *osaka[] = {"aid.request/27/", "aid.offer/27/", "aid.request/27/271004", "aid.offer/27/"};
+    size_t n = rk_wire_subkey(osaka, 4, key, why, sizeof why);
+    RK_CHECK_STR(key, "~aid.offer/27/|aid.request/27/\n");
+    RK_CHECK(n == strlen(key));
+    RK_CHECK(rk_wire_subkey_parse(key, n, topics) == 2);
+    RK_CHECK_STR(topics[0], "aid.offer/27/");
+    RK_CHECK_STR(topics[1], "aid.request/27/");
+
+    const char *all[] = {"kpi.", ""};
+    RK_CHECK(rk_wire_subkey(all, 2, key, why, sizeof why) == 2);
+    RK_CHECK_STR(key, "~\n");
+    RK_CHECK(rk_wire_subkey(NULL, 0, key, why, sizeof why) == 2);
+    RK_CHECK(rk_wire_subkey_parse(key, 2, topics) == 0);
+
+    const char *bad[] = {"aid|x"};
+    RK_CHECK(rk_wire_subkey(bad, 1, key, why, sizeof why) == 0);
+    RK_CHECK(strstr(why, "aid|x") != NULL);
+
+    /* what the broker must not take from the network */
+    const char *wrong[] = {"", "~", "aid.\n", "~aid.", "~|\n", "~a||b\n", "~a\nb\n", "~a b\n",
+                           "~0123456789012345678901234567890123456789\n",
+                           "~a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q\n"};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+        RK_CHECK(rk_wire_subkey_parse(wrong[i], strlen(wrong[i]), topics) == -1);
+    RK_CHECK(rk_wire_subkey_parse("~a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p\n", 33, topics) == 16);
+}
+
 int main(void)
 {
+    RK_RUN(test_subscription_keys);
     RK_RUN(test_roundtrip_every_command);
     RK_RUN(test_documented_bytes);
     RK_RUN(test_every_truncation_refused);

@@ -93,25 +93,46 @@ def test(b):
     err = msgpack.unpackb(recv(rep)[0])
     assert err[1] == "err" and err[3] == "E_COMMAND", err
 
-    # Live feed, raw: topic, header, event bytes.
+    # Live feed, raw: subscription key, header, event bytes. A bare topic
+    # prefix is not a key and gets nothing; ticks come on the key too.
     sub = ctx.socket(zmq.SUB)
     sub.linger = 0
-    sub.setsockopt(zmq.SUBSCRIBE, b"aid.request/30/")
+    sub.setsockopt(zmq.SUBSCRIBE, b"~aid.request/30/\n")
     sub.connect(b.feed)
-    got = None
-    for i in range(200):   # the first publishes may race the subscription
+    stray = ctx.socket(zmq.SUB)
+    stray.linger = 0
+    stray.setsockopt(zmq.SUBSCRIBE, b"aid.request/30/")
+    stray.connect(b.feed)
+    tick = None
+    while tick is None:
+        assert sub.poll(5000), "no tick within 5 s"
+        frames = sub.recv_multipart()
+        hdr = msgpack.unpackb(frames[1])
+        if hdr[1] == "tick":
+            tick = hdr
+    assert frames[0] == b"~aid.request/30/\n" and len(frames) == 2, frames
+    assert tick[:3] == [1, "tick", 0] and tick[3] >= 2 and tick[5] <= tick[3], tick
+    seen = []
+    for i in range(3):
         one = harness.renamed(event, f"live{i}")
         fresh.send_multipart([msgpack.packb([1, "pub", 100 + i]), msgpack.packb(one)])
         ack = msgpack.unpackb(recv(fresh)[0])
         assert ack[1] == "ack", ack
-        if sub.poll(50):
+        while True:
+            assert sub.poll(5000), "no live event"
             got = sub.recv_multipart()
-            break
-    assert got is not None, "no live event"
-    assert got[0] == f"aid.request/30/{event['municipality']}".encode(), got[0]
-    live = msgpack.unpackb(got[1])
-    assert live[0] == 1 and live[1] == "live" and live[2] == 0 and live[3] >= 3, live
-    assert msgpack.unpackb(got[2])["type"] == "aid.request"
+            live = msgpack.unpackb(got[1])
+            if live[1] == "live":
+                break
+        seen.append(live[3])
+        assert got[0] == b"~aid.request/30/\n", got[0]
+        topic = f"aid.request/30/{event['municipality']}"
+        assert live[:3] == [1, "live", 0] and live[3] == ack[3] and live[6] == topic, live
+        assert msgpack.unpackb(got[2])["type"] == "aid.request"
+    # prev chains the filter's events: each names the one before it.
+    assert seen == sorted(seen)
+    assert live[5] == seen[1], (live, seen)
+    assert not stray.poll(300), "a bare prefix subscription received something"
     ctx.destroy(linger=0)
 
 

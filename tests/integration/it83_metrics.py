@@ -54,7 +54,7 @@ def test(b):
     pub.connect(b.ingest)
     sub = ctx.socket(zmq.SUB)
     sub.linger = 0
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.SUBSCRIBE, b"~\n")
     sub.connect(b.feed)
 
     def rpc(event, corr, producer=None, number=None):
