@@ -216,11 +216,15 @@ static void cursor_save(struct cursor *c, uint64_t next, int sync)
 static uint64_t last_seq_printed(void)
 {
     struct stat st;
-    char buf[1 << 18];
+    static char buf[1 << 18];
     if (fstat(STDOUT_FILENO, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
         return 0;
     off_t from = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
-    ssize_t n = pread(STDOUT_FILENO, buf, (size_t)(st.st_size - from), from);
+    /* Standard output is usually open for writing only: read it anew. */
+    int fd = open("/proc/self/fd/1", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : pread(fd, buf, (size_t)(st.st_size - from), from);
+    if (fd >= 0)
+        close(fd);
     if (n <= 0)
         return 0;
     ssize_t end = n;

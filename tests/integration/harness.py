@@ -7,6 +7,7 @@ Sanitizer reports in any process's stderr fail the test.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -112,22 +113,30 @@ class Broker:
         assert p.returncode == 0, f"replay exit {p.returncode}: {p.stderr}"
         return [json.loads(l) for l in p.stdout.splitlines()], p.stderr
 
-    def subscriber(self, *args):
-        return Subscriber(self, args)
+    def subscriber(self, *args, stdout_path=None):
+        return Subscriber(self, args, stdout_path)
 
 
 class Subscriber:
-    """renkei-sub in the background; waits until it has fixed its start point."""
+    """renkei-sub in the background; waits until it has fixed its start point.
+    Output goes to a pipe, or appended to `stdout_path` (needed for more
+    than a pipe's worth of lines, or to resume with --cursor)."""
 
-    def __init__(self, broker, args):
+    STARTED = ("following from seq", "resuming from seq", "starting with a snapshot")
+
+    def __init__(self, broker, args, stdout_path=None):
         self.err_path = os.path.join(broker.dir, f"sub-{time.monotonic_ns()}.err")
         self.err = open(self.err_path, "w")
+        self.stdout_path = stdout_path
+        out = open(stdout_path, "a") if stdout_path else subprocess.PIPE
         self.proc = subprocess.Popen(
             [tool("renkei-sub"), "--feed", broker.feed, "--replay", broker.replay] + list(args),
-            stdout=subprocess.PIPE, stderr=self.err, text=True)
+            stdout=out, stderr=self.err, text=True)
+        if stdout_path:
+            out.close()
         broker.children.append(self.proc)
         deadline = time.monotonic() + 15
-        while "following from seq" not in self.stderr():
+        while not any(s in self.stderr() for s in self.STARTED):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"subscriber did not start:\n{self.stderr()}")
             time.sleep(0.02)
@@ -140,7 +149,17 @@ class Subscriber:
         out, _ = self.proc.communicate(timeout=timeout)
         check_clean("renkei-sub", self.stderr())
         assert self.proc.returncode == 0, f"sub exit {self.proc.returncode}: {self.stderr()}"
+        if self.stdout_path:
+            with open(self.stdout_path) as f:
+                out = f.read()
         return [json.loads(l) for l in out.splitlines()]
+
+    def summary(self):
+        """(events, gaps, events filled) from the exit line on stderr."""
+        m = re.search(r"renkei-sub: (\d+) events, (\d+) gaps filled from the log \((\d+) events\)",
+                      self.stderr())
+        assert m, f"no summary line:\n{self.stderr()}"
+        return tuple(int(x) for x in m.groups())
 
 
 def scenario_lines(n=None):
