@@ -31,6 +31,7 @@ struct rk_sub {
     zmq_msg_t frames[3];        /* key, header, event of the last live message */
     char topic[RK_TOPIC_MAX];
     uint64_t gaps, filled;
+    uint64_t snapshot_seq;      /* once the starting snapshot is read */
     char error[320];
 };
 
@@ -224,7 +225,8 @@ static int fill_step(struct rk_sub *s, struct rk_delivery *d)
     for (;;) {
         int rc = rk_reader_next(s->reader, REPLAY_TIMEOUT_MS, &rec);
         if (rc == RK_READER_EOF && s->mode == MODE_SNAPSHOT) {
-            s->next = rk_reader_snapshot_seq(s->reader) + 1;
+            s->snapshot_seq = rk_reader_snapshot_seq(s->reader);
+            s->next = s->snapshot_seq + 1;
             rk_reader_seek(s->reader, s->next, 0);
             s->mode = MODE_FILLING;
             continue;
@@ -321,6 +323,11 @@ uint64_t rk_sub_gaps_filled(const struct rk_sub *s)
 uint64_t rk_sub_events_filled(const struct rk_sub *s)
 {
     return s->filled;
+}
+
+uint64_t rk_sub_snapshot_seq(const struct rk_sub *s)
+{
+    return s->snapshot_seq;
 }
 
 int64_t rk_sub_silent_ms(const struct rk_sub *s)

@@ -84,6 +84,10 @@ uint64_t rk_sub_position(const struct rk_sub *s);
 uint64_t rk_sub_gaps_filled(const struct rk_sub *s);
 uint64_t rk_sub_events_filled(const struct rk_sub *s);
 
+/* The sequence the starting snapshot is consistent with, once it has been
+ * delivered whole (0 before, or without a snapshot). */
+uint64_t rk_sub_snapshot_seq(const struct rk_sub *s);
+
 /* Milliseconds since the feed last said anything (an event or a tick,
  * which the broker sends every 200 ms). */
 int64_t rk_sub_silent_ms(const struct rk_sub *s);

@@ -308,14 +308,22 @@ static int next_event(struct rk_sub *s, const struct opts *o, struct cursor *c,
     return 0;
 }
 
+/* Where the snapshot ends and the sequence begins, for people and tests. */
+static int announce_snapshot(struct rk_sub *s, long events)
+{
+    fprintf(stderr, "renkei-sub: snapshot of %ld events, consistent with seq %llu; following on\n",
+            events, (unsigned long long)rk_sub_snapshot_seq(s));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {.feed = DEFAULT_FEED, .replay = DEFAULT_REPLAY, .count = -1, .idle_ms = -1};
     struct rk_sub *s = NULL;
     struct rk_delivery d;
     struct cursor c = {.fd = -1};
-    long printed = 0;
-    int rc = parse(argc, argv, &o, &s);
+    long printed = 0, in_snapshot = 0;
+    int rc = parse(argc, argv, &o, &s), announced = 0;
     struct sigaction sa = {.sa_handler = on_signal};
 
     if (rc >= 0)
@@ -337,8 +345,13 @@ int main(int argc, char **argv)
         }
         if (!d.from_snapshot)
             cursor_save(&c, rk_sub_position(s), 0);
+        in_snapshot += d.from_snapshot;
         printed++;
+        if (!announced && rk_sub_snapshot_seq(s))
+            announced = announce_snapshot(s, in_snapshot);
     }
+    if (!announced && rk_sub_snapshot_seq(s))
+        announce_snapshot(s, in_snapshot);
     cursor_save(&c, rk_sub_position(s), 1);
     fprintf(stderr, "renkei-sub: %ld events, %llu gaps filled from the log (%llu events), next seq %llu\n",
             printed, (unsigned long long)rk_sub_gaps_filled(s),

@@ -9,8 +9,10 @@ sequence after it; its state must equal the state of the whole log."""
 import copy
 import json
 import os
+import re
 import subprocess
 import threading
+import time
 
 import harness
 
@@ -131,6 +133,34 @@ def test(b):
     # Whether the snapshot landed mid-stream depends on timing; say which.
     print(f"snapshot at {at} of {final_log[-1]['seq']} (mid-stream: {at < final_log[-1]['seq']}): "
           f"{len(snap_events)} entities; {len(follow)} live events after it")
+
+    # The same in one client: renkei-sub --snapshot, started mid-stream.
+    again = list(kpi_events(template, 3000, 3))
+    started = threading.Event()
+
+    def publish_slowly():
+        for i in range(0, len(again), 100):
+            b.agent("send", stdin="\n".join(again[i:i + 100]) + "\n", check_rc=0)
+            started.set()
+            time.sleep(0.1)
+
+    publisher = threading.Thread(target=publish_slowly)
+    publisher.start()
+    started.wait()
+    sub = b.subscriber("--snapshot", "--idle", "5000")
+    publisher.join()
+    lines = sub.wait()
+    m = re.search(r"snapshot of (\d+) events, consistent with seq (\d+)", sub.stderr())
+    assert m, sub.stderr()
+    n_snap, at = int(m.group(1)), int(m.group(2))
+    whole, _ = b.replay_all()
+    assert lines[:n_snap] and all(e["seq"] <= at for e in lines[:n_snap])
+    assert {entity(e): e["seq"] for e in lines[:n_snap]} == model(whole, at)
+    assert [e["seq"] for e in lines[n_snap:]] == [e["seq"] for e in whole if e["seq"] > at], \
+        "renkei-sub --snapshot: the events after the snapshot missed or repeated some"
+    print(f"renkei-sub --snapshot at {at} of {whole[-1]['seq']}: {n_snap} entities, "
+          f"{len(lines) - n_snap} events after it")
+    assert len(lines) > n_snap, "the snapshot did not land mid-stream: the handover went untested"
 
 
 harness.run(test)
