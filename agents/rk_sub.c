@@ -32,6 +32,7 @@ struct rk_sub {
     char topic[RK_TOPIC_MAX];
     uint64_t gaps, filled;
     uint64_t snapshot_seq;      /* once the starting snapshot is read */
+    int subscribed;
     char error[320];
 };
 
@@ -108,10 +109,12 @@ int rk_sub_filter(struct rk_sub *s, const char *prefix)
 }
 
 /* Subscribes to the key of the whole filter. */
-static void subscribe(struct rk_sub *s)
+void rk_sub_subscribe(struct rk_sub *s)
 {
     const char *prefixes[RK_WIRE_TOPICS_MAX];
     char key[RK_WIRE_SUBKEY_MAX], why[128];
+    if (s->subscribed++)
+        return;
     for (unsigned i = 0; i < s->nfilters; i++)
         prefixes[i] = s->filters[i];
     size_t n = rk_wire_subkey(prefixes, s->nfilters, key, why, sizeof why);
@@ -187,7 +190,7 @@ static int wait_first_tick(struct rk_sub *s, int timeout_ms)
 /* The first tick also shows the subscription has reached the broker. */
 int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
 {
-    subscribe(s);
+    rk_sub_subscribe(s);
     if (wait_first_tick(s, timeout_ms) != 0)
         return -1;
     if (from == 0)
@@ -198,7 +201,7 @@ int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
 
 int rk_sub_start_snapshot(struct rk_sub *s, int timeout_ms)
 {
-    subscribe(s);
+    rk_sub_subscribe(s);
     if (wait_first_tick(s, timeout_ms) != 0 || ensure_reader(s) != 0)
         return -1;
     rk_reader_snapshot(s->reader, 0);
@@ -297,17 +300,24 @@ int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d)
                 return rc > 0 ? 0 : -1;
             continue;
         }
+        /* Look at the socket at least once, even with no time left. */
         int64_t now = now_ms();
-        if (now >= deadline) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        rc = zmq_poll(&item, 1, deadline == INT64_MAX ? -1 : (long)(deadline - now));
+        long wait = deadline == INT64_MAX ? -1 : deadline > now ? (long)(deadline - now) : 0;
+        rc = zmq_poll(&item, 1, wait);
         if (rc < 0 && errno != EINTR)
             return -1;
         if (rc > 0 && (rc = take_feed(s, d)) != 0)
             return rc > 0 ? 0 : -1;
+        if (rc == 0 && wait >= 0 && now_ms() >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
     }
+}
+
+void *rk_sub_socket(const struct rk_sub *s)
+{
+    return s->sub;
 }
 
 uint64_t rk_sub_position(const struct rk_sub *s)

@@ -54,6 +54,11 @@ void rk_sub_destroy(struct rk_sub **sp);
  * EINVAL. */
 int rk_sub_filter(struct rk_sub *s, const char *prefix);
 
+/* Sends the subscription now (the start functions do it otherwise). A
+ * program starting many subscribers subscribes them all first, so their
+ * waits for the broker's first tick overlap. */
+void rk_sub_subscribe(struct rk_sub *s);
+
 /* Starts delivery at sequence `from` (>= 1: the log is read from there,
  * then the feed follows on), or when `from` is 0 with the first event
  * stored after the broker has taken the subscription. Waits up to
@@ -73,6 +78,10 @@ int rk_sub_start_snapshot(struct rk_sub *s, int timeout_ms);
  * when nothing matched in time, or another errno on failure (EPROTO: the
  * broker refused a replay; the text is in rk_sub_error). */
 int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d);
+
+/* The feed socket, for zmq_poll over many subscribers: call rk_sub_next
+ * (with timeout 0) when it is readable. Owned by the subscriber. */
+void *rk_sub_socket(const struct rk_sub *s);
 
 /* Sequence number the subscriber will deliver or pass over next: every
  * matching event below it has been delivered. It advances on ticks too,

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static volatile sig_atomic_t stop_requested;
 
@@ -47,6 +48,17 @@ static void print_check(const struct rk_config *cfg, const struct rk_config_cli 
     putchar('\n');
 }
 
+/* Each subscriber and publisher holds a descriptor; the usual soft limit
+ * of 1024 would cap a prefecture's worth of subscribers. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct rk_config cfg;
@@ -78,6 +90,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     rc = rk_broker_run(&cfg.broker, &stop_requested) == 0 ? 0 : 1;
 out:

@@ -29,6 +29,7 @@
  * measurement: read at the end of it, and reset (clear_refs) before each
  * of the W3 family, so that it does not carry the load's peak.
  */
+#include "bench.h"
 #include "rk_pub.h"
 #include "rk_reader.h"
 #include "rk_topics.h"
@@ -50,6 +51,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -57,10 +59,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROG "renkei-bench"
-#define MAX_PUBLISHERS 4
-#define SLICE_MS 250            /* waits are cut into slices so Ctrl-C is seen */
-#define REPLY_TIMEOUT_MS 30000  /* a broker silent this long has stalled */
 #define READY_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 60000   /* SIGTERM commits what arrived: allow a slow disk */
 #define EVENTS_MAX 100000000ull /* 16 bytes of timing per event are kept */
@@ -69,7 +67,7 @@
 #define FILTER_PREFECTURE "28"  /* W3filtered: Hyogo (Kobe), 20 % of the events */
 #define INGEST_CAP_FACTOR 10    /* W3+ingest publishes at most this * --replay-events */
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {
@@ -78,7 +76,7 @@ static void on_signal(int sig)
 }
 
 __attribute__((format(printf, 1, 2)))
-static void complain(const char *fmt, ...)
+void complain(const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -88,14 +86,14 @@ static void complain(const char *fmt, ...)
     fprintf(stderr, PROG ": %s\n", line);
 }
 
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -114,14 +112,6 @@ static int path_fmt(char *out, size_t cap, const char *fmt, ...)
 
 /* ---- options ------------------------------------------------------------ */
 
-struct opts {
-    uint64_t events;         /* W1: events per measurement, all publishers together */
-    uint64_t replay_events;  /* W3: events loaded, then read back */
-    uint64_t window;         /* most publishes in flight per publisher */
-    int w1, w3;              /* which workloads run */
-    int json;                /* one JSON object per result line */
-    const char *broker_bin;  /* NULL: renkei-broker next to this program */
-};
 
 static void usage(FILE *out)
 {
@@ -143,10 +133,24 @@ static void usage(FILE *out)
         "          it ends: replay events/s, and ingest events/s and latency, to set\n"
         "          beside W3 and W1 durability=os publishers=1\n"
         "\n"
+        "  --window N          most publishes in flight per publisher [256]\n"
+        "  W2      live latency: one publisher paced at --w2-rate, 1 and then 100\n"
+        "          subscribers (unfiltered, rk_sub, one thread): publish->receive\n"
+        "          latency p50/p99/p999/max over every delivery, the first 1,000\n"
+        "          events of each subscriber left out (warm-up), as the peers do\n"
+        "  W4      fan-out: --subscribers subscribers with mixed filters (family,\n"
+        "          type, prefecture, municipality, their mixes, and one that matches\n"
+        "          nothing) follow while one publisher ingests --w4-events at full\n"
+        "          speed; each must receive exactly what its filter selects, in\n"
+        "          order: delivered events/s and broker peak RSS\n"
+        "\n"
         "  --events N          W1 events per measurement, split among publishers [200000]\n"
         "  --replay-events N   W3 events loaded and read back [1000000]\n"
-        "  --window N          most publishes in flight per publisher [256]\n"
-        "  --only w1|w3        run W1, or W1fill and the W3 family [both]\n"
+        "  --w2-rate N         W2 events/s [20000]\n"
+        "  --w2-events N       W2 events per measurement [10 s worth]\n"
+        "  --w4-events N       W4 events [200000]\n"
+        "  --subscribers N     W4 subscribers [1000]\n"
+        "  --only LIST         comma-separated workloads among w1,w2,w3,w4 [all]\n"
         "  --json              one JSON object per result line\n"
         "  --broker-bin PATH   renkei-broker to run [the one next to this program]\n"
         "  -h, --help          show this help and exit\n"
@@ -185,6 +189,24 @@ bad:
     return -1;
 }
 
+/* "w1,w3": which workloads run. */
+static int parse_only(const char *text, struct opts *o)
+{
+    char buf[64], *save = NULL;
+    o->w1 = o->w2 = o->w3 = o->w4 = 0;
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int *flag = strcasecmp(w, "w1") == 0 ? &o->w1 : strcasecmp(w, "w2") == 0 ? &o->w2
+                  : strcasecmp(w, "w3") == 0 ? &o->w3 : strcasecmp(w, "w4") == 0 ? &o->w4 : NULL;
+        if (!flag) {
+            fprintf(stderr, PROG ": --only: workloads are w1, w2, w3 and w4, got \"%s\"\n", w);
+            return -1;
+        }
+        *flag = 1;
+    }
+    return 0;
+}
+
 /* Returns -1 to go on, or the exit status (0 after --help, 2 on bad options). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -193,6 +215,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"replay-events", required_argument, NULL, 'r'},
         {"window", required_argument, NULL, 'w'},
         {"only", required_argument, NULL, 'o'},
+        {"w2-rate", required_argument, NULL, 'R'},
+        {"w2-events", required_argument, NULL, 'E'},
+        {"w4-events", required_argument, NULL, 'F'},
+        {"subscribers", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},
         {"broker-bin", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
@@ -200,7 +226,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
     };
     int c, bad = 0;
 
-    *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .w1 = 1, .w3 = 1};
+    *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .w2_rate = 20000,
+                       .w4_events = 200000, .w4_subscribers = 1000,
+                       .w1 = 1, .w2 = 1, .w3 = 1, .w4 = 1};
     while (!bad && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n': bad = parse_count("events", optarg, 1, EVENTS_MAX, &o->events); break;
@@ -208,20 +236,19 @@ static int parse_args(int argc, char **argv, struct opts *o)
             bad = parse_count("replay-events", optarg, 1, EVENTS_MAX, &o->replay_events);
             break;
         case 'w': bad = parse_count("window", optarg, 1, WINDOW_MAX, &o->window); break;
-        case 'o':
-            o->w1 = strcasecmp(optarg, "w1") == 0;
-            o->w3 = strcasecmp(optarg, "w3") == 0;
-            if (!o->w1 && !o->w3) {
-                fprintf(stderr, PROG ": --only: must be w1 or w3, got \"%s\"\n", optarg);
-                bad = 1;
-            }
-            break;
+        case 'o': bad = parse_only(optarg, o); break;
+        case 'R': bad = parse_count("w2-rate", optarg, 1, 1000000, &o->w2_rate); break;
+        case 'E': bad = parse_count("w2-events", optarg, 1, EVENTS_MAX, &o->w2_events); break;
+        case 'F': bad = parse_count("w4-events", optarg, 1, EVENTS_MAX, &o->w4_events); break;
+        case 'S': bad = parse_count("subscribers", optarg, 1, 10000, &o->w4_subscribers); break;
         case 'j': o->json = 1; break;
         case 'b': o->broker_bin = optarg; break;
         case 'h': usage(stdout); return 0;
         default: bad = 1; break;
         }
     }
+    if (!o->w2_events)
+        o->w2_events = o->w2_rate * 10;
     if (!bad && optind < argc) {
         fprintf(stderr, PROG ": unexpected argument \"%s\"\n", argv[optind]);
         bad = 1;
@@ -254,7 +281,13 @@ static const char *offerer(uint64_t j)
 /* The municipality publishing event number `i`. Each of the five publishes
  * a fifth of every kind, so by prefecture: 27 Osaka 40 %, 28 Hyogo 20 %,
  * 26 Kyoto 20 %, 30 Wakayama 20 %. */
-static const char *event_muni(uint64_t i)
+const char *event_type(uint64_t i)
+{
+    static const char *const types[4] = {"kpi.update", "aid.request", "aid.offer", "aid.accept"};
+    return types[i % 4];
+}
+
+const char *event_muni(uint64_t i)
 {
     switch (i % 4) {
     case 0: return munis[i / 4 % NMUNIS]; /* kpi.update */
@@ -269,13 +302,6 @@ static const char *event_muni(uint64_t i)
  * bytes a piece on average with every required field: 10 % more than the
  * peers' 200-byte payload, so renkei is not flattered. Ids carry the
  * publisher's number, so publishers never collide. */
-struct evgen {
-    msgpack_sbuffer buf;     /* the event last made */
-    msgpack_packer pk;
-    unsigned publisher;      /* in ids, so they stay unique across publishers */
-    char sent_at[32];        /* now: the broker refuses sent_at 24 h ahead of its clock */
-    char deadline[32];       /* a request's, after sent_at */
-};
 
 static void format_jst(time_t t, char out[32])
 {
@@ -285,7 +311,7 @@ static void format_jst(time_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%S+09:00", &tm);
 }
 
-static void evgen_init(struct evgen *g, unsigned publisher)
+void evgen_init(struct evgen *g, unsigned publisher)
 {
     msgpack_sbuffer_init(&g->buf);
     msgpack_packer_init(&g->pk, &g->buf, msgpack_sbuffer_write);
@@ -294,7 +320,7 @@ static void evgen_init(struct evgen *g, unsigned publisher)
     format_jst(time(NULL) + 86400, g->deadline);
 }
 
-static void evgen_release(struct evgen *g)
+void evgen_release(struct evgen *g)
 {
     msgpack_sbuffer_destroy(&g->buf);
 }
@@ -417,7 +443,7 @@ static void make_aid_event(struct evgen *g, uint64_t i)
 }
 
 /* Event number `i` (0-based) of this publisher, into g->buf. */
-static void evgen_make(struct evgen *g, uint64_t i)
+void evgen_make(struct evgen *g, uint64_t i)
 {
     msgpack_sbuffer_clear(&g->buf);
     if (i % 4 == 0)
@@ -450,14 +476,6 @@ static void describe_events(void)
 
 /* ---- the broker process ------------------------------------------------- */
 
-struct broker {
-    pid_t pid;                     /* 0 = not running */
-    char data_dir[PATH_MAX];       /* LMDB environment, removed after the measurement */
-    char log_path[PATH_MAX];       /* its stdout and stderr */
-    char ingest[PATH_MAX];         /* ipc:// endpoints */
-    char feed[PATH_MAX];
-    char replay[PATH_MAX];
-};
 
 /* Reads at most LOG_READ_MAX bytes of a file as a string (caller frees), or NULL. */
 static char *read_text(const char *path)
@@ -557,7 +575,7 @@ static int broker_paths(struct broker *b, const char *tmp, int n)
 
 /* Starts broker number `n` with its files in `tmp` and waits until it is
  * ready. On failure the caller dumps its log. */
-static int broker_start(struct broker *b, const char *bin, const char *tmp, int n,
+int broker_start(struct broker *b, const char *bin, const char *tmp, int n,
                         const char *durability)
 {
     int fd;
@@ -586,7 +604,7 @@ static int broker_start(struct broker *b, const char *bin, const char *tmp, int 
 }
 
 /* Peak resident set of a running process in MiB (VmHWM), or NAN. */
-static double peak_rss_mib(pid_t pid)
+double peak_rss_mib(pid_t pid)
 {
     char path[64], line[256];
     double mib = NAN;
@@ -608,7 +626,7 @@ static double peak_rss_mib(pid_t pid)
 
 /* Sets the peak resident set (VmHWM) of a running process back to its
  * current RSS, so the next peak_rss_mib covers what happens from now. */
-static void reset_peak_rss(pid_t pid)
+void reset_peak_rss(pid_t pid)
 {
     static int told;
     char path[64];
@@ -687,23 +705,9 @@ static void remove_tree(const char *path)
 
 /* ---- results ------------------------------------------------------------ */
 
-struct result {
-    const char *workload;   /* "W1", "W1fill", "W3", "W3filtered", "W3+ingest" */
-    const char *durability; /* "full", "os" */
-    unsigned publishers;    /* 0: not a publishing workload (W3...) */
-    uint64_t window;        /* 0: as publishers */
-    uint64_t events;        /* W3filtered: records scanned */
-    double events_per_s;
-    double p50_ms, p99_ms, p999_ms; /* NAN: not measured (W3...) */
-    double rss_mib;         /* NAN: could not be read */
-    const char *filter;     /* W3filtered: e.g. "prefecture:28"; NULL otherwise */
-    uint64_t delivered;     /* W3filtered: events the filter let through */
-    double delivered_per_s;
-    const struct result *ingest; /* W3+ingest: the concurrent publisher's; NULL otherwise */
-};
 
 /* Three significant figures or so, without an exponent. */
-static const char *fmt_ms(double v, char out[32])
+const char *fmt_ms(double v, char out[32])
 {
     snprintf(out, 32, "%.*f", v < 10 ? 2 : v < 100 ? 1 : 0, v);
     return out;
@@ -742,7 +746,7 @@ static void print_human(const struct result *r)
 }
 
 /* A JSON number, or null for "not applicable / unknown". */
-static const char *json_num(double v, int decimals, char out[48])
+const char *json_num(double v, int decimals, char out[48])
 {
     if (isnan(v))
         snprintf(out, 48, "null");
@@ -806,6 +810,8 @@ struct publisher {
     atomic_int *stop;          /* NULL, or once set: send no more, collect what is in flight */
     atomic_uint_fast64_t *outcomes; /* NULL, or counts the replies as they come */
     uint64_t *sent_ns;         /* send time of event i = corr - 1 (rk_pub numbers from 1) */
+    uint64_t rate;             /* events/s; 0 = unpaced */
+    _Atomic uint64_t *shared_sent_ns; /* NULL, or a copy of sent_ns for subscribers */
     uint64_t *lat_ns;          /* publish -> ack of each acknowledged event */
     uint64_t sent, acked, refused;
     uint64_t first_send_ns, last_ack_ns;
@@ -839,7 +845,16 @@ static void progress_add(struct progress *pr, uint64_t k)
 static void fill_window(struct publisher *p, struct evgen *g)
 {
     while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
-        uint64_t corr, t;
+        uint64_t corr, t = now_ns();
+        if (p->rate && p->sent) {
+            uint64_t due = p->first_send_ns + p->sent * 1000000000ull / p->rate;
+            if (t < due && rk_pub_in_flight(p->pub))
+                return; /* collect the acks meanwhile */
+            if (t < due) {
+                struct timespec ts = {0, (long)(due - t)};
+                nanosleep(&ts, NULL);
+            }
+        }
         evgen_make(g, p->sent);
         t = now_ns();
         if (rk_pub_send(p->pub, g->buf.data, g->buf.size, &corr) != 0) {
@@ -854,6 +869,8 @@ static void fill_window(struct publisher *p, struct evgen *g)
         }
         if (p->sent == 0)
             p->first_send_ns = t;
+        if (p->shared_sent_ns)
+            atomic_store_explicit(&p->shared_sent_ns[p->sent], t, memory_order_release);
         p->sent_ns[p->sent++] = t;
     }
 }
@@ -881,7 +898,8 @@ static void collect(struct publisher *p)
     int waited = 0;
 
     if (rk_pub_in_flight(p->pub) == 0) {
-        sleep_ms(1); /* nothing to wait for: the send queue was full */
+        if (!p->rate)
+            sleep_ms(1); /* nothing to wait for: the send queue was full */
         return;
     }
     while (!p->error[0]) {
@@ -925,18 +943,6 @@ static void *publisher_main(void *arg)
 }
 
 /* What one ingest measurement is. */
-struct ingest_spec {
-    const char *workload;    /* "W1", "W1fill" or "W3+ingest" */
-    const char *durability;  /* of the broker it runs against */
-    unsigned publishers;     /* 1..MAX_PUBLISHERS */
-    uint64_t window;
-    uint64_t events;         /* in total; with `stop`, the most it may publish */
-    int progress;            /* 10 % lines on stderr */
-    atomic_int *stop;        /* NULL, or publish until it is set */
-    atomic_uint_fast64_t *outcomes; /* NULL, or counts replies as they come */
-    unsigned id_base;        /* publisher numbers (in event ids) start above it, so
-                              * W3+ingest's ids do not collide with W1fill's */
-};
 
 /* Publisher i's (0-based) share of the events. */
 static uint64_t share(const struct ingest_spec *s, unsigned i)
@@ -968,6 +974,8 @@ static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
         p->progress = s->progress ? pr : NULL;
         p->stop = s->stop;
         p->outcomes = s->outcomes;
+        p->rate = s->rate;
+        p->shared_sent_ns = s->sent_ns;
         p->sent_ns = calloc(p->n ? p->n : 1, sizeof *p->sent_ns);
         p->lat_ns = calloc(p->n ? p->n : 1, sizeof *p->lat_ns);
         if (!p->sent_ns || !p->lat_ns)
@@ -989,14 +997,14 @@ static void publishers_destroy(struct publisher *pubs, unsigned n)
     }
 }
 
-static int cmp_u64(const void *a, const void *b)
+int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Nearest-rank percentile, as the peers' common.c computes it; in ms. */
-static double pct_ms(const uint64_t *sorted, uint64_t n, double p)
+double pct_ms(const uint64_t *sorted, uint64_t n, double p)
 {
     uint64_t i = (uint64_t)ceil(p * (double)n);
     if (n == 0)
@@ -1065,7 +1073,7 @@ static int summarize(const struct publisher *pubs, const struct ingest_spec *s, 
 }
 
 /* Runs the publishers against `endpoint` until every event has its outcome. */
-static int run_ingest(const struct ingest_spec *s, const char *endpoint, struct result *r)
+int run_ingest(const struct ingest_spec *s, const char *endpoint, struct result *r)
 {
     struct publisher pubs[MAX_PUBLISHERS];
     pthread_t threads[MAX_PUBLISHERS];
@@ -1238,7 +1246,7 @@ static int run_replay_ingest(const struct broker *b, uint64_t loaded, uint64_t w
     atomic_int stop;
     atomic_uint_fast64_t outcomes;
     uint64_t cap = loaded * INGEST_CAP_FACTOR < EVENTS_MAX ? loaded * INGEST_CAP_FACTOR : EVENTS_MAX;
-    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes, MAX_PUBLISHERS};
+    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes, MAX_PUBLISHERS, 0, NULL};
     struct ingest_job job = {.spec = &s, .endpoint = b->ingest};
     pthread_t thread;
     int rc = -1;
@@ -1269,16 +1277,10 @@ static int run_replay_ingest(const struct broker *b, uint64_t loaded, uint64_t w
 
 /* ---- measurements ------------------------------------------------------- */
 
-struct bench {
-    const struct opts *o;
-    char broker_bin[PATH_MAX];
-    char tmp[PATH_MAX];  /* mkdtemp directory; everything of the run is in it */
-    int brokers;         /* started so far: numbers their files */
-};
 
 /* Stops the broker (its peak RSS read first into *rss when asked), dumps
  * its log when anything failed, and removes its data. */
-static int finish_broker(struct broker *b, int rc, double *rss)
+int finish_broker(struct broker *b, int rc, double *rss)
 {
     if (rss && b->pid)
         *rss = peak_rss_mib(b->pid);
@@ -1293,7 +1295,7 @@ static int finish_broker(struct broker *b, int rc, double *rss)
 static int measure_w1(struct bench *bx, const char *durability, unsigned publishers)
 {
     struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0,
-                            NULL, NULL, 0};
+                            NULL, NULL, 0, 0, NULL};
     struct broker b;
     struct result r;
     double rss = NAN;
@@ -1316,7 +1318,7 @@ static int measure_w1(struct bench *bx, const char *durability, unsigned publish
 static int measure_w3(struct bench *bx)
 {
     struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
-                            bx->o->replay_events, 1, NULL, NULL, 0};
+                            bx->o->replay_events, 1, NULL, NULL, 0, 0, NULL};
     struct broker b;
     struct result fill, r, in;
     int rc;
@@ -1366,7 +1368,11 @@ static int run_all(struct bench *bx)
             for (size_t p = 0; p < 2; p++)
                 if (measure_w1(bx, durabilities[d], publishers[p]) != 0)
                     return -1;
+    if (bx->o->w2 && (measure_w2(bx, 1) != 0 || measure_w2(bx, 100) != 0))
+        return -1;
     if (bx->o->w3 && measure_w3(bx) != 0)
+        return -1;
+    if (bx->o->w4 && measure_w4(bx) != 0)
         return -1;
     return 0;
 }
@@ -1438,6 +1444,11 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL); /* stdout piped into head: stop, but clean up */
+    struct rlimit rl; /* W4 holds two descriptors per subscriber */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (find_broker(o.broker_bin, bx.broker_bin) != 0 || make_tmpdir(bx.tmp) != 0)
         return 1;
     fprintf(stderr, PROG ": broker %s, files in %s\n", bx.broker_bin, bx.tmp);
