@@ -77,7 +77,7 @@ log_level = debug
     live = sub.wait()
     assert [e["seq"] for e in live] == [1], live
     # log_level = debug took effect: the subscription is logged at debug.
-    wait_for(b, "level=debug msg=feed_subscription")
+    wait_for(b, "level=debug msg=feed_group added=1")
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [1], stored
     assert os.path.exists(os.path.join(b.data, "data.mdb"))
