@@ -93,6 +93,9 @@ int rk_time_parse(const char *s, size_t len, int64_t *ns)
         return -1;
     int64_t secs = days_from_civil(f[0], f[1], f[2]) * 86400 + f[3] * 3600 + f[4] * 60 +
                    f[5] - (int64_t)offset_min * 60;
+    /* Nanoseconds in 64 bits end in 2262 (and begin in 1677). */
+    if (secs >= INT64_MAX / RK_NS_PER_SEC || secs <= INT64_MIN / RK_NS_PER_SEC)
+        return -1;
     *ns = secs * RK_NS_PER_SEC + frac;
     return 0;
 }

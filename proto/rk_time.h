@@ -16,7 +16,9 @@
 /* Parses the `len` bytes at `s` as RFC 3339 date-time with seconds and an
  * offset (Z, z or +hh:mm/-hh:mm); 'T', 't' or ' ' separate date and time.
  * Checks field ranges and the day of month (leap years included); leap
- * second 60 is refused. Returns 0 and stores the instant in *ns, or -1. */
+ * second 60 is refused, and so is an instant outside 1677-09-22..2262-04-11,
+ * which nanoseconds in 64 bits cannot hold. Returns 0 and stores the instant
+ * in *ns, or -1. */
 int rk_time_parse(const char *s, size_t len, int64_t *ns);
 
 /* Writes `ns` as "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (27 chars + NUL) to `out`,
