@@ -1,6 +1,7 @@
 /* renkei-agent: a municipality publishes KPI updates and disaster-support
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
+#include "rk_secure.h"
 #include "rk_event.h"
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
@@ -107,6 +108,7 @@ static void usage(FILE *out)
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
+        RK_SECURE_HELP
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -582,10 +584,11 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
         {"spool", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        RK_SECURE_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
+    const char *broker_key = NULL, *my_key = NULL;
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': a->broker = optarg; break;
@@ -606,10 +609,14 @@ static int parse_options(int argc, char **argv, struct agent *a)
                 return EXIT_USAGE;
             }
             break;
+        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_SECURE_OPT_KEY: my_key = optarg; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }
+    if (rk_secure_options("renkei-agent", broker_key, my_key) != 0)
+        return EXIT_USAGE;
     if (optind >= argc) {
         fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush or status); "
                 "try --help\n");

@@ -1,4 +1,5 @@
 /* renkei-replay: print the broker's stored history, or a range of it. */
+#include "rk_secure.h"
 #include "rk_asof.h"
 #include "rk_event.h"
 #include "rk_log.h"
@@ -60,6 +61,7 @@ static void usage(FILE *out)
         "                           may keep running), names the first bad record, and\n"
         "                           prints the chain head to keep elsewhere\n"
         "  -d, --data-dir DIR       the broker's data directory, for --verify [%s]\n"
+        RK_SECURE_HELP
         "  -h, --help               show this help and exit\n"
         "\n"
         "A summary (events printed, the log's last sequence) goes to stderr.\n"
@@ -192,7 +194,7 @@ int main(int argc, char **argv)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
-        {"as-of", required_argument, NULL, 'O'},
+        {"as-of", required_argument, NULL, 'O'}, RK_SECURE_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
@@ -205,10 +207,13 @@ int main(int argc, char **argv)
     int timeout_ms = 5000, c, rc;
     struct rk_reader *r = NULL;
     struct rk_record rec;
+    const char *broker_key = NULL, *my_key = NULL;
 
     while ((c = getopt_long(argc, argv, "r:t:d:h", lo, NULL)) != -1) {
         switch (c) {
         case 'r': endpoint = optarg; break;
+        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_SECURE_OPT_KEY: my_key = optarg; break;
         case 'V': want_verify = 1; break;
         case 'N': want_snapshot = 1; break;
         case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
@@ -243,6 +248,8 @@ int main(int argc, char **argv)
         default: fprintf(stderr, "Try 'renkei-replay --help'.\n"); return 2;
         }
     }
+    if (rk_secure_options("renkei-replay", broker_key, my_key) != 0)
+        return 2;
     if (optind < argc) {
         fprintf(stderr, "renkei-replay: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;

@@ -1,4 +1,5 @@
 #include "rk_pub.h"
+#include "rk_secure.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ static int pub_new(const char *endpoint, int single, struct rk_pub **out)
     *out = NULL;
     p->zctx = zmq_ctx_new();
     p->dealer = zmq_socket(p->zctx, ZMQ_DEALER);
-    if (!p->dealer)
+    if (!p->dealer || rk_secure_apply(p->dealer) != 0)
         goto fail;
     zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);

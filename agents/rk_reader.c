@@ -1,4 +1,5 @@
 #include "rk_reader.h"
+#include "rk_secure.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -44,7 +45,7 @@ int rk_reader_new_in(void *zctx, const char *endpoint, struct rk_reader **out)
     r->zctx = zctx ? zctx : zmq_ctx_new();
     r->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
     zmq_msg_init(&r->event);
-    if (!r->dealer)
+    if (!r->dealer || rk_secure_apply(r->dealer) != 0)
         goto fail;
     zmq_setsockopt(r->dealer, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(r->dealer, endpoint) != 0)

@@ -1,4 +1,5 @@
 #include "rk_sub.h"
+#include "rk_secure.h"
 #include "rk_event.h"
 #include "rk_time.h"
 #include "rk_wire.h"
@@ -60,7 +61,7 @@ int rk_sub_new_in(void *zctx, const char *feed_endpoint, const char *replay_endp
     s->zctx = zctx ? zctx : zmq_ctx_new();
     s->replay_endpoint = strdup(replay_endpoint);
     s->sub = zmq_socket(s->zctx, ZMQ_SUB);
-    if (!s->sub || !s->replay_endpoint)
+    if (!s->sub || rk_secure_apply(s->sub) != 0 || !s->replay_endpoint)
         goto fail;
     zmq_setsockopt(s->sub, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(s->sub, feed_endpoint) != 0)

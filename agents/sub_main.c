@@ -1,6 +1,7 @@
 /* renkei-sub: follow the live feed, in order and without gaps, and print
  * each matching event as one line. */
 #include "rk_render.h"
+#include "rk_secure.h"
 #include "rk_sub.h"
 #include "rk_time.h"
 #include "rk_topics.h"
@@ -67,6 +68,7 @@ static void usage(FILE *out)
         "  -n, --count N            exit after N events\n"
         "      --idle MS            exit after MS milliseconds without a matching event\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
+        RK_SECURE_HELP
         "  -h, --help               show this help and exit\n"
         "\n"
         "On exit a summary goes to stderr: events printed, gaps filled from the log.\n",
@@ -98,9 +100,11 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
+        RK_SECURE_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *topics[RK_WIRE_TOPICS_MAX];
+    const char *broker_key = NULL, *my_key = NULL;
     int ntopics = 0, c, fmt;
     char *end;
 
@@ -133,6 +137,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
             topics[ntopics++] = optarg;
             break;
         case 'C': o->cursor = optarg; break;
+        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_SECURE_OPT_KEY: my_key = optarg; break;
         case 'S': o->snapshot = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-sub --help'.\n"); return 2;
@@ -142,6 +148,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         fprintf(stderr, "renkei-sub: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
+    if (rk_secure_options("renkei-sub", broker_key, my_key) != 0)
+        return 2;
     if (rk_sub_new(o->feed, o->replay, s) != 0) {
         fprintf(stderr, "renkei-sub: cannot connect to %s / %s: %s\n", o->feed, o->replay, strerror(errno));
         return 2;

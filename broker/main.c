@@ -9,7 +9,13 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
 
 static void on_signal(int sig)
 {
@@ -91,8 +97,10 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     raise_fd_limit();
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    rc = rk_broker_run(&cfg.broker, &stop_requested) == 0 ? 0 : 1;
+    rc = rk_broker_run(&cfg.broker, &stop_requested, &reload_requested) == 0 ? 0 : 1;
 out:
     rk_config_release(&cfg);
     return rc;

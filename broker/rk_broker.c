@@ -1,6 +1,9 @@
 #include "rk_broker.h"
 #include "rk_diag.h"
 #include "rk_groups.h"
+#include "rk_acl.h"
+#include "rk_keys.h"
+#include "rk_zap.h"
 #include "rk_event.h"
 #include "rk_lifecycle.h"
 #include "rk_metrics.h"
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zmq.h>
 
 /* Beyond this a peer's frames are dropped by libzmq before we see them;
@@ -47,6 +51,7 @@ struct pending {
     char topic[RK_TOPIC_MAX];
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
     char entity[RK_ID_MAX + 1];              /* request_id or kpi_id */
+    char publisher[RK_KEY_Z85_LEN + 1];      /* its CURVE key; "" without CURVE */
 };
 
 struct rk_broker {
@@ -61,8 +66,13 @@ struct rk_broker {
     struct rk_metrics *metrics;
     void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
     struct rk_groups *groups;       /* live-feed subscriptions, one per filter */
+    char curve_secret[RK_KEY_Z85_LEN + 1]; /* "" = plain sockets */
+    struct rk_acl_slot *acl;        /* NULL without CURVE */
+    struct rk_acl *acl_now;         /* held for one ingest turn */
+    struct rk_zap *zap;
     int64_t next_tick_ns;
-    unsigned long long bad_subscriptions;
+    unsigned long long bad_subscriptions, refused_subscriptions;
+    unsigned feed_generation;       /* names the feed's monitor after a rebind */
     int64_t publishers, subscribers;
     int64_t refusals_logged_ns;
     unsigned long long refusals_unlogged;
@@ -125,8 +135,15 @@ static void *bind_socket(struct rk_broker *b, int type, const char *endpoint, co
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     } else {
-        int hwm = FEED_SNDHWM;
+        int hwm = FEED_SNDHWM, on = 1;
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        /* With an ACL each subscription is allowed (or not) by us. */
+        if (b->acl)
+            zmq_setsockopt(s, ZMQ_XPUB_MANUAL, &on, sizeof on);
+    }
+    if (b->curve_secret[0] && rk_zap_curve_server(s, b->curve_secret) != 0) {
+        zmq_close(s);
+        return NULL;
     }
     if (zmq_bind(s, endpoint) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "bind_failed", "role=%s endpoint=%s why=\"%s\"", role, endpoint,
@@ -212,6 +229,72 @@ static void publish_log_state(struct rk_broker *b, int rc)
                    rk_log_map_used(b->log), rc == 0, rc ? storage_error_text(rc) : NULL);
 }
 
+/* Plain sockets are for loopback: anyone on a network could read the feed
+ * and publish in any town's name. */
+static int endpoint_is_local(const char *ep)
+{
+    static const char *const local[] = {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:",
+                                        "tcp://[::1]:"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        if (strncmp(ep, local[i], strlen(local[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static int check_plain_endpoints(const struct rk_broker_config *cfg)
+{
+    const char *eps[3] = {cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint};
+    for (int i = 0; i < 3; i++) {
+        if (endpoint_is_local(eps[i]))
+            continue;
+        if (!cfg->insecure_no_curve) {
+            RK_DIAG(RK_DIAG_ERROR, "insecure_endpoint", "endpoint=%s why=\"not loopback, and no "
+                    "CURVE: give --curve-key FILE and --acl FILE (deploy/README.md), or, on a "
+                    "closed test network only, --insecure-no-curve yes\"", eps[i]);
+            return -1;
+        }
+        RK_DIAG(RK_DIAG_WARN, "INSECURE", "endpoint=%s why=\"--insecure-no-curve: anyone who "
+                "can reach this endpoint can read every event and publish for any "
+                "municipality\"", eps[i]);
+    }
+    return 0;
+}
+
+/* CURVE and the ACL, before any socket is bound. */
+static int open_security(struct rk_broker *b)
+{
+    const struct rk_broker_config *cfg = b->cfg;
+    struct rk_acl *acl;
+    char why[512];
+    if (!cfg->curve_key && cfg->acl) {
+        RK_DIAG(RK_DIAG_ERROR, "acl_without_curve", "why=\"--acl needs --curve-key: without "
+                "CURVE there are no keys to check\"");
+        return -1;
+    }
+    if (!cfg->curve_key)
+        return check_plain_endpoints(cfg);
+    if (!cfg->acl) {
+        RK_DIAG(RK_DIAG_ERROR, "curve_without_acl", "why=\"--curve-key needs --acl FILE "
+                "listing the client keys and what each may do (deploy/README.md)\"");
+        return -1;
+    }
+    if (rk_keys_read(cfg->curve_key, b->curve_secret, why, sizeof why) != 0 ||
+        rk_acl_load(cfg->acl, &acl, why, sizeof why) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "security_failed", "why=\"%s\"", why);
+        return -1;
+    }
+    b->acl = rk_acl_slot_new(acl);
+    if (rk_zap_start(&b->zap, b->zctx, b->acl) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "zap_failed", "why=\"%s\"", zmq_strerror(errno));
+        return -1;
+    }
+    char pub[RK_KEY_Z85_LEN + 1];
+    rk_keys_public_of(b->curve_secret, pub);
+    RK_DIAG(RK_DIAG_INFO, "curve", "public_key=%s acl=%s tenants=%zu keys=%zu", pub, cfg->acl,
+            rk_acl_tenant_count(acl), rk_acl_key_count(acl));
+    return 0;
+}
+
 static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 {
     struct rk_log_options lopt = {.durability = cfg->durability, .map_max = cfg->map_max};
@@ -231,11 +314,15 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     if (load_lifecycle(b) != 0)
         return -1;
     b->zctx = zmq_ctx_new();
+    if (open_security(b) != 0)
+        return -1;
     b->ingest = bind_socket(b, ZMQ_ROUTER, cfg->ingest_endpoint, "ingest");
     b->feed = bind_socket(b, ZMQ_XPUB, cfg->feed_endpoint, "feed");
     if (!b->ingest || !b->feed)
         return -1;
-    if (rk_replay_start(&b->replay, b->zctx, b->log, cfg->replay_endpoint, why, sizeof why) != 0) {
+    if (rk_replay_start_secure(&b->replay, b->zctx, b->log, cfg->replay_endpoint,
+                               b->curve_secret[0] ? b->curve_secret : NULL, b->acl, why,
+                               sizeof why) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "bind_failed", "role=replay why=\"%s\"", why);
         return -1;
     }
@@ -261,6 +348,7 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 static void broker_close(struct rk_broker *b)
 {
     rk_groups_destroy(&b->groups);
+    memset(b->curve_secret, 0, sizeof b->curve_secret);
     rk_replay_stop(&b->replay);
     rk_metrics_destroy(&b->metrics);
     if (b->mon_ingest) {
@@ -275,8 +363,10 @@ static void broker_close(struct rk_broker *b)
         zmq_close(b->ingest);
     if (b->feed)
         zmq_close(b->feed);
+    rk_zap_stop(&b->zap);
     if (b->zctx)
         zmq_ctx_term(b->zctx);
+    rk_acl_slot_destroy(&b->acl);
     rk_log_destroy(&b->log);
     rk_producers_destroy(&b->producers);
     rk_lifecycle_destroy(&b->lifecycle);
@@ -363,6 +453,7 @@ static void admit(struct rk_broker *b, struct pending *msg, const struct rk_wire
         zmq_msg_move(&p->event, &msg->event);
         zmq_msg_close(&msg->ident);
         zmq_msg_close(&msg->event);
+        memcpy(p->publisher, msg->publisher, sizeof p->publisher);
     }
     p->corr = h->corr;
     rk_event_topic(info, p->topic);
@@ -371,6 +462,7 @@ static void admit(struct rk_broker *b, struct pending *msg, const struct rk_wire
            sizeof p->entity);
     b->recs[b->npend] = (struct rk_log_rec){
         .event = zmq_msg_data(&p->event), .event_len = zmq_msg_size(&p->event),
+        .publisher = p->publisher, .publisher_len = strlen(p->publisher),
         .producer = p->producer, .producer_len = strlen(p->producer),
         .producer_seq = h->producer_seq,
         .tags = {.type = (uint8_t)info->type, .fiscal_year = (uint16_t)info->fiscal_year,
@@ -460,6 +552,30 @@ static enum admission admit_lifecycle(struct rk_broker *b, struct pending *p,
 
 /* Takes one message off the ingest socket. Returns 1 when it validated and
  * joined the batch, 0 when it was refused, -1 when nothing was waiting. */
+/* The ACL: the connection's key (libzmq's User-Id, set by rk_zap) must
+ * still be listed, and its tenant may publish for the municipality the
+ * event claims. Records the key for the log. */
+static int may_publish(struct rk_broker *b, struct pending *p, zmq_msg_t *hdr,
+                       const struct rk_wire_hdr *h, const struct rk_event_info *info)
+{
+    const char *key = zmq_msg_gets(hdr, "User-Id");
+    const struct rk_acl_tenant *t = b->acl_now ? rk_acl_find(b->acl_now, key) : NULL;
+    char why[256];
+    if (!t) {
+        refuse(b, &p->ident, h->corr, "E_FORBIDDEN",
+               "key: this client's key is not in the broker's ACL (revoked?)");
+        return 0;
+    }
+    if (!rk_acl_may_publish(t, info->municipality)) {
+        snprintf(why, sizeof why, "event.municipality: tenant %s may not publish for %s",
+                 rk_acl_tenant_name(t), info->municipality);
+        refuse(b, &p->ident, h->corr, "E_FORBIDDEN", why);
+        return 0;
+    }
+    memcpy(p->publisher, key, RK_KEY_Z85_LEN + 1);
+    return 1;
+}
+
 static int take_publish(struct rk_broker *b, int64_t now)
 {
     struct pending *p = &b->pend[b->npend];
@@ -469,6 +585,7 @@ static int take_publish(struct rk_broker *b, int64_t now)
     struct rk_verror verr;
     int frames, taken = 0;
 
+    p->publisher[0] = '\0';
     zmq_msg_init(&p->ident);
     if (zmq_msg_recv(&p->ident, b->ingest, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&p->ident);
@@ -488,6 +605,8 @@ static int take_publish(struct rk_broker *b, int64_t now)
     } else if (rk_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now, &info,
                                  &verr) != RK_V_OK) {
         refuse(b, &p->ident, h.corr, rk_verr_name(verr.code), verr.message);
+    } else if (b->acl && !may_publish(b, p, &hdr, &h, &info)) {
+        ; /* refused */
     } else if ((!h.producer[0] || admit_number(b, p, &h) == ADMIT) &&
                admit_lifecycle(b, p, &h, &info) == ADMIT) {
         admit(b, p, &h, &info);
@@ -599,15 +718,52 @@ static int commit_batch(struct rk_broker *b)
     return rc;
 }
 
+/* With an ACL (XPUB_MANUAL) a subscription reaches a subscriber only when
+ * we pass it on: its key's tenant must be allowed every prefix of it. */
+static int feed_allowed(struct rk_broker *b, zmq_msg_t *m)
+{
+    const char *data = zmq_msg_data(m), *key = zmq_msg_gets(m, "User-Id");
+    size_t n = zmq_msg_size(m);
+    char topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
+    if (data[0] != 1)
+        return 1; /* unsubscribing is always allowed */
+    struct rk_acl *acl = rk_acl_slot_get(b->acl);
+    const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
+    int ntopics = rk_wire_subkey_parse(data + 1, n - 1, topics);
+    int ok = t && ntopics >= 0 &&
+             rk_acl_may_read(t, RK_ACL_SUBSCRIBE, (const char (*)[RK_WIRE_TOPIC_MAX])topics,
+                             (unsigned)ntopics);
+    if (!ok && b->refused_subscriptions++ % 1000 == 0)
+        RK_DIAG(RK_DIAG_WARN, "subscription_refused", "count=%llu tenant=%s key=%s "
+                "subscription=\"%.*s\" why=\"%s\"", b->refused_subscriptions,
+                t ? rk_acl_tenant_name(t) : "-", key ? key : "-",
+                (int)(n > 1 && data[n - 1] == '\n' ? n - 2 : n - 1), data + 1,
+                !t ? "key not in the ACL" : ntopics < 0 ? "not a subscription key"
+                   : "topics outside the tenant's subscribe list");
+    rk_acl_release(acl);
+    return ok;
+}
+
 /* XPUB hands us subscribe/unsubscribe notices: the first subscriber of a
- * key makes its group, the last one leaving removes it. */
+ * key makes its group, the last one leaving removes it. With an ACL every
+ * notice comes (manual mode) and groups stay until the feed is rebound. */
 static void drain_feed(struct rk_broker *b)
 {
-    char buf[RK_WIRE_SUBKEY_MAX + 1];
-    int n;
-    while ((n = zmq_recv(b->feed, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
-        enum rk_groups_notice_rc rc = (size_t)n > sizeof buf
-            ? RK_GROUPS_BAD_KEY : rk_groups_notice(b->groups, buf, (size_t)n, rk_log_last_seq(b->log));
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, b->feed, ZMQ_DONTWAIT) >= 0) {
+        const char *buf = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        enum rk_groups_notice_rc rc;
+        if (n == 0 || (b->acl && !feed_allowed(b, &m)))
+            continue;
+        if (b->acl) {
+            zmq_setsockopt(b->feed, buf[0] ? ZMQ_SUBSCRIBE : ZMQ_UNSUBSCRIBE, buf + 1, n - 1);
+            if (!buf[0])
+                continue;
+        }
+        rc = n > RK_WIRE_SUBKEY_MAX + 1
+            ? RK_GROUPS_BAD_KEY : rk_groups_notice(b->groups, buf, n, rk_log_last_seq(b->log));
         if (rc == RK_GROUPS_ADDED || rc == RK_GROUPS_REMOVED)
             RK_DIAG(RK_DIAG_DEBUG, "feed_group", "added=%d groups=%zu", rc == RK_GROUPS_ADDED,
                     rk_groups_count(b->groups));
@@ -620,6 +776,63 @@ static void drain_feed(struct rk_broker *b)
                     "subscription key (PROTOCOL.md 3.3): subscribe to ~PREFIX|PREFIX\\n\"",
                     b->bad_subscriptions);
     }
+    zmq_msg_close(&m);
+}
+
+/* Closes the feed and binds it anew; subscribers reconnect by themselves.
+ * Returns 0, or -1 when the endpoint cannot be bound again. */
+static int rebind_feed(struct rk_broker *b)
+{
+    char name[64];
+    zmq_socket_monitor(b->feed, NULL, 0);
+    zmq_close(b->mon_feed);
+    zmq_close(b->feed);
+    b->mon_feed = NULL;
+    b->feed = NULL;
+    rk_groups_destroy(&b->groups);
+    b->groups = rk_groups_new();
+    b->subscribers = 0;
+    /* libzmq closes the listener in its I/O thread: the port frees soon. */
+    for (int i = 0; i < 50 && !b->feed; i++) {
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+        b->feed = bind_socket(b, ZMQ_XPUB, b->cfg->feed_endpoint, "feed");
+    }
+    if (!b->feed)
+        return -1;
+    snprintf(name, sizeof name, "inproc://rk-monitor-feed-%u", ++b->feed_generation);
+    b->mon_feed = monitor(b, b->feed, name);
+    return 0;
+}
+
+/* SIGHUP: the ACL file again. Connections stay; every message is checked
+ * against the new one at once. Live subscriptions were allowed when they
+ * were made, so when some key may subscribe to less than before, the feed
+ * is bound anew: every subscriber reconnects (a revoked key is refused by
+ * ZAP) and fills the moment's gap from the log. */
+static int reload_acl(struct rk_broker *b)
+{
+    struct rk_acl *acl, *old;
+    char why[512];
+    if (!b->acl) {
+        RK_DIAG(RK_DIAG_INFO, "reload", "why=\"no --acl: nothing to reload\"");
+        return 0;
+    }
+    if (rk_acl_load(b->cfg->acl, &acl, why, sizeof why) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "acl_reload_failed", "why=\"%s; the previous ACL stays\"", why);
+        return 0;
+    }
+    old = rk_acl_slot_swap(b->acl, acl);
+    int rebind = rk_acl_subscriptions_shrink(old, acl);
+    RK_DIAG(RK_DIAG_INFO, "acl_reloaded", "tenants=%zu keys=%zu feed_rebound=%d",
+            rk_acl_tenant_count(acl), rk_acl_key_count(acl), rebind);
+    rk_acl_release(old);
+    if (rebind && rebind_feed(b) != 0) {
+        RK_DIAG(RK_DIAG_ERROR, "feed_rebind_failed", "endpoint=%s why=\"cannot bind the feed "
+                "again; stopping\"", b->cfg->feed_endpoint);
+        return -1;
+    }
+    return 0;
 }
 
 static void log_pruned(struct rk_broker *b, int64_t now, int force)
@@ -657,10 +870,13 @@ static void retention_turn(struct rk_broker *b)
 static void ingest_turn(struct rk_broker *b)
 {
     int64_t now = rk_time_now();
+    b->acl_now = b->acl ? rk_acl_slot_get(b->acl) : NULL;
     while (b->npend < b->cfg->batch_max && take_publish(b, now) >= 0)
         ;
     if (b->npend)
         commit_batch(b);
+    rk_acl_release(b->acl_now);
+    b->acl_now = NULL;
 }
 
 /* The chain head in hex, for the log lines an operator may copy elsewhere. */
@@ -670,7 +886,8 @@ static const char *head_hex(const struct rk_broker *b, char out[2 * RK_LOG_HASH_
                           RK_LOG_HASH_BYTES);
 }
 
-int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop)
+int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop,
+                  volatile sig_atomic_t *reload)
 {
     char hex[2 * RK_LOG_HASH_BYTES + 1];
     struct rk_broker b = {0};
@@ -697,6 +914,14 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
                 continue;
             RK_DIAG(RK_DIAG_ERROR, "poll_failed", "why=\"%s\"", zmq_strerror(errno));
             goto out;
+        }
+        if (reload && *reload) {
+            *reload = 0;
+            if (reload_acl(&b) != 0)
+                goto out;
+            items[1].socket = b.feed;
+            items[3].socket = b.mon_feed;
+            continue;
         }
         if (items[0].revents & ZMQ_POLLIN)
             ingest_turn(&b);

@@ -32,6 +32,9 @@ struct rk_broker_config {
     int64_t retain_age_ns;         /* delete events received longer ago; 0 = keep */
     uint64_t retain_size;          /* delete the oldest while the log's tables use
                                     * more bytes than this; 0 = keep */
+    const char *curve_key;         /* secret key file; NULL = plain sockets */
+    const char *acl;               /* ACL file (rk_acl); NULL = none */
+    int insecure_no_curve;         /* plain sockets allowed off loopback */
     const char *http;              /* /metrics and /healthz: "PORT" or "IPV4:PORT";
                                     * NULL = off */
 };
@@ -42,7 +45,10 @@ void rk_broker_config_defaults(struct rk_broker_config *cfg);
 /* Runs the broker until *stop becomes non-zero (set it from a signal
  * handler), then commits and acknowledges what it has received, closes,
  * and returns 0. Returns -1 after logging the reason when it cannot start
- * (data directory, log, or an endpoint) or the log fails for good. */
-int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop);
+ * (data directory, log, or an endpoint) or the log fails for good. When
+ * *reload becomes non-zero (SIGHUP) it rereads the ACL file and sets it
+ * back to 0; `reload` may be NULL. */
+int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *stop,
+                  volatile sig_atomic_t *reload);
 
 #endif

@@ -104,6 +104,30 @@ static int parse_path(const struct key *k, const char *text, void *field, char *
     return 0;
 }
 
+/* A file, or "none". */
+static int parse_file_or_none(const struct key *k, const char *text, void *field, char *why,
+                              size_t len)
+{
+    (void)k;
+    if (strcmp(text, "none") == 0) {
+        release_string(field);
+        return 0;
+    }
+    if (text[0] == '\0') {
+        snprintf(why, len, "must be a file path or none, got an empty value");
+        return -1;
+    }
+    set_string(field, text);
+    return 0;
+}
+
+static void format_file_or_none(const struct key *k, const void *field, char *buf, size_t len)
+{
+    const char *const *p = field;
+    (void)k;
+    snprintf(buf, len, "%s", *p ? *p : "none");
+}
+
 /* "none" (off), "PORT" (loopback) or "IPV4:PORT"; the address itself is
  * checked when the endpoint starts. */
 static int parse_http(const struct key *k, const char *text, void *field, char *why, size_t len)
@@ -293,6 +317,7 @@ static const struct type t_endpoint = {parse_endpoint, format_string, release_st
 static const struct type t_path = {parse_path, format_string, release_string};
 static const struct type t_http = {parse_http, format_http, release_string};
 static const struct type t_int = {parse_int, format_int, NULL};
+static const struct type t_file = {parse_file_or_none, format_file_or_none, release_string};
 static const struct type t_size_cap = {parse_size_cap, format_size_cap, NULL};
 static const struct type t_enum = {parse_enum, format_enum, NULL};
 static const struct type t_age = {parse_age, format_age, NULL};
@@ -300,6 +325,7 @@ static const struct type t_age = {parse_age, format_age, NULL};
 /* ---- the table: one row per setting; the rows of a section stay together */
 
 static const char *const durability_names[] = {"full", "os", NULL};  /* enum rk_log_durability */
+static const char *const yes_no[] = {"no", "yes", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL}; /* rk_diag_level */
 
 static const struct key keys[] = {
@@ -353,6 +379,23 @@ static const struct key keys[] = {
              "on ADDR: a port (loopback only, e.g. 9701) or\n"
              "IPV4:PORT (0.0.0.0:9701 for every interface);\n"
              "none: off"},
+    {.section = "broker", .name = "curve_key", .flag = "curve-key", .arg = "FILE",
+     .type = &t_file, .offset = FIELD(broker.curve_key), .def = "none",
+     .help = "the broker's secret key file (renkei-keys): every\n"
+             "socket speaks CURVE (encrypted, and each client\n"
+             "proves its key); needs --acl. none: plain sockets,\n"
+             "loopback endpoints only"},
+    {.section = "broker", .name = "acl", .flag = "acl", .arg = "FILE",
+     .type = &t_file, .offset = FIELD(broker.acl), .def = "none",
+     .help = "which client keys may connect, publish for which\n"
+             "municipalities, and subscribe to or replay which\n"
+             "topics (deploy/README.md); reread on SIGHUP"},
+    {.section = "broker", .name = "insecure_no_curve", .flag = "insecure-no-curve",
+     .arg = "yes|no", .type = &t_enum, .names = yes_no,
+     .offset = FIELD(broker.insecure_no_curve), .def = "no",
+     .help = "yes: allow plain sockets on endpoints other than\n"
+             "loopback, readable and writable by anyone on the\n"
+             "network. For a closed test network only"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -1,4 +1,5 @@
 #include "rk_replay.h"
+#include "rk_zap.h"
 #include "rk_diag.h"
 #include "rk_event.h"
 #include "rk_wire.h"
@@ -24,6 +25,7 @@ struct rk_replay {
     void *pipe_main;   /* main thread's end */
     void *pipe_thread; /* replay thread's end */
     struct rk_log *log;
+    struct rk_acl_slot *acl;   /* NULL: no ACL (plain sockets) */
     pthread_t thread;
     atomic_uint_least64_t events_sent;
 };
@@ -245,6 +247,30 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
 }
 
 /* Reads one request (all its frames) and answers it. */
+/* With an ACL, the key must be listed and its tenant allowed every topic
+ * prefix of the request; answers E_FORBIDDEN and returns 0 otherwise. */
+static int allowed(struct rk_replay *rp, zmq_msg_t *ident, zmq_msg_t *hdr,
+                   const struct rk_wire_hdr *req)
+{
+    const char *key = zmq_msg_gets(hdr, "User-Id");
+    struct rk_acl *acl = rk_acl_slot_get(rp->acl);
+    const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
+    char msg[256];
+    int ok = t && rk_acl_may_read(t, RK_ACL_REPLAY,
+                                  (const char (*)[RK_WIRE_TOPIC_MAX])req->filter.topics,
+                                  req->filter.ntopics);
+    if (!t)
+        snprintf(msg, sizeof msg, "key: this client's key is not in the broker's ACL (revoked?)");
+    else if (!ok)
+        snprintf(msg, sizeof msg, "filter.topics: tenant %s may %s only the topics its ACL "
+                 "entry lists; ask with topic prefixes inside them", rk_acl_tenant_name(t),
+                 req->cmd == RK_CMD_SNAP ? "snapshot" : "replay");
+    if (!ok)
+        send_err(rp->router, ident, req->corr, "E_FORBIDDEN", msg);
+    rk_acl_release(acl);
+    return ok;
+}
+
 static void handle_request(struct rk_replay *rp)
 {
     zmq_msg_t ident, hdr, extra;
@@ -272,6 +298,8 @@ static void handle_request(struct rk_replay *rp)
                  "header.command: the replay socket serves only \"replay\" and \"snap\"");
     else if (nframes != 2)
         send_err(rp->router, &ident, req.corr, "E_FRAMES", "replay: takes exactly one frame after the identity");
+    else if (rp->acl && !allowed(rp, &ident, &hdr, &req))
+        ; /* answered */
     else if (req.cmd == RK_CMD_SNAP)
         serve_snapshot(rp, &ident, &req);
     else
@@ -308,6 +336,13 @@ static void *replay_main(void *arg)
 int rk_replay_start(struct rk_replay **out, void *zctx, struct rk_log *log,
                     const char *endpoint, char *why, size_t why_len)
 {
+    return rk_replay_start_secure(out, zctx, log, endpoint, NULL, NULL, why, why_len);
+}
+
+int rk_replay_start_secure(struct rk_replay **out, void *zctx, struct rk_log *log,
+                           const char *endpoint, const char *secret_key,
+                           struct rk_acl_slot *acl, char *why, size_t why_len)
+{
     struct rk_replay *rp = calloc(1, sizeof *rp);
     char pipe_ep[64];
     int hwm = REPLAY_SNDHWM, linger = 0;
@@ -324,6 +359,9 @@ int rk_replay_start(struct rk_replay **out, void *zctx, struct rk_log *log,
         goto fail;
     zmq_setsockopt(rp->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(rp->router, ZMQ_LINGER, &linger, sizeof linger);
+    rp->acl = acl;
+    if (secret_key && rk_zap_curve_server(rp->router, secret_key) != 0)
+        goto fail;
     if (zmq_bind(rp->router, endpoint) != 0) {
         snprintf(why, why_len, "cannot bind replay endpoint %s: %s", endpoint, zmq_strerror(errno));
         goto fail_quiet;

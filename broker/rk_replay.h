@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+#include "rk_acl.h"
 #include "rk_log.h"
 
 struct rk_replay;
@@ -28,6 +29,14 @@ struct rk_replay;
  * endpoint and errno text). */
 int rk_replay_start(struct rk_replay **out, void *zctx, struct rk_log *log,
                     const char *endpoint, char *why, size_t why_len);
+
+/* The same on a CURVE socket (`secret_key`, Z85) whose requests are
+ * checked against `acl` (borrowed): a key the ACL does not list, or a
+ * request for topics the key's tenant may not replay, is answered
+ * E_FORBIDDEN. */
+int rk_replay_start_secure(struct rk_replay **out, void *zctx, struct rk_log *log,
+                           const char *endpoint, const char *secret_key,
+                           struct rk_acl_slot *acl, char *why, size_t why_len);
 
 /* Events sent so far (replay and snapshot batches); any thread may ask. */
 uint64_t rk_replay_events_sent(const struct rk_replay *rp);
