@@ -8,7 +8,8 @@ import subprocess
 import harness
 
 PAGES = {"renkei-broker": "renkei-broker.8", "renkei-agent": "renkei-agent.1",
-         "renkei-sub": "renkei-sub.1", "renkei-replay": "renkei-replay.1"}
+         "renkei-sub": "renkei-sub.1", "renkei-replay": "renkei-replay.1",
+         "renkei-keys": "renkei-keys.1"}
 
 
 def render(page):
