@@ -22,9 +22,6 @@
 #include <time.h>
 #include <zmq.h>
 
-/* Beyond this a peer's frames are dropped by libzmq before we see them;
- * events themselves are limited to RK_EVENT_MAX_BYTES by validation. */
-#define INGEST_MAX_MSG (4 * RK_EVENT_MAX_BYTES)
 /* Messages queued per subscriber before the feed skips it. A skipped
  * subscriber fills from the log, so this bounds broker memory per stalled
  * subscriber (about 0.25 KiB a message) rather than protecting data. */
@@ -94,6 +91,7 @@ void rk_broker_config_defaults(struct rk_broker_config *cfg)
     cfg->data_dir = RK_DEFAULT_DATA_DIR;
     cfg->durability = RK_LOG_FULL;
     cfg->batch_max = RK_DEFAULT_BATCH_MAX;
+    cfg->max_message = 65536;
     cfg->map_max = 0;
     cfg->retain_age_ns = 0;
     cfg->retain_size = 0;
@@ -129,7 +127,8 @@ static void *bind_socket(struct rk_broker *b, int type, const char *endpoint, co
         return NULL;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (type == ZMQ_ROUTER) {
-        int64_t max = INGEST_MAX_MSG;
+        /* Beyond this libzmq drops the peer before we see its frames. */
+        int64_t max = b->cfg->max_message;
         int hwm = INGEST_HWM;
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);

@@ -379,6 +379,13 @@ static const struct key keys[] = {
              "on ADDR: a port (loopback only, e.g. 9701) or\n"
              "IPV4:PORT (0.0.0.0:9701 for every interface);\n"
              "none: off"},
+    {.section = "broker", .name = "max_message", .flag = "max-message", .arg = "BYTES",
+     .type = &t_int, .min = 20480, .max = 16777216, .offset = FIELD(broker.max_message),
+     .def = "65536",
+     .help = "a publisher sending a larger message (all frames)\n"
+             "is disconnected before the broker reads it;\n"
+             "events themselves stop at 16384 bytes (E_TOO_LONG);\n"
+             "replay requests at 8192 bytes"},
     {.section = "broker", .name = "curve_key", .flag = "curve-key", .arg = "FILE",
      .type = &t_file, .offset = FIELD(broker.curve_key), .def = "none",
      .help = "the broker's secret key file (renkei-keys): every\n"

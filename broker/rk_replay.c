@@ -359,6 +359,9 @@ int rk_replay_start_secure(struct rk_replay **out, void *zctx, struct rk_log *lo
         goto fail;
     zmq_setsockopt(rp->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(rp->router, ZMQ_LINGER, &linger, sizeof linger);
+    /* a request is one header frame; anything larger is not one */
+    int64_t max_msg = 4 * RK_WIRE_HDR_MAX;
+    zmq_setsockopt(rp->router, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
     rp->acl = acl;
     if (secret_key && rk_zap_curve_server(rp->router, secret_key) != 0)
         goto fail;
