@@ -283,7 +283,8 @@ int main(int argc, char **argv)
         rk_reader_snapshot(r, at);
     rk_render_header(stdout, format);
     while ((rc = rk_reader_next(r, timeout_ms, &rec)) == 0) {
-        if (rk_render_event(stdout, format, rec.seq, rec.recv_ns, NULL, rec.event, rec.event_len) != 0) {
+        if (rk_render_event(stdout, format, rec.seq, rec.recv_ns, NULL, rec.publisher,
+                            rec.event, rec.event_len) != 0) {
             rc = -1;
             errno = EIO;
             break;

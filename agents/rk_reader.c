@@ -27,6 +27,7 @@ struct rk_reader {
     uint64_t skip;        /* events of a batch asked again already delivered */
     zmq_msg_t event;      /* frame of the record last returned */
     char error[300];
+    char publisher[RK_WIRE_PUBLISHER_MAX + 1]; /* of the record last returned */
 };
 
 int rk_reader_new(const char *endpoint, struct rk_reader **out)
@@ -177,6 +178,8 @@ static void fill_record(struct rk_reader *r, const struct rk_wire_hdr *h, struct
     rec->recv_ns = h->recv_ns;
     rec->event = zmq_msg_data(&r->event);
     rec->event_len = zmq_msg_size(&r->event);
+    memcpy(r->publisher, h->publisher, sizeof r->publisher);
+    rec->publisher = r->publisher;
 }
 
 /* A snapshot batch is fixed by (at, cursor), so one that lost replies at

@@ -27,6 +27,7 @@ struct rk_record {
     int64_t recv_ns;
     const void *event;
     size_t event_len;
+    const char *publisher;  /* the CURVE key that published it, Z85; "" if none */
 };
 
 /* Creates a reader connected to the replay endpoint. Returns 0 or -1 with

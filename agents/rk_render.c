@@ -109,7 +109,8 @@ static int render_table(FILE *out, uint64_t seq, const char *when, json_t *ev)
 }
 
 int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,
-                    const char *topic, const void *event, size_t event_len)
+                    const char *topic, const char *publisher, const void *event,
+                    size_t event_len)
 {
     char when[RK_TIME_TEXT_MAX];
     json_t *ev = rk_msgpack_to_json(event, event_len);
@@ -126,6 +127,8 @@ int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t 
     json_object_set_new(line, "recv_time", json_string(when));
     if (topic)
         json_object_set_new(line, "topic", json_string(topic));
+    if (publisher && publisher[0])
+        json_object_set_new(line, "publisher", json_string(publisher));
     if (ev) {
         json_object_set_new(line, "event", ev);
     } else {

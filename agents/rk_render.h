@@ -18,11 +18,13 @@ enum rk_render_format { RK_RENDER_JSON, RK_RENDER_TABLE };
 /* Parses "json" or "table"; -1 otherwise. */
 int rk_render_parse_format(const char *name);
 
-/* Prints one event as a line on `out`. `topic` may be NULL. Events that do
- * not decode are printed with "event":null and a "raw_hex" field, never
+/* Prints one event as a line on `out`. `topic` and `publisher` (the key
+ * that published it) may be NULL or "" (left out). Events that do not
+ * decode are printed with "event":null and a "raw_hex" field, never
  * dropped. Returns 0, or -1 on a write error. */
 int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,
-                    const char *topic, const void *event, size_t event_len);
+                    const char *topic, const char *publisher, const void *event,
+                    size_t event_len);
 
 /* Terminal columns `s` (UTF-8) takes: Japanese characters count 2. For
  * padding table columns. */

@@ -145,24 +145,28 @@ static int begin_fill(struct rk_sub *s)
     return 0;
 }
 
-/* Reads one feed message into s->frames. Returns the header's command
- * (RK_CMD_NONE for anything malformed). */
-static enum rk_wire_cmd read_feed(struct rk_sub *s, struct rk_wire_hdr *h)
+/* Reads one feed message into s->frames without waiting. Returns 0 when
+ * none is queued, else 1 with *cmd: the header's command, RK_CMD_NONE for
+ * anything malformed. */
+static int read_feed(struct rk_sub *s, struct rk_wire_hdr *h, enum rk_wire_cmd *cmd)
 {
     int n = 0, more = 1;
+    *cmd = RK_CMD_NONE;
     while (more) {
         zmq_msg_t *m = &s->frames[n < 3 ? n : 2];
-        if (zmq_msg_recv(m, s->sub, 0) < 0)
-            return RK_CMD_NONE;
+        /* The rest of a message is there once its first frame is. */
+        if (zmq_msg_recv(m, s->sub, n ? 0 : ZMQ_DONTWAIT) < 0)
+            return n ? 1 : 0;
         more = zmq_msg_more(m);
         n++;
     }
     s->last_heard_ms = now_ms();
     if (n < 2 || n > 3 || rk_wire_decode(zmq_msg_data(&s->frames[1]), zmq_msg_size(&s->frames[1]), h) != 0)
-        return RK_CMD_NONE;
+        return 1;
     if ((h->cmd == RK_CMD_LIVE) != (n == 3))
-        return RK_CMD_NONE;
-    return h->cmd;
+        return 1;
+    *cmd = h->cmd;
+    return 1;
 }
 
 static int wait_first_tick(struct rk_sub *s, int timeout_ms)
@@ -181,10 +185,12 @@ static int wait_first_tick(struct rk_sub *s, int timeout_ms)
         if (rc < 0 && errno != EINTR)
             return -1;
         /* Events before the first tick are older than it: start after. */
-        if (rc > 0 && read_feed(s, &h) == RK_CMD_TICK) {
-            s->next = h.seq + 1;
-            return 0;
-        }
+        enum rk_wire_cmd cmd;
+        while (rc > 0 && read_feed(s, &h, &cmd))
+            if (cmd == RK_CMD_TICK) {
+                s->next = h.seq + 1;
+                return 0;
+            }
     }
 }
 
@@ -260,11 +266,15 @@ static int fill_step(struct rk_sub *s, struct rk_delivery *d)
 }
 
 /* A gap is "something of mine lies in [next, seq)": the feed says the
- * previous event of this filter is `prev`, and we have all below `next`. */
+ * previous event of this filter is `prev`, and we have all below `next`.
+ * Returns 1 with *d, 0 when a message was taken with nothing to deliver,
+ * -1 on error, -2 when no message is queued. */
 static int take_feed(struct rk_sub *s, struct rk_delivery *d)
 {
     struct rk_wire_hdr h;
-    enum rk_wire_cmd cmd = read_feed(s, &h);
+    enum rk_wire_cmd cmd;
+    if (!read_feed(s, &h, &cmd))
+        return -2;
     if (cmd == RK_CMD_TICK) {
         if (h.prev_seq >= s->next) {
             s->gaps++;
@@ -301,18 +311,22 @@ int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d)
                 return rc > 0 ? 0 : -1;
             continue;
         }
-        /* Look at the socket at least once, even with no time left. */
-        int64_t now = now_ms();
-        long wait = deadline == INT64_MAX ? -1 : deadline > now ? (long)(deadline - now) : 0;
-        rc = zmq_poll(&item, 1, wait);
-        if (rc < 0 && errno != EINTR)
+        /* What is queued is taken without a poll (a system call) each. */
+        rc = take_feed(s, d);
+        if (rc == 1)
+            return 0;
+        if (rc == -1)
             return -1;
-        if (rc > 0 && (rc = take_feed(s, d)) != 0)
-            return rc > 0 ? 0 : -1;
-        if (rc == 0 && wait >= 0 && now_ms() >= deadline) {
+        if (rc == 0)
+            continue;
+        int64_t now = now_ms();
+        if (now >= deadline) {
             errno = ETIMEDOUT;
             return -1;
         }
+        rc = zmq_poll(&item, 1, deadline == INT64_MAX ? -1 : (long)(deadline - now));
+        if (rc < 0 && errno != EINTR)
+            return -1;
     }
 }
 

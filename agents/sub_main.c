@@ -345,7 +345,7 @@ int main(int argc, char **argv)
     rk_render_header(stdout, o.format);
     fflush(stdout);
     while ((o.count < 0 || printed < o.count) && next_event(s, &o, &c, &d, &rc)) {
-        rk_render_event(stdout, o.format, d.seq, d.recv_ns, d.topic, d.event, d.event_len);
+        rk_render_event(stdout, o.format, d.seq, d.recv_ns, d.topic, NULL, d.event, d.event_len);
         if (fflush(stdout) != 0) {
             fprintf(stderr, "renkei-sub: writing standard output: %s\n", strerror(errno));
             rc = 1;

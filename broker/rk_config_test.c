@@ -69,7 +69,8 @@ static void test_defaults(void)
     char *s = summary(&cfg);
     RK_CHECK_STR(s, "ingest=tcp://127.0.0.1:7701 feed=tcp://127.0.0.1:7702 "
                  "replay=tcp://127.0.0.1:7703 data_dir=renkei-data durability=full "
-                 "batch_max=1024 map_max=none log_level=info retain_age=none retain_size=none http=none");
+                 "batch_max=1024 map_max=none log_level=info retain_age=none retain_size=none http=none max_message=65536 "
+        "curve_key=none acl=none insecure_no_curve=no");
     free(s);
     rk_config_release(&cfg);
     rk_config_release(&cfg);   /* twice is harmless */
@@ -106,7 +107,8 @@ static void test_good_file(void)
     char *s = summary(&cfg);
     RK_CHECK_STR(s, "ingest=ipc:///run/renkei/ingest feed=ipc:///run/renkei/feed "
                  "replay=tcp://0.0.0.0:7703 data_dir=\"/var/lib/renkei data\" durability=os "
-                 "batch_max=64 map_max=2G log_level=debug retain_age=none retain_size=none http=none");
+                 "batch_max=64 map_max=2G log_level=debug retain_age=none retain_size=none http=none max_message=65536 "
+        "curve_key=none acl=none insecure_no_curve=no");
     free(s);
     free(err);
     /* An empty file changes nothing and is valid. */

@@ -101,6 +101,8 @@ static int send_event(struct rk_replay *rp, zmq_msg_t *ident, uint64_t corr,
                       const struct rk_log_view *v)
 {
     struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = corr, .seq = v->seq, .recv_ns = v->recv_ns};
+    if (v->publisher_len && v->publisher_len <= RK_WIRE_PUBLISHER_MAX)
+        memcpy(h.publisher, v->publisher, v->publisher_len);
     if (send_hdr(rp->router, ident, &h, 1) ||
         zmq_send(rp->router, v->event, v->event_len, ZMQ_DONTWAIT) < 0)
         return -1; /* client gone or over its window: it sees a short batch */

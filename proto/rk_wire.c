@@ -144,12 +144,13 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         return 0;
     struct writer w = {buf, 0, cap, 0};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
+    int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
     int filtered = (h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP) &&
                    rk_wire_filter_active(&h->filter);
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
-                         (filtered ? 1u : 0u)));
+                         (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u)));
     put_uint(&w, RK_WIRE_VERSION);
     put_str(&w, name, 16);
     put_uint(&w, h->corr);
@@ -158,6 +159,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     case RK_CMD_EVT:
         put_uint(&w, h->seq);
         put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        if (signed_evt)
+            put_str(&w, h->publisher, RK_WIRE_PUBLISHER_MAX);
         break;
     case RK_CMD_LIVE:
     case RK_CMD_TICK:
@@ -416,6 +419,8 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
             return -1;
         h->seq = a;
         h->recv_ns = (int64_t)b;
+        if (h->cmd == RK_CMD_EVT && n >= 6)
+            return get_text(r, h->publisher, sizeof h->publisher, 1);
         if (h->cmd == RK_CMD_ACK || h->cmd == RK_CMD_EVT)
             return 0;
         if (get_uint(r, &h->prev_seq) || h->prev_seq >= h->seq + (h->cmd == RK_CMD_TICK))

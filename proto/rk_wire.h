@@ -13,6 +13,7 @@
  *   replay [1, "replay", corr, from_seq, to_seq, limit]
  *          [1, "replay", corr, from_seq, to_seq, limit, {filter}]
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
+ *          [1, "evt",    corr, seq, recv_ns, publisher] (its CURVE key)
  *   end    [1, "end",    corr, next_seq, head_seq, sent]
  *   live   [1, "live",   0,    seq, recv_ns, prev, topic] + event frame
  *   tick   [1, "tick",   0,    head_seq, now_ns, prev]
@@ -39,6 +40,7 @@
 #define RK_WIRE_TOPIC_MAX 40     /* bytes of a topic prefix, NUL included */
 #define RK_WIRE_ID_MAX 64
 #define RK_WIRE_CURSOR_MAX 96    /* bytes of a snapshot cursor (bin) */
+#define RK_WIRE_PUBLISHER_MAX 40 /* a publisher's key, Z85 */
 
 /* Optional replay filter; a zeroed struct selects everything. An event
  * passes when its receive time is within the bounds, its topic starts with
@@ -81,6 +83,8 @@ struct rk_wire_hdr {
     uint64_t prev_seq;   /* live, tick: no event of the subscription lies
                           * strictly between this and `seq` (PROTOCOL.md 3.3) */
     char topic[RK_WIRE_TOPIC_MAX]; /* live: the event's topic */
+    char publisher[RK_WIRE_PUBLISHER_MAX + 1]; /* evt: the key that published it,
+                          * Z85; "" when the broker had no CURVE */
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
     uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
     uint32_t limit;      /* replay, snap: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */

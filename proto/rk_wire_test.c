@@ -23,7 +23,11 @@ static void test_roundtrip_every_command(void)
 
     in.cmd = RK_CMD_EVT; in.seq = 300;
     roundtrip(&in, &out);
-    RK_CHECK(out.seq == 300);
+    RK_CHECK(out.seq == 300 && out.publisher[0] == '\0');
+    strcpy(in.publisher, "rq:rw)L[J5sU6wz1.W4*{(J7j&aA7bJsJ[Dz#iKz");
+    roundtrip(&in, &out);
+    RK_CHECK_STR(out.publisher, in.publisher);
+    in.publisher[0] = '\0';
     in.cmd = RK_CMD_LIVE; in.corr = 0; in.seq = 65536; in.prev_seq = 65000;
     strcpy(in.topic, "aid.request/27/271004");
     roundtrip(&in, &out);

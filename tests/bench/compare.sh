@@ -10,6 +10,9 @@
 # Pairs, at equal durability (see bench-peers/README.md):
 #   W1 os   <-> Redis appendfsync everysec (a), JetStream default (a)
 #   W1 full <-> Redis appendfsync always (b)   (JetStream 2.9 has no fsync-per-ack)
+#   W2      <-> Redis Streams XREAD (a), JetStream push consumer (a), floor:
+#           publish->receive p99 at 20,000 events/s, 1 subscriber (and
+#           renkei's 100-subscriber p99 beside its own 1-subscriber one)
 #   W3      <-> Redis XRANGE, JetStream ordered consumer
 #   every renkei W1 figure also as a fraction of the floor relay's W1.
 #
@@ -40,9 +43,10 @@ mkdir -p "$OUT"
 echo "compare.sh: $ROUNDS rounds, results in $OUT" >&2
 for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r/$ROUNDS: renkei" >&2
-    "$RENKEI_BENCH" --json --events "$N" --replay-events "$FILL" > "$OUT/renkei-$r.jsonl"
+    "$RENKEI_BENCH" --json --only w1,w2,w3 --events "$N" --replay-events "$FILL" \
+        > "$OUT/renkei-$r.jsonl"
     echo "== round $r/$ROUNDS: peers ($PEERS)" >&2
-    (cd "$PEERS_DIR" && PEERS="$PEERS" WORKLOADS="W1 W3" N="$N" FILL="$FILL" \
+    (cd "$PEERS_DIR" && PEERS="$PEERS" WORKLOADS="W1 W2 W3" N="$N" FILL="$FILL" \
         RESULTS="$OUT/peers-$r.txt" ./run.sh 1 > "$OUT/peers-$r.log" 2>&1) || {
         echo "compare.sh: the peer harness failed; see $OUT/peers-$r.log" >&2
         exit 1

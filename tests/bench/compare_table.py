@@ -22,6 +22,8 @@ def load(out, rounds):
                     vals[("renkei", "W3")] = d["events_per_s"]
                 elif d["workload"] == "W3filtered":
                     vals[("renkei", "W3filtered")] = d["delivered_per_s"]
+                elif d["workload"] == "W2" and d["p99_ms"] is not None:
+                    vals[("renkei", "W2", d["subscribers"])] = d["p99_ms"] * 1000
         with open(f"{out}/peers-{r}.txt", encoding="utf-8") as f:
             for line in f:
                 if not line.startswith("peer=") or "status=" in line:
@@ -32,6 +34,8 @@ def load(out, rounds):
                     vals[(kv["peer"], "W1", kv["durability"], int(kv["publishers"]))] = rate
                 elif kv["workload"] == "W3":
                     vals[(kv["peer"], "W3")] = rate
+                elif kv["workload"] == "W2" and "p99_us" in kv:
+                    vals[(kv["peer"], "W2", kv["durability"])] = float(kv["p99_us"])
         per_round.append(vals)
     return per_round
 
@@ -59,6 +63,16 @@ def main():
             ("renkei", "W1", "os", p), ("nats", "W1", "a", p))
         row(rounds_data, f"W1 full P={p} vs Redis always",
             ("renkei", "W1", "full", p), ("redis", "W1", "b", p))
+    print("\nW2 publish->receive p99 at 20,000 events/s, in microseconds: ratio renkei/peer, "
+          "lower is better")
+    row(rounds_data, "W2 p99, 1 subscriber, vs Redis streams (a)", ("renkei", "W2", 1),
+        ("redis", "W2", "a"))
+    row(rounds_data, "W2 p99, 1 subscriber, vs JetStream (a)", ("renkei", "W2", 1),
+        ("nats", "W2", "a"))
+    row(rounds_data, "W2 p99, 1 subscriber, vs floor", ("renkei", "W2", 1), ("floor", "W2", "none"))
+    row(rounds_data, "W2 p99, 100 subscribers, vs 1 subscriber", ("renkei", "W2", 100),
+        ("renkei", "W2", 1))
+    print()
     row(rounds_data, "W3 replay vs Redis XRANGE", ("renkei", "W3"), ("redis", "W3"))
     row(rounds_data, "W3 replay vs JetStream ordered consumer", ("renkei", "W3"), ("nats", "W3"))
     row(rounds_data, "W3 filtered, per delivered event, vs W3", ("renkei", "W3filtered"),

@@ -155,9 +155,10 @@ def test(b):
         assert rc != 0, (args, res, err)
     assert "msg=connection_refused" in b.log() and pubs["stranger"] in b.log(), b.log()
 
-    # Reading: within the ACL, and outside it.
+    # Reading: within the ACL, and outside it. Each event names its publisher.
     stored, _ = b.replay_all(*as_("hyogo"))
     assert [e["seq"] for e in stored] == [1, 2]
+    assert [e["publisher"] for e in stored] == [pubs["osaka"], pubs["hyogo"]], stored
     stored, _ = b.replay_all(*as_("osaka"), "--family", "aid")
     assert [e["seq"] for e in stored] == [1, 2]
     p = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay] + as_("research"),
