@@ -857,6 +857,9 @@ static void fill_window(struct publisher *p, struct evgen *g)
         }
         evgen_make(g, p->sent);
         t = now_ns();
+        /* Before the send: a subscriber may see the event before we return. */
+        if (p->shared_sent_ns)
+            atomic_store_explicit(&p->shared_sent_ns[p->sent], t, memory_order_release);
         if (rk_pub_send(p->pub, g->buf.data, g->buf.size, &corr) != 0) {
             if (errno != EAGAIN) /* EAGAIN: rk_pub's queue is full; collect first */
                 pub_fail(p, "send: %s", strerror(errno));
@@ -869,8 +872,6 @@ static void fill_window(struct publisher *p, struct evgen *g)
         }
         if (p->sent == 0)
             p->first_send_ns = t;
-        if (p->shared_sent_ns)
-            atomic_store_explicit(&p->shared_sent_ns[p->sent], t, memory_order_release);
         p->sent_ns[p->sent++] = t;
     }
 }
