@@ -270,7 +270,9 @@ static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
         rc = rk_sub_start(s, o->from, 5000);
     if (rc != 0) {
         fprintf(stderr, "renkei-sub: the broker's feed %s did not answer (%s): is renkei-broker "
-                "running?\n", o->feed, rk_sub_error(s));
+                "running?%s\n", o->feed, rk_sub_error(s),
+                rk_secure_on() ? " With CURVE: is this key in the broker's ACL, allowed these "
+                "topics, and is --broker-key the broker's?" : "");
         return 3;
     }
     if (resume)

@@ -2,6 +2,7 @@
 #include "rk_zap.h"
 #include "rk_diag.h"
 #include "rk_event.h"
+#include "rk_time.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -26,6 +27,8 @@ struct rk_replay {
     void *pipe_thread; /* replay thread's end */
     struct rk_log *log;
     struct rk_acl_slot *acl;   /* NULL: no ACL (plain sockets) */
+    unsigned long long refused_unlogged;
+    int64_t refused_logged_ns;
     pthread_t thread;
     atomic_uint_least64_t events_sent;
 };
@@ -249,6 +252,19 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
 }
 
 /* Reads one request (all its frames) and answers it. */
+/* A tenant asking again and again is logged once a second, with a count. */
+static void log_refusal(struct rk_replay *rp, const char *key, const char *why)
+{
+    int64_t now = rk_time_now();
+    rp->refused_unlogged++;
+    if (now - rp->refused_logged_ns < 1000000000LL)
+        return;
+    RK_DIAG(RK_DIAG_WARN, "replay_refused", "count=%llu key=%s why=\"%s\"",
+            rp->refused_unlogged, key ? key : "-", why);
+    rp->refused_unlogged = 0;
+    rp->refused_logged_ns = now;
+}
+
 /* With an ACL, the key must be listed and its tenant allowed every topic
  * prefix of the request; answers E_FORBIDDEN and returns 0 otherwise. */
 static int allowed(struct rk_replay *rp, zmq_msg_t *ident, zmq_msg_t *hdr,
@@ -267,8 +283,10 @@ static int allowed(struct rk_replay *rp, zmq_msg_t *ident, zmq_msg_t *hdr,
         snprintf(msg, sizeof msg, "filter.topics: tenant %s may %s only the topics its ACL "
                  "entry lists; ask with topic prefixes inside them", rk_acl_tenant_name(t),
                  req->cmd == RK_CMD_SNAP ? "snapshot" : "replay");
-    if (!ok)
+    if (!ok) {
         send_err(rp->router, ident, req->corr, "E_FORBIDDEN", msg);
+        log_refusal(rp, key, msg);
+    }
     rk_acl_release(acl);
     return ok;
 }

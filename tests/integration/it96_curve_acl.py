@@ -164,6 +164,7 @@ def test(b):
     p = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay] + as_("research"),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "E_FORBIDDEN" in p.stderr, (p.returncode, p.stderr)
+    harness.wait_for(lambda: "msg=replay_refused" in b.log(), "the replay refusal in the log")
 
     # Live: osaka follows aid requests of prefecture 27; research asks for
     # aid events, which its ACL does not allow, and hears nothing at all.
@@ -210,6 +211,10 @@ def test(b):
     except AssertionError as e:
         assert "insecure_endpoint" in str(e), e
     b.proc = None
+    # ... unless told so, loudly.
+    b.extra = ["--insecure-no-curve", "yes"]
+    b.start()
+    assert "level=warn msg=INSECURE endpoint=" + b.feed in b.log(), b.log()
 
 
 harness.run(test)
