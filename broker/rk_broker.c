@@ -24,8 +24,11 @@
 
 /* Messages queued per subscriber before the feed skips it. A skipped
  * subscriber fills from the log, so this bounds broker memory per stalled
- * subscriber (about 0.25 KiB a message) rather than protecting data. */
-#define FEED_SNDHWM 10000
+ * subscriber (about 0.2 KiB a message: three frames) rather than
+ * protecting data. The kernel's socket buffers hold several thousand more
+ * before this queue even fills: at 20,000 events/s, under a second of a
+ * stalled reader is absorbed without a gap. */
+#define FEED_SNDHWM 1000
 #define INGEST_HWM 100000
 #define POLL_MS 100
 /* How often each subscription group hears the log's head, so a subscriber
