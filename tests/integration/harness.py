@@ -207,6 +207,16 @@ def outbox_status(box):
     return json.loads(p.stdout)
 
 
+def free_port():
+    """A TCP port on loopback that nothing listens on just now."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, what, timeout=60, interval=0.05):
     """Polls pred() until it is true; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@ during a run match what was published, refused (by reason), retried and
 replayed; connections are counted; /healthz is 200 while the log takes
 writes and 503, with the reason, once the log is full."""
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,14 +12,6 @@ import zmq
 
 import harness
 from harness import Broker
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(port, path):
@@ -43,7 +34,7 @@ def scrape(port):
 
 
 def test(b):
-    port = free_port()
+    port = harness.free_port()
     b.extra = ["--http", str(port)]
     b.start()
     assert f"msg=http_listening addr={port}" in b.log()
@@ -114,7 +105,7 @@ def test(b):
     assert len(log.splitlines()) < 30, f"{len(log.splitlines())} log lines for 48 publishes"
 
     # A full log: /healthz turns 503 and says why.
-    port2 = free_port()
+    port2 = harness.free_port()
     full = Broker(extra=["--map-max", "1M", "--durability", "os", "--http", str(port2)])
     try:
         full.start()

@@ -20,14 +20,6 @@ import time
 import harness
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def keys(dir, name):
     p = subprocess.run([harness.tool("renkei-keys"), "--dir", dir, name], capture_output=True,
                        text=True, check=True)
@@ -41,7 +33,7 @@ class Proxy:
     """Forwards one TCP port to another and keeps every byte it saw."""
 
     def __init__(self, target_port):
-        self.port = free_port()
+        self.port = harness.free_port()
         self.target = target_port
         self.seen = bytearray()
         self.lock = threading.Lock()
@@ -114,7 +106,7 @@ def test(b):
     acl = os.path.join(d, "acl.ini")
     with open(acl, "w") as f:
         f.write(acl_text(pubs))
-    ports = [free_port() for _ in range(3)]
+    ports = [harness.free_port() for _ in range(3)]
     proxy = Proxy(ports[0])
     b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
     b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl, "--log-level", "debug"]
@@ -204,7 +196,7 @@ def test(b):
 
     # Without CURVE, a non-loopback endpoint is refused at start.
     b.extra = []
-    b.feed = f"tcp://0.0.0.0:{free_port()}"
+    b.feed = f"tcp://0.0.0.0:{harness.free_port()}"
     try:
         b.start(timeout=5)
         raise AssertionError("broker started on 0.0.0.0 without CURVE")
