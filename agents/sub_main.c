@@ -319,11 +319,13 @@ static int next_event(struct rk_sub *s, const struct opts *o, struct cursor *c,
 }
 
 /* Where the snapshot ends and the sequence begins, for people and tests. */
-static int announce_snapshot(struct rk_sub *s, long events)
+static void announce_snapshot(struct rk_sub *s, long events, int *announced)
 {
+    if (*announced || !rk_sub_snapshot_seq(s))
+        return;
     fprintf(stderr, "renkei-sub: snapshot of %ld events, consistent with seq %llu; following on\n",
             events, (unsigned long long)rk_sub_snapshot_seq(s));
-    return 1;
+    *announced = 1;
 }
 
 int main(int argc, char **argv)
@@ -357,11 +359,9 @@ int main(int argc, char **argv)
             cursor_save(&c, rk_sub_position(s), 0);
         in_snapshot += d.from_snapshot;
         printed++;
-        if (!announced && rk_sub_snapshot_seq(s))
-            announced = announce_snapshot(s, in_snapshot);
+        announce_snapshot(s, in_snapshot, &announced);
     }
-    if (!announced && rk_sub_snapshot_seq(s))
-        announce_snapshot(s, in_snapshot);
+    announce_snapshot(s, in_snapshot, &announced);
     cursor_save(&c, rk_sub_position(s), 1);
     fprintf(stderr, "renkei-sub: %ld events, %llu gaps filled from the log (%llu events), next seq %llu\n",
             printed, (unsigned long long)rk_sub_gaps_filled(s),

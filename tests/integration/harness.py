@@ -239,9 +239,10 @@ def renamed(event, tag):
     return e
 
 
-def run(test):
-    """Runs `test(broker)` with a fresh broker; cleans up; exit code for ctest."""
-    b = Broker()
+def run(test, make_broker=None):
+    """Runs `test(broker)` with a fresh broker (Broker(), or make_broker());
+    cleans up; exit code for ctest."""
+    b = make_broker() if make_broker else Broker()
     try:
         test(b)
         b.stop()

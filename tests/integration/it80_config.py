@@ -5,8 +5,6 @@ naming FILE:LINE for a bad file, and a bad file stops the broker starting."""
 import json
 import os
 import subprocess
-import sys
-import time
 
 import harness
 from harness import Broker
@@ -35,13 +33,6 @@ def check_config(*args):
                        capture_output=True, text=True, timeout=30)
     harness.check_clean("renkei-broker --check-config", p.stderr)
     return p
-
-
-def wait_for(b, text, timeout=10):
-    deadline = time.monotonic() + timeout
-    while text not in b.log():
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{b.log()}"
-        time.sleep(0.02)
 
 
 def ready_line(b):
@@ -77,7 +68,8 @@ log_level = debug
     live = sub.wait()
     assert [e["seq"] for e in live] == [1], live
     # log_level = debug took effect: the subscription is logged at debug.
-    wait_for(b, "level=debug msg=feed_group added=1")
+    harness.wait_for(lambda: "level=debug msg=feed_group added=1" in b.log(),
+                     "the subscription logged at debug", timeout=10)
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [1], stored
     assert os.path.exists(os.path.join(b.data, "data.mdb"))
@@ -123,17 +115,4 @@ log_level = debug
     assert p.returncode == 0 and ": ok: " in p.stdout, (p.stdout, p.stderr)
 
 
-def main():
-    b = ConfigBroker()
-    try:
-        test(b)
-    except BaseException:
-        if b.log_path and os.path.exists(b.log_path):
-            sys.stderr.write("---- broker log ----\n" + b.log() + "\n")
-        raise
-    finally:
-        b.cleanup()
-    print(f"ok {os.path.basename(sys.argv[0])}")
-
-
-main()
+harness.run(test, ConfigBroker)
