@@ -66,10 +66,19 @@ const char *rk_verr_name(enum rk_verr code)
     return verr_names[code];
 }
 
+/* Built by hand: snprintf cost as much as the rest of the topic's users. */
 void rk_event_topic(const struct rk_event_info *info, char *out)
 {
-    snprintf(out, RK_TOPIC_MAX, "%s/%.2s/%.6s", rk_event_type_name(info->type),
-             info->municipality, info->municipality);
+    const char *type = rk_event_type_name(info->type);
+    size_t n = type ? strlen(type) : 0;
+    if (n + 1 + 2 + 1 + 6 + 1 > RK_TOPIC_MAX)
+        n = 0;
+    memcpy(out, type, n);
+    out[n] = '/';
+    memcpy(out + n + 1, info->municipality, 2);
+    out[n + 3] = '/';
+    memcpy(out + n + 4, info->municipality, 6);
+    out[n + 10] = '\0';
 }
 
 /* ---- vocabularies (PROTOCOL.md section 4; tests cross-check proto/data) --- */
@@ -122,9 +131,14 @@ const char *rk_event_resource_at(size_t i, const char **unit)
     return resources[i].code;
 }
 
+/* Stops at the first differing byte: most comparisons fail there, and a
+ * strlen of every candidate cost more than the comparisons. */
 static bool str_is(const msgpack_object_str *s, const char *lit)
 {
-    return strlen(lit) == s->size && memcmp(s->ptr, lit, s->size) == 0;
+    for (uint32_t i = 0; i < s->size; i++)
+        if (lit[i] != s->ptr[i] || lit[i] == '\0')
+            return false;
+    return lit[s->size] == '\0';
 }
 
 static int vocab_index(const char *const *vocab, const msgpack_object_str *s)
@@ -220,6 +234,7 @@ skip:
 
 struct vctx {
     const char *prefix;   /* "offer", "kpi.update", or "event" before the type is known */
+    const char *parent;   /* "baseline" while checking baseline.value etc.; else NULL */
     struct rk_verror *err;
     int64_t now_ns;
     int64_t sent_at;      /* 0 until sent_at has been checked */
@@ -232,7 +247,8 @@ static enum rk_verr fail(struct vctx *c, enum rk_verr code, const char *field,
 {
     if (c->err) {
         c->err->code = code;
-        int n = snprintf(c->err->message, sizeof c->err->message, "%s.%s: ", c->prefix, field);
+        int n = snprintf(c->err->message, sizeof c->err->message, "%s.%s%s%s: ", c->prefix,
+                         c->parent ? c->parent : "", c->parent ? "." : "", field);
         if (n < 0 || (size_t)n >= sizeof c->err->message)
             return code;
         va_list ap;
@@ -511,12 +527,15 @@ static const struct field *const schemas[] = {
     [RK_EV_AID_CANCEL] = aid_cancel,     [RK_EV_AID_WITHDRAW] = aid_withdraw,
 };
 
-static const struct field *find_field(const struct field *list, const msgpack_object_str *key)
+#define MAX_FIELDS 16 /* in one list; the longest, kpi.update's, has 12 */
+
+/* Position of `key` in `list`, or -1. */
+static int field_index(const struct field *list, const msgpack_object_str *key)
 {
-    for (; list->name; list++)
-        if (str_is(key, list->name))
-            return list;
-    return NULL;
+    for (int i = 0; list[i].name; i++)
+        if (str_is(key, list[i].name))
+            return i;
+    return -1;
 }
 
 static const msgpack_object *lookup(const msgpack_object_map *m, const char *name)
@@ -527,25 +546,36 @@ static const msgpack_object *lookup(const msgpack_object_map *m, const char *nam
     return NULL;
 }
 
-/* Keys must be strings, appear once, and belong to one of the two lists. */
-static enum rk_verr check_keys(struct vctx *c, const char *where, const msgpack_object_map *m,
-                               const struct field *a, const struct field *b)
+/* Keys must be strings, appear once, and belong to one of the two lists.
+ * Files each value where its field is: a[i]'s value in va[i], b[i]'s in
+ * vb[i] (both MAX_FIELDS long, NULL where the field is absent), so each
+ * key is matched once rather than each field searched for. */
+static enum rk_verr index_keys(struct vctx *c, const char *where, const msgpack_object_map *m,
+                               const struct field *a, const msgpack_object **va,
+                               const struct field *b, const msgpack_object **vb)
 {
+    memset(va, 0, MAX_FIELDS * sizeof *va);
+    if (b)
+        memset(vb, 0, MAX_FIELDS * sizeof *vb);
     for (uint32_t i = 0; i < m->size; i++) {
         const msgpack_object *k = &m->ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
             return fail(c, RK_V_TYPE, where, "field names must be strings, got %s",
                         kind_name(k));
         const msgpack_object_str *ks = &k->via.str;
-        if (!find_field(a, ks) && !(b && find_field(b, ks)))
+        const msgpack_object **slot = NULL;
+        int at = field_index(a, ks);
+        if (at >= 0)
+            slot = &va[at];
+        else if (b && (at = field_index(b, ks)) >= 0)
+            slot = &vb[at];
+        if (!slot)
             return fail(c, RK_V_UNKNOWN_FIELD, where, "unknown field \"%.*s\" (the schema is strict)",
                         clip(ks), ks->ptr);
-        for (uint32_t j = 0; j < i; j++) {
-            const msgpack_object_str *prev = &m->ptr[j].key.via.str;
-            if (prev->size == ks->size && memcmp(prev->ptr, ks->ptr, ks->size) == 0)
-                return fail(c, RK_V_DECODE, where, "field \"%.*s\" appears twice",
-                            clip(ks), ks->ptr);
-        }
+        if (*slot)
+            return fail(c, RK_V_DECODE, where, "field \"%.*s\" appears twice",
+                        clip(ks), ks->ptr);
+        *slot = &m->ptr[i].val;
     }
     return RK_V_OK;
 }
@@ -633,12 +663,11 @@ static enum rk_verr check_location(struct vctx *c, const msgpack_object *o)
     if (o->type != MSGPACK_OBJECT_MAP)
         return fail(c, RK_V_TYPE, "location", "must be a map {lat, lon, place}, got %s",
                     kind_name(o));
-    const msgpack_object_map *m = &o->via.map;
-    enum rk_verr rc = check_keys(c, "location", m, location_fields, NULL);
+    const msgpack_object *v[MAX_FIELDS];
+    enum rk_verr rc = index_keys(c, "location", &o->via.map, location_fields, v, NULL, NULL);
     if (rc)
         return rc;
-    const msgpack_object *lat = lookup(m, "lat"), *lon = lookup(m, "lon"),
-                         *place = lookup(m, "place");
+    const msgpack_object *lat = v[0], *lon = v[1], *place = v[2];
     if (!lat)
         return fail(c, RK_V_MISSING, "location.lat", "required");
     if (!lon)
@@ -695,40 +724,46 @@ static enum rk_verr check_as_of(struct vctx *c, const char *field, const msgpack
 }
 
 /* {value, fy, fy_from?, as_of?, label?}; `field` is baseline, target or current. */
-static enum rk_verr check_point(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_point_fields(struct vctx *c, const char *field,
+                                       const msgpack_object **f)
 {
-    char name[48];
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return fail(c, RK_V_TYPE, field, "must be a map {value, fy, ...}, got %s", kind_name(o));
-    const msgpack_object_map *m = &o->via.map;
-    enum rk_verr rc = check_keys(c, field, m, point_fields, NULL);
-    if (rc)
-        return rc;
-    const msgpack_object *value = lookup(m, "value"), *fy = lookup(m, "fy"),
-                         *from = lookup(m, "fy_from"), *as_of = lookup(m, "as_of"),
-                         *label = lookup(m, "label");
+    const msgpack_object *value = f[0], *fy = f[1], *from = f[2], *as_of = f[3], *label = f[4];
     double v = 0;
     int64_t fy_v = 0, from_v = 0;
-#define SUB(f) (snprintf(name, sizeof name, "%s.%s", field, f), name)
+    enum rk_verr rc;
     if (!value)
-        return fail(c, RK_V_MISSING, SUB("value"), "required");
-    if ((rc = get_number(c, SUB("value"), value, &v)))
+        return fail(c, RK_V_MISSING, "value", "required");
+    if ((rc = get_number(c, "value", value, &v)))
         return rc;
     if (!fy)
-        return fail(c, RK_V_MISSING, SUB("fy"), "required");
-    if ((rc = check_int(c, SUB("fy"), fy, 1989, 2100, &fy_v)))
+        return fail(c, RK_V_MISSING, "fy", "required");
+    if ((rc = check_int(c, "fy", fy, 1989, 2100, &fy_v)))
         return rc;
-    if (from && (rc = check_int(c, SUB("fy_from"), from, 1989, fy_v, &from_v)))
+    if (from && (rc = check_int(c, "fy_from", from, 1989, fy_v, &from_v)))
         return rc;
-    if (as_of && (rc = check_as_of(c, SUB("as_of"), as_of)))
+    if (as_of && (rc = check_as_of(c, "as_of", as_of)))
         return rc;
-    if (label && (rc = check_text(c, SUB("label"), label, 32, false)))
+    if (label && (rc = check_text(c, "label", label, 32, false)))
         return rc;
     if (strcmp(field, "current") == 0 && fy_v != c->fiscal_year)
-        return fail(c, RK_V_RANGE, SUB("fy"), "must equal fiscal_year (%lld), got %lld",
+        return fail(c, RK_V_RANGE, "fy", "must equal fiscal_year (%lld), got %lld",
                     (long long)c->fiscal_year, (long long)fy_v);
-#undef SUB
     return RK_V_OK;
+}
+
+static enum rk_verr check_point(struct vctx *c, const char *field, const msgpack_object *o)
+{
+    const msgpack_object *f[MAX_FIELDS];
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return fail(c, RK_V_TYPE, field, "must be a map {value, fy, ...}, got %s", kind_name(o));
+    enum rk_verr rc = index_keys(c, field, &o->via.map, point_fields, f, NULL, NULL);
+    if (rc)
+        return rc;
+    /* Errors inside name their field "baseline.value" and so on. */
+    c->parent = field;
+    rc = check_point_fields(c, field, f);
+    c->parent = NULL;
+    return rc;
 }
 
 static enum rk_verr check_field(struct vctx *c, const struct field *f, const msgpack_object *o)
@@ -761,18 +796,18 @@ static enum rk_verr check_field(struct vctx *c, const struct field *f, const msg
     return RK_V_OK;
 }
 
-static enum rk_verr check_fields(struct vctx *c, const msgpack_object_map *m,
-                                 const struct field *list)
+/* values[i]: the value of list[i], as index_keys filed it. */
+static enum rk_verr check_fields(struct vctx *c, const struct field *list,
+                                 const msgpack_object *const *values)
 {
-    for (; list->name; list++) {
-        const msgpack_object *o = lookup(m, list->name);
+    for (int i = 0; list[i].name; i++) {
         enum rk_verr rc;
-        if (!o) {
-            if (list->required)
-                return fail(c, RK_V_MISSING, list->name, "required");
+        if (!values[i]) {
+            if (list[i].required)
+                return fail(c, RK_V_MISSING, list[i].name, "required");
             continue;
         }
-        if ((rc = check_field(c, list, o)))
+        if ((rc = check_field(c, &list[i], values[i])))
             return rc;
     }
     return RK_V_OK;
@@ -788,15 +823,18 @@ static void copy_str(char *dst, size_t cap, const msgpack_object *o)
     dst[n] = '\0';
 }
 
+/* env and body: the values of the envelope's and the type's fields. Every
+ * schema lists its entity's id (kpi_id or request_id) first. */
 static void fill_info(struct rk_event_info *info, enum rk_event_type type,
-                      const msgpack_object_map *m, const struct vctx *c)
+                      const msgpack_object *const *env, const msgpack_object *const *body,
+                      const struct vctx *c)
 {
-    memset(info, 0, sizeof *info);
     info->type = type;
-    copy_str(info->municipality, sizeof info->municipality, lookup(m, "municipality"));
-    copy_str(info->event_id, sizeof info->event_id, lookup(m, "event_id"));
-    copy_str(info->request_id, sizeof info->request_id, lookup(m, "request_id"));
-    copy_str(info->kpi_id, sizeof info->kpi_id, lookup(m, "kpi_id"));
+    copy_str(info->municipality, sizeof info->municipality, env[2]);
+    copy_str(info->event_id, sizeof info->event_id, env[1]);
+    copy_str(info->request_id, sizeof info->request_id,
+             type == RK_EV_KPI_UPDATE ? NULL : body[0]);
+    copy_str(info->kpi_id, sizeof info->kpi_id, type == RK_EV_KPI_UPDATE ? body[0] : NULL);
     info->fiscal_year = (int)c->fiscal_year;
     info->sent_at_ns = c->sent_at;
 }
@@ -820,11 +858,12 @@ static enum rk_verr validate_map(struct vctx *c, const msgpack_object *root,
                     clip(&type_obj->via.str), type_obj->via.str.ptr);
     const char *tname = type_names[type];
     c->prefix = strncmp(tname, "aid.", 4) == 0 ? tname + 4 : tname;
-    if ((rc = check_keys(c, "event", m, envelope, schemas[type])) ||
-        (rc = check_fields(c, m, envelope)) || (rc = check_fields(c, m, schemas[type])))
+    const msgpack_object *env[MAX_FIELDS], *body[MAX_FIELDS];
+    if ((rc = index_keys(c, "event", m, envelope, env, schemas[type], body)) ||
+        (rc = check_fields(c, envelope, env)) || (rc = check_fields(c, schemas[type], body)))
         return rc;
     if (info)
-        fill_info(info, type, m, c);
+        fill_info(info, type, env, body, c);
     return RK_V_OK;
 }
 

@@ -27,6 +27,7 @@ struct opts {
     uint64_t w4_events;      /* W4: events ingested while the subscribers follow */
     uint64_t w4_subscribers;
     int w1, w2, w3, w4;      /* which workloads run */
+    unsigned w1_cases;       /* W1 cases that run: bit 2*d+p, d 0 full 1 os, p 0 one 1 four */
     int json;                /* one JSON object per result line */
     const char *broker_bin;  /* NULL: renkei-broker next to this program */
 };

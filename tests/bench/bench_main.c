@@ -151,6 +151,8 @@ static void usage(FILE *out)
         "  --w4-events N       W4 events [200000]\n"
         "  --subscribers N     W4 subscribers [1000]\n"
         "  --only LIST         comma-separated workloads among w1,w2,w3,w4 [all]\n"
+        "  --w1 LIST           the W1 cases, DURABILITY:PUBLISHERS among full:1, full:4,\n"
+        "                      os:1, os:4 [all four]; e.g. --w1 os:1 for profiling\n"
         "  --json              one JSON object per result line\n"
         "  --broker-bin PATH   renkei-broker to run [the one next to this program]\n"
         "  -h, --help          show this help and exit\n"
@@ -207,6 +209,27 @@ static int parse_only(const char *text, struct opts *o)
     return 0;
 }
 
+/* "os:1,full:4": which W1 cases run (see w1_cases). */
+static int parse_w1(const char *text, struct opts *o)
+{
+    static const char *const names[] = {"full:1", "full:4", "os:1", "os:4"};
+    char buf[64], *save = NULL;
+    o->w1_cases = 0;
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        unsigned i = 0;
+        while (i < 4 && strcasecmp(w, names[i]) != 0)
+            i++;
+        if (i == 4) {
+            fprintf(stderr, PROG ": --w1: cases are full:1, full:4, os:1 and os:4, got \"%s\"\n",
+                    w);
+            return -1;
+        }
+        o->w1_cases |= 1u << i;
+    }
+    return 0;
+}
+
 /* Returns -1 to go on, or the exit status (0 after --help, 2 on bad options). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -215,6 +238,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"replay-events", required_argument, NULL, 'r'},
         {"window", required_argument, NULL, 'w'},
         {"only", required_argument, NULL, 'o'},
+        {"w1", required_argument, NULL, '1'},
         {"w2-rate", required_argument, NULL, 'R'},
         {"w2-events", required_argument, NULL, 'E'},
         {"w4-events", required_argument, NULL, 'F'},
@@ -228,7 +252,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
     *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .w2_rate = 20000,
                        .w4_events = 200000, .w4_subscribers = 1000,
-                       .w1 = 1, .w2 = 1, .w3 = 1, .w4 = 1};
+                       .w1 = 1, .w2 = 1, .w3 = 1, .w4 = 1, .w1_cases = 15};
     while (!bad && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n': bad = parse_count("events", optarg, 1, EVENTS_MAX, &o->events); break;
@@ -237,6 +261,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'w': bad = parse_count("window", optarg, 1, WINDOW_MAX, &o->window); break;
         case 'o': bad = parse_only(optarg, o); break;
+        case '1': bad = parse_w1(optarg, o); break;
         case 'R': bad = parse_count("w2-rate", optarg, 1, 1000000, &o->w2_rate); break;
         case 'E': bad = parse_count("w2-events", optarg, 1, EVENTS_MAX, &o->w2_events); break;
         case 'F': bad = parse_count("w4-events", optarg, 1, EVENTS_MAX, &o->w4_events); break;
@@ -1367,7 +1392,8 @@ static int run_all(struct bench *bx)
     if (bx->o->w1)
         for (size_t d = 0; d < 2; d++)
             for (size_t p = 0; p < 2; p++)
-                if (measure_w1(bx, durabilities[d], publishers[p]) != 0)
+                if ((bx->o->w1_cases >> (2 * d + p) & 1) &&
+                    measure_w1(bx, durabilities[d], publishers[p]) != 0)
                     return -1;
     if (bx->o->w2 && (measure_w2(bx, 1) != 0 || measure_w2(bx, 100) != 0))
         return -1;
