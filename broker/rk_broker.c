@@ -538,12 +538,12 @@ static enum admission admit_number(struct rk_broker *b, struct pending *p,
 /* The lifecycle's word on an aid event (kpi.update passes): refused ones are
  * answered as validation refusals are, "<type>.<field>: <reason>". */
 static enum admission admit_lifecycle(struct rk_broker *b, struct pending *p,
-                                      const struct rk_wire_hdr *h, const struct rk_event_info *info)
+                                      const struct rk_wire_hdr *h, const struct rk_event_info *info,
+                                      const struct rk_aid_event *aid)
 {
     struct rk_aid_refusal why;
     char message[sizeof why.message + 64];
-    if (rk_lifecycle_admit(b->lifecycle, info->type, zmq_msg_data(&p->event),
-                           zmq_msg_size(&p->event), &why) == RK_AID_OK)
+    if (rk_lifecycle_admit(b->lifecycle, aid, &why) == RK_AID_OK)
         return ADMIT;
     /* "aid.offer" -> "offer", as in validation's messages */
     snprintf(message, sizeof message, "%s.%s: %s", rk_event_type_name(info->type) + 4,
@@ -584,6 +584,7 @@ static int take_publish(struct rk_broker *b, int64_t now)
     zmq_msg_t hdr;
     struct rk_wire_hdr h;
     struct rk_event_info info;
+    struct rk_aid_event aid;
     struct rk_verror verr;
     int frames, taken = 0;
 
@@ -604,13 +605,13 @@ static int take_publish(struct rk_broker *b, int64_t now)
         refuse(b, &p->ident, h.corr, "E_COMMAND", "header.command: the ingest socket serves only \"pub\"");
     } else if (frames != 2) {
         refuse(b, &p->ident, h.corr, "E_FRAMES", "pub: takes exactly one event frame after the header");
-    } else if (rk_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now, &info,
-                                 &verr) != RK_V_OK) {
+    } else if (rk_aid_event_validate(zmq_msg_data(&p->event), zmq_msg_size(&p->event), now,
+                                     &info, &aid, &verr) != RK_V_OK) {
         refuse(b, &p->ident, h.corr, rk_verr_name(verr.code), verr.message);
     } else if (b->acl && !may_publish(b, p, &hdr, &h, &info)) {
         ; /* refused */
     } else if ((!h.producer[0] || admit_number(b, p, &h) == ADMIT) &&
-               admit_lifecycle(b, p, &h, &info) == ADMIT) {
+               admit_lifecycle(b, p, &h, &info, &aid) == ADMIT) {
         admit(b, p, &h, &info);
         taken = 1;
     }

@@ -62,23 +62,16 @@ void rk_lifecycle_destroy(struct rk_lifecycle **lcp)
     *lcp = NULL;
 }
 
-enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, enum rk_event_type type,
-                                   const void *event, size_t len, struct rk_aid_refusal *why)
+enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_event *ev,
+                                   struct rk_aid_refusal *why)
 {
-    struct rk_aid_event ev;
-    if (type < RK_EV_AID_REQUEST)
+    if (ev->type < RK_EV_AID_REQUEST)
         return RK_AID_OK;
-    if (rk_aid_event_extract(event, len, &ev) != RK_V_OK) {
-        why->code = RK_AID_INVALID;
-        why->field = "event";
-        snprintf(why->message, sizeof why->message, "fields not as validation promised");
-        return RK_AID_INVALID;
-    }
     if (!lc->batch_open) {
         rk_aid_begin(lc->aid);
         lc->batch_open = 1;
     }
-    return rk_aid_apply(lc->aid, &ev, why);
+    return rk_aid_apply(lc->aid, ev, why);
 }
 
 void rk_lifecycle_settle(struct rk_lifecycle *lc, int stored)

@@ -50,13 +50,14 @@ int rk_lifecycle_load(struct rk_lifecycle **out, struct rk_log *log,
 /* Frees everything and sets *lcp to NULL; no-op on NULL. */
 void rk_lifecycle_destroy(struct rk_lifecycle **lcp);
 
-/* Checks one event that passed rk_event_validate: an aid event against the
- * current state, including the batch's earlier events. Allowed: applies it
- * to the open batch (opening one if needed) and returns RK_AID_OK. Refused:
- * returns the code and fills *why; nothing changes. Other types (kpi.update)
- * return RK_AID_OK untouched. */
-enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, enum rk_event_type type,
-                                   const void *event, size_t len, struct rk_aid_refusal *why);
+/* Checks one event that passed validation, its fields read by
+ * rk_aid_event_validate: an aid event against the current state, including
+ * the batch's earlier events. Allowed: applies it to the open batch
+ * (opening one if needed) and returns RK_AID_OK. Refused: returns the code
+ * and fills *why; nothing changes. Other types (kpi.update) return
+ * RK_AID_OK untouched. */
+enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_event *ev,
+                                   struct rk_aid_refusal *why);
 
 /* Ends the open batch, if any: keeps it when `stored` (the commit
  * succeeded), undoes it otherwise. Call after every commit attempt. */

@@ -863,20 +863,25 @@ enum rk_verr rk_aid_event_extract(const void *buf, size_t len, struct rk_aid_eve
     return rc;
 }
 
+static int see_aid_fields(const msgpack_object *root, void *out)
+{
+    return extract(root, out);
+}
+
+enum rk_verr rk_aid_event_validate(const void *buf, size_t len, int64_t now_ns,
+                                   struct rk_event_info *info, struct rk_aid_event *out,
+                                   struct rk_verror *err)
+{
+    return rk_event_validate_see(buf, len, now_ns, info, err, see_aid_fields, out);
+}
+
 enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event *out,
                                 char *why, size_t why_len)
 {
     struct rk_verror verr;
-    enum rk_verr rc = rk_event_validate(buf, len, 0, NULL, &verr);
-    if (rc != RK_V_OK) {
-        if (why && why_len)
-            snprintf(why, why_len, "%s: %s", rk_verr_name(rc), verr.message);
-        return rc;
-    }
-    /* Validation pre-scanned every declared length, so unpacking is safe. */
-    rc = rk_aid_event_extract(buf, len, out);
+    enum rk_verr rc = rk_aid_event_validate(buf, len, 0, NULL, out, &verr);
     if (why && why_len)
-        snprintf(why, why_len, "%s", rc == RK_V_OK ? ""
-                 : "E_DECODE: event: fields not as validation promised");
+        snprintf(why, why_len, "%s%s%s", rc == RK_V_OK ? "" : rk_verr_name(rc),
+                 rc == RK_V_OK ? "" : ": ", rc == RK_V_OK ? "" : verr.message);
     return rc;
 }

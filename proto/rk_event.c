@@ -870,6 +870,13 @@ static enum rk_verr validate_map(struct vctx *c, const msgpack_object *root,
 enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
                                struct rk_event_info *info, struct rk_verror *err)
 {
+    return rk_event_validate_see(buf, len, now_ns, info, err, NULL, NULL);
+}
+
+enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
+                                   struct rk_event_info *info, struct rk_verror *err,
+                                   rk_event_see_fn *see, void *arg)
+{
     struct vctx c = {.prefix = "event", .err = err, .now_ns = now_ns, .resource = -1};
     if (err) {
         err->code = RK_V_OK;
@@ -891,6 +898,8 @@ enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
         rc = fail(&c, RK_V_DECODE, "event", "not one complete MessagePack value");
     else
         rc = validate_map(&c, &up.data, info);
+    if (rc == RK_V_OK && see && see(&up.data, arg) != 0)
+        rc = fail(&c, RK_V_DECODE, "event", "fields not as validation promised");
     msgpack_unpacked_destroy(&up);
     return rc;
 }
