@@ -1,6 +1,7 @@
 #include "rk_aid.h"
 
 #include <msgpack.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -775,26 +776,9 @@ size_t rk_aid_count(const struct rk_aid *a, enum rk_aid_state s)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static const msgpack_object *lookup(const msgpack_object_map *m, const char *name)
+/* Copies a string value into dst; -1 if it is not a string or does not fit. */
+static int copy_str(const msgpack_object *o, char *dst, size_t cap)
 {
-    size_t n = strlen(name);
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-            memcmp(k->via.str.ptr, name, n) == 0)
-            return &m->ptr[i].val;
-    }
-    return NULL;
-}
-
-/* Copies string field `name` (absent: "") into dst; -1 if it is not a
- * string or does not fit. */
-static int get_str(const msgpack_object_map *m, const char *name, char *dst, size_t cap)
-{
-    const msgpack_object *o = lookup(m, name);
-    dst[0] = '\0';
-    if (!o)
-        return 0;
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
         memchr(o->via.str.ptr, '\0', o->via.str.size))
         return -1;
@@ -803,13 +787,9 @@ static int get_str(const msgpack_object_map *m, const char *name, char *dst, siz
     return 0;
 }
 
-/* Integer field `name` (absent: 0); -1 if it is not an integer in int64. */
-static int get_int(const msgpack_object_map *m, const char *name, int64_t *v)
+/* An integer value into *v; -1 if it is not an integer in int64. */
+static int copy_int(const msgpack_object *o, int64_t *v)
 {
-    const msgpack_object *o = lookup(m, name);
-    *v = 0;
-    if (!o)
-        return 0;
     if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         *v = o->via.i64;
     else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
@@ -819,30 +799,76 @@ static int get_int(const msgpack_object_map *m, const char *name, int64_t *v)
     return 0;
 }
 
-/* Only aid events' fields are read: other types (kpi.update) carry fields of
- * the same names with other limits, e.g. a free-text `unit`. */
+/* name_len first: most keys differ from most names in length already. */
+static int key_is(const msgpack_object_str *k, const char *name, size_t name_len)
+{
+    return k->size == name_len && memcmp(k->ptr, name, name_len) == 0;
+}
+#define KEY_IS(k, lit) key_is(k, lit, sizeof lit - 1)
+
+/* The string fields read, and where each goes; absent ones stay "". */
+struct str_field {
+    const char *name;
+    size_t name_len, off, cap;
+};
+
+#define STR_FIELD(f) {#f, sizeof #f - 1, offsetof(struct rk_aid_event, f), \
+                      sizeof ((struct rk_aid_event *)0)->f}
+static const struct str_field str_fields[] = {
+    STR_FIELD(municipality), STR_FIELD(request_id), STR_FIELD(offer_id),
+    STR_FIELD(dispatch_id), STR_FIELD(resource), STR_FIELD(unit), STR_FIELD(urgency),
+};
+#undef STR_FIELD
+
+/* One value of the map by its key; -1 when it is not of the field's type. */
+static int extract_one(const msgpack_object_str *key, const msgpack_object *val,
+                       struct rk_aid_event *out, char *type, char *data_class)
+{
+    for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++)
+        if (key_is(key, str_fields[i].name, str_fields[i].name_len))
+            return copy_str(val, (char *)out + str_fields[i].off, str_fields[i].cap);
+    if (KEY_IS(key, "type"))
+        return copy_str(val, type, 16);
+    if (KEY_IS(key, "data_class"))
+        return copy_str(val, data_class, 16);
+    if (KEY_IS(key, "quantity"))
+        return copy_int(val, &out->quantity);
+    if (KEY_IS(key, "version"))
+        return copy_int(val, &out->version);
+    return 0;
+}
+
+/* Only aid events' fields are kept: other types (kpi.update) carry fields of
+ * the same names with other limits, e.g. a free-text `unit`. One pass over
+ * the keys, as validation makes it: looking each field up cost a scan of the
+ * map apiece. */
 static int extract(const msgpack_object *root, struct rk_aid_event *out)
 {
-    char type[16], data_class[16];
+    char type[16] = "", data_class[16] = "";
     if (root->type != MSGPACK_OBJECT_MAP)
         return -1;
     const msgpack_object_map *m = &root->via.map;
+    int bad = 0; /* a field unfit for an aid event: matters only if it is one */
     memset(out, 0, sizeof *out);
-    if (get_str(m, "type", type, sizeof type) ||
-        get_str(m, "municipality", out->municipality, sizeof out->municipality))
-        return -1;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR)
+            bad |= extract_one(&k->via.str, &m->ptr[i].val, out, type, data_class);
+    }
     out->type = rk_event_type_parse(type, strlen(type));
-    if (out->type < RK_EV_AID_REQUEST)
-        return out->type == RK_EV_NONE ? -1 : 0;
-    if (get_str(m, "request_id", out->request_id, sizeof out->request_id) ||
-        get_str(m, "offer_id", out->offer_id, sizeof out->offer_id) ||
-        get_str(m, "dispatch_id", out->dispatch_id, sizeof out->dispatch_id) ||
-        get_str(m, "resource", out->resource, sizeof out->resource) ||
-        get_str(m, "unit", out->unit, sizeof out->unit) ||
-        get_str(m, "urgency", out->urgency, sizeof out->urgency) ||
-        get_str(m, "data_class", data_class, sizeof data_class) ||
-        get_int(m, "quantity", &out->quantity) || get_int(m, "version", &out->version))
+    if (out->type == RK_EV_NONE)
         return -1;
+    if (bad && out->type >= RK_EV_AID_REQUEST)
+        return -1;
+    if (out->type < RK_EV_AID_REQUEST) {
+        enum rk_event_type t = out->type;
+        char muni[sizeof out->municipality];
+        memcpy(muni, out->municipality, sizeof muni);
+        memset(out, 0, sizeof *out);
+        out->type = t;
+        memcpy(out->municipality, muni, sizeof muni);
+        return 0;
+    }
     if (strcmp(data_class, "restricted") == 0)
         out->data_class = RK_AID_CLASS_RESTRICTED;
     else if (strcmp(data_class, "open") == 0)
