@@ -70,7 +70,9 @@ const char *rk_verr_name(enum rk_verr code)
 void rk_event_topic(const struct rk_event_info *info, char *out)
 {
     const char *type = rk_event_type_name(info->type);
-    size_t n = type ? strlen(type) : 0;
+    if (!type)
+        type = "";
+    size_t n = strlen(type);
     if (n + 1 + 2 + 1 + 6 + 1 > RK_TOPIC_MAX)
         n = 0;
     memcpy(out, type, n);
