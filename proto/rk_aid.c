@@ -806,7 +806,8 @@ static int key_is(const msgpack_object_str *k, const char *name, size_t name_len
 }
 #define KEY_IS(k, lit) key_is(k, lit, sizeof lit - 1)
 
-/* The string fields read, and where each goes; absent ones stay "". */
+/* The string fields read from the map, and where each goes; absent ones
+ * stay "". The type, municipality and request_id come from validation. */
 struct str_field {
     const char *name;
     size_t name_len, off, cap;
@@ -815,20 +816,18 @@ struct str_field {
 #define STR_FIELD(f) {#f, sizeof #f - 1, offsetof(struct rk_aid_event, f), \
                       sizeof ((struct rk_aid_event *)0)->f}
 static const struct str_field str_fields[] = {
-    STR_FIELD(municipality), STR_FIELD(request_id), STR_FIELD(offer_id),
-    STR_FIELD(dispatch_id), STR_FIELD(resource), STR_FIELD(unit), STR_FIELD(urgency),
+    STR_FIELD(offer_id), STR_FIELD(dispatch_id), STR_FIELD(resource), STR_FIELD(unit),
+    STR_FIELD(urgency),
 };
 #undef STR_FIELD
 
 /* One value of the map by its key; -1 when it is not of the field's type. */
 static int extract_one(const msgpack_object_str *key, const msgpack_object *val,
-                       struct rk_aid_event *out, char *type, char *data_class)
+                       struct rk_aid_event *out, char *data_class)
 {
     for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++)
         if (key_is(key, str_fields[i].name, str_fields[i].name_len))
             return copy_str(val, (char *)out + str_fields[i].off, str_fields[i].cap);
-    if (KEY_IS(key, "type"))
-        return copy_str(val, type, 16);
     if (KEY_IS(key, "data_class"))
         return copy_str(val, data_class, 16);
     if (KEY_IS(key, "quantity"))
@@ -838,36 +837,27 @@ static int extract_one(const msgpack_object_str *key, const msgpack_object *val,
     return 0;
 }
 
-/* Only aid events' fields are kept: other types (kpi.update) carry fields of
- * the same names with other limits, e.g. a free-text `unit`. One pass over
- * the keys, as validation makes it: looking each field up cost a scan of the
- * map apiece. */
-static int extract(const msgpack_object *root, struct rk_aid_event *out)
+/* Only aid events' fields are read: other types (kpi.update) carry fields
+ * of the same names with other limits, e.g. a free-text `unit`. One pass
+ * over the keys: looking each field up cost a scan of the map apiece. */
+static int extract(const msgpack_object *root, const struct rk_event_info *info,
+                   struct rk_aid_event *out)
 {
-    char type[16] = "", data_class[16] = "";
+    char data_class[16] = "";
+    memset(out, 0, sizeof *out);
+    out->type = info->type;
+    memcpy(out->municipality, info->municipality, sizeof out->municipality);
+    if (info->type < RK_EV_AID_REQUEST)
+        return 0;
+    memcpy(out->request_id, info->request_id, sizeof out->request_id);
     if (root->type != MSGPACK_OBJECT_MAP)
         return -1;
     const msgpack_object_map *m = &root->via.map;
-    int bad = 0; /* a field unfit for an aid event: matters only if it is one */
-    memset(out, 0, sizeof *out);
     for (uint32_t i = 0; i < m->size; i++) {
         const msgpack_object *k = &m->ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR)
-            bad |= extract_one(&k->via.str, &m->ptr[i].val, out, type, data_class);
-    }
-    out->type = rk_event_type_parse(type, strlen(type));
-    if (out->type == RK_EV_NONE)
-        return -1;
-    if (bad && out->type >= RK_EV_AID_REQUEST)
-        return -1;
-    if (out->type < RK_EV_AID_REQUEST) {
-        enum rk_event_type t = out->type;
-        char muni[sizeof out->municipality];
-        memcpy(muni, out->municipality, sizeof muni);
-        memset(out, 0, sizeof *out);
-        out->type = t;
-        memcpy(out->municipality, muni, sizeof muni);
-        return 0;
+        if (k->type == MSGPACK_OBJECT_STR &&
+            extract_one(&k->via.str, &m->ptr[i].val, out, data_class) != 0)
+            return -1;
     }
     if (strcmp(data_class, "restricted") == 0)
         out->data_class = RK_AID_CLASS_RESTRICTED;
@@ -876,22 +866,10 @@ static int extract(const msgpack_object *root, struct rk_aid_event *out)
     return 0;
 }
 
-enum rk_verr rk_aid_event_extract(const void *buf, size_t len, struct rk_aid_event *out)
+static int see_aid_fields(const msgpack_object *root, const struct rk_event_info *info,
+                          void *out)
 {
-    msgpack_unpacked up;
-    size_t off = 0;
-    enum rk_verr rc = RK_V_OK;
-    msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
-        extract(&up.data, out) != 0)
-        rc = RK_V_DECODE; /* only if validation and this reader disagree */
-    msgpack_unpacked_destroy(&up);
-    return rc;
-}
-
-static int see_aid_fields(const msgpack_object *root, void *out)
-{
-    return extract(root, out);
+    return extract(root, info, out);
 }
 
 enum rk_verr rk_aid_event_validate(const void *buf, size_t len, int64_t now_ns,
@@ -906,8 +884,9 @@ enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event
 {
     struct rk_verror verr;
     enum rk_verr rc = rk_aid_event_validate(buf, len, 0, NULL, out, &verr);
-    if (why && why_len)
-        snprintf(why, why_len, "%s%s%s", rc == RK_V_OK ? "" : rk_verr_name(rc),
-                 rc == RK_V_OK ? "" : ": ", rc == RK_V_OK ? "" : verr.message);
+    if (why && why_len && rc == RK_V_OK)
+        why[0] = '\0';
+    else if (why && why_len)
+        snprintf(why, why_len, "%s: %s", rk_verr_name(rc), verr.message);
     return rc;
 }

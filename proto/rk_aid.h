@@ -98,16 +98,11 @@ enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event
 
 /* rk_event_validate (see there for now_ns, info and err) and the fields
  * above into *out, from one decode of the bytes: the broker's ingest.
- * Returns what validation returns; *out is filled only on RK_V_OK. */
+ * info may be NULL. Returns what validation returns; *out is filled only
+ * on RK_V_OK. */
 enum rk_verr rk_aid_event_validate(const void *buf, size_t len, int64_t now_ns,
                                    struct rk_event_info *info, struct rk_aid_event *out,
                                    struct rk_verror *err);
-
-/* The same, for bytes that already passed rk_event_validate (the broker's
- * ingest path, which validated them a moment before): skips the second
- * validation. Never call it on unvalidated bytes. Returns RK_V_OK, or
- * RK_V_DECODE if the fields are not what validation promised. */
-enum rk_verr rk_aid_event_extract(const void *buf, size_t len, struct rk_aid_event *out);
 
 /* ---- refusals ----------------------------------------------------------- */
 

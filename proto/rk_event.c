@@ -880,6 +880,9 @@ enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
                                    rk_event_see_fn *see, void *arg)
 {
     struct vctx c = {.prefix = "event", .err = err, .now_ns = now_ns, .resource = -1};
+    struct rk_event_info own;
+    if (see && !info)
+        info = &own; /* `see` is told what validation found */
     if (err) {
         err->code = RK_V_OK;
         err->message[0] = '\0';
@@ -900,7 +903,7 @@ enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
         rc = fail(&c, RK_V_DECODE, "event", "not one complete MessagePack value");
     else
         rc = validate_map(&c, &up.data, info);
-    if (rc == RK_V_OK && see && see(&up.data, arg) != 0)
+    if (rc == RK_V_OK && see && see(&up.data, info, arg) != 0)
         rc = fail(&c, RK_V_DECODE, "event", "fields not as validation promised");
     msgpack_unpacked_destroy(&up);
     return rc;

@@ -82,14 +82,16 @@ struct rk_verror {
 enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
                                struct rk_event_info *info, struct rk_verror *err);
 
-/* rk_event_validate, and on success also `see(root, arg)`: root is the
- * decoded event (a msgpack_object map), valid only during the call, so a
- * reader of further fields need not decode the bytes a second time. When
- * `see` returns nonzero the result is RK_V_DECODE with the message "event:
- * fields not as validation promised" (a bug of the reader, not of the
- * event). */
+/* rk_event_validate, and on success also `see(root, info, arg)`: root is
+ * the decoded event (a msgpack_object map) and info what validation read
+ * of it, both valid only during the call, so a reader of further fields
+ * need not decode the bytes a second time. `info` may be NULL here even
+ * with a `see`. When `see` returns nonzero the result is RK_V_DECODE with
+ * the message "<type>.event: fields not as validation promised" (a bug of
+ * the reader, not of the event). */
 struct msgpack_object;
-typedef int rk_event_see_fn(const struct msgpack_object *root, void *arg);
+typedef int rk_event_see_fn(const struct msgpack_object *root, const struct rk_event_info *info,
+                            void *arg);
 enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
                                    struct rk_event_info *info, struct rk_verror *err,
                                    rk_event_see_fn *see, void *arg);

@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (v != RK_V_OK)
         return 0;
     rk_event_topic(&info, topic);
-    if (rk_aid_event_extract(data, size, &ev) != RK_V_OK)
+    if (rk_aid_event_validate(data, size, NOW_NS, NULL, &ev, NULL) != RK_V_OK)
         abort(); /* validation promised these fields */
     (void)p;
     struct rk_aid *a = rk_aid_new();
