@@ -20,6 +20,8 @@ struct rk_pub {
     size_t in_flight;
     struct pending_cb *cbs;   /* publishes sent with rk_pub_send_cb, oldest first */
     size_t ncbs, cbs_cap;
+    zmq_msg_t acks_msg;       /* the "acks" being handed out one by one */
+    struct rk_wire_hdr acks;  /* its header; acks.nacks = 0 when none is held */
 };
 
 static int pub_new(const char *endpoint, int single, struct rk_pub **out)
@@ -29,6 +31,7 @@ static int pub_new(const char *endpoint, int single, struct rk_pub **out)
     if (!p)
         abort();
     *out = NULL;
+    zmq_msg_init(&p->acks_msg);
     p->zctx = zmq_ctx_new();
     p->dealer = zmq_socket(p->zctx, ZMQ_DEALER);
     if (!p->dealer || rk_secure_apply(p->dealer) != 0)
@@ -72,6 +75,7 @@ void rk_pub_destroy(struct rk_pub **pp)
     struct rk_pub *p = *pp;
     if (!p)
         return;
+    zmq_msg_close(&p->acks_msg);
     zmq_close(p->dealer);
     zmq_ctx_term(p->zctx);
     free(p->cbs);
@@ -87,7 +91,8 @@ int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
 int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
                          const void *event, size_t len, uint64_t *corr)
 {
-    struct rk_wire_hdr h = {.cmd = RK_CMD_PUB, .corr = p->next_corr};
+    /* Replies may come gathered: one "acks" per commit, not one per event. */
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PUB, .corr = p->next_corr, .flags = RK_WIRE_PUB_ACKS};
     unsigned char buf[RK_WIRE_HDR_MAX];
     if (producer) {
         size_t plen = strlen(producer);
@@ -122,31 +127,72 @@ static void skip_rest(void *sock)
     }
 }
 
-int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
+static void take_ack(struct rk_pub *p, struct rk_pub_result *res)
+{
+    memset(res, 0, sizeof *res);
+    rk_wire_acks_next(&p->acks, &res->corr, &res->seq);
+    res->ok = 1;
+    res->recv_ns = p->acks.recv_ns;
+    if (p->in_flight)
+        p->in_flight--;
+}
+
+/* Waits for the next message and decodes its header; an "acks" stays in
+ * p->acks_msg for take_ack. */
+static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
 {
     zmq_pollitem_t item = {p->dealer, 0, ZMQ_POLLIN, 0};
-    unsigned char buf[RK_WIRE_HDR_MAX];
-    struct rk_wire_hdr h;
+    zmq_msg_t m;
     int n, rc;
 
-    n = zmq_recv(p->dealer, buf, sizeof buf, ZMQ_DONTWAIT);
+    zmq_msg_init(&m);
+    n = zmq_msg_recv(&m, p->dealer, ZMQ_DONTWAIT);
     if (n < 0 && errno == EAGAIN) {
         rc = zmq_poll(&item, 1, timeout_ms);
-        if (rc < 0)
-            return -1;
-        if (rc == 0) {
-            errno = ETIMEDOUT;
+        if (rc <= 0) {
+            zmq_msg_close(&m);
+            if (rc == 0)
+                errno = ETIMEDOUT;
             return -1;
         }
-        n = zmq_recv(p->dealer, buf, sizeof buf, 0);
+        n = zmq_msg_recv(&m, p->dealer, 0);
     }
-    if (n < 0)
+    if (n < 0) {
+        zmq_msg_close(&m);
         return -1;
+    }
     skip_rest(p->dealer);
-    if ((size_t)n > sizeof buf || rk_wire_decode(buf, (size_t)n, &h) != 0 ||
-        (h.cmd != RK_CMD_ACK && h.cmd != RK_CMD_ERR)) {
+    if (rk_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), h) != 0 ||
+        (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS) ||
+        (h->cmd == RK_CMD_ACKS && h->nacks == 0)) {
+        zmq_msg_close(&m);
         errno = EPROTO;
         return -1;
+    }
+    if (h->cmd == RK_CMD_ACKS) {
+        /* A small message lives inside its zmq_msg_t: moving it moves the
+         * bytes, so the pairs are found again by their offset. */
+        size_t off = (size_t)(h->acks - (const unsigned char *)zmq_msg_data(&m));
+        zmq_msg_move(&p->acks_msg, &m);
+        p->acks = *h;
+        p->acks.acks = (const unsigned char *)zmq_msg_data(&p->acks_msg) + off;
+    }
+    zmq_msg_close(&m);
+    return 0;
+}
+
+int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
+{
+    struct rk_wire_hdr h;
+    if (p->acks.nacks) {
+        take_ack(p, res);
+        return 0;
+    }
+    if (recv_reply(p, timeout_ms, &h) != 0)
+        return -1;
+    if (h.cmd == RK_CMD_ACKS) {
+        take_ack(p, res);
+        return 0;
     }
     memset(res, 0, sizeof *res);
     res->corr = h.corr;

@@ -52,6 +52,19 @@ struct pending {
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
     char entity[RK_ID_MAX + 1];              /* request_id or kpi_id */
     char publisher[RK_KEY_Z85_LEN + 1];      /* its CURVE key; "" without CURVE */
+    int group_ack;          /* the client accepts "acks" (RK_WIRE_PUB_ACKS) */
+};
+
+/* The acknowledgements of one commit for one connection that accepts
+ * "acks": one message instead of one per event. A commit holds events of
+ * a few publishers at a time, so a handful of open groups is enough; when
+ * more connections take part, the oldest group is sent early and its slot
+ * reused, which only costs an extra message. */
+#define ACK_GROUPS 8
+struct ack_group {
+    zmq_msg_t *ident;       /* the connection; NULL = slot free */
+    size_t n;
+    uint64_t *pairs;        /* corr, seq; room for batch_max pairs */
 };
 
 struct rk_broker {
@@ -80,6 +93,10 @@ struct rk_broker {
     struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
+    struct ack_group ack_groups[ACK_GROUPS];
+    unsigned ack_evict;             /* the slot to send early when all are taken */
+    unsigned char *ack_buf;         /* one encoded "acks" header */
+    size_t ack_buf_cap;
     unsigned long long accepted, refused, duplicates;
     int64_t next_prune_ns, pruned_logged_ns;
     unsigned long long pruned, pruned_unlogged;
@@ -340,8 +357,13 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     publish_log_state(b, 0);
     b->pend = calloc((size_t)cfg->batch_max, sizeof *b->pend);
     b->recs = calloc((size_t)cfg->batch_max, sizeof *b->recs);
-    if (!b->pend || !b->recs)
+    b->ack_buf_cap = RK_WIRE_ACKS_SIZE(cfg->batch_max);
+    b->ack_buf = malloc(b->ack_buf_cap);
+    if (!b->pend || !b->recs || !b->ack_buf)
         abort();
+    for (int i = 0; i < ACK_GROUPS; i++)
+        if (!(b->ack_groups[i].pairs = calloc((size_t)cfg->batch_max, 2 * sizeof(uint64_t))))
+            abort();
     b->producers = rk_producers_new();
     b->groups = rk_groups_new();
     return 0;
@@ -374,6 +396,9 @@ static void broker_close(struct rk_broker *b)
     rk_lifecycle_destroy(&b->lifecycle);
     free(b->pend);
     free(b->recs);
+    free(b->ack_buf);
+    for (int i = 0; i < ACK_GROUPS; i++)
+        free(b->ack_groups[i].pairs);
 }
 
 static void send_reply(struct rk_broker *b, zmq_msg_t *ident, const struct rk_wire_hdr *h)
@@ -458,6 +483,7 @@ static void admit(struct rk_broker *b, struct pending *msg, const struct rk_wire
         memcpy(p->publisher, msg->publisher, sizeof p->publisher);
     }
     p->corr = h->corr;
+    p->group_ack = (h->flags & RK_WIRE_PUB_ACKS) != 0;
     rk_event_topic(info, p->topic);
     memcpy(p->producer, h->producer, sizeof p->producer);
     memcpy(p->entity, info->type == RK_EV_KPI_UPDATE ? info->kpi_id : info->request_id,
@@ -685,6 +711,55 @@ static const char *storage_error_text(int rc)
     }
 }
 
+static void send_ack_group(struct rk_broker *b, struct ack_group *g)
+{
+    if (!g->ident)
+        return;
+    size_t n = rk_wire_encode_acks(b->recs[0].recv_ns, g->pairs, g->n, b->ack_buf, b->ack_buf_cap);
+    if (zmq_send(b->ingest, zmq_msg_data(g->ident), zmq_msg_size(g->ident), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(b->ingest, b->ack_buf, n, ZMQ_DONTWAIT);
+    g->ident = NULL;
+    g->n = 0;
+}
+
+static struct ack_group *ack_group_of(struct rk_broker *b, zmq_msg_t *ident)
+{
+    size_t len = zmq_msg_size(ident);
+    struct ack_group *free_slot = NULL;
+    for (int i = 0; i < ACK_GROUPS; i++) {
+        struct ack_group *g = &b->ack_groups[i];
+        if (!g->ident) {
+            if (!free_slot)
+                free_slot = g;
+        } else if (zmq_msg_size(g->ident) == len &&
+                   memcmp(zmq_msg_data(g->ident), zmq_msg_data(ident), len) == 0) {
+            return g;
+        }
+    }
+    if (!free_slot) {
+        free_slot = &b->ack_groups[b->ack_evict++ % ACK_GROUPS];
+        send_ack_group(b, free_slot);
+    }
+    free_slot->ident = ident;
+    return free_slot;
+}
+
+/* A stored event's ack: on its own, or gathered into its connection's
+ * "acks" when the client asked for that. */
+static void acknowledge(struct rk_broker *b, struct pending *p, const struct rk_log_rec *rec)
+{
+    if (!p->group_ack) {
+        struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = p->corr, .seq = rec->seq,
+                                  .recv_ns = rec->recv_ns};
+        send_reply(b, &p->ident, &ack);
+        return;
+    }
+    struct ack_group *g = ack_group_of(b, &p->ident);
+    g->pairs[2 * g->n] = p->corr;
+    g->pairs[2 * g->n + 1] = rec->seq;
+    g->n++;
+}
+
 /* The group commit: one transaction for the batch, then acks, then fan-out. */
 static int commit_batch(struct rk_broker *b)
 {
@@ -707,15 +782,17 @@ static int commit_batch(struct rk_broker *b)
         struct pending *p = &b->pend[i];
         if (rc) {
             refuse(b, &p->ident, p->corr, "E_STORAGE", storage_error_text(rc));
-        } else {
-            struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = p->corr,
-                                      .seq = b->recs[i].seq, .recv_ns = b->recs[i].recv_ns};
-            send_reply(b, &p->ident, &ack);
-            relay(b, p, &b->recs[i]);
-            b->accepted++;
+            continue;
         }
-        zmq_msg_close(&p->event);
-        zmq_msg_close(&p->ident);
+        acknowledge(b, p, &b->recs[i]);
+        relay(b, p, &b->recs[i]);
+        b->accepted++;
+    }
+    for (int i = 0; i < ACK_GROUPS; i++)
+        send_ack_group(b, &b->ack_groups[i]);
+    for (int i = 0; i < b->npend; i++) {
+        zmq_msg_close(&b->pend[i].event);
+        zmq_msg_close(&b->pend[i].ident);
     }
     b->npend = 0;
     return rc;

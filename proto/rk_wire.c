@@ -8,7 +8,7 @@ static const char *const cmd_names[] = {
     [RK_CMD_PUB] = "pub", [RK_CMD_ACK] = "ack", [RK_CMD_ERR] = "err",
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
-    [RK_CMD_TICK] = "tick",
+    [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
@@ -16,7 +16,7 @@ static const char *const cmd_names[] = {
 static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
-    [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6,
+    [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -140,17 +140,18 @@ static void put_filter(struct writer *w, const struct rk_wire_filter *f)
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
 {
     const char *name = rk_wire_cmd_name(h->cmd);
-    if (!name)
+    if (!name || h->cmd == RK_CMD_ACKS) /* rk_wire_encode_acks writes those */
         return 0;
     struct writer w = {buf, 0, cap, 0};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
+    int flagged = h->cmd == RK_CMD_PUB && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
     int filtered = (h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP) &&
                    rk_wire_filter_active(&h->filter);
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
-                         (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u)));
+                         (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u)));
     put_uint(&w, RK_WIRE_VERSION);
     put_str(&w, name, 16);
     put_uint(&w, h->corr);
@@ -203,10 +204,43 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
             put_str(&w, h->producer, RK_WIRE_PRODUCER_MAX);
             put_uint(&w, h->producer_seq);
         }
+        if (flagged)
+            put_uint(&w, h->flags);
         break;
     default:
         break;
     }
+    return w.overflow ? 0 : w.len;
+}
+
+static void put_array_len(struct writer *w, size_t n)
+{
+    unsigned char b[5] = {0xdd, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                          (unsigned char)(n >> 8), (unsigned char)n};
+    if (n < 16) {
+        put_byte(w, 0x90 | (unsigned)n);
+    } else if (n <= 0xffff) {
+        b[2] = 0xdc;
+        put(w, b + 2, 3);
+    } else {
+        put(w, b, 5);
+    }
+}
+
+size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, void *buf,
+                           size_t cap)
+{
+    struct writer w = {buf, 0, cap, 0};
+    if (n > 0x7fffffff)
+        return 0;
+    put_byte(&w, 0x90 | cmd_arity[RK_CMD_ACKS]);
+    put_uint(&w, RK_WIRE_VERSION);
+    put_str(&w, "acks", 16);
+    put_uint(&w, 0);
+    put_uint(&w, recv_ns < 0 ? 0 : (uint64_t)recv_ns);
+    put_array_len(&w, 2 * n);
+    for (size_t i = 0; i < 2 * n; i++)
+        put_uint(&w, corr_seq[i]);
     return w.overflow ? 0 : w.len;
 }
 
@@ -399,6 +433,34 @@ static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
     return RK_CMD_NONE;
 }
 
+/* Checks every pair now, so that rk_wire_acks_next cannot fail later. */
+static int decode_acks(struct reader *r, struct rk_wire_hdr *h)
+{
+    uint64_t ns, count, v;
+    if (get_uint(r, &ns) || ns > INT64_MAX || get_array_len(r, &count) || count % 2)
+        return -1;
+    h->recv_ns = (int64_t)ns;
+    h->acks = r->p + r->off;
+    for (uint64_t i = 0; i < count; i++)
+        if (get_uint(r, &v))
+            return -1;
+    h->nacks = (size_t)(count / 2);
+    return 0;
+}
+
+int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq)
+{
+    if (h->cmd != RK_CMD_ACKS || h->nacks == 0)
+        return -1;
+    /* decode_acks checked these bytes; SIZE_MAX lets the reader run on them */
+    struct reader r = {h->acks, SIZE_MAX, 0};
+    get_uint(&r, corr);
+    get_uint(&r, seq);
+    h->acks += r.off;
+    h->nacks--;
+    return 0;
+}
+
 static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -406,11 +468,15 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
     case RK_CMD_PUB:
         if (n == 3)
             return 0;
+        if (n == 4) /* flags alone; a producer without its number is malformed */
+            return get_uint(r, &h->flags);
         /* both idempotence fields or neither; an empty id is no id */
-        if (n == 4 || get_text(r, h->producer, sizeof h->producer, 1) ||
+        if (get_text(r, h->producer, sizeof h->producer, 1) ||
             get_uint(r, &h->producer_seq) || !h->producer[0] || h->producer_seq == 0)
             return -1;
-        return 0;
+        return n >= 6 ? get_uint(r, &h->flags) : 0;
+    case RK_CMD_ACKS:
+        return decode_acks(r, h);
     case RK_CMD_ACK:
     case RK_CMD_EVT:
     case RK_CMD_LIVE:

@@ -7,8 +7,11 @@
  * proto/PROTOCOL.md section 3 is normative; in short:
  *
  *   pub    [1, "pub",    corr]                          + event frame
+ *          [1, "pub",    corr, flags]                   + event frame
  *          [1, "pub",    corr, producer, number]        + event frame (idempotent)
+ *          [1, "pub",    corr, producer, number, flags] + event frame
  *   ack    [1, "ack",    corr, seq, recv_ns]
+ *   acks   [1, "acks",   0,    recv_ns, [corr, seq, corr, seq, ...]]
  *   err    [1, "err",    corr, code, message]
  *   replay [1, "replay", corr, from_seq, to_seq, limit]
  *          [1, "replay", corr, from_seq, to_seq, limit, {filter}]
@@ -42,6 +45,13 @@
 #define RK_WIRE_CURSOR_MAX 96    /* bytes of a snapshot cursor (bin) */
 #define RK_WIRE_PUBLISHER_MAX 40 /* a publisher's key, Z85 */
 
+/* pub flags. RK_WIRE_PUB_ACKS: the client accepts "acks", so the broker may
+ * acknowledge this event together with others of the same commit. */
+#define RK_WIRE_PUB_ACKS 1u
+
+/* Bytes an "acks" header of `n` acknowledgements can take at most. */
+#define RK_WIRE_ACKS_SIZE(n) (32 + 18 * (size_t)(n))
+
 /* Optional replay filter; a zeroed struct selects everything. An event
  * passes when its receive time is within the bounds, its topic starts with
  * one of the prefixes (when any are given), and its request_id / kpi_id
@@ -69,6 +79,7 @@ enum rk_wire_cmd {
     RK_CMD_SNAP,
     RK_CMD_SNAPEND,
     RK_CMD_TICK,
+    RK_CMD_ACKS,
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -77,9 +88,10 @@ struct rk_wire_hdr {
     uint64_t corr;
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* pub: "" = not idempotent */
     uint64_t producer_seq; /* pub: the producer's number for this event, >= 1 */
+    uint64_t flags;      /* pub: RK_WIRE_PUB_* bits; unknown bits are ignored */
     uint64_t seq;        /* ack, evt, live: the log sequence number;
                           * tick: the last sequence in the log */
-    int64_t recv_ns;     /* ack, evt, live: broker receive time; tick: now */
+    int64_t recv_ns;     /* ack, acks, evt, live: broker receive time; tick: now */
     uint64_t prev_seq;   /* live, tick: no event of the subscription lies
                           * strictly between this and `seq` (PROTOCOL.md 3.3) */
     char topic[RK_WIRE_TOPIC_MAX]; /* live: the event's topic */
@@ -101,6 +113,8 @@ struct rk_wire_hdr {
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
+    size_t nacks;        /* acks: (corr, seq) pairs not yet taken by rk_wire_acks_next */
+    const unsigned char *acks; /* acks: the next pair, inside the decoded buffer */
 };
 
 /* Writes the header `h` to `buf` (capacity `cap`, RK_WIRE_HDR_MAX is
@@ -108,6 +122,17 @@ struct rk_wire_hdr {
  * too small or `h->cmd` is not a command. Strings longer than their field
  * are truncated at a UTF-8 boundary. */
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
+
+/* Writes an "acks" header: `n` pairs corr_seq[2i] (the publish's corr) and
+ * corr_seq[2i+1] (its seq), all stored by one commit at `recv_ns`. Returns
+ * the bytes written, or 0 when `cap` is below RK_WIRE_ACKS_SIZE(n) needs. */
+size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, void *buf,
+                           size_t cap);
+
+/* Takes the next (corr, seq) pair of a decoded "acks" header. Returns 0, or
+ * -1 when none is left. The pairs are read from the buffer given to
+ * rk_wire_decode, which must still be valid. */
+int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq);
 
 /* Parses a header frame. Returns 0 and fills *h, or -1 when the bytes are
  * not a version-1 header (bad MessagePack, wrong version, missing or

@@ -152,6 +152,63 @@ static void test_idempotent_pub(void)
     RK_CHECK(rk_wire_decode(longer, 74, &out) == 0 && strlen(out.producer) == 64);
 }
 
+static void test_pub_flags(void)
+{
+    struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 9, .flags = RK_WIRE_PUB_ACKS}, out;
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    /* [1, "pub", 9, 1]: flags without a producer */
+    static const unsigned char short_form[] = {0x94, 0x01, 0xa3, 'p', 'u', 'b', 0x09, 0x01};
+    RK_CHECK(rk_wire_encode(&in, buf, sizeof buf) == sizeof short_form);
+    RK_CHECK(memcmp(buf, short_form, sizeof short_form) == 0);
+    roundtrip(&in, &out);
+    RK_CHECK(out.flags == RK_WIRE_PUB_ACKS && out.producer[0] == '\0');
+    strcpy(in.producer, "p");
+    in.producer_seq = 3;
+    roundtrip(&in, &out);
+    RK_CHECK(out.flags == RK_WIRE_PUB_ACKS && out.producer_seq == 3);
+    RK_CHECK_STR(out.producer, "p");
+    /* without flags the header is the version-1 one, unchanged */
+    in.flags = 0;
+    RK_CHECK(rk_wire_encode(&in, buf, sizeof buf) > 0 && buf[0] == 0x95);
+}
+
+static void test_acks(void)
+{
+    uint64_t pairs[2 * 300];
+    unsigned char buf[RK_WIRE_ACKS_SIZE(300)];
+    struct rk_wire_hdr out;
+    uint64_t corr, seq;
+    for (int i = 0; i < 300; i++) {
+        pairs[2 * i] = 1000 + (uint64_t)i;
+        pairs[2 * i + 1] = (1ull << 35) + 2 * (uint64_t)i;
+    }
+    /* [1, "acks", 0, 5, [7, 42]] */
+    static const unsigned char one[] = {0x95, 0x01, 0xa4, 'a', 'c', 'k', 's', 0x00, 0x05,
+                                        0x92, 0x07, 0x2a};
+    RK_CHECK(rk_wire_encode_acks(5, (uint64_t[]){7, 42}, 1, buf, sizeof buf) == sizeof one);
+    RK_CHECK(memcmp(buf, one, sizeof one) == 0);
+
+    size_t n = rk_wire_encode_acks(1771291326000000000, pairs, 300, buf, sizeof buf);
+    RK_CHECK(n > 0 && n <= sizeof buf);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.cmd == RK_CMD_ACKS);
+    RK_CHECK(out.recv_ns == 1771291326000000000 && out.nacks == 300);
+    for (int i = 0; i < 300; i++) {
+        RK_CHECK(rk_wire_acks_next(&out, &corr, &seq) == 0);
+        RK_CHECK(corr == pairs[2 * i] && seq == pairs[2 * i + 1]);
+    }
+    RK_CHECK(rk_wire_acks_next(&out, &corr, &seq) == -1);
+    for (size_t i = 0; i < n; i++) /* every truncation is refused */
+        RK_CHECK(rk_wire_decode(buf, i, &out) == -1);
+    RK_CHECK(rk_wire_encode_acks(1, pairs, 300, buf, 100) == 0);
+    /* an odd count is not a list of pairs */
+    static const unsigned char odd[] = {0x95, 0x01, 0xa4, 'a', 'c', 'k', 's', 0x00, 0x05,
+                                        0x91, 0x07};
+    RK_CHECK(rk_wire_decode(odd, sizeof odd, &out) == -1);
+    /* rk_wire_encode leaves "acks" to rk_wire_encode_acks */
+    struct rk_wire_hdr h = {.cmd = RK_CMD_ACKS};
+    RK_CHECK(rk_wire_encode(&h, buf, sizeof buf) == 0);
+}
+
 static void test_long_error_text_clipped_on_utf8_boundary(void)
 {
     struct rk_wire_hdr e = {.cmd = RK_CMD_ERR}, out;
@@ -206,5 +263,7 @@ int main(void)
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
+    RK_RUN(test_pub_flags);
+    RK_RUN(test_acks);
     return rk_test_result();
 }

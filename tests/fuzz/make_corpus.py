@@ -30,6 +30,8 @@ def headers():
            "request_id": "REQ-271004-001"}
     for name, h in {
         "pub": [1, "pub", 7], "pub-idem": [1, "pub", 8, "agent-271004", 42],
+        "pub-flags": [1, "pub", 7, 1], "pub-idem-flags": [1, "pub", 8, "agent-271004", 42, 1],
+        "acks": [1, "acks", 0, 1795400000000000000, [7, 1001, 8, 1003, 300, 70000]],
         "ack": [1, "ack", 7, 1001, 1795400000000000000],
         "err": [1, "err", 7, "E_RANGE", "offer.quantity: must be 1..10000000, got -5"],
         "replay": [1, "replay", 9, 1, 0, 1000], "replay-filter": [1, "replay", 9, 1, 0, 1000, flt],

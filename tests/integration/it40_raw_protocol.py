@@ -2,6 +2,8 @@
 hostile input: the broker answers or drops it, never crashes, and keeps
 serving well-behaved clients."""
 import json
+import signal
+import time
 
 import msgpack
 import zmq
@@ -133,6 +135,35 @@ def test(b):
     assert seen == sorted(seen)
     assert live[5] == seen[1], (live, seen)
     assert not stray.poll(300), "a bare prefix subscription received something"
+
+    # Gathered acknowledgements: pubs with flag 1 may be answered by "acks",
+    # [1, "acks", 0, recv_ns, [corr, seq, ...]], one per commit; a pub
+    # without the flag still gets its own "ack". The broker is paused while
+    # they are sent so that they wait for it together, as under load.
+    b.proc.send_signal(signal.SIGSTOP)
+    for i in range(50):
+        one = harness.renamed(event, f"acks{i}")
+        flagged = [1, "pub", 200 + i, 1] if i != 25 else [1, "pub", 200 + i]
+        fresh.send_multipart([msgpack.packb(flagged), msgpack.packb(one)])
+    time.sleep(0.2)
+    b.proc.send_signal(signal.SIGCONT)
+    acked, singles, messages = {}, [], 0
+    while len(acked) + len(singles) < 50:
+        h = msgpack.unpackb(recv(fresh)[0])
+        if h[1] == "ack":
+            singles.append(h[2])
+            acked[h[2]] = h[3]
+            continue
+        assert h[:3] == [1, "acks", 0] and len(h[4]) % 2 == 0 and h[4], h
+        messages += 1
+        for corr, seq in zip(h[4][::2], h[4][1::2]):
+            assert corr not in acked, (corr, h)
+            acked[corr] = seq
+    assert singles == [225], singles
+    assert sorted(acked) == list(range(200, 250)), sorted(acked)
+    seqs = [acked[c] for c in range(200, 250)]
+    assert seqs == list(range(seqs[0], seqs[0] + 50)), seqs
+    assert messages <= 10, f"{messages} acks messages for 49 flagged events sent together"
     ctx.destroy(linger=0)
 
 
