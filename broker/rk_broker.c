@@ -947,6 +947,15 @@ static void retention_turn(struct rk_broker *b)
     b->next_prune_ns = deleted == PRUNE_BATCH ? now : now + PRUNE_EVERY_NS;
 }
 
+/* The entity index entries that wait go out with the next append; with
+ * no append coming, they are written here once due. */
+static void index_turn(struct rk_broker *b)
+{
+    int rc = rk_log_index_flush(b->log, rk_time_now(), 0);
+    if (rc)
+        RK_DIAG(RK_DIAG_ERROR, "index_failed", "why=\"%s\"", rk_log_strerror(rc));
+}
+
 static void ingest_turn(struct rk_broker *b)
 {
     int64_t now = rk_time_now();
@@ -1010,6 +1019,7 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             drain_monitors(&b);
         tick(&b, rk_time_now());
+        index_turn(&b);
         rk_metrics_replayed(b.metrics, rk_replay_events_sent(b.replay));
         log_refusals(&b, 0);
         retention_turn(&b);

@@ -23,6 +23,14 @@
 #define OFF_FY 58
 #define OFF_MUNI 60
 #define DEFAULT_MAP_SIZE (256ull << 20)
+#define INDEX_QUEUE_MAX 16384   /* entries written together, at the latest */
+
+/* An entity index entry of a stored record, waiting to be written. */
+struct index_entry {
+    uint64_t seq;
+    unsigned char len;
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX];
+};
 
 struct rk_log {
     MDB_env *env;
@@ -40,6 +48,15 @@ struct rk_log {
     uint64_t last_seq;
     int64_t last_recv_ns;
     unsigned char head[RK_LOG_HASH_BYTES];
+    /* The entity index trails the appends ("indexed" in rk_log.h): the
+     * entries of records after `indexed` wait here, oldest since
+     * iq_since_ns, until enough gather that writing them in key order
+     * dirties far fewer pages than one random insert per append did. */
+    struct index_entry *iq;
+    const struct index_entry **iq_sorted;
+    size_t niq, iq_cap;
+    int64_t iq_since_ns;
+    uint64_t indexed;
 };
 
 struct rk_log_reader {
@@ -51,6 +68,12 @@ struct rk_log_reader {
     uint64_t from;
     int started;
     uint64_t head;
+    /* The entries of the records the index does not reach yet, read from
+     * the records and sorted, on the first snapshot call that needs them. */
+    uint64_t indexed;
+    int tail_read;
+    struct index_entry *tail;
+    size_t ntail;
 };
 
 static void put_be(unsigned char *p, uint64_t v, int n)
@@ -176,6 +199,61 @@ out:
     return rc;
 }
 
+static int queue_entity(struct rk_log *log, const struct rk_log_tags *tags, uint64_t seq);
+static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through);
+
+/* How far the index reaches; a log without the key was written by a
+ * broker that indexed in the append's transaction, so all of it. */
+static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *indexed)
+{
+    MDB_val k = {7, "indexed"}, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    *indexed = head;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return RK_LOG_EBADREC;
+    *indexed = get_be(v.mv_data, 8);
+    return 0;
+}
+
+/* After a crash the entries that were waiting are lost with the process;
+ * they are read again from the records, which are all there. */
+static int index_catch_up(struct rk_log *log, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    struct rk_log_view view;
+    unsigned char key[8];
+    int rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed);
+    if (rc || (rc = mdb_cursor_open(txn, log->events, &cur)))
+        return rc;
+    put_be(key, log->indexed + 1, 8);
+    k = (MDB_val){8, key};
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || (rc = parse_record(get_be(k.mv_data, 8), &v, &view)) ||
+            (rc = queue_entity(log, &view.tags, view.seq)))
+            break;
+        if (log->niq >= INDEX_QUEUE_MAX) {
+            if ((rc = index_write(log, txn, view.seq)))
+                break;
+            log->niq = 0;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc ? rc : RK_LOG_EBADREC;
+    /* Writes the key even when nothing waited, so readers find it. */
+    if ((rc = index_write(log, txn, log->last_seq)))
+        return rc;
+    log->niq = 0;
+    log->indexed = log->last_seq;
+    return 0;
+}
+
 static int open_tables(struct rk_log *log, char *why, size_t why_len)
 {
     MDB_txn *txn;
@@ -193,6 +271,8 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
         rc = check_schema(log, txn, why, why_len);
     if (!rc)
         rc = load_head(log, txn);
+    if (!rc)
+        rc = index_catch_up(log, txn);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -315,7 +395,11 @@ void rk_log_destroy(struct rk_log **logp)
     struct rk_log *log = *logp;
     if (!log)
         return;
+    /* Saves the next start the catch-up; a failure here only costs that. */
+    rk_log_index_flush(log, 0, 1);
     mdb_env_close(log->env);
+    free(log->iq);
+    free(log->iq_sorted);
     pthread_rwlock_destroy(&log->resize_lock);
     free(log);
     *logp = NULL;
@@ -372,16 +456,80 @@ size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_E
     return n + t->entity_len;
 }
 
-/* Indexes (entity, seq) in the append's transaction; the value is empty. */
-static int index_entity(struct rk_log *log, MDB_txn *txn, const struct rk_log_rec *rec)
+static int queue_entity(struct rk_log *log, const struct rk_log_tags *tags, uint64_t seq)
 {
-    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
-    size_t n = rk_log_entity_key(&rec->tags, key);
+    if (log->niq == log->iq_cap) {
+        size_t cap = log->iq_cap ? 2 * log->iq_cap : 1024;
+        struct index_entry *q = realloc(log->iq, cap * sizeof *q);
+        if (!q)
+            return ENOMEM;
+        log->iq = q;
+        const struct index_entry **sorted = realloc(log->iq_sorted, cap * sizeof *sorted);
+        if (!sorted)
+            return ENOMEM;
+        log->iq_sorted = sorted;
+        log->iq_cap = cap;
+    }
+    struct index_entry *e = &log->iq[log->niq];
+    size_t n = rk_log_entity_key(tags, e->key);
     if (n == 0)
         return 0;
-    put_be(key + n, rec->seq, 8);
-    MDB_val k = {n + 8, key}, v = {0, NULL};
-    return mdb_put(txn, log->entities, &k, &v, 0);
+    e->len = (unsigned char)n;
+    e->seq = seq;
+    log->niq++;
+    return 0;
+}
+
+/* The order of the index's keys. No entity key is a prefix of another, so
+ * comparing the common length then the sequence is LMDB's memcmp order. */
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct index_entry *x = *(const struct index_entry *const *)a;
+    const struct index_entry *y = *(const struct index_entry *const *)b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+    if (c)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Writes the waiting entries in key order, where each put through the
+ * cursor mostly lands on the page the last one dirtied, and records that
+ * the index reaches `through`. The caller empties the queue once the
+ * transaction commits. The value of an entry is empty. */
+static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
+{
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8], val[8];
+    MDB_cursor *cur;
+    MDB_val k, v = {0, NULL};
+    int rc = mdb_cursor_open(txn, log->entities, &cur);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < log->niq; i++)
+        log->iq_sorted[i] = &log->iq[i];
+    qsort(log->iq_sorted, log->niq, sizeof *log->iq_sorted, entry_cmp);
+    for (size_t i = 0; i < log->niq && !rc; i++) {
+        const struct index_entry *e = log->iq_sorted[i];
+        memcpy(key, e->key, e->len);
+        put_be(key + e->len, e->seq, 8);
+        k = (MDB_val){e->len + 8u, key};
+        rc = mdb_cursor_put(cur, &k, &v, 0);
+    }
+    mdb_cursor_close(cur);
+    if (rc)
+        return rc;
+    put_be(val, through, 8);
+    k = (MDB_val){7, "indexed"};
+    v = (MDB_val){8, val};
+    return mdb_put(txn, log->meta, &k, &v, 0);
+}
+
+/* Entries wait until many have gathered, or for RK_LOG_INDEX_LAG_NS. */
+static int index_due(struct rk_log *log, int64_t now_ns)
+{
+    return log->niq >= INDEX_QUEUE_MAX ||
+           (log->niq && now_ns - log->iq_since_ns >= RK_LOG_INDEX_LAG_NS);
 }
 
 /* Writes one record straight into the map (MDB_RESERVE) and chains it. */
@@ -442,13 +590,16 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     MDB_cursor *cur = NULL;
     unsigned char head[RK_LOG_HASH_BYTES];
     int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
-    int rc;
+    size_t queued = log->niq;
+    int flush, rc;
 
     if (n == 0)
         return 0;
     if (log->readonly)
         return EACCES;
     memcpy(head, log->head, sizeof head);
+    if (!queued)
+        log->iq_since_ns = now_ns;
     rc = mdb_txn_begin(log->env, NULL, 0, &txn);
     if (rc)
         return rc;
@@ -460,22 +611,34 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
         if (!rc && recs[i].producer_len)
             rc = index_producer(log, txn, &recs[i]);
         if (!rc)
-            rc = index_entity(log, txn, &recs[i]);
+            rc = queue_entity(log, &recs[i].tags, recs[i].seq);
         if (rc)
             goto fail;
     }
     mdb_cursor_close(cur);
+    cur = NULL;
+    /* Due entries ride along: no commit (and no sync) of their own. */
+    flush = index_due(log, now_ns);
+    if (flush && (rc = index_write(log, txn, log->last_seq + n)))
+        goto fail;
     rc = mdb_txn_commit(txn);
-    if (rc)
+    if (rc) {
+        log->niq = queued;
         return rc;
+    }
     log->last_seq += n;
     log->last_recv_ns = recv_ns;
     memcpy(log->head, head, sizeof head);
+    if (flush) {
+        log->niq = 0;
+        log->indexed = log->last_seq;
+    }
     return 0;
 fail:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    log->niq = queued;
     return rc;
 }
 
@@ -522,6 +685,37 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
             return rc;
     }
     return classify_write_error(log, rc, recs, n);
+}
+
+static int index_commit(struct rk_log *log)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(log->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    if ((rc = index_write(log, txn, log->last_seq))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return rc;
+    log->niq = 0;
+    log->indexed = log->last_seq;
+    return 0;
+}
+
+int rk_log_index_flush(struct rk_log *log, int64_t now_ns, int force)
+{
+    int rc;
+    /* Nothing waiting but the mark behind: records that name no entity. */
+    int mark_only = log->niq == 0 && log->indexed < log->last_seq;
+    if (log->readonly || log->indexed == log->last_seq ||
+        !(force || mark_only || index_due(log, now_ns)))
+        return 0;
+    while ((rc = index_commit(log)) == MDB_MAP_FULL)
+        if ((rc = grow_map(log)))
+            return rc;
+    return rc;
 }
 
 uint64_t rk_log_map_size(const struct rk_log *log)
@@ -615,6 +809,7 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_cursor_close(r->cur);
     if (r->ent)
         mdb_cursor_close(r->ent);
+    free(r->tail);
     if (r->txn)
         mdb_txn_abort(r->txn);
     if (r->log)
@@ -673,8 +868,9 @@ static int entity_last_before(MDB_cursor *cur, const unsigned char *prefix, size
     return 0;
 }
 
-int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
-                              uint64_t at, struct rk_log_entity *e)
+/* rk_log_reader_entity_next over the index alone. */
+static int index_next(struct rk_log_reader *r, const void *after, size_t after_len, uint64_t at,
+                      struct rk_log_entity *e)
 {
     unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
     MDB_val k = {after_len + 8, key}, v;
@@ -705,18 +901,154 @@ int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t
     return rc == MDB_NOTFOUND ? RK_LOG_EOF : rc;
 }
 
-int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entity *e,
-                              uint64_t seq, uint64_t *prev)
+/* rk_log_reader_entity_prev over the index alone. */
+static int index_prev(struct rk_log_reader *r, const struct rk_log_entity *e, uint64_t seq,
+                      uint64_t *prev)
 {
     int rc = entity_cursor(r);
     if (rc)
         return rc;
-    if (e->key_len > RK_LOG_ENTITY_KEY_MAX)
-        return EINVAL;
     rc = entity_last_before(r->ent, e->key, e->key_len, seq, prev);
     if (rc == 0 && *prev == 0)
         return RK_LOG_EOF;
     return rc;
+}
+
+static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+static int tail_cmp(const void *a, const void *b)
+{
+    const struct index_entry *x = a, *y = b;
+    int c = key_cmp(x->key, x->len, y->key, y->len);
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Reads the entries of the records after the index's reach. The index
+ * trails by at most INDEX_QUEUE_MAX entries or RK_LOG_INDEX_LAG_NS of
+ * appends, so this is a short walk at the end of the log. */
+static int read_tail(struct rk_log_reader *r)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    struct rk_log_view view;
+    unsigned char key[8];
+    size_t cap = 0;
+    int rc;
+
+    if (r->tail_read)
+        return 0;
+    if ((rc = read_indexed(r->txn, r->log->meta, r->head, &r->indexed)))
+        return rc;
+    r->tail_read = 1;
+    if (r->indexed >= r->head)
+        return 0;
+    if ((rc = mdb_cursor_open(r->txn, r->events, &cur)))
+        return rc;
+    put_be(key, r->indexed + 1, 8);
+    k = (MDB_val){8, key};
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || (rc = parse_record(get_be(k.mv_data, 8), &v, &view)))
+            break;
+        if (r->ntail == cap) {
+            cap = cap ? 2 * cap : 256;
+            struct index_entry *t = realloc(r->tail, cap * sizeof *t);
+            if (!t) {
+                rc = ENOMEM;
+                break;
+            }
+            r->tail = t;
+        }
+        struct index_entry *e = &r->tail[r->ntail];
+        e->len = (unsigned char)rk_log_entity_key(&view.tags, e->key);
+        e->seq = view.seq;
+        r->ntail += e->len != 0;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        r->tail_read = 0;
+        return rc ? rc : RK_LOG_EBADREC;
+    }
+    qsort(r->tail, r->ntail, sizeof *r->tail, tail_cmp);
+    return 0;
+}
+
+/* The first tail entity whose key sorts after `after` and that has a
+ * record at or before `at`: 1 with *e filled, or 0. */
+static int tail_next(const struct rk_log_reader *r, const void *after, size_t after_len,
+                     uint64_t at, struct rk_log_entity *e)
+{
+    size_t lo = 0, hi = r->ntail;
+    while (lo < hi) { /* the first entry past `after` */
+        size_t mid = lo + (hi - lo) / 2;
+        if (key_cmp(r->tail[mid].key, r->tail[mid].len, after, after_len) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    e->seq = 0;
+    for (size_t i = lo; i < r->ntail; i++) {
+        const struct index_entry *t = &r->tail[i];
+        if (t->seq <= at) {
+            memcpy(e->key, t->key, t->len);
+            e->key_len = t->len;
+            e->seq = t->seq;
+        }
+        int last_of_entity = i + 1 == r->ntail || key_cmp(t->key, t->len, r->tail[i + 1].key,
+                                                          r->tail[i + 1].len) != 0;
+        if (last_of_entity && e->seq)
+            return 1;
+    }
+    return 0;
+}
+
+uint64_t rk_log_reader_indexed(struct rk_log_reader *r)
+{
+    uint64_t indexed;
+    return read_indexed(r->txn, r->log->meta, r->head, &indexed) ? 0 : indexed;
+}
+
+int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
+                              uint64_t at, struct rk_log_entity *e)
+{
+    struct rk_log_entity in_tail;
+    int rc = read_tail(r);
+    if (rc)
+        return rc;
+    if (after_len > RK_LOG_ENTITY_KEY_MAX || at == UINT64_MAX)
+        return EINVAL;
+    rc = index_next(r, after, after_len, at < r->indexed ? at : r->indexed, e);
+    if (rc && rc != RK_LOG_EOF)
+        return rc;
+    if (at <= r->indexed || !tail_next(r, after, after_len, at, &in_tail))
+        return rc;
+    /* The smaller key comes first; for the same entity the tail's record
+     * is the later one. */
+    if (rc == RK_LOG_EOF || key_cmp(in_tail.key, in_tail.key_len, e->key, e->key_len) <= 0)
+        *e = in_tail;
+    return 0;
+}
+
+int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entity *e,
+                              uint64_t seq, uint64_t *prev)
+{
+    int rc = read_tail(r);
+    if (rc)
+        return rc;
+    if (e->key_len > RK_LOG_ENTITY_KEY_MAX)
+        return EINVAL;
+    for (size_t i = r->ntail; i-- > 0;) { /* short: only the log's last records */
+        const struct index_entry *t = &r->tail[i];
+        if (t->seq < seq && key_cmp(t->key, t->len, e->key, e->key_len) == 0) {
+            *prev = t->seq;
+            return 0;
+        }
+    }
+    return index_prev(r, e, seq <= r->indexed ? seq : r->indexed + 1, prev);
 }
 
 /* Positions a read-only cursor of the producer index; the caller closes
@@ -864,6 +1196,9 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
     *deleted = 0;
     if (log->readonly)
         return EACCES;
+    /* Entries written after their records were deleted would dangle. */
+    if ((rc = rk_log_index_flush(log, 0, 1)))
+        return rc;
     if ((rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
         return rc;
     if ((rc = read_pruned(txn, log->meta, &pruned, hash)) ||

@@ -40,13 +40,26 @@
  *                the same transaction as the event, so a retry is recognised
  *                across restarts
  *   "entities": key = entity key (rk_log_entity_key), sequence (u64 BE);
- *                value empty. One entry per event that names an entity, in
- *                the event's transaction: the history of each KPI x
- *                municipality x fiscal year and of each aid request, so the
- *                state as of any sequence is found without a scan
+ *                value empty. One entry per event that names an entity: the
+ *                history of each KPI x municipality x fiscal year and of each
+ *                aid request, so the state as of any sequence is found
+ *                without a scan. The index trails the records: entries wait
+ *                in memory and are written together, in key order, about
+ *                RK_LOG_INDEX_LAG_NS after their records or once 16,384
+ *                wait. One insert per append at a random place in the tree
+ *                dirtied a page per event; in key order, entries share
+ *                pages. Readers read the few entries the index lacks from
+ *                the records themselves, so snapshots are exact at any
+ *                sequence. The index can always be rebuilt from the
+ *                records' tags: what a crash loses is read again at the
+ *                next open.
  *   "meta":   "schema" -> big-endian u32 schema version (3)
  *             "pruned" -> last sequence deleted by retention (u64 BE) and its
  *                         chain hash (32 bytes); absent until retention runs
+ *             "indexed" -> the entity index holds every entry of the records
+ *                         up to this sequence (u64 BE); absent in logs of
+ *                         brokers that indexed in each append, which is
+ *                         read as "all of them"
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
  * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
@@ -66,6 +79,7 @@
 #define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
 #define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
 #define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
+#define RK_LOG_INDEX_LAG_NS 200000000LL /* the entity index trails by at most 0.2 s */
 
 struct rk_log;
 struct rk_log_reader;
@@ -144,7 +158,8 @@ int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_option
  * errors as rk_log_open; ENOENT when `dir` holds no log. */
 int rk_log_open_readonly(struct rk_log **out, const char *dir, char *why, size_t why_len);
 
-/* Closes the log and sets *logp to NULL. All readers must be closed first. */
+/* Closes the log and sets *logp to NULL. All readers must be closed first.
+ * Writes the entity index entries that wait (rk_log_index_flush). */
 void rk_log_destroy(struct rk_log **logp);
 
 /* Appends `n` records in ONE write transaction and commits it (durably in
@@ -203,13 +218,27 @@ int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view 
  * length, request_id. */
 size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_ENTITY_KEY_MAX]);
 
-/* Snapshots. Entities are visited in key order. Finds the first entity
+/* Snapshots, exact at any sequence up to the reader's head (the entity
+ * index's trailing entries are read from the records; see "entities").
+ * Entities are visited in key order. Finds the first entity
  * whose key sorts after `after` (after_len 0: the first entity) that has a
  * record with sequence <= `at`, and fills *e with its key and the sequence
  * of its latest such record. Returns 0, RK_LOG_EOF when no entity is left,
  * or an error. Cost: O(log n) per entity, whatever the entity's history. */
 int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
                               uint64_t at, struct rk_log_entity *e);
+
+/* How far the entity index reaches in the reader's snapshot: it holds the
+ * entries of every record up to this sequence. For tests and diagnostics;
+ * the snapshot functions do not need the index to be complete. */
+uint64_t rk_log_reader_indexed(struct rk_log_reader *r);
+
+/* Writes the entity index entries that wait, in a transaction of their own
+ * (synced in RK_LOG_FULL mode), when they are due at `now_ns`: the oldest
+ * has waited RK_LOG_INDEX_LAG_NS; with `force`, whatever waits. Appends write due entries in their own transaction, so the writer
+ * calls this only when idle. Writer thread only. Returns 0 or an error
+ * (the entries keep waiting). */
+int rk_log_index_flush(struct rk_log *log, int64_t now_ns, int force);
 
 /* The sequence of entity e's record just before `seq`, in *prev: 0, or
  * RK_LOG_EOF when `seq` is its first record. */

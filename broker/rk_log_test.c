@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/rk_log_test.XXXXXX";
@@ -242,22 +244,9 @@ static struct rk_log_rec entity_rec(const char *id, const char *muni, uint16_t f
                                .tags.municipality = {muni[0], muni[1], muni[2], muni[3], muni[4], muni[5]}};
 }
 
-/* Entities: ids that are prefixes of one another stay apart, the latest
- * record at or before any sequence is found, and earlier ones walk back. */
-static void test_entity_index(void)
+/* The snapshot questions of test_entity_index, asked of one reader. */
+static void check_entities(struct rk_log *log, uint64_t base)
 {
-    struct rk_log *log = open_log();
-    uint64_t base = rk_log_last_seq(log);
-    struct rk_log_rec recs[7] = {
-        entity_rec("REQ-1", "304280", 0, 2),      /* base+1: aid.request */
-        entity_rec("REQ-10", "304280", 0, 2),     /* base+2 */
-        entity_rec("KPI-A", "281000", 2024, 1),   /* base+3: kpi.update */
-        entity_rec("REQ-1", "271004", 0, 3),      /* base+4: an offer */
-        entity_rec("KPI-A", "281000", 2025, 1),   /* base+5: another fiscal year */
-        entity_rec("KPI-A", "281000", 2024, 1),   /* base+6: supersedes base+3 */
-        entity_rec("", "281000", 0, 1),           /* base+7: names no entity */
-    };
-    RK_CHECK(rk_log_append(log, recs, 7, 5) == 0);
     struct rk_log_reader *r;
     struct rk_log_entity e;
     uint64_t want_all[] = {base + 6, base + 5, base + 4, base + 2}; /* key order: A < K */
@@ -280,14 +269,114 @@ static void test_entity_index(void)
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 2);
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 3);
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == RK_LOG_EOF);
-    /* walking back through REQ-1's history */
+    /* walking back through REQ-1's and KPI-A 2024's histories */
     RK_CHECK(rk_log_reader_entity_next(r, NULL, 0, base + 7, &e) == 0 && e.seq == base + 4);
     RK_CHECK(rk_log_reader_entity_prev(r, &e, e.seq, &prev) == 0 && prev == base + 1);
     struct rk_log_view v;
     RK_CHECK(rk_log_reader_get(r, prev, &v) == 0 && v.tags.type == 2 && v.seq == prev);
     RK_CHECK(rk_log_reader_get(r, base + 100, &v) == RK_LOG_EOF);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 7, &e) == 0);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 7, &e) == 0 && e.seq == base + 6);
+    RK_CHECK(rk_log_reader_entity_prev(r, &e, e.seq, &prev) == 0 && prev == base + 3);
+    RK_CHECK(rk_log_reader_entity_prev(r, &e, prev, &prev) == RK_LOG_EOF);
     rk_log_reader_destroy(&r);
-    check_whole_log(log);
+}
+
+static uint64_t indexed_now(struct rk_log *log)
+{
+    struct rk_log_reader *r;
+    RK_CHECK(rk_log_reader_open(log, 1, &r) == 0);
+    uint64_t indexed = rk_log_reader_indexed(r);
+    rk_log_reader_destroy(&r);
+    return indexed;
+}
+
+/* Entities: ids that are prefixes of one another stay apart, the latest
+ * record at or before any sequence is found, and earlier ones walk back;
+ * the same answers whether the entries wait in memory, are in the index,
+ * or are split between the two. */
+static void test_entity_index(void)
+{
+    static const int splits[] = {0, 3, 6, 7};
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        int split = splits[i];
+        char sub[64];
+        struct rk_log *log = NULL;
+        struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 1 << 20};
+        snprintf(sub, sizeof sub, "%s/entities-%d", dir, split);
+        RK_CHECK(mkdir(sub, 0700) == 0);
+        RK_CHECK(rk_log_open(&log, sub, &opt, NULL, 0) == 0);
+        uint64_t base = rk_log_last_seq(log);
+        struct rk_log_rec recs[7] = {
+            entity_rec("REQ-1", "304280", 0, 2),      /* base+1: aid.request */
+            entity_rec("REQ-10", "304280", 0, 2),     /* base+2 */
+            entity_rec("KPI-A", "281000", 2024, 1),   /* base+3: kpi.update */
+            entity_rec("REQ-1", "271004", 0, 3),      /* base+4: an offer */
+            entity_rec("KPI-A", "281000", 2025, 1),   /* base+5: another fiscal year */
+            entity_rec("KPI-A", "281000", 2024, 1),   /* base+6: supersedes base+3 */
+            entity_rec("", "281000", 0, 1),           /* base+7: names no entity */
+        };
+        /* The first `split` records reach the index, the rest wait (at
+         * time 5 they are not due for 0.2 s). */
+        if (split) {
+            RK_CHECK(rk_log_append(log, recs, (size_t)split, 5) == 0);
+            RK_CHECK(rk_log_index_flush(log, 5, 1) == 0);
+        }
+        if (split < 7)
+            RK_CHECK(rk_log_append(log, recs + split, (size_t)(7 - split), 5) == 0);
+        RK_CHECK(rk_log_index_flush(log, 6, 0) == 0);
+        /* base+7 names no entity: after it alone nothing waits */
+        RK_CHECK(indexed_now(log) == base + (uint64_t)(split == 6 ? 7 : split));
+        check_entities(log, base);
+        RK_CHECK(rk_log_index_flush(log, 5 + RK_LOG_INDEX_LAG_NS, 0) == 0);
+        RK_CHECK(indexed_now(log) == base + 7);
+        check_entities(log, base);
+        check_whole_log(log);
+        rk_log_destroy(&log);
+    }
+}
+
+/* A writer that dies with entries waiting loses only them: the next open
+ * reads them again from the records. */
+static void test_entity_index_after_crash(void)
+{
+    struct rk_log *log = open_log();
+    uint64_t base = rk_log_last_seq(log);
+    rk_log_destroy(&log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rk_log *child = NULL;
+        struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 64 << 20};
+        struct rk_log_rec recs[2] = {entity_rec("REQ-crash", "304280", 0, 2),
+                                     entity_rec("KPI-crash", "281000", 2025, 1)};
+        int ok = rk_log_open(&child, dir, &opt, NULL, 0) == 0 &&
+                 rk_log_append(child, recs, 2, 5) == 0;
+        _exit(ok ? 0 : 1); /* no rk_log_destroy: the waiting entries die here */
+    }
+    int status = -1;
+    RK_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+             WEXITSTATUS(status) == 0);
+    log = open_log();
+    RK_CHECK(rk_log_last_seq(log) == base + 2);
+    struct rk_log_reader *r;
+    struct rk_log_entity e;
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX];
+    struct rk_log_tags t = {.type = 2, .entity = "REQ-crash", .entity_len = 9};
+    size_t klen = rk_log_entity_key(&t, key);
+    RK_CHECK(rk_log_reader_open(log, 1, &r) == 0);
+    RK_CHECK(rk_log_reader_indexed(r) == base + 2);
+    /* the entity just before REQ-crash in key order is followed by it */
+    int found = 0;
+    size_t after_len = 0;
+    unsigned char after[RK_LOG_ENTITY_KEY_MAX];
+    while (rk_log_reader_entity_next(r, after, after_len, base + 2, &e) == 0) {
+        found += e.key_len == klen && memcmp(e.key, key, klen) == 0 && e.seq == base + 1;
+        found += e.seq == base + 2;
+        memcpy(after, e.key, e.key_len);
+        after_len = e.key_len;
+    }
+    RK_CHECK(found == 2);
+    rk_log_reader_destroy(&r);
     rk_log_destroy(&log);
 }
 
@@ -359,6 +448,7 @@ int main(void)
     RK_RUN(test_reader_snapshot_is_stable);
     RK_RUN(test_producer_index);
     RK_RUN(test_entity_index);
+    RK_RUN(test_entity_index_after_crash);
     RK_RUN(test_prune);
     RK_RUN(test_verify_intact_log);
     RK_RUN(test_tampering_breaks_chain); /* last: it leaves the log damaged */
