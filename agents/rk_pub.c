@@ -163,8 +163,7 @@ static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
     }
     skip_rest(p->dealer);
     if (rk_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), h) != 0 ||
-        (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS) ||
-        (h->cmd == RK_CMD_ACKS && h->nacks == 0)) {
+        (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS)) {
         zmq_msg_close(&m);
         errno = EPROTO;
         return -1;

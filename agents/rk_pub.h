@@ -6,6 +6,10 @@
  * returns their outcomes (acknowledgement or refusal) as they arrive,
  * matched by the `corr` number rk_pub_send() assigned. An acknowledged
  * event is in the broker's log: the broker acks only after its commit.
+ * Every publish asks for gathered acknowledgements (PROTOCOL.md 3.2: one
+ * "acks" message per commit); rk_pub_recv() hands them out one at a time,
+ * so callers see one outcome per publish either way. A broker older than
+ * that addition refuses such publishes with E_HEADER.
  *
  * Not thread-safe: use one rk_pub per thread.
  *

@@ -31,6 +31,7 @@
 #define FEED_SNDHWM 1000
 #define INGEST_HWM 100000
 #define POLL_MS 100
+#define INDEX_RETRY_NS 10000000000LL
 /* How often each subscription group hears the log's head, so a subscriber
  * whose last events were skipped notices without new traffic. */
 #define TICK_EVERY_NS 200000000LL
@@ -101,6 +102,7 @@ struct rk_broker {
     int64_t next_prune_ns, pruned_logged_ns;
     unsigned long long pruned, pruned_unlogged;
     int prune_catching_up;          /* the last pass hit PRUNE_BATCH */
+    int64_t next_index_ns;          /* after a failed index write, the next try */
 };
 
 void rk_broker_config_defaults(struct rk_broker_config *cfg)
@@ -951,9 +953,14 @@ static void retention_turn(struct rk_broker *b)
  * no append coming, they are written here once due. */
 static void index_turn(struct rk_broker *b)
 {
-    int rc = rk_log_index_flush(b->log, rk_time_now(), 0);
-    if (rc)
+    int64_t now = rk_time_now();
+    if (now < b->next_index_ns)
+        return;
+    int rc = rk_log_index_flush(b->log, now, 0);
+    if (rc) { /* a full disk, say: the entries wait, appends will say more */
         RK_DIAG(RK_DIAG_ERROR, "index_failed", "why=\"%s\"", rk_log_strerror(rc));
+        b->next_index_ns = now + INDEX_RETRY_NS;
+    }
 }
 
 static void ingest_turn(struct rk_broker *b)

@@ -204,11 +204,14 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through);
 
 /* How far the index reaches; a log without the key was written by a
  * broker that indexed in the append's transaction, so all of it. */
-static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *indexed)
+static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *indexed,
+                        int *present)
 {
     MDB_val k = {7, "indexed"}, v;
     int rc = mdb_get(txn, meta, &k, &v);
     *indexed = head;
+    if (present)
+        *present = rc != MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
@@ -227,8 +230,11 @@ static int index_catch_up(struct rk_log *log, MDB_txn *txn)
     MDB_val k, v;
     struct rk_log_view view;
     unsigned char key[8];
-    int rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed);
-    if (rc || (rc = mdb_cursor_open(txn, log->events, &cur)))
+    int present, rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed, &present);
+    /* Nothing to do, and nothing written: a full disk must not stop a start. */
+    if (rc || (present && log->indexed == log->last_seq))
+        return rc;
+    if ((rc = mdb_cursor_open(txn, log->events, &cur)))
         return rc;
     put_be(key, log->indexed + 1, 8);
     k = (MDB_val){8, key};
@@ -246,7 +252,8 @@ static int index_catch_up(struct rk_log *log, MDB_txn *txn)
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
         return rc ? rc : RK_LOG_EBADREC;
-    /* Writes the key even when nothing waited, so readers find it. */
+    /* Writes the key even when nothing waited: without it readers would
+     * take the index for complete while the next entries wait. */
     if ((rc = index_write(log, txn, log->last_seq)))
         return rc;
     log->niq = 0;
@@ -508,7 +515,8 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
         return rc;
     for (size_t i = 0; i < log->niq; i++)
         log->iq_sorted[i] = &log->iq[i];
-    qsort(log->iq_sorted, log->niq, sizeof *log->iq_sorted, entry_cmp);
+    if (log->niq > 1)
+        qsort(log->iq_sorted, log->niq, sizeof *log->iq_sorted, entry_cmp);
     for (size_t i = 0; i < log->niq && !rc; i++) {
         const struct index_entry *e = log->iq_sorted[i];
         memcpy(key, e->key, e->len);
@@ -617,8 +625,9 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     }
     mdb_cursor_close(cur);
     cur = NULL;
-    /* Due entries ride along: no commit (and no sync) of their own. */
-    flush = index_due(log, now_ns);
+    /* Due entries ride along: no commit (and no sync) of their own. With
+     * none waiting (records that name no entity) the mark moves alone. */
+    flush = index_due(log, now_ns) || log->niq == 0;
     if (flush && (rc = index_write(log, txn, log->last_seq + n)))
         goto fail;
     rc = mdb_txn_commit(txn);
@@ -707,10 +716,7 @@ static int index_commit(struct rk_log *log)
 int rk_log_index_flush(struct rk_log *log, int64_t now_ns, int force)
 {
     int rc;
-    /* Nothing waiting but the mark behind: records that name no entity. */
-    int mark_only = log->niq == 0 && log->indexed < log->last_seq;
-    if (log->readonly || log->indexed == log->last_seq ||
-        !(force || mark_only || index_due(log, now_ns)))
+    if (log->readonly || log->indexed == log->last_seq || !(force || index_due(log, now_ns)))
         return 0;
     while ((rc = index_commit(log)) == MDB_MAP_FULL)
         if ((rc = grow_map(log)))
@@ -916,7 +922,8 @@ static int index_prev(struct rk_log_reader *r, const struct rk_log_entity *e, ui
 
 static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0; /* `after` is NULL for the first entity */
     return c ? c : (alen > blen) - (alen < blen);
 }
 
@@ -941,7 +948,7 @@ static int read_tail(struct rk_log_reader *r)
 
     if (r->tail_read)
         return 0;
-    if ((rc = read_indexed(r->txn, r->log->meta, r->head, &r->indexed)))
+    if ((rc = read_indexed(r->txn, r->log->meta, r->head, &r->indexed, NULL)))
         return rc;
     r->tail_read = 1;
     if (r->indexed >= r->head)
@@ -971,9 +978,11 @@ static int read_tail(struct rk_log_reader *r)
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND) {
         r->tail_read = 0;
+        r->ntail = 0;
         return rc ? rc : RK_LOG_EBADREC;
     }
-    qsort(r->tail, r->ntail, sizeof *r->tail, tail_cmp);
+    if (r->ntail > 1)
+        qsort(r->tail, r->ntail, sizeof *r->tail, tail_cmp);
     return 0;
 }
 
@@ -1009,7 +1018,7 @@ static int tail_next(const struct rk_log_reader *r, const void *after, size_t af
 uint64_t rk_log_reader_indexed(struct rk_log_reader *r)
 {
     uint64_t indexed;
-    return read_indexed(r->txn, r->log->meta, r->head, &indexed) ? 0 : indexed;
+    return read_indexed(r->txn, r->log->meta, r->head, &indexed, NULL) ? 0 : indexed;
 }
 
 int rk_log_reader_entity_next(struct rk_log_reader *r, const void *after, size_t after_len,
@@ -1041,12 +1050,19 @@ int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entit
         return rc;
     if (e->key_len > RK_LOG_ENTITY_KEY_MAX)
         return EINVAL;
-    for (size_t i = r->ntail; i-- > 0;) { /* short: only the log's last records */
-        const struct index_entry *t = &r->tail[i];
-        if (t->seq < seq && key_cmp(t->key, t->len, e->key, e->key_len) == 0) {
-            *prev = t->seq;
-            return 0;
-        }
+    size_t lo = 0, hi = r->ntail;
+    while (lo < hi) { /* the first tail entry at or after (e->key, seq) */
+        size_t mid = lo + (hi - lo) / 2;
+        const struct index_entry *t = &r->tail[mid];
+        int c = key_cmp(t->key, t->len, e->key, e->key_len);
+        if (c < 0 || (c == 0 && t->seq < seq))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo > 0 && key_cmp(r->tail[lo - 1].key, r->tail[lo - 1].len, e->key, e->key_len) == 0) {
+        *prev = r->tail[lo - 1].seq;
+        return 0;
     }
     return index_prev(r, e, seq <= r->indexed ? seq : r->indexed + 1, prev);
 }
@@ -1182,6 +1198,17 @@ static int prune_one(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur,
     return mdb_cursor_del(cur, 0);
 }
 
+/* Entries still waiting for records that retention deleted must not be
+ * written: they would name records that are gone. */
+static void drop_queued(struct rk_log *log, uint64_t through)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < log->niq; i++)
+        if (log->iq[i].seq > through)
+            log->iq[kept++] = log->iq[i];
+    log->niq = kept;
+}
+
 int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
                  uint64_t *deleted)
 {
@@ -1196,9 +1223,6 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
     *deleted = 0;
     if (log->readonly)
         return EACCES;
-    /* Entries written after their records were deleted would dangle. */
-    if ((rc = rk_log_index_flush(log, 0, 1)))
-        return rc;
     if ((rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
         return rc;
     if ((rc = read_pruned(txn, log->meta, &pruned, hash)) ||
@@ -1230,7 +1254,12 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
     val = (MDB_val){sizeof kv, kv};
     if ((rc = mdb_put(txn, log->meta, &k, &val, 0)))
         goto fail_txn;
-    return mdb_txn_commit(txn);
+    if ((rc = mdb_txn_commit(txn))) {
+        *deleted = 0;
+        return rc;
+    }
+    drop_queued(log, pruned);
+    return 0;
 fail:
     if (cur)
         mdb_cursor_close(cur);

@@ -269,6 +269,12 @@ static void check_entities(struct rk_log *log, uint64_t base)
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 2);
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == 0 && e.seq == base + 3);
     RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 3, &e) == RK_LOG_EOF);
+    /* as of base+5: REQ-1 at its offer, REQ-10, KPI-A 2024 still at base+3, FY2025 */
+    uint64_t want_5[] = {base + 4, base + 2, base + 3, base + 5};
+    for (int i = 0; i < 4; i++)
+        RK_CHECK(rk_log_reader_entity_next(r, i ? e.key : NULL, i ? e.key_len : 0, base + 5,
+                                           &e) == 0 && e.seq == want_5[i]);
+    RK_CHECK(rk_log_reader_entity_next(r, e.key, e.key_len, base + 5, &e) == RK_LOG_EOF);
     /* walking back through REQ-1's and KPI-A 2024's histories */
     RK_CHECK(rk_log_reader_entity_next(r, NULL, 0, base + 7, &e) == 0 && e.seq == base + 4);
     RK_CHECK(rk_log_reader_entity_prev(r, &e, e.seq, &prev) == 0 && prev == base + 1);

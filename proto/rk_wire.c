@@ -231,7 +231,7 @@ size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, 
                            size_t cap)
 {
     struct writer w = {buf, 0, cap, 0};
-    if (n > 0x7fffffff)
+    if (n == 0 || n > 0x7fffffff)
         return 0;
     put_byte(&w, 0x90 | cmd_arity[RK_CMD_ACKS]);
     put_uint(&w, RK_WIRE_VERSION);
@@ -437,7 +437,8 @@ static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
 static int decode_acks(struct reader *r, struct rk_wire_hdr *h)
 {
     uint64_t ns, count, v;
-    if (get_uint(r, &ns) || ns > INT64_MAX || get_array_len(r, &count) || count % 2)
+    if (get_uint(r, &ns) || ns > INT64_MAX || get_array_len(r, &count) || count % 2 ||
+        count == 0)
         return -1;
     h->recv_ns = (int64_t)ns;
     h->acks = r->p + r->off;

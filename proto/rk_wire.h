@@ -123,7 +123,7 @@ struct rk_wire_hdr {
  * are truncated at a UTF-8 boundary. */
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
 
-/* Writes an "acks" header: `n` pairs corr_seq[2i] (the publish's corr) and
+/* Writes an "acks" header: `n` (at least 1) pairs corr_seq[2i] (the publish's corr) and
  * corr_seq[2i+1] (its seq), all stored by one commit at `recv_ns`. Returns
  * the bytes written, or 0 when `cap` is below RK_WIRE_ACKS_SIZE(n) needs. */
 size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, void *buf,

@@ -1,6 +1,8 @@
 #include "rk_wire.h"
 #include "rk_test.h"
 
+#include <stdlib.h>
+
 static void roundtrip(const struct rk_wire_hdr *in, struct rk_wire_hdr *out)
 {
     unsigned char buf[RK_WIRE_HDR_MAX];
@@ -167,6 +169,11 @@ static void test_pub_flags(void)
     roundtrip(&in, &out);
     RK_CHECK(out.flags == RK_WIRE_PUB_ACKS && out.producer_seq == 3);
     RK_CHECK_STR(out.producer, "p");
+    /* [1, "pub", 9, "p", 3, 1] */
+    static const unsigned char long_form[] = {0x96, 0x01, 0xa3, 'p', 'u', 'b', 0x09,
+                                              0xa1, 'p', 0x03, 0x01};
+    RK_CHECK(rk_wire_encode(&in, buf, sizeof buf) == sizeof long_form);
+    RK_CHECK(memcmp(buf, long_form, sizeof long_form) == 0);
     /* without flags the header is the version-1 one, unchanged */
     in.flags = 0;
     RK_CHECK(rk_wire_encode(&in, buf, sizeof buf) > 0 && buf[0] == 0x95);
@@ -204,6 +211,26 @@ static void test_acks(void)
     static const unsigned char odd[] = {0x95, 0x01, 0xa4, 'a', 'c', 'k', 's', 0x00, 0x05,
                                         0x91, 0x07};
     RK_CHECK(rk_wire_decode(odd, sizeof odd, &out) == -1);
+    /* an empty list is not sent, nor taken */
+    static const unsigned char none[] = {0x95, 0x01, 0xa4, 'a', 'c', 'k', 's', 0x00, 0x05, 0x90};
+    RK_CHECK(rk_wire_decode(none, sizeof none, &out) == -1);
+    RK_CHECK(rk_wire_encode_acks(1, pairs, 0, buf, sizeof buf) == 0);
+    /* 40,000 pairs: the array32 length */
+    size_t big = 40000;
+    uint64_t *many = calloc(2 * big, sizeof *many);
+    unsigned char *bigbuf = malloc(RK_WIRE_ACKS_SIZE(big));
+    RK_CHECK(many && bigbuf);
+    for (size_t i = 0; i < 2 * big; i++)
+        many[i] = i;
+    n = rk_wire_encode_acks(7, many, big, bigbuf, RK_WIRE_ACKS_SIZE(big));
+    RK_CHECK(n > 0 && bigbuf[9] == 0xdd);
+    RK_CHECK(rk_wire_decode(bigbuf, n, &out) == 0 && out.nacks == big);
+    size_t got = 0;
+    while (rk_wire_acks_next(&out, &corr, &seq) == 0 && corr == 2 * got && seq == 2 * got + 1)
+        got++;
+    RK_CHECK(got == big);
+    free(many);
+    free(bigbuf);
     /* rk_wire_encode leaves "acks" to rk_wire_encode_acks */
     struct rk_wire_hdr h = {.cmd = RK_CMD_ACKS};
     RK_CHECK(rk_wire_encode(&h, buf, sizeof buf) == 0);
