@@ -32,6 +32,12 @@ struct index_entry {
     unsigned char key[RK_LOG_ENTITY_KEY_MAX];
 };
 
+/* Entries in memory: the writer's queue, a reader's tail. */
+struct entry_list {
+    struct index_entry *v;
+    size_t n, cap;
+};
+
 struct rk_log {
     MDB_env *env;
     /* Growing the map remaps it; no read transaction of this process may be
@@ -52,9 +58,7 @@ struct rk_log {
      * entries of records after `indexed` wait here, oldest since
      * iq_since_ns, until enough gather that writing them in key order
      * dirties far fewer pages than one random insert per append did. */
-    struct index_entry *iq;
-    const struct index_entry **iq_sorted;
-    size_t niq, iq_cap;
+    struct entry_list iq;
     int64_t iq_since_ns;
     uint64_t indexed;
 };
@@ -72,8 +76,7 @@ struct rk_log_reader {
      * the records and sorted, on the first snapshot call that needs them. */
     uint64_t indexed;
     int tail_read;
-    struct index_entry *tail;
-    size_t ntail;
+    struct entry_list tail;
 };
 
 static void put_be(unsigned char *p, uint64_t v, int n)
@@ -199,7 +202,7 @@ out:
     return rc;
 }
 
-static int queue_entity(struct rk_log *log, const struct rk_log_tags *tags, uint64_t seq);
+static int entries_add(struct entry_list *l, const struct rk_log_tags *tags, uint64_t seq);
 static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through);
 
 /* How far the index reaches; a log without the key was written by a
@@ -222,41 +225,67 @@ static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *ind
     return 0;
 }
 
-/* After a crash the entries that were waiting are lost with the process;
- * they are read again from the records, which are all there. */
-static int index_catch_up(struct rk_log *log, MDB_txn *txn)
+typedef int (*record_fn)(void *arg, const struct rk_log_view *v);
+
+/* Calls fn for each record from sequence `from` to the end of the log;
+ * stops at the first non-zero return, which it returns. */
+static int each_record_from(MDB_txn *txn, MDB_dbi events, uint64_t from, record_fn fn,
+                            void *arg)
 {
     MDB_cursor *cur;
     MDB_val k, v;
     struct rk_log_view view;
     unsigned char key[8];
+    int rc = mdb_cursor_open(txn, events, &cur);
+    if (rc)
+        return rc;
+    put_be(key, from, 8);
+    k = (MDB_val){8, key};
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            rc = RK_LOG_EBADREC;
+        else if (!(rc = parse_record(get_be(k.mv_data, 8), &v, &view)))
+            rc = fn(arg, &view);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+struct catch_up {
+    struct rk_log *log;
+    MDB_txn *txn;
+};
+
+static int catch_up_record(void *arg, const struct rk_log_view *v)
+{
+    struct catch_up *c = arg;
+    int rc = entries_add(&c->log->iq, &v->tags, v->seq);
+    if (rc || c->log->iq.n < INDEX_QUEUE_MAX)
+        return rc;
+    rc = index_write(c->log, c->txn, v->seq);
+    c->log->iq.n = 0;
+    return rc;
+}
+
+/* After a crash the entries that were waiting are lost with the process;
+ * they are read again from the records, which are all there. */
+static int index_catch_up(struct rk_log *log, MDB_txn *txn)
+{
+    struct catch_up c = {log, txn};
     int present, rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed, &present);
     /* Nothing to do, and nothing written: a full disk must not stop a start. */
     if (rc || (present && log->indexed == log->last_seq))
         return rc;
-    if ((rc = mdb_cursor_open(txn, log->events, &cur)))
+    if ((rc = each_record_from(txn, log->events, log->indexed + 1, catch_up_record, &c)))
         return rc;
-    put_be(key, log->indexed + 1, 8);
-    k = (MDB_val){8, key};
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8 || (rc = parse_record(get_be(k.mv_data, 8), &v, &view)) ||
-            (rc = queue_entity(log, &view.tags, view.seq)))
-            break;
-        if (log->niq >= INDEX_QUEUE_MAX) {
-            if ((rc = index_write(log, txn, view.seq)))
-                break;
-            log->niq = 0;
-        }
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND)
-        return rc ? rc : RK_LOG_EBADREC;
     /* Writes the key even when nothing waited: without it readers would
      * take the index for complete while the next entries wait. */
     if ((rc = index_write(log, txn, log->last_seq)))
         return rc;
-    log->niq = 0;
+    log->iq.n = 0;
     log->indexed = log->last_seq;
     return 0;
 }
@@ -405,8 +434,7 @@ void rk_log_destroy(struct rk_log **logp)
     /* Saves the next start the catch-up; a failure here only costs that. */
     rk_log_index_flush(log, 0, 1);
     mdb_env_close(log->env);
-    free(log->iq);
-    free(log->iq_sorted);
+    free(log->iq.v);
     pthread_rwlock_destroy(&log->resize_lock);
     free(log);
     *logp = NULL;
@@ -463,42 +491,41 @@ size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_E
     return n + t->entity_len;
 }
 
-static int queue_entity(struct rk_log *log, const struct rk_log_tags *tags, uint64_t seq)
+static int entries_add(struct entry_list *l, const struct rk_log_tags *tags, uint64_t seq)
 {
-    if (log->niq == log->iq_cap) {
-        size_t cap = log->iq_cap ? 2 * log->iq_cap : 1024;
-        struct index_entry *q = realloc(log->iq, cap * sizeof *q);
-        if (!q)
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        struct index_entry *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
             return ENOMEM;
-        log->iq = q;
-        const struct index_entry **sorted = realloc(log->iq_sorted, cap * sizeof *sorted);
-        if (!sorted)
-            return ENOMEM;
-        log->iq_sorted = sorted;
-        log->iq_cap = cap;
+        l->v = v;
+        l->cap = cap;
     }
-    struct index_entry *e = &log->iq[log->niq];
+    struct index_entry *e = &l->v[l->n];
     size_t n = rk_log_entity_key(tags, e->key);
     if (n == 0)
         return 0;
     e->len = (unsigned char)n;
     e->seq = seq;
-    log->niq++;
+    l->n++;
     return 0;
 }
 
+static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0; /* `after` is NULL for the first entity */
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 /* The order of the index's keys. No entity key is a prefix of another, so
- * comparing the common length then the sequence is LMDB's memcmp order. */
+ * comparing the keys then the sequences is LMDB's memcmp order of
+ * key || sequence. */
 static int entry_cmp(const void *a, const void *b)
 {
-    const struct index_entry *x = *(const struct index_entry *const *)a;
-    const struct index_entry *y = *(const struct index_entry *const *)b;
-    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
-    if (c)
-        return c;
-    if (x->len != y->len)
-        return x->len < y->len ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    const struct index_entry *x = a, *y = b;
+    int c = key_cmp(x->key, x->len, y->key, y->len);
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* Writes the waiting entries in key order, where each put through the
@@ -513,12 +540,11 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
     int rc = mdb_cursor_open(txn, log->entities, &cur);
     if (rc)
         return rc;
-    for (size_t i = 0; i < log->niq; i++)
-        log->iq_sorted[i] = &log->iq[i];
-    if (log->niq > 1)
-        qsort(log->iq_sorted, log->niq, sizeof *log->iq_sorted, entry_cmp);
-    for (size_t i = 0; i < log->niq && !rc; i++) {
-        const struct index_entry *e = log->iq_sorted[i];
+    /* The queue's order does not matter: sort it in place. */
+    if (log->iq.n > 1)
+        qsort(log->iq.v, log->iq.n, sizeof *log->iq.v, entry_cmp);
+    for (size_t i = 0; i < log->iq.n && !rc; i++) {
+        const struct index_entry *e = &log->iq.v[i];
         memcpy(key, e->key, e->len);
         put_be(key + e->len, e->seq, 8);
         k = (MDB_val){e->len + 8u, key};
@@ -536,8 +562,8 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
 /* Entries wait until many have gathered, or for RK_LOG_INDEX_LAG_NS. */
 static int index_due(struct rk_log *log, int64_t now_ns)
 {
-    return log->niq >= INDEX_QUEUE_MAX ||
-           (log->niq && now_ns - log->iq_since_ns >= RK_LOG_INDEX_LAG_NS);
+    return log->iq.n >= INDEX_QUEUE_MAX ||
+           (log->iq.n && now_ns - log->iq_since_ns >= RK_LOG_INDEX_LAG_NS);
 }
 
 /* Writes one record straight into the map (MDB_RESERVE) and chains it. */
@@ -598,7 +624,7 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     MDB_cursor *cur = NULL;
     unsigned char head[RK_LOG_HASH_BYTES];
     int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
-    size_t queued = log->niq;
+    size_t queued = log->iq.n;
     int flush, rc;
 
     if (n == 0)
@@ -619,7 +645,7 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
         if (!rc && recs[i].producer_len)
             rc = index_producer(log, txn, &recs[i]);
         if (!rc)
-            rc = queue_entity(log, &recs[i].tags, recs[i].seq);
+            rc = entries_add(&log->iq, &recs[i].tags, recs[i].seq);
         if (rc)
             goto fail;
     }
@@ -627,19 +653,19 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     cur = NULL;
     /* Due entries ride along: no commit (and no sync) of their own. With
      * none waiting (records that name no entity) the mark moves alone. */
-    flush = index_due(log, now_ns) || log->niq == 0;
+    flush = index_due(log, now_ns) || log->iq.n == 0;
     if (flush && (rc = index_write(log, txn, log->last_seq + n)))
         goto fail;
     rc = mdb_txn_commit(txn);
     if (rc) {
-        log->niq = queued;
+        log->iq.n = queued;
         return rc;
     }
     log->last_seq += n;
     log->last_recv_ns = recv_ns;
     memcpy(log->head, head, sizeof head);
     if (flush) {
-        log->niq = 0;
+        log->iq.n = 0;
         log->indexed = log->last_seq;
     }
     return 0;
@@ -647,7 +673,7 @@ fail:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    log->niq = queued;
+    log->iq.n = queued;
     return rc;
 }
 
@@ -708,7 +734,7 @@ static int index_commit(struct rk_log *log)
     }
     if ((rc = mdb_txn_commit(txn)))
         return rc;
-    log->niq = 0;
+    log->iq.n = 0;
     log->indexed = log->last_seq;
     return 0;
 }
@@ -815,7 +841,7 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_cursor_close(r->cur);
     if (r->ent)
         mdb_cursor_close(r->ent);
-    free(r->tail);
+    free(r->tail.v);
     if (r->txn)
         mdb_txn_abort(r->txn);
     if (r->log)
@@ -920,18 +946,9 @@ static int index_prev(struct rk_log_reader *r, const struct rk_log_entity *e, ui
     return rc;
 }
 
-static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+static int tail_record(void *arg, const struct rk_log_view *v)
 {
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0; /* `after` is NULL for the first entity */
-    return c ? c : (alen > blen) - (alen < blen);
-}
-
-static int tail_cmp(const void *a, const void *b)
-{
-    const struct index_entry *x = a, *y = b;
-    int c = key_cmp(x->key, x->len, y->key, y->len);
-    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+    return entries_add(arg, &v->tags, v->seq);
 }
 
 /* Reads the entries of the records after the index's reach. The index
@@ -939,50 +956,19 @@ static int tail_cmp(const void *a, const void *b)
  * appends, so this is a short walk at the end of the log. */
 static int read_tail(struct rk_log_reader *r)
 {
-    MDB_cursor *cur;
-    MDB_val k, v;
-    struct rk_log_view view;
-    unsigned char key[8];
-    size_t cap = 0;
     int rc;
-
     if (r->tail_read)
         return 0;
     if ((rc = read_indexed(r->txn, r->log->meta, r->head, &r->indexed, NULL)))
         return rc;
-    r->tail_read = 1;
-    if (r->indexed >= r->head)
-        return 0;
-    if ((rc = mdb_cursor_open(r->txn, r->events, &cur)))
+    if (r->indexed < r->head &&
+        (rc = each_record_from(r->txn, r->events, r->indexed + 1, tail_record, &r->tail))) {
+        r->tail.n = 0;
         return rc;
-    put_be(key, r->indexed + 1, 8);
-    k = (MDB_val){8, key};
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8 || (rc = parse_record(get_be(k.mv_data, 8), &v, &view)))
-            break;
-        if (r->ntail == cap) {
-            cap = cap ? 2 * cap : 256;
-            struct index_entry *t = realloc(r->tail, cap * sizeof *t);
-            if (!t) {
-                rc = ENOMEM;
-                break;
-            }
-            r->tail = t;
-        }
-        struct index_entry *e = &r->tail[r->ntail];
-        e->len = (unsigned char)rk_log_entity_key(&view.tags, e->key);
-        e->seq = view.seq;
-        r->ntail += e->len != 0;
     }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
-        r->tail_read = 0;
-        r->ntail = 0;
-        return rc ? rc : RK_LOG_EBADREC;
-    }
-    if (r->ntail > 1)
-        qsort(r->tail, r->ntail, sizeof *r->tail, tail_cmp);
+    if (r->tail.n > 1)
+        qsort(r->tail.v, r->tail.n, sizeof *r->tail.v, entry_cmp);
+    r->tail_read = 1;
     return 0;
 }
 
@@ -991,24 +977,24 @@ static int read_tail(struct rk_log_reader *r)
 static int tail_next(const struct rk_log_reader *r, const void *after, size_t after_len,
                      uint64_t at, struct rk_log_entity *e)
 {
-    size_t lo = 0, hi = r->ntail;
+    size_t lo = 0, hi = r->tail.n;
     while (lo < hi) { /* the first entry past `after` */
         size_t mid = lo + (hi - lo) / 2;
-        if (key_cmp(r->tail[mid].key, r->tail[mid].len, after, after_len) <= 0)
+        if (key_cmp(r->tail.v[mid].key, r->tail.v[mid].len, after, after_len) <= 0)
             lo = mid + 1;
         else
             hi = mid;
     }
     e->seq = 0;
-    for (size_t i = lo; i < r->ntail; i++) {
-        const struct index_entry *t = &r->tail[i];
+    for (size_t i = lo; i < r->tail.n; i++) {
+        const struct index_entry *t = &r->tail.v[i];
         if (t->seq <= at) {
             memcpy(e->key, t->key, t->len);
             e->key_len = t->len;
             e->seq = t->seq;
         }
-        int last_of_entity = i + 1 == r->ntail || key_cmp(t->key, t->len, r->tail[i + 1].key,
-                                                          r->tail[i + 1].len) != 0;
+        int last_of_entity = i + 1 == r->tail.n || key_cmp(t->key, t->len, r->tail.v[i + 1].key,
+                                                          r->tail.v[i + 1].len) != 0;
         if (last_of_entity && e->seq)
             return 1;
     }
@@ -1050,18 +1036,18 @@ int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entit
         return rc;
     if (e->key_len > RK_LOG_ENTITY_KEY_MAX)
         return EINVAL;
-    size_t lo = 0, hi = r->ntail;
+    size_t lo = 0, hi = r->tail.n;
     while (lo < hi) { /* the first tail entry at or after (e->key, seq) */
         size_t mid = lo + (hi - lo) / 2;
-        const struct index_entry *t = &r->tail[mid];
+        const struct index_entry *t = &r->tail.v[mid];
         int c = key_cmp(t->key, t->len, e->key, e->key_len);
         if (c < 0 || (c == 0 && t->seq < seq))
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo > 0 && key_cmp(r->tail[lo - 1].key, r->tail[lo - 1].len, e->key, e->key_len) == 0) {
-        *prev = r->tail[lo - 1].seq;
+    if (lo > 0 && key_cmp(r->tail.v[lo - 1].key, r->tail.v[lo - 1].len, e->key, e->key_len) == 0) {
+        *prev = r->tail.v[lo - 1].seq;
         return 0;
     }
     return index_prev(r, e, seq <= r->indexed ? seq : r->indexed + 1, prev);
@@ -1203,10 +1189,10 @@ static int prune_one(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur,
 static void drop_queued(struct rk_log *log, uint64_t through)
 {
     size_t kept = 0;
-    for (size_t i = 0; i < log->niq; i++)
-        if (log->iq[i].seq > through)
-            log->iq[kept++] = log->iq[i];
-    log->niq = kept;
+    for (size_t i = 0; i < log->iq.n; i++)
+        if (log->iq.v[i].seq > through)
+            log->iq.v[kept++] = log->iq.v[i];
+    log->iq.n = kept;
 }
 
 int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
