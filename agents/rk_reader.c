@@ -25,7 +25,12 @@ struct rk_reader {
     unsigned char cursor[RK_WIRE_CURSOR_MAX];
     size_t cursor_len;
     uint64_t skip;        /* events of a batch asked again already delivered */
-    zmq_msg_t event;      /* frame of the record last returned */
+    zmq_msg_t event;      /* frame of the record last returned, or of its "evts" */
+    const void *ev;       /* the record last returned: its event bytes */
+    size_t ev_len;
+    const unsigned char *pack_at; /* the next record of that "evts" */
+    size_t pack_left;     /* bytes from pack_at to the frame's end */
+    uint64_t pack_count;  /* records of it not yet handed out */
     char error[300];
     char publisher[RK_WIRE_PUBLISHER_MAX + 1]; /* of the record last returned */
 };
@@ -77,6 +82,14 @@ void rk_reader_destroy(struct rk_reader **rp)
     *rp = NULL;
 }
 
+/* Replies still to come for the outstanding request, and records of its
+ * "evts" not yet handed out, are ignored from now on (by corr). */
+static void forget_request(struct rk_reader *r)
+{
+    r->corr = 0;
+    r->pack_count = 0;
+}
+
 void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to)
 {
     r->snapshot = 0;
@@ -84,7 +97,7 @@ void rk_reader_seek(struct rk_reader *r, uint64_t from, uint64_t to)
     r->to = to;
     r->done = to && r->next > to;
     /* Replies to an older request are recognised by corr and skipped. */
-    r->corr = 0;
+    forget_request(r);
 }
 
 void rk_reader_snapshot(struct rk_reader *r, uint64_t at)
@@ -94,7 +107,7 @@ void rk_reader_snapshot(struct rk_reader *r, uint64_t at)
     r->cursor_len = 0;
     r->skip = 0;
     r->done = 0;
-    r->corr = 0;
+    forget_request(r);
 }
 
 uint64_t rk_reader_snapshot_seq(const struct rk_reader *r)
@@ -106,7 +119,7 @@ static int request(struct rk_reader *r)
 {
     struct rk_wire_hdr h = {.cmd = r->snapshot ? RK_CMD_SNAP : RK_CMD_REPLAY,
                             .corr = ++r->last_corr, .limit = RK_REPLAY_LIMIT_MAX,
-                            .filter = r->filter};
+                            .filter = r->filter, .flags = RK_WIRE_REPLAY_PACKED};
     if (r->snapshot) {
         h.at_seq = r->snap_at;
         memcpy(h.cursor, r->cursor, r->cursor_len);
@@ -176,8 +189,8 @@ static void fill_record(struct rk_reader *r, const struct rk_wire_hdr *h, struct
 {
     rec->seq = h->seq;
     rec->recv_ns = h->recv_ns;
-    rec->event = zmq_msg_data(&r->event);
-    rec->event_len = zmq_msg_size(&r->event);
+    rec->event = r->ev;
+    rec->event_len = r->ev_len;
     memcpy(r->publisher, h->publisher, sizeof r->publisher);
     rec->publisher = r->publisher;
 }
@@ -186,7 +199,7 @@ static void fill_record(struct rk_reader *r, const struct rk_wire_hdr *h, struct
  * the broker's window is asked again, skipping what was delivered. */
 static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
 {
-    r->corr = 0;
+    forget_request(r);
     r->snap_at = h->at_seq; /* a batch asked again must see the same state */
     if (h->sent != r->received) {
         if (r->received > r->skip)
@@ -200,12 +213,38 @@ static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
     return 0;
 }
 
+/* The next record of the "evts" being read, as if it had come as an "evt"
+ * (only the fields an "evt" carries are set). Returns 0, or -1 when the
+ * rest of the frame is malformed: its records are dropped, which the
+ * batch's "end" then shows as a loss. */
+static int pack_take(struct rk_reader *r, struct rk_wire_hdr *h)
+{
+    struct rk_wire_record rec;
+    if (rk_wire_record_next(&r->pack_at, &r->pack_left, &rec) != 0) {
+        r->pack_count = 0;
+        return -1;
+    }
+    r->pack_count--;
+    h->cmd = RK_CMD_EVT;
+    h->corr = r->corr;
+    h->seq = rec.seq;
+    h->recv_ns = rec.recv_ns;
+    memcpy(h->publisher, rec.publisher ? rec.publisher : "", rec.publisher_len);
+    h->publisher[rec.publisher_len] = '\0';
+    r->ev = rec.event;
+    r->ev_len = rec.event_len;
+    return 0;
+}
+
 /* The next reply to the outstanding request, asking first when nothing is
  * outstanding: 0 with *h filled, RK_READER_EOF once the range is done, -1
- * on a timeout or an error reply (its text in r->error, errno EPROTO). */
+ * on a timeout or an error reply (its text in r->error, errno EPROTO).
+ * The records of an "evts" come one by one, each as an "evt". */
 static int next_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h)
 {
     for (;;) {
+        if (r->pack_count && pack_take(r, h) == 0)
+            return 0;
         if (r->done)
             return RK_READER_EOF;
         if (!r->corr && request(r) != 0)
@@ -216,10 +255,18 @@ static int next_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h
             continue;
         if (h->cmd == RK_CMD_ERR) {
             snprintf(r->error, sizeof r->error, "%s: %s", h->code, h->message);
-            r->corr = 0;
+            forget_request(r);
             errno = EPROTO;
             return -1;
         }
+        if (h->cmd == RK_CMD_EVTS) {
+            r->pack_at = zmq_msg_data(&r->event);
+            r->pack_left = zmq_msg_size(&r->event);
+            r->pack_count = h->nrecords;
+            continue;
+        }
+        r->ev = zmq_msg_data(&r->event);
+        r->ev_len = zmq_msg_size(&r->event);
         return 0;
     }
 }
@@ -255,7 +302,7 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
                  * replies were dropped at the broker's window. Ask again
                  * from here. (A batch may start later than asked: retention
                  * deleted what came before.) */
-                r->corr = 0;
+                forget_request(r);
                 continue;
             }
             r->next = h.seq + 1;
@@ -264,7 +311,7 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
             return 0;
         case RK_CMD_END:
             r->head = h.head_seq;
-            r->corr = 0;
+            forget_request(r);
             if (h.has_sent && h.sent != r->received && rk_wire_filter_active(&r->filter)) {
                 /* With a filter a lost reply leaves no gap to see; the
                  * count is the only evidence, and we cannot re-ask safely. */
@@ -292,7 +339,7 @@ void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f)
         r->filter = *f;
     else
         memset(&r->filter, 0, sizeof r->filter);
-    r->corr = 0;
+    forget_request(r);
 }
 
 uint64_t rk_reader_position(const struct rk_reader *r)

@@ -31,6 +31,29 @@ struct rk_replay {
     int64_t refused_logged_ns;
     pthread_t thread;
     atomic_uint_least64_t events_sent;
+    unsigned char *pack;  /* records of the "evts" being filled */
+    size_t pack_cap;
+};
+
+/* An "evts" message is sent once its records reach this size. Past a few
+ * dozen records the per-message cost of ZeroMQ (a frame allocation, pipe
+ * signalling, a read on the client) is spread thin; the client holds at
+ * most this much of a batch at once. */
+#define PACK_BYTES (64 * 1024)
+
+/* The replies of one request on their way out: one "evt" message per
+ * record, or, when the client set RK_WIRE_REPLAY_PACKED, "evts" messages
+ * of many records each. */
+struct out {
+    struct rk_replay *rp;
+    zmq_msg_t *ident;
+    uint64_t corr;
+    int packed;
+    uint64_t sent;       /* records in messages the socket took */
+    uint32_t npacked;    /* records waiting in rp->pack */
+    size_t pack_len;
+    uint64_t first_seq;  /* of the first record waiting */
+    uint64_t lost;       /* records in a message the socket refused */
 };
 
 static int send_hdr(void *sock, zmq_msg_t *ident, const struct rk_wire_hdr *h, int more)
@@ -100,17 +123,87 @@ static int batch_start(struct rk_log_reader *r, const struct rk_wire_hdr *req, u
     return rc;
 }
 
-static int send_event(struct rk_replay *rp, zmq_msg_t *ident, uint64_t corr,
-                      const struct rk_log_view *v)
+static void out_start(struct out *o, struct rk_replay *rp, zmq_msg_t *ident,
+                      const struct rk_wire_hdr *req)
 {
-    struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = corr, .seq = v->seq, .recv_ns = v->recv_ns};
+    *o = (struct out){.rp = rp, .ident = ident, .corr = req->corr,
+                      .packed = (req->flags & RK_WIRE_REPLAY_PACKED) != 0};
+}
+
+static void count_sent(struct out *o, uint64_t n)
+{
+    o->sent += n;
+    atomic_fetch_add_explicit(&o->rp->events_sent, n, memory_order_relaxed);
+}
+
+/* Sends the waiting records as one "evts". Returns 0, or -1 when the
+ * socket refused it (client gone or over its window): they count as lost. */
+static int out_flush(struct out *o)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_EVTS, .corr = o->corr, .nrecords = o->npacked};
+    uint32_t n = o->npacked;
+    if (!n)
+        return 0;
+    o->npacked = 0;
+    if (send_hdr(o->rp->router, o->ident, &h, 1) ||
+        zmq_send(o->rp->router, o->rp->pack, o->pack_len, ZMQ_DONTWAIT) < 0) {
+        o->lost += n;
+        return -1;
+    }
+    count_sent(o, n);
+    return 0;
+}
+
+static int send_evt(struct out *o, const struct rk_log_view *v)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_EVT, .corr = o->corr, .seq = v->seq, .recv_ns = v->recv_ns};
     if (v->publisher_len && v->publisher_len <= RK_WIRE_PUBLISHER_MAX)
         memcpy(h.publisher, v->publisher, v->publisher_len);
-    if (send_hdr(rp->router, ident, &h, 1) ||
-        zmq_send(rp->router, v->event, v->event_len, ZMQ_DONTWAIT) < 0)
-        return -1; /* client gone or over its window: it sees a short batch */
-    atomic_fetch_add_explicit(&rp->events_sent, 1, memory_order_relaxed);
+    if (send_hdr(o->rp->router, o->ident, &h, 1) ||
+        zmq_send(o->rp->router, v->event, v->event_len, ZMQ_DONTWAIT) < 0) {
+        o->first_seq = v->seq;
+        o->lost++;
+        return -1;
+    }
+    count_sent(o, 1);
     return 0;
+}
+
+/* Queues record `v` for the client. Returns 0, or -1 when a message was
+ * refused: o->first_seq is then the first record it held, and the request
+ * should stop there. */
+static int out_event(struct out *o, const struct rk_log_view *v)
+{
+    struct rk_replay *rp = o->rp;
+    struct rk_wire_record rec = {.seq = v->seq, .recv_ns = v->recv_ns, .event = v->event,
+                                 .event_len = v->event_len};
+    size_t need = v->event_len + RK_WIRE_RECORD_OVERHEAD;
+    if (!o->packed)
+        return send_evt(o, v);
+    if (o->npacked && o->pack_len + need > PACK_BYTES && out_flush(o))
+        return -1;
+    if (!o->npacked) {
+        o->pack_len = 0;
+        o->first_seq = v->seq;
+    }
+    if (rp->pack_cap - o->pack_len < need) { /* first use, or one event larger than a pack */
+        rp->pack_cap = o->pack_len + need > PACK_BYTES ? o->pack_len + need : PACK_BYTES;
+        if (!(rp->pack = realloc(rp->pack, rp->pack_cap)))
+            abort();
+    }
+    if (v->publisher_len && v->publisher_len <= RK_WIRE_PUBLISHER_MAX) {
+        rec.publisher = (const char *)v->publisher;
+        rec.publisher_len = v->publisher_len;
+    }
+    o->pack_len += rk_wire_record_put(&rec, rp->pack + o->pack_len, rp->pack_cap - o->pack_len);
+    o->npacked++;
+    return 0;
+}
+
+/* Records handed to out_event so far, sent or waiting. */
+static uint64_t out_count(const struct out *o)
+{
+    return o->sent + o->npacked;
 }
 
 /* Sends one batch from a fresh read transaction, then "end". */
@@ -119,9 +212,9 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
     const struct rk_wire_filter *f = &req->filter;
     struct rk_log_reader *r = NULL;
     struct rk_log_view v;
+    struct out o;
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
     uint64_t from, next, scanned = 0;
-    uint32_t sent = 0;
     int rc = rk_log_reader_open(rp->log, req->from_seq, &r);
 
     if (!rc)
@@ -131,22 +224,22 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         rk_log_reader_destroy(&r);
         return;
     }
+    out_start(&o, rp, ident, req);
     next = from;
-    while (sent < limit && scanned < SCAN_MAX && (rc = rk_log_reader_next(r, &v)) == 0) {
+    while (out_count(&o) < limit && scanned < SCAN_MAX && (rc = rk_log_reader_next(r, &v)) == 0) {
         if ((req->to_seq && v.seq > req->to_seq) || (f->to_ns && v.recv_ns > f->to_ns)) {
             next = UINT64_MAX; /* past the end bound: the range is complete */
             break;
         }
         scanned++;
         next = v.seq + 1;
-        if (!selected(f, &v))
-            continue;
-        if (send_event(rp, ident, req->corr, &v)) {
-            next = v.seq;
+        if (selected(f, &v) && out_event(&o, &v))
             break;
-        }
-        sent++;
     }
+    if (!o.lost)
+        out_flush(&o);
+    if (o.lost)
+        next = o.first_seq; /* the client asks again from the first it lacks */
     if (rc != 0 && rc != RK_LOG_EOF) {
         RK_DIAG(RK_DIAG_ERROR, "replay_read_failed", "seq=%llu why=\"%s\"",
                 (unsigned long long)next, rk_log_strerror(rc));
@@ -154,7 +247,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
     } else {
         struct rk_wire_hdr end = {.cmd = RK_CMD_END, .corr = req->corr,
                                   .next_seq = next, .head_seq = rk_log_reader_head(r),
-                                  .sent = sent};
+                                  .sent = o.sent};
         send_hdr(rp->router, ident, &end, 0);
     }
     rk_log_reader_destroy(&r);
@@ -189,9 +282,8 @@ static int snapshot_at(struct rk_log_reader *r, const struct rk_wire_hdr *req, u
  * selects, if any. Counts the records looked at in *scanned. Returns 1 when
  * sent, 0 when the entity has none, -1 when the client cannot take more,
  * or a log error (> 1 never; errors are negative LMDB codes or errno). */
-static int send_entity(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req,
-                       struct rk_log_reader *r, const struct rk_log_entity *e, uint64_t *scanned,
-                       int *err)
+static int send_entity(struct out *o, const struct rk_wire_hdr *req, struct rk_log_reader *r,
+                       const struct rk_log_entity *e, uint64_t *scanned, int *err)
 {
     struct rk_log_view v;
     uint64_t seq = e->seq;
@@ -200,7 +292,7 @@ static int send_entity(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_w
         if ((*err = rk_log_reader_get(r, seq, &v)) != 0)
             return 0;
         if (selected(&req->filter, &v))
-            return send_event(rp, ident, req->corr, &v) ? -1 : 1;
+            return out_event(o, &v) ? -1 : 1;
         if (entity_settled(&req->filter, &v))
             return 0;
         *err = rk_log_reader_entity_prev(r, e, seq, &seq);
@@ -214,7 +306,9 @@ static int send_entity(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_w
 /* One batch of a snapshot: per entity after the cursor, its latest
  * selected record at or before `at`, then "snapend" with where to resume.
  * The state is fixed by `at`, so every batch reads the same history
- * however much is appended meanwhile, and a batch can be asked again. */
+ * however much is appended meanwhile, and a batch can be asked again.
+ * That is also how a refused message is recovered: "snapend" counts its
+ * records as sent, the client sees fewer than that and asks again. */
 static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
 {
     struct rk_wire_hdr end = {.cmd = RK_CMD_SNAPEND, .corr = req->corr};
@@ -222,13 +316,15 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     struct rk_log_entity e;
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
     uint64_t scanned = 0;
-    int rc = rk_log_reader_open(rp->log, 1, &r), sent;
+    struct out o;
+    int rc = rk_log_reader_open(rp->log, 1, &r);
 
     if (!rc)
         rc = snapshot_at(r, req, &end.at_seq);
     memcpy(end.cursor, req->cursor, req->cursor_len);
     end.cursor_len = req->cursor_len;
-    while (!rc && end.sent < limit && scanned < SCAN_MAX) {
+    out_start(&o, rp, ident, req);
+    while (!rc && out_count(&o) < limit && scanned < SCAN_MAX) {
         rc = end.at_seq ? rk_log_reader_entity_next(r, end.cursor, end.cursor_len, end.at_seq, &e)
                         : RK_LOG_EOF;
         if (rc == RK_LOG_EOF) {
@@ -236,12 +332,14 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
             rc = 0;
             break;
         }
-        if (rc || (sent = send_entity(rp, ident, req, r, &e, &scanned, &rc)) < 0 || rc)
+        if (rc || send_entity(&o, req, r, &e, &scanned, &rc) < 0 || rc)
             break; /* the client resumes at this entity */
-        end.sent += (uint64_t)sent;
         memcpy(end.cursor, e.key, e.key_len);
         end.cursor_len = e.key_len;
     }
+    if (!o.lost)
+        out_flush(&o);
+    end.sent = o.sent + o.lost;
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "snapshot_read_failed", "why=\"%s\"", rk_log_strerror(rc));
         send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
@@ -421,6 +519,7 @@ void rk_replay_stop(struct rk_replay **rpp)
     zmq_send(rp->pipe_main, "$TERM", 5, 0);
     pthread_join(rp->thread, NULL);
     zmq_close(rp->pipe_main);
+    free(rp->pack);
     free(rp);
     *rpp = NULL;
 }

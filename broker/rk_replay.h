@@ -9,7 +9,8 @@
  * Flow control is by request: a client asks for at most
  * RK_REPLAY_LIMIT_MAX events, receives them and an "end" carrying the next
  * sequence, then asks again. Each batch uses its own short read
- * transaction, so a long replay does not pin old pages. A client is
+ * transaction, so a long replay does not pin old pages. A client that sets
+ * RK_WIRE_REPLAY_PACKED gets its events many to a message ("evts"). A client is
  * expected to keep one request outstanding; replies beyond the socket's
  * high-water mark are dropped, which the client sees as a short batch.
  */

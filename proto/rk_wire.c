@@ -8,7 +8,7 @@ static const char *const cmd_names[] = {
     [RK_CMD_PUB] = "pub", [RK_CMD_ACK] = "ack", [RK_CMD_ERR] = "err",
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
-    [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks",
+    [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks", [RK_CMD_EVTS] = "evts",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
@@ -16,7 +16,7 @@ static const char *const cmd_names[] = {
 static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
-    [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5,
+    [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5, [RK_CMD_EVTS] = 4,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -144,10 +144,11 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         return 0;
     struct writer w = {buf, 0, cap, 0};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
-    int flagged = h->cmd == RK_CMD_PUB && h->flags;
+    int reads = h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP;
+    int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
-    int filtered = (h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP) &&
-                   rk_wire_filter_active(&h->filter);
+    /* a read's flags come after its filter, so they bring one, if empty */
+    int filtered = reads && (rk_wire_filter_active(&h->filter) || flagged);
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
@@ -181,6 +182,11 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_uint(&w, h->limit);
         if (filtered)
             put_filter(&w, &h->filter);
+        if (flagged)
+            put_uint(&w, h->flags);
+        break;
+    case RK_CMD_EVTS:
+        put_uint(&w, h->nrecords);
         break;
     case RK_CMD_END:
         put_uint(&w, h->next_seq);
@@ -193,6 +199,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_bin(&w, h->cursor, h->cursor_len);
         if (filtered)
             put_filter(&w, &h->filter);
+        if (flagged)
+            put_uint(&w, h->flags);
         break;
     case RK_CMD_SNAPEND:
         put_uint(&w, h->at_seq);
@@ -462,6 +470,14 @@ int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq)
     return 0;
 }
 
+/* The optional filter and flags that end a replay or snap of `n` elements. */
+static int get_read_tail(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
+{
+    if (n >= 7 && get_filter(r, &h->filter))
+        return -1;
+    return n >= 8 ? get_uint(r, &h->flags) : 0;
+}
+
 static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -502,14 +518,16 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
         h->from_seq = a;
         h->to_seq = b;
         h->limit = (uint32_t)c;
-        return n >= 7 ? get_filter(r, &h->filter) : 0;
+        return get_read_tail(r, h, n);
+    case RK_CMD_EVTS:
+        return get_uint(r, &h->nrecords);
     case RK_CMD_SNAP:
         if (get_uint(r, &a) || get_uint(r, &c) || c > UINT32_MAX ||
             get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->at_seq = a;
         h->limit = (uint32_t)c;
-        return n >= 7 ? get_filter(r, &h->filter) : 0;
+        return get_read_tail(r, h, n);
     case RK_CMD_SNAPEND:
         if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
@@ -552,6 +570,87 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
         h->cmd = RK_CMD_NONE;
         return -1;
     }
+    return 0;
+}
+
+/* ---- the records frame of "evts" */
+
+static void put_bin_len(struct writer *w, size_t n)
+{
+    unsigned char b[5] = {0xc6, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                          (unsigned char)(n >> 8), (unsigned char)n};
+    if (n <= 0xff) {
+        b[3] = 0xc4;
+        put(w, b + 3, 2);
+    } else if (n <= 0xffff) {
+        b[2] = 0xc5;
+        put(w, b + 2, 3);
+    } else {
+        put(w, b, 5);
+    }
+}
+
+size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t cap)
+{
+    struct writer w = {buf, 0, cap, 0};
+    size_t plen = rec->publisher ? rec->publisher_len : 0;
+    if (plen > RK_WIRE_PUBLISHER_MAX || rec->event_len > UINT32_MAX ||
+        cap < rec->event_len + RK_WIRE_RECORD_OVERHEAD)
+        return 0;
+    put_byte(&w, 0x90 | (plen ? 4u : 3u));
+    put_uint(&w, rec->seq);
+    put_uint(&w, rec->recv_ns < 0 ? 0 : (uint64_t)rec->recv_ns);
+    put_bin_len(&w, rec->event_len);
+    put(&w, rec->event, rec->event_len);
+    if (plen) {
+        if (plen < 32) {
+            put_byte(&w, 0xa0 | (unsigned)plen);
+        } else {
+            put_byte(&w, 0xd9);
+            put_byte(&w, (unsigned)plen);
+        }
+        put(&w, rec->publisher, plen);
+    }
+    return w.overflow ? 0 : w.len;
+}
+
+/* A bin's bytes, pointed at inside the buffer. */
+static int get_bin_ref(struct reader *r, const void **p, size_t *n)
+{
+    uint64_t len;
+    if (r->off >= r->len)
+        return -1;
+    unsigned t = r->p[r->off++];
+    if (t == 0xc4) { if (get_be(r, 1, &len)) return -1; }
+    else if (t == 0xc5) { if (get_be(r, 2, &len)) return -1; }
+    else if (t == 0xc6) { if (get_be(r, 4, &len)) return -1; }
+    else
+        return -1;
+    if (r->len - r->off < len)
+        return -1;
+    *p = r->p + r->off;
+    *n = (size_t)len;
+    r->off += (size_t)len;
+    return 0;
+}
+
+int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_record *rec)
+{
+    struct reader r = {*p, *left, 0};
+    uint64_t n, ns;
+    memset(rec, 0, sizeof *rec);
+    /* exactly 3 or 4 elements: a record has no room for later fields */
+    if (get_array_len(&r, &n) || n < 3 || n > 4 || get_uint(&r, &rec->seq) || get_uint(&r, &ns) ||
+        ns > INT64_MAX || get_bin_ref(&r, &rec->event, &rec->event_len))
+        return -1;
+    rec->recv_ns = (int64_t)ns;
+    if (n >= 4 && (get_str(&r, &rec->publisher, &rec->publisher_len) ||
+                   rec->publisher_len > RK_WIRE_PUBLISHER_MAX))
+        return -1;
+    if (rec->publisher && rec->publisher_len == 0)
+        rec->publisher = NULL;
+    *p += r.off;
+    *left -= r.off;
     return 0;
 }
 

@@ -15,13 +15,16 @@
  *   err    [1, "err",    corr, code, message]
  *   replay [1, "replay", corr, from_seq, to_seq, limit]
  *          [1, "replay", corr, from_seq, to_seq, limit, {filter}]
+ *          [1, "replay", corr, from_seq, to_seq, limit, {filter}, flags]
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
  *          [1, "evt",    corr, seq, recv_ns, publisher] (its CURVE key)
+ *   evts   [1, "evts",   corr, count]                   + records frame
  *   end    [1, "end",    corr, next_seq, head_seq, sent]
  *   live   [1, "live",   0,    seq, recv_ns, prev, topic] + event frame
  *   tick   [1, "tick",   0,    head_seq, now_ns, prev]
  *   snap   [1, "snap",   corr, at_seq, limit, cursor]
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}]
+ *          [1, "snap",   corr, at_seq, limit, cursor, {filter}, flags]
  *   snapend [1, "snapend", corr, at_seq, cursor, sent]
  *
  * `corr` is chosen by the client and echoed by the broker; integers are
@@ -48,6 +51,10 @@
 /* pub flags. RK_WIRE_PUB_ACKS: the client accepts "acks", so the broker may
  * acknowledge this event together with others of the same commit. */
 #define RK_WIRE_PUB_ACKS 1u
+
+/* replay and snap flags. RK_WIRE_REPLAY_PACKED: the client accepts "evts",
+ * so the broker may send many records in one message. */
+#define RK_WIRE_REPLAY_PACKED 1u
 
 /* Bytes an "acks" header of `n` acknowledgements can take at most. */
 #define RK_WIRE_ACKS_SIZE(n) (32 + 18 * (size_t)(n))
@@ -80,6 +87,7 @@ enum rk_wire_cmd {
     RK_CMD_SNAPEND,
     RK_CMD_TICK,
     RK_CMD_ACKS,
+    RK_CMD_EVTS,
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -88,7 +96,8 @@ struct rk_wire_hdr {
     uint64_t corr;
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* pub: "" = not idempotent */
     uint64_t producer_seq; /* pub: the producer's number for this event, >= 1 */
-    uint64_t flags;      /* pub: RK_WIRE_PUB_* bits; unknown bits are ignored */
+    uint64_t flags;      /* pub: RK_WIRE_PUB_* bits; replay, snap: RK_WIRE_REPLAY_*
+                          * bits; unknown bits are ignored */
     uint64_t seq;        /* ack, evt, live: the log sequence number;
                           * tick: the last sequence in the log */
     int64_t recv_ns;     /* ack, acks, evt, live: broker receive time; tick: now */
@@ -110,6 +119,7 @@ struct rk_wire_hdr {
     uint64_t next_seq;   /* end: where the next batch would start */
     uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
     uint64_t sent;       /* end, snapend: events the broker sent in this batch */
+    uint64_t nrecords;   /* evts: records in the frame after the header */
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
@@ -133,6 +143,33 @@ size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, 
  * -1 when none is left. The pairs are read from the buffer given to
  * rk_wire_decode, which must still be valid. */
 int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq);
+
+/* ---- the records frame of "evts" (PROTOCOL.md 3.4)
+ *
+ * The frame after an "evts" header is `count` MessagePack arrays, one per
+ * record, back to back: [seq, recv_ns, event] or [seq, recv_ns, event,
+ * publisher], the event as a bin holding its stored bytes. */
+struct rk_wire_record {
+    uint64_t seq;
+    int64_t recv_ns;
+    const void *event;       /* the stored event bytes */
+    size_t event_len;
+    const char *publisher;   /* Z85 key, not NUL-terminated; NULL when none */
+    size_t publisher_len;    /* at most RK_WIRE_PUBLISHER_MAX */
+};
+
+/* Bytes a record takes at most beyond its event's. */
+#define RK_WIRE_RECORD_OVERHEAD (32 + RK_WIRE_PUBLISHER_MAX)
+
+/* Appends `rec` to `buf` (capacity `cap`). Returns the bytes written, or 0
+ * when `cap` is below rec->event_len + RK_WIRE_RECORD_OVERHEAD or the
+ * publisher is longer than RK_WIRE_PUBLISHER_MAX. */
+size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t cap);
+
+/* Reads the record at *p (with *left bytes after it) into *rec and moves
+ * *p and *left past it. rec's pointers point into the buffer. Returns 0, or
+ * -1 when the bytes there are not one well-formed record. */
+int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_record *rec);
 
 /* Parses a header frame. Returns 0 and fills *h, or -1 when the bytes are
  * not a version-1 header (bad MessagePack, wrong version, missing or

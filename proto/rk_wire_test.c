@@ -280,6 +280,97 @@ static void test_subscription_keys(void)
     RK_CHECK(rk_wire_subkey_parse("~a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p\n", 33, topics) == 16);
 }
 
+static void test_packed_replay(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr out;
+    /* flags come after the filter, so an unfiltered request sends {} */
+    struct rk_wire_hdr r = {.cmd = RK_CMD_REPLAY, .corr = 9, .from_seq = 1, .limit = 1000,
+                            .flags = RK_WIRE_REPLAY_PACKED};
+    static const unsigned char want[] = {0x98, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x09,
+                                         0x01, 0x00, 0xcd, 0x03, 0xe8, 0x80, 0x01};
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == sizeof want);
+    RK_CHECK(memcmp(buf, want, sizeof want) == 0);
+    RK_CHECK(rk_wire_decode(want, sizeof want, &out) == 0 && out.flags == RK_WIRE_REPLAY_PACKED);
+    RK_CHECK(!rk_wire_filter_active(&out.filter));
+    /* the seven-element form leaves the flags at 0 */
+    RK_CHECK(rk_wire_decode(want, sizeof want - 1, &out) == -1); /* truncated */
+    unsigned char seven[sizeof want - 1];
+    memcpy(seven, want, sizeof seven);
+    seven[0] = 0x97;
+    RK_CHECK(rk_wire_decode(seven, sizeof seven, &out) == 0 && out.flags == 0);
+
+    struct rk_wire_hdr s = {.cmd = RK_CMD_SNAP, .corr = 4, .at_seq = 77, .limit = 10,
+                            .flags = RK_WIRE_REPLAY_PACKED};
+    strcpy(s.filter.kpi_id, "k1");
+    roundtrip(&s, &out);
+    RK_CHECK(out.flags == RK_WIRE_REPLAY_PACKED && out.at_seq == 77);
+    RK_CHECK_STR(out.filter.kpi_id, "k1");
+
+    /* [1, "evts", 3, 2] */
+    struct rk_wire_hdr e = {.cmd = RK_CMD_EVTS, .corr = 3, .nrecords = 2};
+    static const unsigned char evts[] = {0x94, 0x01, 0xa4, 'e', 'v', 't', 's', 0x03, 0x02};
+    RK_CHECK(rk_wire_encode(&e, buf, sizeof buf) == sizeof evts);
+    RK_CHECK(memcmp(buf, evts, sizeof evts) == 0);
+    RK_CHECK(rk_wire_decode(evts, sizeof evts, &out) == 0 && out.nrecords == 2);
+}
+
+/* Records of every bin length form, with and without a publisher, walk
+ * back exactly; every truncation and a fifth element are refused. */
+static void test_records(void)
+{
+    static const size_t sizes[] = {0, 200, 255, 256, 65535, 65536};
+    static const char key[] = "rq:rw)L[J5sU6wz1.W4*{(J7j&aA7bJsJ[Dz#iKz";
+    size_t cap = 0, len = 0;
+    for (size_t i = 0; i < 6; i++)
+        cap += sizes[i] + RK_WIRE_RECORD_OVERHEAD;
+    unsigned char *event = malloc(65536), *buf = malloc(cap);
+    RK_CHECK(event && buf);
+    for (size_t i = 0; i < 65536; i++)
+        event[i] = (unsigned char)(i * 7);
+    for (size_t i = 0; i < 6; i++) {
+        struct rk_wire_record rec = {.seq = 1000 + i, .recv_ns = 1771291326000000000 + (int64_t)i,
+                                     .event = event, .event_len = sizes[i],
+                                     .publisher = i % 2 ? key : NULL,
+                                     .publisher_len = i % 2 ? strlen(key) : 0};
+        size_t n = rk_wire_record_put(&rec, buf + len, cap - len);
+        RK_CHECK(n > sizes[i] && n <= sizes[i] + RK_WIRE_RECORD_OVERHEAD);
+        len += n;
+    }
+    /* [1, 5, bin8 of 0 bytes]: the smallest record, byte for byte */
+    struct rk_wire_record tiny = {.seq = 1, .recv_ns = 5, .event = event};
+    unsigned char small[RK_WIRE_RECORD_OVERHEAD];
+    static const unsigned char tiny_bytes[] = {0x93, 0x01, 0x05, 0xc4, 0x00};
+    RK_CHECK(rk_wire_record_put(&tiny, small, sizeof small) == sizeof tiny_bytes);
+    RK_CHECK(memcmp(small, tiny_bytes, sizeof tiny_bytes) == 0);
+    RK_CHECK(rk_wire_record_put(&tiny, small, sizeof small - 1) == 0);
+
+    const unsigned char *p = buf;
+    size_t left = len;
+    struct rk_wire_record got;
+    for (size_t i = 0; i < 6; i++) {
+        RK_CHECK(rk_wire_record_next(&p, &left, &got) == 0);
+        RK_CHECK(got.seq == 1000 + i && got.recv_ns == 1771291326000000000 + (int64_t)i);
+        RK_CHECK(got.event_len == sizes[i] && memcmp(got.event, event, sizes[i]) == 0);
+        RK_CHECK(i % 2 ? got.publisher_len == strlen(key) &&
+                             memcmp(got.publisher, key, strlen(key)) == 0
+                       : got.publisher == NULL);
+    }
+    RK_CHECK(left == 0 && rk_wire_record_next(&p, &left, &got) == -1);
+    /* the first record (a bin8 of nothing), cut short anywhere */
+    for (size_t i = 0; i < 5; i++) {
+        p = buf;
+        left = i;
+        RK_CHECK(rk_wire_record_next(&p, &left, &got) == -1 && p == buf);
+    }
+    static const unsigned char five[] = {0x95, 0x01, 0x05, 0xc4, 0x00, 0xa0, 0x00};
+    p = five;
+    left = sizeof five;
+    RK_CHECK(rk_wire_record_next(&p, &left, &got) == -1);
+    free(event);
+    free(buf);
+}
+
 int main(void)
 {
     RK_RUN(test_subscription_keys);
@@ -292,5 +383,7 @@ int main(void)
     RK_RUN(test_idempotent_pub);
     RK_RUN(test_pub_flags);
     RK_RUN(test_acks);
+    RK_RUN(test_packed_replay);
+    RK_RUN(test_records);
     return rk_test_result();
 }

@@ -40,8 +40,15 @@ def headers():
         "tick": [1, "tick", 0, 10, 1795400000000000000, 10],
         "snap": [1, "snap", 3, 0, 1000, b""], "snap-filter": [1, "snap", 3, 5, 10, b"\x01\x02", flt],
         "snapend": [1, "snapend", 3, 5, b"", 4], "unknown": [1, "what", 5],
+        "replay-packed": [1, "replay", 9, 1, 0, 1000, {}, 1],
+        "snap-packed": [1, "snap", 3, 5, 10, b"", flt, 1], "evts": [1, "evts", 9, 2],
     }.items():
         write("wire", name, msgpack.packb(h))
+    # the records frame after an "evts": one plain record, one with a publisher
+    key = "rq:rw)L[J5sU6wz1.W4*{(J7j&aA7bJsJ[Dz#iKz"
+    body = msgpack.packb({"type": "kpi.update", "v": 1})
+    write("wire", "records", msgpack.packb([5, 1795400000000000000, body]) +
+          msgpack.packb([6, 1795400000000000001, body * 20, key]))
 
 
 def subkeys():

@@ -91,6 +91,25 @@ def test(b):
     assert h[:4] == [1, "evt", 77, 2], h
     end = msgpack.unpackb(recv(rep)[0])
     assert end == [1, "end", 77, 3, 2, 2], end
+    # Packed (flags bit 0 after a filter, here empty): one "evts" holding
+    # both records, [seq, recv_ns, event as bin], then the same "end".
+    rep.send_multipart([msgpack.packb([1, "replay", 78, 1, 0, 1000, {}, 1])])
+    evts = recv(rep)
+    h = msgpack.unpackb(evts[0])
+    assert h == [1, "evts", 78, 2] and len(evts) == 2, h
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(evts[1])
+    records = list(unpacker)
+    assert [r[0] for r in records] == [1, 2] and len(records[0]) == 3, records
+    assert records[0][2] == body and records[1][2] == msgpack.packb(again), records
+    assert records[0][1] <= records[1][1] and records[0][1] > 0, records
+    end = msgpack.unpackb(recv(rep)[0])
+    assert end == [1, "end", 78, 3, 2, 2], end
+    # The same request from a client that did not set the flag still gets
+    # one "evt" per record; a filter that selects nothing sends no "evts".
+    rep.send_multipart([msgpack.packb([1, "replay", 79, 2, 0, 1000, {"kpi_id": "none"}, 1])])
+    end = msgpack.unpackb(recv(rep)[0])
+    assert end == [1, "end", 79, 3, 2, 0], end
     rep.send_multipart([b"\x93\x01\xa3pub\x01"])
     err = msgpack.unpackb(recv(rep)[0])
     assert err[1] == "err" and err[3] == "E_COMMAND", err
