@@ -15,6 +15,9 @@ struct rk_reader {
     uint64_t next;        /* next sequence the caller should see */
     uint64_t to;          /* inclusive bound, 0 = none */
     uint64_t corr;        /* of the outstanding request; 0 = none */
+    uint64_t ahead_corr;  /* of a request for the batch after it; 0 = none */
+    uint64_t ahead_from;  /* where that batch starts */
+    int packs_seen;       /* the broker answers with "evts", so queues two batches */
     uint64_t last_corr;   /* corr numbers are never reused on one reader */
     uint64_t head;
     uint64_t received;    /* events of the outstanding batch received so far */
@@ -87,6 +90,7 @@ void rk_reader_destroy(struct rk_reader **rp)
 static void forget_request(struct rk_reader *r)
 {
     r->corr = 0;
+    r->ahead_corr = 0;
     r->pack_count = 0;
 }
 
@@ -115,7 +119,7 @@ uint64_t rk_reader_snapshot_seq(const struct rk_reader *r)
     return r->snapshot ? r->snap_at : 0;
 }
 
-static int request(struct rk_reader *r)
+static int send_request(struct rk_reader *r, uint64_t from, uint64_t *corr)
 {
     struct rk_wire_hdr h = {.cmd = r->snapshot ? RK_CMD_SNAP : RK_CMD_REPLAY,
                             .corr = ++r->last_corr, .limit = RK_REPLAY_LIMIT_MAX,
@@ -125,16 +129,53 @@ static int request(struct rk_reader *r)
         memcpy(h.cursor, r->cursor, r->cursor_len);
         h.cursor_len = r->cursor_len;
     } else {
-        h.from_seq = r->next;
+        h.from_seq = from;
         h.to_seq = r->to;
     }
-    r->received = 0;
     unsigned char buf[RK_WIRE_HDR_MAX];
     size_t n = rk_wire_encode(&h, buf, sizeof buf);
     if (zmq_send(r->dealer, buf, n, 0) < 0)
         return -1;
-    r->corr = h.corr;
+    *corr = h.corr;
     return 0;
+}
+
+/* Without a filter a full batch ends exactly RK_REPLAY_LIMIT_MAX after it
+ * starts, so the batch after the outstanding one can be asked for now and
+ * the broker never waits for the client between batches. Only once the
+ * broker is known to pack: two unpacked batches overflow its queue. A
+ * guess that turns out wrong (the batch was short) is forgotten by corr. */
+static void request_ahead(struct rk_reader *r, uint64_t from)
+{
+    uint64_t ahead = from + RK_REPLAY_LIMIT_MAX;
+    if (r->snapshot || !r->packs_seen || rk_wire_filter_active(&r->filter) ||
+        (r->to && ahead > r->to) || send_request(r, ahead, &r->ahead_corr) != 0) {
+        r->ahead_corr = 0;
+        return;
+    }
+    r->ahead_from = ahead;
+}
+
+static int request(struct rk_reader *r)
+{
+    r->received = 0;
+    if (send_request(r, r->next, &r->corr) != 0)
+        return -1;
+    request_ahead(r, r->next);
+    return 0;
+}
+
+/* After an "end": the request asked ahead becomes the outstanding one when
+ * it starts where the caller goes on; otherwise the next call asks anew. */
+static void batch_done(struct rk_reader *r)
+{
+    uint64_t ahead = r->ahead_corr;
+    forget_request(r);
+    if (!ahead || r->done || r->next != r->ahead_from)
+        return;
+    r->corr = ahead;
+    r->received = 0;
+    request_ahead(r, r->ahead_from);
 }
 
 /* Receives one reply: header decoded into *h, event frame (if any) kept. */
@@ -263,6 +304,7 @@ static int next_reply(struct rk_reader *r, int timeout_ms, struct rk_wire_hdr *h
             r->pack_at = zmq_msg_data(&r->event);
             r->pack_left = zmq_msg_size(&r->event);
             r->pack_count = h->nrecords;
+            r->packs_seen = 1;
             continue;
         }
         r->ev = zmq_msg_data(&r->event);
@@ -311,13 +353,13 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
             return 0;
         case RK_CMD_END:
             r->head = h.head_seq;
-            forget_request(r);
             if (h.has_sent && h.sent != r->received && rk_wire_filter_active(&r->filter)) {
                 /* With a filter a lost reply leaves no gap to see; the
                  * count is the only evidence, and we cannot re-ask safely. */
                 snprintf(r->error, sizeof r->error,
                          "replay batch lost %llu of %llu events (more than one request in flight?)",
                          (unsigned long long)(h.sent - r->received), (unsigned long long)h.sent);
+                forget_request(r);
                 errno = EPROTO;
                 return -1;
             }
@@ -325,6 +367,7 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
                 r->next = h.next_seq; /* records skipped by the filter */
             if (r->next > h.head_seq || (r->to && r->next > r->to))
                 r->done = 1;
+            batch_done(r);
             continue;
         default:
             continue;

@@ -2,9 +2,11 @@
  * rk_reader - reading the broker's log through its replay socket.
  *
  * A reader is an iterator over a sequence range. It fetches the range in
- * batches of at most RK_REPLAY_LIMIT_MAX events, one request outstanding
- * at a time, so neither side buffers more than one batch however long the
- * range is.
+ * batches of at most RK_REPLAY_LIMIT_MAX events, asking for them packed
+ * many to a message ("evts"). Without a filter it keeps two requests
+ * outstanding once the broker is seen to pack, so the broker reads the
+ * next batch while this one is consumed; otherwise one. Either way
+ * neither side buffers more than two batches however long the range is.
  *
  * Not thread-safe: use one rk_reader per thread.
  */

@@ -80,10 +80,10 @@ static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *co
 
 static int topic_matches(const struct rk_wire_filter *f, const struct rk_log_view *v)
 {
+    if (!f->ntopics)
+        return 1; /* before `info`, whose ids are zeroed at every record otherwise */
     struct rk_event_info info = {.type = (enum rk_event_type)v->tags.type};
     char topic[RK_TOPIC_MAX];
-    if (!f->ntopics)
-        return 1;
     if (!rk_event_type_name(info.type))
         return 0;
     memcpy(info.municipality, v->tags.municipality, 6);
