@@ -78,20 +78,21 @@ static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *co
  * (or an LMDB snapshot) for long; "end" tells the client where to go on. */
 #define SCAN_MAX 200000
 
-static int topic_matches(const struct rk_wire_filter *f, const struct rk_log_view *v)
+/* A request's filter, with its topic prefixes compiled once: matching
+ * them then writes no topic string per record. */
+struct selection {
+    const struct rk_wire_filter *f;
+    struct rk_topic_set topics;
+};
+
+static void selection_init(struct selection *s, const struct rk_wire_filter *f)
 {
-    if (!f->ntopics)
-        return 1; /* before `info`, whose ids are zeroed at every record otherwise */
-    struct rk_event_info info = {.type = (enum rk_event_type)v->tags.type};
-    char topic[RK_TOPIC_MAX];
-    if (!rk_event_type_name(info.type))
-        return 0;
-    memcpy(info.municipality, v->tags.municipality, 6);
-    rk_event_topic(&info, topic);
+    const char *prefixes[RK_WIRE_TOPICS_MAX];
+    _Static_assert(RK_WIRE_TOPICS_MAX <= RK_TOPIC_SET_MAX, "a filter's prefixes fit a topic set");
     for (unsigned i = 0; i < f->ntopics; i++)
-        if (strncmp(topic, f->topics[i], strlen(f->topics[i])) == 0)
-            return 1;
-    return 0;
+        prefixes[i] = f->topics[i];
+    s->f = f;
+    rk_topic_set_init(&s->topics, prefixes, f->ntopics);
 }
 
 static int entity_is(const struct rk_log_view *v, const char *want)
@@ -99,15 +100,16 @@ static int entity_is(const struct rk_log_view *v, const char *want)
     return strlen(want) == v->tags.entity_len && memcmp(v->tags.entity, want, v->tags.entity_len) == 0;
 }
 
-static int selected(const struct rk_wire_filter *f, const struct rk_log_view *v)
+static int selected(const struct selection *s, const struct rk_log_view *v)
 {
+    const struct rk_wire_filter *f = s->f;
     if (f->request_id[0] && (v->tags.type == RK_EV_KPI_UPDATE || !entity_is(v, f->request_id)))
         return 0;
     if (f->kpi_id[0] && (v->tags.type != RK_EV_KPI_UPDATE || !entity_is(v, f->kpi_id)))
         return 0;
     if (f->from_ns && v->recv_ns < f->from_ns)
         return 0;
-    return topic_matches(f, v);
+    return rk_topic_set_match(&s->topics, (enum rk_event_type)v->tags.type, v->tags.municipality);
 }
 
 /* Where a batch starts: from_seq, or later when from_time says so. */
@@ -213,6 +215,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
     struct rk_log_reader *r = NULL;
     struct rk_log_view v;
     struct out o;
+    struct selection sel;
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
     uint64_t from, next, scanned = 0;
     int rc = rk_log_reader_open(rp->log, req->from_seq, &r);
@@ -225,6 +228,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         return;
     }
     out_start(&o, rp, ident, req);
+    selection_init(&sel, f);
     next = from;
     while (out_count(&o) < limit && scanned < SCAN_MAX && (rc = rk_log_reader_next(r, &v)) == 0) {
         if ((req->to_seq && v.seq > req->to_seq) || (f->to_ns && v.recv_ns > f->to_ns)) {
@@ -233,7 +237,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         }
         scanned++;
         next = v.seq + 1;
-        if (selected(f, &v) && out_event(&o, &v))
+        if (selected(&sel, &v) && out_event(&o, &v))
             break;
     }
     if (!o.lost)
@@ -282,7 +286,7 @@ static int snapshot_at(struct rk_log_reader *r, const struct rk_wire_hdr *req, u
  * selects, if any. Counts the records looked at in *scanned. Returns 1 when
  * sent, 0 when the entity has none, -1 when the client cannot take more,
  * or a log error (> 1 never; errors are negative LMDB codes or errno). */
-static int send_entity(struct out *o, const struct rk_wire_hdr *req, struct rk_log_reader *r,
+static int send_entity(struct out *o, const struct selection *sel, struct rk_log_reader *r,
                        const struct rk_log_entity *e, uint64_t *scanned, int *err)
 {
     struct rk_log_view v;
@@ -291,9 +295,9 @@ static int send_entity(struct out *o, const struct rk_wire_hdr *req, struct rk_l
         (*scanned)++;
         if ((*err = rk_log_reader_get(r, seq, &v)) != 0)
             return 0;
-        if (selected(&req->filter, &v))
+        if (selected(sel, &v))
             return out_event(o, &v) ? -1 : 1;
-        if (entity_settled(&req->filter, &v))
+        if (entity_settled(sel->f, &v))
             return 0;
         *err = rk_log_reader_entity_prev(r, e, seq, &seq);
         if (*err == RK_LOG_EOF)
@@ -317,6 +321,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
     uint64_t scanned = 0;
     struct out o;
+    struct selection sel;
     int rc = rk_log_reader_open(rp->log, 1, &r);
 
     if (!rc)
@@ -324,6 +329,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     memcpy(end.cursor, req->cursor, req->cursor_len);
     end.cursor_len = req->cursor_len;
     out_start(&o, rp, ident, req);
+    selection_init(&sel, &req->filter);
     while (!rc && out_count(&o) < limit && scanned < SCAN_MAX) {
         rc = end.at_seq ? rk_log_reader_entity_next(r, end.cursor, end.cursor_len, end.at_seq, &e)
                         : RK_LOG_EOF;
@@ -332,7 +338,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
             rc = 0;
             break;
         }
-        if (rc || send_entity(&o, req, r, &e, &scanned, &rc) < 0 || rc)
+        if (rc || send_entity(&o, &sel, r, &e, &scanned, &rc) < 0 || rc)
             break; /* the client resumes at this entity */
         memcpy(end.cursor, e.key, e.key_len);
         end.cursor_len = e.key_len;

@@ -83,6 +83,62 @@ void rk_event_topic(const struct rk_event_info *info, char *out)
     out[n + 10] = '\0';
 }
 
+_Static_assert(NTYPES == RK_EV__COUNT, "RK_EV__COUNT follows enum rk_event_type");
+
+/* The topic is "<type>/" then nine bytes "<pp>/<mmmmmm>" (rk_event_topic). */
+static void topic_tail(const char muni[6], char tail[9])
+{
+    memcpy(tail, muni, 2);
+    tail[2] = '/';
+    memcpy(tail + 3, muni, 6);
+}
+
+int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, unsigned n)
+{
+    memset(set, 0, sizeof *set);
+    set->everything = n == 0;
+    if (n > RK_TOPIC_SET_MAX)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        size_t plen = strlen(prefixes[i]);
+        for (size_t t = 1; t < NTYPES; t++) {
+            char head[RK_TOPIC_MAX];
+            size_t hlen = strlen(type_names[t]);
+            memcpy(head, type_names[t], hlen);
+            head[hlen++] = '/';
+            if (plen <= hlen) {
+                set->whole[t] |= memcmp(prefixes[i], head, plen) == 0;
+                continue;
+            }
+            if (memcmp(prefixes[i], head, hlen) != 0 || plen - hlen > 9)
+                continue; /* another type, or longer than any topic of this one */
+            unsigned k = set->ntails[t]++;
+            set->tails[t][k].len = (unsigned char)(plen - hlen);
+            memcpy(set->tails[t][k].s, prefixes[i] + hlen, plen - hlen);
+        }
+    }
+    return 0;
+}
+
+int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
+                       const char municipality[6])
+{
+    char tail[9];
+    if (set->everything)
+        return 1;
+    if ((unsigned)type == RK_EV_NONE || (unsigned)type >= NTYPES)
+        return 0;
+    if (set->whole[type])
+        return 1;
+    if (!set->ntails[type])
+        return 0;
+    topic_tail(municipality, tail);
+    for (unsigned k = 0; k < set->ntails[type]; k++)
+        if (memcmp(tail, set->tails[type][k].s, set->tails[type][k].len) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- vocabularies (PROTOCOL.md section 4; tests cross-check proto/data) --- */
 
 struct resource {

@@ -112,6 +112,33 @@ const char *rk_verr_name(enum rk_verr code);
 #define RK_TOPIC_MAX 40
 void rk_event_topic(const struct rk_event_info *info, char *out);
 
+/* A set of topic prefixes made ready for matching many events: one that
+ * selects an event exactly when its topic starts with one of the prefixes,
+ * without writing the topic. A type a prefix covers whole is one lookup;
+ * otherwise the prefix's part after "<type>/" is compared with the
+ * "<pp>/<mmmmmm>" the municipality gives. Plain data: copy it freely. */
+#define RK_TOPIC_SET_MAX 16
+#define RK_EV__COUNT 9 /* one past the last enum rk_event_type */
+struct rk_topic_set {
+    int everything;                           /* no prefixes were given */
+    unsigned char whole[RK_EV__COUNT];        /* every event of the type */
+    unsigned char ntails[RK_EV__COUNT];
+    struct {
+        unsigned char len;
+        char s[9];
+    } tails[RK_EV__COUNT][RK_TOPIC_SET_MAX];  /* starts of "<pp>/<mmmmmm>" */
+};
+
+/* Fills *set from `n` NUL-terminated prefixes (at most RK_TOPIC_SET_MAX;
+ * more are an error). n == 0 selects every event. Returns 0 or -1. */
+int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, unsigned n);
+
+/* 1 when the topic of an event of `type` from `municipality` (6 digits,
+ * not NUL-terminated) starts with one of the set's prefixes, else 0. An
+ * unknown type matches only a set that selects everything. */
+int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
+                       const char municipality[6]);
+
 /* 1 when the `len` bytes at `s` are an id: 1..RK_ID_MAX of A-Z a-z 0-9 . _ : -
  * (event ids, request ids, producer ids); else 0. */
 int rk_event_id_valid(const char *s, size_t len);

@@ -297,12 +297,80 @@ static void test_names(void)
         RK_CHECK(strncmp(rk_verr_name((enum rk_verr)c), "E_", 2) == 0);
 }
 
+/* The compiled prefix set selects exactly what writing the topic and
+ * comparing each prefix selects: every prefix of real topics, and strays. */
+static int reference_match(const char *const *prefixes, unsigned n, enum rk_event_type type,
+                           const char *muni)
+{
+    struct rk_event_info info = {.type = type};
+    char topic[RK_TOPIC_MAX];
+    if (n == 0)
+        return 1;
+    if (!rk_event_type_name(type))
+        return 0;
+    memcpy(info.municipality, muni, 7);
+    rk_event_topic(&info, topic);
+    for (unsigned i = 0; i < n; i++)
+        if (strncmp(topic, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_topic_set(void)
+{
+    static const char *const munis[] = {"271004", "281000", "282014", "431001", "011002"};
+    static const char *const strays[] = {"aid", "aid.x", "kpi.update/2", "aid.request/27/2710049",
+                                         "aid.request/28/271004", "aid.request/27//", "zzz",
+                                         "kpi.update/28/28", "aid.offer/27/271004/", ""};
+    char pool[400][RK_TOPIC_MAX];
+    const char *prefixes[400];
+    unsigned np = 0;
+    for (int t = 1; t < RK_EV__COUNT; t++)
+        for (size_t m = 0; m < 2; m++) {
+            struct rk_event_info info = {.type = (enum rk_event_type)t};
+            char topic[RK_TOPIC_MAX];
+            memcpy(info.municipality, munis[m], 7);
+            rk_event_topic(&info, topic);
+            for (size_t len = 0; len <= strlen(topic); len += 1 + (len > 3)) {
+                memcpy(pool[np], topic, len);
+                pool[np][len] = '\0';
+                prefixes[np] = pool[np];
+                np++;
+            }
+        }
+    for (size_t i = 0; i < sizeof strays / sizeof strays[0]; i++)
+        prefixes[np++] = strays[i];
+    RK_CHECK(np < 400);
+    struct rk_topic_set set;
+    size_t checked = 0, matched = 0;
+    /* each prefix alone, then sliding windows of 1..16 of them together */
+    for (unsigned width = 1; width <= RK_TOPIC_SET_MAX; width += 5)
+        for (unsigned at = 0; at + width <= np; at++) {
+            RK_CHECK(rk_topic_set_init(&set, prefixes + at, width) == 0);
+            for (int t = 0; t <= RK_EV__COUNT; t++)
+                for (size_t m = 0; m < sizeof munis / sizeof munis[0]; m++) {
+                    int want = reference_match(prefixes + at, width, (enum rk_event_type)t, munis[m]);
+                    if (rk_topic_set_match(&set, (enum rk_event_type)t, munis[m]) != want) {
+                        fprintf(stderr, "topic set %s... (%u) type %d muni %s: want %d\n",
+                                prefixes[at], width, t, munis[m], want);
+                        RK_CHECK(0);
+                    }
+                    checked++;
+                    matched += (size_t)want;
+                }
+        }
+    RK_CHECK(matched > checked / 20 && matched < checked); /* both outcomes were tried */
+    RK_CHECK(rk_topic_set_init(&set, NULL, 0) == 0 && rk_topic_set_match(&set, RK_EV_NONE, "271004"));
+    RK_CHECK(rk_topic_set_init(&set, prefixes, RK_TOPIC_SET_MAX + 1) == -1);
+}
+
 int main(void)
 {
     RK_RUN(test_each_rule);
     RK_RUN(test_text_limits);
     RK_RUN(test_sent_at_ahead_of_clock);
     RK_RUN(test_info_and_topic);
+    RK_RUN(test_topic_set);
     RK_RUN(test_hostile_bytes);
     RK_RUN(test_shared_scenario);
     RK_RUN(test_resource_table_matches_csv);
