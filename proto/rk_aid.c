@@ -99,8 +99,16 @@ struct table {
     unsigned char *items;
     size_t size;        /* bytes per record */
     size_t n, cap;      /* records used, allocated */
-    uint32_t *slots;
+    struct slot *slots;
     size_t nslots;      /* a power of two, at least twice n */
+};
+
+/* One index slot: the record's index + 1 (0 = empty), and the high half of
+ * its id's hash, so that a probe reads the record (a cache miss, in a large
+ * table) only when the hashes agree. */
+struct slot {
+    uint32_t ref;
+    uint32_t tag;
 };
 
 static uint64_t hash(const char *s)
@@ -139,18 +147,27 @@ static void *table_at(const struct table *t, uint32_t i)
     return t->items + (size_t)i * t->size;
 }
 
-/* The slot holding `id`, or the empty slot where it would go. */
-static size_t table_slot(const struct table *t, const char *id)
+/* The slot holding `id` (whose hash is `h`), or the empty slot where it
+ * would go. */
+static size_t table_slot(const struct table *t, const char *id, uint64_t h)
 {
-    size_t mask = t->nslots - 1, s = (size_t)hash(id) & mask;
-    while (t->slots[s] && strcmp(table_at(t, t->slots[s] - 1), id) != 0)
+    size_t mask = t->nslots - 1, s = (size_t)h & mask;
+    uint32_t tag = (uint32_t)(h >> 32);
+    while (t->slots[s].ref &&
+           (t->slots[s].tag != tag || strcmp(table_at(t, t->slots[s].ref - 1), id) != 0))
         s = (s + 1) & mask;
     return s;
 }
 
+static void table_set(struct table *t, const char *id, uint32_t ref)
+{
+    uint64_t h = hash(id);
+    t->slots[table_slot(t, id, h)] = (struct slot){ref, ref ? (uint32_t)(h >> 32) : 0};
+}
+
 static uint32_t table_find(const struct table *t, const char *id)
 {
-    uint32_t v = t->slots[table_slot(t, id)];
+    uint32_t v = t->slots[table_slot(t, id, hash(id))].ref;
     return v ? v - 1 : NONE;
 }
 
@@ -160,7 +177,7 @@ static void table_grow_index(struct table *t)
     t->nslots *= 2;
     t->slots = xcalloc(t->nslots, sizeof *t->slots);
     for (uint32_t i = 0; i < t->n; i++)
-        t->slots[table_slot(t, table_at(t, i))] = i + 1;
+        table_set(t, table_at(t, i), i + 1);
 }
 
 /* Appends a zeroed record with id `id` (known to be absent); returns its index. */
@@ -182,7 +199,7 @@ static uint32_t table_add(struct table *t, const char *id)
     char *rec = table_at(t, i);
     memset(rec, 0, t->size);
     snprintf(rec, RK_ID_MAX + 1, "%s", id);
-    t->slots[table_slot(t, rec)] = i + 1;
+    table_set(t, rec, i + 1);
     return i;
 }
 
@@ -191,7 +208,7 @@ static void table_truncate(struct table *t, size_t n)
 {
     while (t->n > n) {
         t->n--;
-        t->slots[table_slot(t, table_at(t, (uint32_t)t->n))] = 0;
+        table_set(t, table_at(t, (uint32_t)t->n), 0);
     }
 }
 
