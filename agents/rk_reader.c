@@ -17,6 +17,7 @@ struct rk_reader {
     uint64_t corr;        /* of the outstanding request; 0 = none */
     uint64_t ahead_corr;  /* of a request for the batch after it; 0 = none */
     uint64_t ahead_from;  /* where that batch starts */
+    int promoted;         /* the outstanding request was asked ahead */
     int packs_seen;       /* the broker answers with "evts", so queues two batches */
     uint64_t last_corr;   /* corr numbers are never reused on one reader */
     uint64_t head;
@@ -27,7 +28,11 @@ struct rk_reader {
     uint64_t snap_at;     /* its sequence: asked for, then as answered */
     unsigned char cursor[RK_WIRE_CURSOR_MAX];
     size_t cursor_len;
-    uint64_t skip;        /* events of a batch asked again already delivered */
+    /* The seqs of the snapshot batch at `cursor` already delivered, so that
+     * a batch asked again skips exactly those, wherever replies were lost;
+     * the first `given_sorted` are sorted, for lookup. */
+    uint64_t *given;
+    size_t ngiven, given_sorted, given_cap;
     zmq_msg_t event;      /* frame of the record last returned, or of its "evts" */
     const void *ev;       /* the record last returned: its event bytes */
     size_t ev_len;
@@ -81,6 +86,7 @@ void rk_reader_destroy(struct rk_reader **rp)
         zmq_close(r->dealer);
     if (r->own_ctx)
         zmq_ctx_term(r->zctx);
+    free(r->given);
     free(r);
     *rp = NULL;
 }
@@ -109,7 +115,7 @@ void rk_reader_snapshot(struct rk_reader *r, uint64_t at)
     r->snapshot = 1;
     r->snap_at = at;
     r->cursor_len = 0;
-    r->skip = 0;
+    r->ngiven = r->given_sorted = 0;
     r->done = 0;
     forget_request(r);
 }
@@ -143,12 +149,13 @@ static int send_request(struct rk_reader *r, uint64_t from, uint64_t *corr)
 /* Without a filter a full batch ends exactly RK_REPLAY_LIMIT_MAX after it
  * starts, so the batch after the outstanding one can be asked for now and
  * the broker never waits for the client between batches. Only once the
- * broker is known to pack: two unpacked batches overflow its queue. A
- * guess that turns out wrong (the batch was short) is forgotten by corr. */
+ * broker is known to pack: two batches of one message per event would fill
+ * its queue (REPLAY_SNDHWM). A guess that turns out wrong (the batch was
+ * short) is forgotten by corr. */
 static void request_ahead(struct rk_reader *r, uint64_t from)
 {
     uint64_t ahead = from + RK_REPLAY_LIMIT_MAX;
-    if (r->snapshot || !r->packs_seen || rk_wire_filter_active(&r->filter) ||
+    if (r->snapshot || !r->packs_seen || rk_wire_filter_active(&r->filter) || ahead < from ||
         (r->to && ahead > r->to) || send_request(r, ahead, &r->ahead_corr) != 0) {
         r->ahead_corr = 0;
         return;
@@ -159,6 +166,7 @@ static void request_ahead(struct rk_reader *r, uint64_t from)
 static int request(struct rk_reader *r)
 {
     r->received = 0;
+    r->promoted = 0;
     if (send_request(r, r->next, &r->corr) != 0)
         return -1;
     request_ahead(r, r->next);
@@ -175,6 +183,7 @@ static void batch_done(struct rk_reader *r)
         return;
     r->corr = ahead;
     r->received = 0;
+    r->promoted = 1;
     request_ahead(r, r->ahead_from);
 }
 
@@ -236,22 +245,43 @@ static void fill_record(struct rk_reader *r, const struct rk_wire_hdr *h, struct
     rec->publisher = r->publisher;
 }
 
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* A snapshot batch is fixed by (at, cursor), so one that lost replies at
- * the broker's window is asked again, skipping what was delivered. */
+ * the broker's window is asked again, skipping the seqs delivered (one
+ * record per entity, so a seq is never sent twice in a batch). */
 static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
 {
     forget_request(r);
     r->snap_at = h->at_seq; /* a batch asked again must see the same state */
     if (h->sent != r->received) {
-        if (r->received > r->skip)
-            r->skip = r->received;
+        qsort(r->given, r->ngiven, sizeof *r->given, cmp_seq);
+        r->given_sorted = r->ngiven;
         return 0;
     }
-    r->skip = 0;
+    r->ngiven = r->given_sorted = 0;
     memcpy(r->cursor, h->cursor, h->cursor_len);
     r->cursor_len = h->cursor_len;
     r->done = h->cursor_len == 0;
     return 0;
+}
+
+/* 1 when `seq` is new to this snapshot batch, which then remembers it. */
+static int snapshot_new(struct rk_reader *r, uint64_t seq)
+{
+    if (r->given_sorted && bsearch(&seq, r->given, r->given_sorted, sizeof seq, cmp_seq))
+        return 0;
+    if (r->ngiven == r->given_cap) {
+        r->given_cap = r->given_cap ? 2 * r->given_cap : RK_REPLAY_LIMIT_MAX;
+        if (!(r->given = realloc(r->given, r->given_cap * sizeof *r->given)))
+            abort();
+    }
+    r->given[r->ngiven++] = seq;
+    return 1;
 }
 
 /* The next record of the "evts" being read, as if it had come as an "evt"
@@ -318,9 +348,13 @@ static int next_snapshot(struct rk_reader *r, int timeout_ms, struct rk_record *
     struct rk_wire_hdr h;
     int rc;
     while ((rc = next_reply(r, timeout_ms, &h)) == 0) {
-        if (h.cmd == RK_CMD_EVT && r->received++ >= r->skip) {
-            fill_record(r, &h, rec);
-            return 0;
+        if (h.cmd == RK_CMD_EVT) {
+            r->received++;
+            if (snapshot_new(r, h.seq)) {
+                fill_record(r, &h, rec);
+                return 0;
+            }
+            continue;
         }
         if (h.cmd == RK_CMD_SNAPEND)
             snapshot_end(r, &h);
@@ -339,11 +373,15 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
         case RK_CMD_EVT:
             if (h.seq < r->next)
                 continue; /* already delivered */
-            if (h.seq > r->next && r->received > 0 && !rk_wire_filter_active(&r->filter)) {
+            if (h.seq > r->next && (r->received > 0 || r->promoted) &&
+                !rk_wire_filter_active(&r->filter)) {
                 /* Unfiltered, a batch is gap-free: a skip inside one means
                  * replies were dropped at the broker's window. Ask again
-                 * from here. (A batch may start later than asked: retention
-                 * deleted what came before.) */
+                 * from here. A batch asked for now may start later than
+                 * asked (retention deleted what came before); one asked
+                 * ahead, while the batch before it filled the window, may
+                 * also have lost its first replies, so it gets no such
+                 * benefit of the doubt: a fresh request tells them apart. */
                 forget_request(r);
                 continue;
             }

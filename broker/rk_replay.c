@@ -13,10 +13,11 @@
 #include <string.h>
 #include <zmq.h>
 
-/* Room for one full batch plus its "end", per client. The ROUTER drops
- * silently past its high-water mark, which counts frames here, not
- * messages: a batch is 2 * limit + 1 frames after the routing ones. With
- * limit + 16 every replay longer than 1,000 events lost its "end". */
+/* Room for one full batch of "evt" plus its "end", per client, or many
+ * batches of "evts". Past the high-water mark the ROUTER drops replies
+ * silently (zmq_send still succeeds: ZMQ_ROUTER_MANDATORY is not set), and
+ * the client sees the loss by a gap in the seqs or by "sent". With limit +
+ * 16 every replay longer than 1,000 events lost its "end". */
 #define REPLAY_SNDHWM (2 * RK_REPLAY_LIMIT_MAX + 16)
 
 _Static_assert(RK_WIRE_CURSOR_MAX >= RK_LOG_ENTITY_KEY_MAX, "a snapshot cursor holds an entity key");
@@ -53,7 +54,7 @@ struct out {
     uint32_t npacked;    /* records waiting in rp->pack */
     size_t pack_len;
     uint64_t first_seq;  /* of the first record waiting */
-    uint64_t lost;       /* records in a message the socket refused */
+    uint64_t lost;       /* records in a message zmq_send failed on */
 };
 
 static int send_hdr(void *sock, zmq_msg_t *ident, const struct rk_wire_hdr *h, int more)
@@ -138,8 +139,9 @@ static void count_sent(struct out *o, uint64_t n)
     atomic_fetch_add_explicit(&o->rp->events_sent, n, memory_order_relaxed);
 }
 
-/* Sends the waiting records as one "evts". Returns 0, or -1 when the
- * socket refused it (client gone or over its window): they count as lost. */
+/* Sends the waiting records as one "evts". Returns 0, or -1 when zmq_send
+ * failed (not at the high-water mark, where the ROUTER drops silently, but
+ * e.g. as the context ends): the records then count as lost. */
 static int out_flush(struct out *o)
 {
     struct rk_wire_hdr h = {.cmd = RK_CMD_EVTS, .corr = o->corr, .nrecords = o->npacked};
@@ -171,9 +173,9 @@ static int send_evt(struct out *o, const struct rk_log_view *v)
     return 0;
 }
 
-/* Queues record `v` for the client. Returns 0, or -1 when a message was
- * refused: o->first_seq is then the first record it held, and the request
- * should stop there. */
+/* Queues record `v` for the client. Returns 0, or -1 when sending a
+ * message failed: o->first_seq is then the first record it held, and the
+ * request should stop there. */
 static int out_event(struct out *o, const struct rk_log_view *v)
 {
     struct rk_replay *rp = o->rp;
@@ -197,7 +199,10 @@ static int out_event(struct out *o, const struct rk_log_view *v)
         rec.publisher = (const char *)v->publisher;
         rec.publisher_len = v->publisher_len;
     }
-    o->pack_len += rk_wire_record_put(&rec, rp->pack + o->pack_len, rp->pack_cap - o->pack_len);
+    size_t put = rk_wire_record_put(&rec, rp->pack + o->pack_len, rp->pack_cap - o->pack_len);
+    if (put == 0)
+        abort(); /* the room was made above: the count would lie */
+    o->pack_len += put;
     o->npacked++;
     return 0;
 }
@@ -311,8 +316,8 @@ static int send_entity(struct out *o, const struct selection *sel, struct rk_log
  * selected record at or before `at`, then "snapend" with where to resume.
  * The state is fixed by `at`, so every batch reads the same history
  * however much is appended meanwhile, and a batch can be asked again.
- * That is also how a refused message is recovered: "snapend" counts its
- * records as sent, the client sees fewer than that and asks again. */
+ * That is also how a message that failed to send is recovered: "snapend"
+ * counts its records as sent, the client sees fewer and asks again. */
 static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
 {
     struct rk_wire_hdr end = {.cmd = RK_CMD_SNAPEND, .corr = req->corr};

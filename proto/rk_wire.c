@@ -595,6 +595,7 @@ size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t ca
     struct writer w = {buf, 0, cap, 0};
     size_t plen = rec->publisher ? rec->publisher_len : 0;
     if (plen > RK_WIRE_PUBLISHER_MAX || rec->event_len > UINT32_MAX ||
+        rec->event_len > SIZE_MAX - RK_WIRE_RECORD_OVERHEAD ||
         cap < rec->event_len + RK_WIRE_RECORD_OVERHEAD)
         return 0;
     put_byte(&w, 0x90 | (plen ? 4u : 3u));
@@ -645,8 +646,9 @@ int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_re
         return -1;
     rec->recv_ns = (int64_t)ns;
     if (n >= 4 && (get_str(&r, &rec->publisher, &rec->publisher_len) ||
-                   rec->publisher_len > RK_WIRE_PUBLISHER_MAX))
-        return -1;
+                   rec->publisher_len > RK_WIRE_PUBLISHER_MAX ||
+                   memchr(rec->publisher, '\0', rec->publisher_len)))
+        return -1; /* a NUL would cut the key short, as in an "evt" header */
     if (rec->publisher && rec->publisher_len == 0)
         rec->publisher = NULL;
     *p += r.off;

@@ -363,6 +363,10 @@ static void test_records(void)
         left = i;
         RK_CHECK(rk_wire_record_next(&p, &left, &got) == -1 && p == buf);
     }
+    static const unsigned char nul_key[] = {0x94, 0x01, 0x05, 0xc4, 0x00, 0xa2, 'k', 0x00};
+    p = nul_key;
+    left = sizeof nul_key;
+    RK_CHECK(rk_wire_record_next(&p, &left, &got) == -1);
     static const unsigned char five[] = {0x95, 0x01, 0x05, 0xc4, 0x00, 0xa0, 0x00};
     p = five;
     left = sizeof five;
