@@ -338,7 +338,8 @@ void rk_aid_commit(struct rk_aid *a)
         abort();
     /* The oldest batch stays: its copies go, the younger batches' remain. */
     size_t drop = a->nmarks > 1 ? a->marks[1].undo_at : a->n_undo;
-    memmove(a->undo, a->undo + drop, (a->n_undo - drop) * sizeof *a->undo);
+    if (drop && a->n_undo > drop) /* `undo` is NULL until a first copy */
+        memmove(a->undo, a->undo + drop, (a->n_undo - drop) * sizeof *a->undo);
     a->n_undo -= drop;
     memmove(a->marks, a->marks + 1, (size_t)(a->nmarks - 1) * sizeof a->marks[0]);
     a->nmarks--;
