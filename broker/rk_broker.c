@@ -105,8 +105,8 @@ struct rk_broker {
     void *feed;
     struct rk_log *log;
     struct rk_replay *replay;
-    struct rk_producers *producers; /* admitted numbers, batch included */
-    struct rk_lifecycle *lifecycle; /* aid request states, batch included */
+    struct rk_producers *producers; /* admitted numbers, both batches included */
+    struct rk_lifecycle *lifecycle; /* aid request states, both batches included */
     struct rk_metrics *metrics;
     void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
     struct rk_groups *groups;       /* live-feed subscriptions, one per filter */
@@ -397,8 +397,18 @@ static int writer_start(struct rk_broker *b)
         return -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (pthread_create(&w->thread, NULL, writer_main, b) != 0)
+    /* Signals stay with the main thread, whose poll they should end. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, writer_main, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        errno = rc;
         return -1;
+    }
     w->running = 1;
     return 0;
 }
@@ -437,6 +447,7 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     int rc;
 
     b->cfg = cfg;
+    b->writer.done_fd = -1; /* broker_close may run before writer_start */
     rc = make_dirs(cfg->data_dir);
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "data_dir_failed", "dir=%s why=\"%s\"", cfg->data_dir, strerror(rc));
@@ -638,6 +649,10 @@ static uint64_t *producer_slot(struct rk_broker *b, const char *id)
     int fresh;
     size_t len = strlen(id);
     uint64_t *last = rk_producers_slot(b->producers, id, len, &fresh);
+    /* The log knows only what is committed: after the table was cleared,
+     * numbers still on their way would be missed. Rare; store them first. */
+    if (last && fresh && (b->flight.n || b->npend))
+        commit_all(b);
     if (last && fresh && rk_log_producer_last(b->log, id, len, last) != 0) {
         rk_producers_clear(b->producers);
         return NULL;
@@ -894,6 +909,14 @@ static void acknowledge(struct rk_broker *b, struct pending *p, const struct rk_
     g->n++;
 }
 
+/* Says so when the map grew since rk_log_map_grown said `before`. */
+static void log_map_growth(struct rk_broker *b, unsigned before)
+{
+    if (rk_log_map_grown(b->log) != before)
+        RK_DIAG(RK_DIAG_INFO, "map_grown", "map_size_mib=%llu",
+                (unsigned long long)(rk_log_map_size(b->log) >> 20));
+}
+
 static void refuse_all(struct rk_broker *b, struct pending *pend, int n, int rc)
 {
     for (int i = 0; i < n; i++)
@@ -922,8 +945,13 @@ static void finish_commit(struct rk_broker *b)
     struct flight *f = &b->flight;
     uint64_t count;
     if (b->writer.running) {
-        if (read(b->writer.done_fd, &count, sizeof count) != sizeof count)
-            abort(); /* blocking, and written once per batch */
+        ssize_t got;
+        /* Blocking, and written once per batch; the signal handlers do not
+         * restart system calls, so a SIGHUP here must not end the wait. */
+        while ((got = read(b->writer.done_fd, &count, sizeof count)) < 0 && errno == EINTR)
+            ;
+        if (got != sizeof count)
+            abort();
         pthread_mutex_lock(&b->writer.mu); /* the writer's stores are seen from here on */
         pthread_mutex_unlock(&b->writer.mu);
     }
@@ -931,9 +959,7 @@ static void finish_commit(struct rk_broker *b)
         rk_metrics_batch(b->metrics, (unsigned)f->n, f->t1 - f->t0);
     publish_log_state(b, f->rc);
     rk_lifecycle_settle(b->lifecycle, f->rc == 0);
-    if (rk_log_map_grown(b->log) != f->grown)
-        RK_DIAG(RK_DIAG_INFO, "map_grown", "map_size_mib=%llu",
-                (unsigned long long)(rk_log_map_size(b->log) >> 20));
+    log_map_growth(b, f->grown);
     if (f->rc) {
         commit_failed(b, f->rc);
     } else {
@@ -1152,8 +1178,10 @@ static void index_turn(struct rk_broker *b)
 /* Index and retention write to the log too: only between commits. */
 static void log_turn(struct rk_broker *b)
 {
+    unsigned grown = rk_log_map_grown(b->log);
     index_turn(b);
     retention_turn(b);
+    log_map_growth(b, grown);
 }
 
 /* The writer is done: its batch is answered, and the one filled meanwhile
@@ -1251,6 +1279,9 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), b.accepted, b.refused,
             b.duplicates);
 out:
+    /* After a failure in the loop too: stored events get their acks, the
+     * rest an answer. Nothing is pending when the broker did not open. */
+    commit_all(&b);
     broker_close(&b);
     return rc;
 }

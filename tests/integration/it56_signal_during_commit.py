@@ -1,0 +1,106 @@
+"""Signals while the broker waits for its writer thread.
+
+With durability full a commit runs in the writer thread, and the main
+thread waits for it in two places: an idempotent retry (the original may
+be in the commit) and shutdown (what is pending is stored and answered
+first). The signal handlers do not restart system calls, so a SIGHUP
+(systemctl reload) or a second SIGTERM lands in that wait. The broker must
+go on: the reload happens, the retry is answered as a duplicate, and a stop
+still acknowledges what was stored and exits 0.
+
+Every sync is made slow (a preloaded shim, slowsync.c) so the commit is
+surely still running when the signal comes."""
+import json
+import os
+import signal
+import time
+
+import msgpack
+import zmq
+
+import harness
+
+SLOW_MS = 1500
+
+
+def start_slow(b):
+    env = {"LD_PRELOAD": os.path.join(harness.BIN, "rk_slowsync.so"),
+           "RK_SLOW_SYNC_MS": str(SLOW_MS)}
+    if os.environ.get("RK_SANITIZE", "OFF") not in ("", "OFF", "0"):
+        # the shim comes before the sanitizer runtime in the library list
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        b.start(timeout=60)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+def replies(sock, n, timeout_ms):
+    got = []
+    deadline = time.monotonic() + timeout_ms / 1000
+    while len(got) < n and time.monotonic() < deadline:
+        if sock.poll(100):
+            got.append(msgpack.unpackb(sock.recv_multipart()[0]))
+    return got
+
+
+def event(tag):
+    ev = json.loads(harness.valid_scenario_lines(1)[0])
+    return msgpack.packb(harness.renamed(ev, tag))
+
+
+def reload_during_retry(b, ctx):
+    start_slow(b)
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(b.ingest)
+    body = event("sig-retry")
+    s.send_multipart([msgpack.packb([1, "pub", 1, "prod-sig", 1]), body])
+    time.sleep(0.3)                      # at the writer, in its slow sync
+    s.send_multipart([msgpack.packb([1, "pub", 2, "prod-sig", 1]), body])
+    time.sleep(0.3)                      # the retry waits for that commit
+    b.proc.send_signal(signal.SIGHUP)
+    got = replies(s, 2, 4 * SLOW_MS + 10000)
+    assert b.proc.poll() is None, f"broker exited with {b.proc.returncode}:\n{b.log()[-2000:]}"
+    assert [r[:4] for r in got] == [[1, "ack", 1, 1], [1, "ack", 2, 1]], got
+    harness.wait_for(lambda: "msg=reload" in b.log(), "the reload to be handled")
+    b.stop()
+
+
+def stop_during_commit(b, ctx):
+    start_slow(b)
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(b.ingest)
+    s.send_multipart([msgpack.packb([1, "pub", 7]), event("sig-stop-1")])
+    time.sleep(0.3)                      # at the writer
+    s.send_multipart([msgpack.packb([1, "pub", 8]), event("sig-stop-2")])
+    time.sleep(0.1)                      # admitted to the next batch
+    b.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)                      # shutdown waits for the writer
+    b.proc.send_signal(signal.SIGTERM)   # an impatient second stop
+    rc = b.proc.wait(4 * SLOW_MS / 1000 + 20)
+    got = replies(s, 2, 2000)
+    assert rc == 0, f"broker exited with {rc}:\n{b.log()[-2000:]}"
+    assert sorted(r[2] for r in got) == [7, 8] and all(r[1] == "ack" for r in got), got
+    b.proc = None
+
+
+def test(b):
+    ctx = zmq.Context()
+    other = harness.Broker()
+    try:
+        reload_during_retry(b, ctx)
+        stop_during_commit(other, ctx)
+    finally:
+        other.cleanup()
+        ctx.destroy(linger=0)
+
+
+harness.run(test)
