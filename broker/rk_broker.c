@@ -14,15 +14,12 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include <zmq.h>
 
 /* Messages queued per subscriber before the feed skips it. A skipped
@@ -71,33 +68,6 @@ struct ack_group {
     uint64_t *pairs;        /* corr, seq; room for batch_max pairs */
 };
 
-/* The group commit runs in a writer thread, so that the next batch is
- * received and validated while one is written (and, in full durability,
- * synced). A batch goes with its arrays: they swap with the ones being
- * filled. The writer only calls rk_log_append; acks, the live feed and
- * everything else about the result stay on the main thread, which owns
- * the sockets. n == 0: no batch at the writer. */
-struct flight {
-    struct pending *pend;
-    struct rk_log_rec *recs;
-    int n;
-    int rc;                 /* rk_log_append's, once done */
-    int64_t t0, t1;         /* the commit's start and end */
-    unsigned grown;         /* rk_log_map_grown before it */
-};
-
-/* The hand-over: `job` is set under `mu` by the main thread, cleared by
- * the writer when done, which then also writes to the eventfd `done_fd`
- * that the main loop polls. */
-struct writer {
-    pthread_t thread;
-    int running;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int job, stop;
-    int done_fd;
-};
-
 struct rk_broker {
     const struct rk_broker_config *cfg;
     void *zctx;
@@ -105,8 +75,8 @@ struct rk_broker {
     void *feed;
     struct rk_log *log;
     struct rk_replay *replay;
-    struct rk_producers *producers; /* admitted numbers, both batches included */
-    struct rk_lifecycle *lifecycle; /* aid request states, both batches included */
+    struct rk_producers *producers; /* admitted numbers, batch included */
+    struct rk_lifecycle *lifecycle; /* aid request states, batch included */
     struct rk_metrics *metrics;
     void *mon_ingest, *mon_feed;    /* socket monitors: connections come and go */
     struct rk_groups *groups;       /* live-feed subscriptions, one per filter */
@@ -121,13 +91,9 @@ struct rk_broker {
     int64_t refusals_logged_ns;
     unsigned long long refusals_unlogged;
     char last_refusal_code[32], last_refusal_why[256];
-    struct pending *pend;           /* the batch being filled */
+    struct pending *pend;
     struct rk_log_rec *recs;
     int npend;
-    int pend_open;                  /* it has its lifecycle batch */
-    struct flight flight;           /* the batch being committed */
-    struct writer writer;
-    uint64_t stored_seq;            /* the last sequence stored, as of the last commit seen */
     struct ack_group ack_groups[ACK_GROUPS];
     unsigned ack_evict;             /* the slot to send early when all are taken */
     unsigned char *ack_buf;         /* one encoded "acks" header */
@@ -350,96 +316,6 @@ static int open_security(struct rk_broker *b)
     return 0;
 }
 
-static void write_batch(struct rk_broker *b)
-{
-    struct flight *f = &b->flight;
-    f->grown = rk_log_map_grown(b->log);
-    f->t0 = rk_time_now();
-    f->rc = rk_log_append(b->log, f->recs, (size_t)f->n, f->t0);
-    f->t1 = rk_time_now();
-}
-
-static void *writer_main(void *arg)
-{
-    struct rk_broker *b = arg;
-    struct writer *w = &b->writer;
-    uint64_t one = 1;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->job && !w->stop)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->job)
-            break;
-        pthread_mutex_unlock(&w->mu);
-        write_batch(b);
-        pthread_mutex_lock(&w->mu);
-        w->job = 0;
-        if (write(w->done_fd, &one, sizeof one) != sizeof one)
-            abort(); /* an eventfd takes 2^64 - 2 writes before it would block */
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* Only with durability full: there the commit mostly waits for the disk,
- * and the next batch is validated meanwhile (W1 full, 1 publisher: +13 %).
- * With os the commit is CPU work, and on a small machine a second busy
- * thread and the hand-over cost more than they save (W1 os: -10 %), so the
- * main thread writes, as if the writer answered at once. */
-static int writer_start(struct rk_broker *b)
-{
-    struct writer *w = &b->writer;
-    w->done_fd = -1;
-    if (b->cfg->durability != RK_LOG_FULL)
-        return 0;
-    w->done_fd = eventfd(0, EFD_CLOEXEC);
-    if (w->done_fd < 0)
-        return -1;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    /* Signals stay with the main thread, whose poll they should end. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, writer_main, b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->cv);
-        errno = rc;
-        return -1;
-    }
-    w->running = 1;
-    return 0;
-}
-
-/* Lets a batch at the writer finish, then ends the thread. */
-static void writer_stop(struct rk_broker *b)
-{
-    struct writer *w = &b->writer;
-    if (w->running) {
-        pthread_mutex_lock(&w->mu);
-        w->stop = 1;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        pthread_join(w->thread, NULL);
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->cv);
-        w->running = 0;
-    }
-    if (w->done_fd >= 0)
-        close(w->done_fd);
-    w->done_fd = -1;
-}
-
-static void close_all(struct pending *pend, int n)
-{
-    for (int i = 0; i < n; i++) {
-        zmq_msg_close(&pend[i].event);
-        zmq_msg_close(&pend[i].ident);
-    }
-}
-
 static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
 {
     struct rk_log_options lopt = {.durability = cfg->durability, .map_max = cfg->map_max};
@@ -447,7 +323,6 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     int rc;
 
     b->cfg = cfg;
-    b->writer.done_fd = -1; /* broker_close may run before writer_start */
     rc = make_dirs(cfg->data_dir);
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "data_dir_failed", "dir=%s why=\"%s\"", cfg->data_dir, strerror(rc));
@@ -484,11 +359,6 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     publish_log_state(b, 0);
     b->pend = calloc((size_t)cfg->batch_max, sizeof *b->pend);
     b->recs = calloc((size_t)cfg->batch_max, sizeof *b->recs);
-    b->flight.pend = calloc((size_t)cfg->batch_max, sizeof *b->flight.pend);
-    b->flight.recs = calloc((size_t)cfg->batch_max, sizeof *b->flight.recs);
-    if (!b->flight.pend || !b->flight.recs)
-        abort();
-    b->stored_seq = rk_log_last_seq(b->log);
     b->ack_buf_cap = RK_WIRE_ACKS_SIZE(cfg->batch_max);
     b->ack_buf = malloc(b->ack_buf_cap);
     if (!b->pend || !b->recs || !b->ack_buf)
@@ -498,19 +368,11 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
             abort();
     b->producers = rk_producers_new();
     b->groups = rk_groups_new();
-    if (writer_start(b) != 0) {
-        RK_DIAG(RK_DIAG_ERROR, "writer_failed", "why=\"cannot start the writer thread: %s\"",
-                strerror(errno));
-        return -1;
-    }
     return 0;
 }
 
 static void broker_close(struct rk_broker *b)
 {
-    writer_stop(b);
-    close_all(b->flight.pend, b->flight.n);
-    close_all(b->pend, b->npend);
     rk_groups_destroy(&b->groups);
     memset(b->curve_secret, 0, sizeof b->curve_secret);
     rk_replay_stop(&b->replay);
@@ -536,8 +398,6 @@ static void broker_close(struct rk_broker *b)
     rk_lifecycle_destroy(&b->lifecycle);
     free(b->pend);
     free(b->recs);
-    free(b->flight.pend);
-    free(b->flight.recs);
     free(b->ack_buf);
     for (int i = 0; i < ACK_GROUPS; i++)
         free(b->ack_groups[i].pairs);
@@ -607,7 +467,7 @@ static int recv_body(struct rk_broker *b, zmq_msg_t *hdr, zmq_msg_t *event)
     return frames;
 }
 
-static void commit_all(struct rk_broker *b);
+static int commit_batch(struct rk_broker *b);
 
 static void admit(struct rk_broker *b, struct pending *msg, const struct rk_wire_hdr *h,
                   const struct rk_event_info *info)
@@ -649,10 +509,6 @@ static uint64_t *producer_slot(struct rk_broker *b, const char *id)
     int fresh;
     size_t len = strlen(id);
     uint64_t *last = rk_producers_slot(b->producers, id, len, &fresh);
-    /* The log knows only what is committed: after the table was cleared,
-     * numbers still on their way would be missed. Rare; store them first. */
-    if (last && fresh && (b->flight.n || b->npend))
-        commit_all(b);
     if (last && fresh && rk_log_producer_last(b->log, id, len, last) != 0) {
         rk_producers_clear(b->producers);
         return NULL;
@@ -668,8 +524,9 @@ static enum admission admit_old_number(struct rk_broker *b, struct pending *p,
                                        const struct rk_wire_hdr *h)
 {
     struct rk_wire_hdr ack = {.cmd = RK_CMD_ACK, .corr = h->corr};
-    /* The original may sit in a batch not yet stored: store those first. */
-    commit_all(b);
+    /* The original may sit in the uncommitted batch: commit it first. */
+    if (b->npend)
+        commit_batch(b);
     int rc = rk_log_producer_find(b->log, h->producer, strlen(h->producer), h->producer_seq,
                                   &ack.seq, &ack.recv_ns);
     if (rc == RK_LOG_EOF)
@@ -714,10 +571,6 @@ static enum admission admit_lifecycle(struct rk_broker *b, struct pending *p,
 {
     struct rk_aid_refusal why;
     char message[sizeof why.message + 64];
-    if (!b->pend_open) { /* the batch's first event to get this far */
-        rk_lifecycle_begin(b->lifecycle);
-        b->pend_open = 1;
-    }
     if (rk_lifecycle_admit(b->lifecycle, aid, &why) == RK_AID_OK)
         return ADMIT;
     /* "aid.offer" -> "offer", as in validation's messages */
@@ -839,7 +692,7 @@ static void tick(struct rk_broker *b, int64_t now)
 {
     if (now < b->next_tick_ns)
         return;
-    struct feed_send fs = {b, {.cmd = RK_CMD_TICK, .seq = b->stored_seq, .recv_ns = now},
+    struct feed_send fs = {b, {.cmd = RK_CMD_TICK, .seq = rk_log_last_seq(b->log), .recv_ns = now},
                            NULL};
     rk_groups_each(b->groups, send_on_group, &fs);
     b->next_tick_ns = now + TICK_EVERY_NS;
@@ -860,18 +713,18 @@ static const char *storage_error_text(int rc)
     }
 }
 
-static void send_ack_group(struct rk_broker *b, struct ack_group *g, int64_t recv_ns)
+static void send_ack_group(struct rk_broker *b, struct ack_group *g)
 {
     if (!g->ident)
         return;
-    size_t n = rk_wire_encode_acks(recv_ns, g->pairs, g->n, b->ack_buf, b->ack_buf_cap);
+    size_t n = rk_wire_encode_acks(b->recs[0].recv_ns, g->pairs, g->n, b->ack_buf, b->ack_buf_cap);
     if (zmq_send(b->ingest, zmq_msg_data(g->ident), zmq_msg_size(g->ident), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
         zmq_send(b->ingest, b->ack_buf, n, ZMQ_DONTWAIT);
     g->ident = NULL;
     g->n = 0;
 }
 
-static struct ack_group *ack_group_of(struct rk_broker *b, zmq_msg_t *ident, int64_t recv_ns)
+static struct ack_group *ack_group_of(struct rk_broker *b, zmq_msg_t *ident)
 {
     size_t len = zmq_msg_size(ident);
     struct ack_group *free_slot = NULL;
@@ -887,7 +740,7 @@ static struct ack_group *ack_group_of(struct rk_broker *b, zmq_msg_t *ident, int
     }
     if (!free_slot) {
         free_slot = &b->ack_groups[b->ack_evict++ % ACK_GROUPS];
-        send_ack_group(b, free_slot, recv_ns);
+        send_ack_group(b, free_slot);
     }
     free_slot->ident = ident;
     return free_slot;
@@ -903,7 +756,7 @@ static void acknowledge(struct rk_broker *b, struct pending *p, const struct rk_
         send_reply(b, &p->ident, &ack);
         return;
     }
-    struct ack_group *g = ack_group_of(b, &p->ident, rec->recv_ns);
+    struct ack_group *g = ack_group_of(b, &p->ident);
     g->pairs[2 * g->n] = p->corr;
     g->pairs[2 * g->n + 1] = rec->seq;
     g->n++;
@@ -917,99 +770,40 @@ static void log_map_growth(struct rk_broker *b, unsigned before)
                 (unsigned long long)(rk_log_map_size(b->log) >> 20));
 }
 
-static void refuse_all(struct rk_broker *b, struct pending *pend, int n, int rc)
+/* The group commit: one transaction for the batch, then acks, then fan-out. */
+static int commit_batch(struct rk_broker *b)
 {
-    for (int i = 0; i < n; i++)
-        refuse(b, &pend[i].ident, pend[i].corr, "E_STORAGE", storage_error_text(rc));
-}
-
-/* The batch failed to store. The one being filled was admitted against its
- * lifecycle effects, undone now with it: that one is refused too. */
-static void commit_failed(struct rk_broker *b, int rc)
-{
-    struct flight *f = &b->flight;
-    RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%d why=\"%s\"", f->n + b->npend,
-            rk_log_strerror(rc));
-    /* The batches' numbers were admitted but not stored: forget them. */
-    rk_producers_clear(b->producers);
-    refuse_all(b, f->pend, f->n, rc);
-    refuse_all(b, b->pend, b->npend, rc);
-    close_all(b->pend, b->npend);
-    b->npend = 0;
-    b->pend_open = 0;
-}
-
-/* After the writer: acks, then fan-out, or refusals. */
-static void finish_commit(struct rk_broker *b)
-{
-    struct flight *f = &b->flight;
-    uint64_t count;
-    if (b->writer.running) {
-        ssize_t got;
-        /* Blocking, and written once per batch; the signal handlers do not
-         * restart system calls, so a SIGHUP here must not end the wait. */
-        while ((got = read(b->writer.done_fd, &count, sizeof count)) < 0 && errno == EINTR)
-            ;
-        if (got != sizeof count)
-            abort();
-        pthread_mutex_lock(&b->writer.mu); /* the writer's stores are seen from here on */
-        pthread_mutex_unlock(&b->writer.mu);
+    unsigned grown = rk_log_map_grown(b->log);
+    int64_t t0 = rk_time_now();
+    int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, t0);
+    if (rc == 0)
+        rk_metrics_batch(b->metrics, (unsigned)b->npend, rk_time_now() - t0);
+    publish_log_state(b, rc);
+    rk_lifecycle_settle(b->lifecycle, rc == 0);
+    log_map_growth(b, grown);
+    if (rc) {
+        RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%d why=\"%s\"", b->npend, rk_log_strerror(rc));
+        /* The batch's numbers were admitted but not stored: forget them. */
+        rk_producers_clear(b->producers);
     }
-    if (f->rc == 0)
-        rk_metrics_batch(b->metrics, (unsigned)f->n, f->t1 - f->t0);
-    publish_log_state(b, f->rc);
-    rk_lifecycle_settle(b->lifecycle, f->rc == 0);
-    log_map_growth(b, f->grown);
-    if (f->rc) {
-        commit_failed(b, f->rc);
-    } else {
-        for (int i = 0; i < f->n; i++) {
-            acknowledge(b, &f->pend[i], &f->recs[i]);
-            relay(b, &f->pend[i], &f->recs[i]);
+    for (int i = 0; i < b->npend; i++) {
+        struct pending *p = &b->pend[i];
+        if (rc) {
+            refuse(b, &p->ident, p->corr, "E_STORAGE", storage_error_text(rc));
+            continue;
         }
-        for (int i = 0; i < ACK_GROUPS; i++)
-            send_ack_group(b, &b->ack_groups[i], f->recs[0].recv_ns);
-        b->accepted += (unsigned long long)f->n;
-        b->stored_seq = f->recs[f->n - 1].seq;
+        acknowledge(b, p, &b->recs[i]);
+        relay(b, p, &b->recs[i]);
+        b->accepted++;
     }
-    close_all(f->pend, f->n);
-    f->n = 0;
-}
-
-/* Hands the batch being filled to the writer; the arrays swap, so filling
- * the next one starts at once. Only with no batch at the writer. */
-static void submit(struct rk_broker *b)
-{
-    struct flight *f = &b->flight;
-    struct pending *pend = f->pend;
-    struct rk_log_rec *recs = f->recs;
-    f->pend = b->pend;
-    f->recs = b->recs;
-    f->n = b->npend;
-    b->pend = pend;
-    b->recs = recs;
+    for (int i = 0; i < ACK_GROUPS; i++)
+        send_ack_group(b, &b->ack_groups[i]);
+    for (int i = 0; i < b->npend; i++) {
+        zmq_msg_close(&b->pend[i].event);
+        zmq_msg_close(&b->pend[i].ident);
+    }
     b->npend = 0;
-    b->pend_open = 0; /* its lifecycle batch went with it */
-    if (!b->writer.running) {
-        write_batch(b);
-        finish_commit(b);
-        return;
-    }
-    pthread_mutex_lock(&b->writer.mu);
-    b->writer.job = 1;
-    pthread_cond_signal(&b->writer.cv);
-    pthread_mutex_unlock(&b->writer.mu);
-}
-
-/* Everything admitted is stored (or refused) when this returns. */
-static void commit_all(struct rk_broker *b)
-{
-    if (b->flight.n)
-        finish_commit(b);
-    if (b->npend) {
-        submit(b);
-        finish_commit(b);
-    }
+    return rc;
 }
 
 /* With an ACL (XPUB_MANUAL) a subscription reaches a subscriber only when
@@ -1057,7 +851,7 @@ static void drain_feed(struct rk_broker *b)
                 continue;
         }
         rc = n > RK_WIRE_SUBKEY_MAX + 1
-            ? RK_GROUPS_BAD_KEY : rk_groups_notice(b->groups, buf, n, b->stored_seq);
+            ? RK_GROUPS_BAD_KEY : rk_groups_notice(b->groups, buf, n, rk_log_last_seq(b->log));
         if (rc == RK_GROUPS_ADDED || rc == RK_GROUPS_REMOVED)
             RK_DIAG(RK_DIAG_DEBUG, "feed_group", "added=%d groups=%zu", rc == RK_GROUPS_ADDED,
                     rk_groups_count(b->groups));
@@ -1175,33 +969,14 @@ static void index_turn(struct rk_broker *b)
     }
 }
 
-/* Index and retention write to the log too: only between commits. */
-static void log_turn(struct rk_broker *b)
-{
-    unsigned grown = rk_log_map_grown(b->log);
-    index_turn(b);
-    retention_turn(b);
-    log_map_growth(b, grown);
-}
-
-/* The writer is done: its batch is answered, and the one filled meanwhile
- * goes, after the log's own chores if they are due. */
-static void writer_turn(struct rk_broker *b)
-{
-    finish_commit(b);
-    log_turn(b);
-    if (b->npend)
-        submit(b);
-}
-
 static void ingest_turn(struct rk_broker *b)
 {
     int64_t now = rk_time_now();
     b->acl_now = b->acl ? rk_acl_slot_get(b->acl) : NULL;
     while (b->npend < b->cfg->batch_max && take_publish(b, now) >= 0)
         ;
-    if (b->npend && !b->flight.n)
-        submit(b);
+    if (b->npend)
+        commit_batch(b);
     rk_acl_release(b->acl_now);
     b->acl_now = NULL;
 }
@@ -1229,18 +1004,14 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             cfg->durability == RK_LOG_OS ? "os" : "full",
             (unsigned long long)(rk_log_map_size(b.log) >> 20),
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
-    zmq_pollitem_t items[5] = {
+    zmq_pollitem_t items[4] = {
         {b.ingest, 0, ZMQ_POLLIN, 0},
         {b.feed, 0, ZMQ_POLLIN, 0},
         {b.mon_ingest, 0, ZMQ_POLLIN, 0},
         {b.mon_feed, 0, ZMQ_POLLIN, 0},
-        {NULL, b.writer.done_fd, b.writer.running ? ZMQ_POLLIN : 0, 0},
     };
     while (!*stop) {
-        /* A full batch waiting for the writer takes no more: the ingest
-         * socket's queue holds the rest (and polling it would spin). */
-        items[0].events = b.npend < cfg->batch_max ? ZMQ_POLLIN : 0;
-        if (zmq_poll(items, 5, POLL_MS) < 0) {
+        if (zmq_poll(items, 4, POLL_MS) < 0) {
             if (errno == EINTR)
                 continue;
             RK_DIAG(RK_DIAG_ERROR, "poll_failed", "why=\"%s\"", zmq_strerror(errno));
@@ -1254,8 +1025,6 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             items[3].socket = b.mon_feed;
             continue;
         }
-        if (items[4].revents & ZMQ_POLLIN)
-            writer_turn(&b);
         if (items[0].revents & ZMQ_POLLIN)
             ingest_turn(&b);
         if (items[1].revents & ZMQ_POLLIN)
@@ -1263,14 +1032,15 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
         if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
             drain_monitors(&b);
         tick(&b, rk_time_now());
-        if (!b.flight.n)
-            log_turn(&b);
+        unsigned grown = rk_log_map_grown(b.log);
+        index_turn(&b);
         rk_metrics_replayed(b.metrics, rk_replay_events_sent(b.replay));
         log_refusals(&b, 0);
+        retention_turn(&b);
+        log_map_growth(&b, grown); /* index flushes and prunes grow it too */
     }
     /* Whatever already arrived is committed and acknowledged before we go. */
     ingest_turn(&b);
-    commit_all(&b);
     log_pruned(&b, rk_time_now(), 1);
     log_refusals(&b, 1);
     rc = 0;
@@ -1279,9 +1049,6 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), b.accepted, b.refused,
             b.duplicates);
 out:
-    /* After a failure in the loop too: stored events get their acks, the
-     * rest an answer. Nothing is pending when the broker did not open. */
-    commit_all(&b);
     broker_close(&b);
     return rc;
 }

@@ -1,15 +1,12 @@
 /*
  * rk_broker - the broker: ingest, group commit, acknowledgement, fan-out.
  *
- * One thread owns the loop and every socket. Each turn it drains the
- * publishes waiting on the ingest ROUTER (up to batch_max), validates each
- * in place, and appends the valid ones to the log in ONE write transaction;
- * only after that commit returns does it send their acknowledgements and
- * relay them on the feed (XPUB). Invalid publishes get an "err" reply and
- * are never stored. With durability full the append runs in a writer
- * thread while the loop admits the next batch (at most two batches are
- * pending; a failed commit refuses both). Replay is served by rk_replay on
- * its own thread.
+ * One thread owns the loop. Each turn it drains the publishes waiting on
+ * the ingest ROUTER (up to batch_max), validates each in place, appends
+ * the valid ones to the log in ONE write transaction, and only after that
+ * commit returns sends their acknowledgements and relays them on the feed
+ * (XPUB). Invalid publishes get an "err" reply and are never stored.
+ * Replay is served by rk_replay on its own thread.
  */
 #ifndef RK_BROKER_H
 #define RK_BROKER_H

@@ -6,6 +6,7 @@
 
 struct rk_lifecycle {
     struct rk_aid *aid;
+    int batch_open;
 };
 
 /* Stored bytes are validated again (rk_aid_event_parse): a log damaged on
@@ -61,27 +62,27 @@ void rk_lifecycle_destroy(struct rk_lifecycle **lcp)
     *lcp = NULL;
 }
 
-void rk_lifecycle_begin(struct rk_lifecycle *lc)
-{
-    rk_aid_begin(lc->aid);
-}
-
 enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_event *ev,
                                    struct rk_aid_refusal *why)
 {
     if (ev->type < RK_EV_AID_REQUEST)
         return RK_AID_OK;
+    if (!lc->batch_open) {
+        rk_aid_begin(lc->aid);
+        lc->batch_open = 1;
+    }
     return rk_aid_apply(lc->aid, ev, why);
 }
 
 void rk_lifecycle_settle(struct rk_lifecycle *lc, int stored)
 {
-    if (!rk_aid_batches(lc->aid))
+    if (!lc->batch_open)
         return;
     if (stored)
         rk_aid_commit(lc->aid);
     else
         rk_aid_rollback(lc->aid);
+    lc->batch_open = 0;
 }
 
 size_t rk_lifecycle_requests(const struct rk_lifecycle *lc)

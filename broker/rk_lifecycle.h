@@ -11,8 +11,7 @@
  *   crash (an event is in the state exactly when it is in the log);
  * - during ingest, an aid event that passes the check is applied to an open
  *   batch, and the batch is kept or undone by rk_lifecycle_settle() after
- *   the LMDB commit, so a failed commit leaves no trace in the state (nor
- *   does the batch admitted meanwhile, which is refused with it).
+ *   the LMDB commit, so a failed commit leaves no trace in the state.
  *
  * Limits: with retention on, events deleted from the log are not folded at
  * the next start, so a request whose aid.request was pruned is unknown
@@ -51,22 +50,17 @@ int rk_lifecycle_load(struct rk_lifecycle **out, struct rk_log *log,
 /* Frees everything and sets *lcp to NULL; no-op on NULL. */
 void rk_lifecycle_destroy(struct rk_lifecycle **lcp);
 
-/* Opens a batch for the events of the next group commit. At most two are
- * open: one committing while the next is admitted (rk_aid.h). */
-void rk_lifecycle_begin(struct rk_lifecycle *lc);
-
 /* Checks one event that passed validation, its fields read by
  * rk_aid_event_validate: an aid event against the current state, including
- * the open batches' earlier events. Allowed: applies it to the newest open
- * batch and returns RK_AID_OK. Refused: returns the code and fills *why;
- * nothing changes. Other types (kpi.update) return RK_AID_OK untouched.
- * With no batch open, an allowed event is applied for good. */
+ * the batch's earlier events. Allowed: applies it to the open batch
+ * (opening one if needed) and returns RK_AID_OK. Refused: returns the code
+ * and fills *why; nothing changes. Other types (kpi.update) return
+ * RK_AID_OK untouched. */
 enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_event *ev,
                                    struct rk_aid_refusal *why);
 
-/* After the oldest open batch's commit: keeps it when `stored`; otherwise
- * undoes it and every younger open batch, which were admitted against its
- * effects. No-op with none open. */
+/* Ends the open batch, if any: keeps it when `stored` (the commit
+ * succeeded), undoes it otherwise. Call after every commit attempt. */
 void rk_lifecycle_settle(struct rk_lifecycle *lc, int stored);
 
 /* Requests known, for logs and metrics. */

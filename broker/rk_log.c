@@ -1054,29 +1054,22 @@ int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entit
 }
 
 /* Positions a read-only cursor of the producer index; the caller closes
- * both (done_lookup). Holds the resize lock meanwhile, as readers do: the
- * broker looks producers up while its writer thread may grow the map. */
+ * both (done_lookup). */
 static int begin_lookup(struct rk_log *log, MDB_txn **txn, MDB_cursor **cur)
 {
-    pthread_rwlock_rdlock(&log->resize_lock);
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, txn);
-    if (rc) {
-        pthread_rwlock_unlock(&log->resize_lock);
+    if (rc)
         return rc;
-    }
     rc = mdb_cursor_open(*txn, log->producers, cur);
-    if (rc) {
+    if (rc)
         mdb_txn_abort(*txn);
-        pthread_rwlock_unlock(&log->resize_lock);
-    }
     return rc;
 }
 
-static void done_lookup(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur)
+static void done_lookup(MDB_txn *txn, MDB_cursor *cur)
 {
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&log->resize_lock);
 }
 
 int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, uint64_t *number)
@@ -1105,7 +1098,7 @@ int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, u
         *number = get_be((unsigned char *)k.mv_data + len + 1, 8);
     if (rc == MDB_NOTFOUND)
         rc = 0;
-    done_lookup(log, txn, cur);
+    done_lookup(txn, cur);
     return rc;
 }
 
@@ -1119,12 +1112,9 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
 
     if (len == 0 || len > RK_LOG_PRODUCER_MAX)
         return EINVAL;
-    pthread_rwlock_rdlock(&log->resize_lock); /* as begin_lookup */
     rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
-    if (rc) {
-        pthread_rwlock_unlock(&log->resize_lock);
+    if (rc)
         return rc;
-    }
     k = (MDB_val){producer_key(key, producer, len, number), key};
     rc = mdb_get(txn, log->producers, &k, &v);
     if (rc == 0 && v.mv_size == 16) {
@@ -1136,7 +1126,6 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
         rc = RK_LOG_EOF;
     }
     mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&log->resize_lock);
     return rc;
 }
 

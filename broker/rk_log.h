@@ -9,13 +9,9 @@
  *   - Every record carries hash_n = BLAKE2b-256(hash_{n-1} || key || the
  *     record without its hash field); hash_0 is 32 zero bytes. Changing any
  *     stored byte breaks the chain from that record on.
- *   - One writer at a time: rk_log_append() and the other writers (index
- *     flush, prune, destroy) are never called concurrently; the caller
- *     serialises them (the broker appends in its writer thread and runs
- *     the others on its main thread between appends). Readers, and the
- *     producer lookups, may run in any number of other threads, each
- *     reader with its own rk_log_reader; they never block a commit, though
- *     while one is open a growth of the map waits for it.
+ *   - rk_log_append() is the only write path and is called by one thread.
+ *     Readers may run in any number of other threads, each with its own
+ *     rk_log_reader; they never block the writer.
  *
  * On-disk layout (schema 3), one LMDB environment in the data directory:
  *   "events": key   = sequence, big-endian u64 (so cursor order is log order

@@ -2,11 +2,10 @@
  * rk_producers - the highest number the broker has admitted per producer.
  *
  * Idempotent publishing needs, for each producer id, the last number taken
- * into the log, including numbers in batches not yet committed (the log
+ * into the log, including numbers in the batch not yet committed (the log
  * itself knows only committed ones). This is a cache in front of the log's
  * producer index: a slot starts empty, the broker fills it from the log on
- * first use (storing what is pending first, so the log is complete), and
- * may clear the whole table at any time (after a failed
+ * first use, and may clear the whole table at any time (after a failed
  * commit, or when it grows past RK_PRODUCERS_MAX so that a client inventing
  * ids cannot grow memory without bound).
  *

@@ -229,16 +229,12 @@ struct rk_aid {
     struct table requests, offers, dispatches;
     size_t by_state[RK_AID__NSTATES];
 
-    /* Batches (rk_aid_begin), at most RK_AID_BATCHES open, oldest first:
-     * each one's table sizes and counts at its begin, and where its old
-     * copies start in `undo`. A record is copied before the newest batch
-     * first changes it if it existed when that batch began; records added
-     * since need no copy: rollback truncates them away. */
-    struct batch_mark {
-        size_t requests, offers, dispatches, undo_at;
-        size_t by_state[RK_AID__NSTATES];
-    } marks[RK_AID_BATCHES];
-    int nmarks;
+    /* Batch (rk_aid_begin): table sizes and counts at begin, and old copies
+     * of the records that existed then and were changed since. Records added
+     * during the batch need no copy: rollback truncates them away. */
+    int in_batch;
+    size_t mark_requests, mark_offers, mark_dispatches;
+    size_t mark_by_state[RK_AID__NSTATES];
     struct undo *undo;
     size_t n_undo, cap_undo;
 };
@@ -301,55 +297,48 @@ static struct undo *undo_push(struct rk_aid *a, int kind, uint32_t index)
  * last-saved first, so the oldest copy wins. */
 static struct request *touch_request(struct rk_aid *a, uint32_t i)
 {
-    if (a->nmarks && i < a->marks[a->nmarks - 1].requests)
+    if (a->in_batch && i < a->mark_requests)
         undo_push(a, UNDO_REQUEST, i)->old.request = *req_at(a, i);
     return req_at(a, i);
 }
 
 static struct offer *touch_offer(struct rk_aid *a, uint32_t i)
 {
-    if (a->nmarks && i < a->marks[a->nmarks - 1].offers)
+    if (a->in_batch && i < a->mark_offers)
         undo_push(a, UNDO_OFFER, i)->old.offer = *offer_at(a, i);
     return offer_at(a, i);
 }
 
 static struct dispatch *touch_dispatch(struct rk_aid *a, uint32_t i)
 {
-    if (a->nmarks && i < a->marks[a->nmarks - 1].dispatches)
+    if (a->in_batch && i < a->mark_dispatches)
         undo_push(a, UNDO_DISPATCH, i)->old.dispatch = *dispatch_at(a, i);
     return dispatch_at(a, i);
 }
 
 void rk_aid_begin(struct rk_aid *a)
 {
-    if (a->nmarks == RK_AID_BATCHES)
+    if (a->in_batch)
         abort();
-    struct batch_mark *m = &a->marks[a->nmarks++];
-    m->requests = a->requests.n;
-    m->offers = a->offers.n;
-    m->dispatches = a->dispatches.n;
-    m->undo_at = a->n_undo;
-    memcpy(m->by_state, a->by_state, sizeof a->by_state);
+    a->in_batch = 1;
+    a->n_undo = 0;
+    a->mark_requests = a->requests.n;
+    a->mark_offers = a->offers.n;
+    a->mark_dispatches = a->dispatches.n;
+    memcpy(a->mark_by_state, a->by_state, sizeof a->by_state);
 }
 
 void rk_aid_commit(struct rk_aid *a)
 {
-    if (!a->nmarks)
+    if (!a->in_batch)
         abort();
-    /* The oldest batch stays: its copies go, the younger batches' remain. */
-    size_t drop = a->nmarks > 1 ? a->marks[1].undo_at : a->n_undo;
-    if (drop && a->n_undo > drop) /* `undo` is NULL until a first copy */
-        memmove(a->undo, a->undo + drop, (a->n_undo - drop) * sizeof *a->undo);
-    a->n_undo -= drop;
-    memmove(a->marks, a->marks + 1, (size_t)(a->nmarks - 1) * sizeof a->marks[0]);
-    a->nmarks--;
-    for (int i = 0; i < a->nmarks; i++)
-        a->marks[i].undo_at -= drop;
+    a->in_batch = 0;
+    a->n_undo = 0;
 }
 
 void rk_aid_rollback(struct rk_aid *a)
 {
-    if (!a->nmarks)
+    if (!a->in_batch)
         abort();
     while (a->n_undo > 0) {
         const struct undo *u = &a->undo[--a->n_undo];
@@ -360,16 +349,11 @@ void rk_aid_rollback(struct rk_aid *a)
         else
             *dispatch_at(a, u->index) = u->old.dispatch;
     }
-    table_truncate(&a->dispatches, a->marks[0].dispatches);
-    table_truncate(&a->offers, a->marks[0].offers);
-    table_truncate(&a->requests, a->marks[0].requests);
-    memcpy(a->by_state, a->marks[0].by_state, sizeof a->by_state);
-    a->nmarks = 0;
-}
-
-int rk_aid_batches(const struct rk_aid *a)
-{
-    return a->nmarks;
+    table_truncate(&a->dispatches, a->mark_dispatches);
+    table_truncate(&a->offers, a->mark_offers);
+    table_truncate(&a->requests, a->mark_requests);
+    memcpy(a->by_state, a->mark_by_state, sizeof a->by_state);
+    a->in_batch = 0;
 }
 
 /* ---- lifecycle rules ---------------------------------------------------- */

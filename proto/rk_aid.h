@@ -156,30 +156,21 @@ void rk_aid_destroy(struct rk_aid **ap);
 enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
                              struct rk_aid_refusal *why);
 
-/* Batches, for group commit. The broker applies each admitted event of a
- * batch before the batch's LMDB commit; if the commit fails, the events it
+/* Batches, for group commit. The broker applies each admitted event of one
+ * loop iteration before its LMDB commit; if the commit fails, the events it
  * applied were never stored and must be forgotten:
  *
  *   rk_aid_begin(a);
  *   for each admitted event: rk_aid_apply(a, ev, &why) == RK_AID_OK or refuse it
  *   if (commit succeeded) rk_aid_commit(a); else rk_aid_rollback(a);
  *
- * Up to RK_AID_BATCHES batches may be open at once, so that the next batch
- * is admitted while the one before it commits: begin opens a batch after
- * the open ones; rk_aid_commit keeps the oldest open batch; rk_aid_rollback
- * forgets every open batch, restoring exactly the state the oldest one's
- * begin saw (a younger batch was admitted against the older one's effects,
- * so it cannot outlive the older one's failure). Rollback costs in
- * proportion to the batches, not to the whole state. Outside a batch, apply
- * keeps no undo record. Beginning more than RK_AID_BATCHES, or commit or
- * rollback with none open, is a bug and aborts. */
-#define RK_AID_BATCHES 2
+ * rk_aid_rollback restores exactly the state rk_aid_begin saw; its cost is
+ * proportional to the batch, not to the whole state. rk_aid_commit keeps the
+ * batch. Outside a batch, apply keeps no undo record. Calling begin inside a
+ * batch, or commit/rollback outside one, is a bug and aborts. */
 void rk_aid_begin(struct rk_aid *a);
 void rk_aid_commit(struct rk_aid *a);
 void rk_aid_rollback(struct rk_aid *a);
-
-/* The number of open batches. */
-int rk_aid_batches(const struct rk_aid *a);
 
 /* ---- reading the state -------------------------------------------------- */
 

@@ -247,67 +247,6 @@ static void test_batches(void)
     free(final);
 }
 
-/* Two batches open at once (the broker admits one while the one before it
- * commits): after the older commits and the younger fails, the state is the
- * older one's end; when the older fails, both are gone; when both commit,
- * the run ends as an uninterrupted one does. */
-static void test_two_open_batches(void)
-{
-    if (scenario_n != SCENARIO_LINES)
-        return;
-    struct rk_aid *whole = fold(0, scenario_n, NULL);
-    char *final = dump(whole);
-    rk_aid_destroy(&whole);
-    int bad = 0, cases = 0;
-    for (int k = 0; k < scenario_n; k += 3) {
-        for (int n1 = 1; n1 <= 16 && k + n1 < scenario_n; n1 *= 4) {
-            int n2 = scenario_n - k - n1 < 5 ? scenario_n - k - n1 : 5;
-            struct rk_aid *a = fold(0, k, NULL);
-            char *at_k = dump(a);
-            rk_aid_begin(a);
-            fold(k, k + n1, a);
-            char *after_1 = dump(a);
-            rk_aid_begin(a);
-            fold(k + n1, k + n1 + n2, a);
-            bad += rk_aid_batches(a) != 2;
-            rk_aid_commit(a);          /* the older is stored */
-            bad += rk_aid_batches(a) != 1;
-            rk_aid_rollback(a);        /* the younger is not */
-            char *undone = dump(a);
-            bad += strcmp(undone, after_1) != 0;
-
-            rk_aid_begin(a);           /* the younger again, and one more after it */
-            fold(k + n1, k + n1 + n2, a);
-            rk_aid_begin(a);
-            fold(k + n1 + n2, scenario_n, a);
-            rk_aid_commit(a);
-            rk_aid_commit(a);
-            char *end = dump(a);
-            bad += strcmp(end, final) != 0 || rk_aid_batches(a) != 0;
-            rk_aid_destroy(&a);
-
-            a = fold(0, k, NULL);      /* the older fails: both go */
-            rk_aid_begin(a);
-            fold(k, k + n1, a);
-            rk_aid_begin(a);
-            fold(k + n1, k + n1 + n2, a);
-            rk_aid_rollback(a);
-            char *none = dump(a);
-            bad += strcmp(none, at_k) != 0 || rk_aid_batches(a) != 0;
-            rk_aid_destroy(&a);
-            free(at_k);
-            free(after_1);
-            free(undone);
-            free(end);
-            free(none);
-            cases++;
-        }
-    }
-    RK_CHECK(cases > 100);
-    RK_CHECK(bad == 0);
-    free(final);
-}
-
 /* ---- one case per rule -------------------------------------------------- */
 
 /* A tiny script: steps separated by ';', each "<verb> <who> <args>", with
@@ -786,7 +725,6 @@ int main(void)
 {
     RK_RUN(test_scenario);
     RK_RUN(test_batches);
-    RK_RUN(test_two_open_batches);
     RK_RUN(test_each_rule);
     RK_RUN(test_transitions);
     RK_RUN(test_invalid_structs);

@@ -1,12 +1,12 @@
-"""Signals while the broker waits for its writer thread.
+"""Signals while a commit waits for the disk.
 
-With durability full a commit runs in the writer thread, and the main
-thread waits for it in two places: an idempotent retry (the original may
-be in the commit) and shutdown (what is pending is stored and answered
-first). The signal handlers do not restart system calls, so a SIGHUP
-(systemctl reload) or a second SIGTERM lands in that wait. The broker must
-go on: the reload happens, the retry is answered as a duplicate, and a stop
-still acknowledges what was stored and exits 0.
+With durability full a group commit syncs twice, and the signal handlers
+do not restart system calls: a SIGHUP (systemctl reload) or a second
+SIGTERM may land while the broker is inside a commit, or inside the
+commit an idempotent retry forces (its original may be in the batch). The
+broker must go on: the reload happens, the retry is answered as a
+duplicate, and a stop still acknowledges what was admitted and exits 0.
+(A writer thread for the commit, tried and reverted, aborted here.)
 
 Every sync is made slow (a preloaded shim, slowsync.c) so the commit is
 surely still running when the signal comes."""
@@ -62,9 +62,9 @@ def reload_during_retry(b, ctx):
     s.connect(b.ingest)
     body = event("sig-retry")
     s.send_multipart([msgpack.packb([1, "pub", 1, "prod-sig", 1]), body])
-    time.sleep(0.3)                      # at the writer, in its slow sync
+    time.sleep(0.3)                      # in its slow sync
     s.send_multipart([msgpack.packb([1, "pub", 2, "prod-sig", 1]), body])
-    time.sleep(0.3)                      # the retry waits for that commit
+    time.sleep(0.3)                      # the retry waits behind that commit
     b.proc.send_signal(signal.SIGHUP)
     got = replies(s, 2, 4 * SLOW_MS + 10000)
     assert b.proc.poll() is None, f"broker exited with {b.proc.returncode}:\n{b.log()[-2000:]}"
@@ -79,11 +79,11 @@ def stop_during_commit(b, ctx):
     s.linger = 0
     s.connect(b.ingest)
     s.send_multipart([msgpack.packb([1, "pub", 7]), event("sig-stop-1")])
-    time.sleep(0.3)                      # at the writer
+    time.sleep(0.3)                      # in its slow sync
     s.send_multipart([msgpack.packb([1, "pub", 8]), event("sig-stop-2")])
-    time.sleep(0.1)                      # admitted to the next batch
+    time.sleep(0.1)                      # queued behind it
     b.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)                      # shutdown waits for the writer
+    time.sleep(0.3)                      # shutdown stores what is queued
     b.proc.send_signal(signal.SIGTERM)   # an impatient second stop
     rc = b.proc.wait(4 * SLOW_MS / 1000 + 20)
     got = replies(s, 2, 2000)
