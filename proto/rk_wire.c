@@ -317,8 +317,8 @@ static int get_str(struct reader *r, const char **s, size_t *n)
     return 0;
 }
 
-/* A bin of at most `cap` bytes, copied out. */
-static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
+/* A bin's bytes, pointed at inside the buffer. */
+static int get_bin_ref(struct reader *r, const void **p, size_t *n)
 {
     uint64_t len;
     if (r->off >= r->len)
@@ -329,11 +329,23 @@ static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
     else if (t == 0xc6) { if (get_be(r, 4, &len)) return -1; }
     else
         return -1;
-    if (len > cap || r->len - r->off < len)
+    if (r->len - r->off < len)
         return -1;
-    memcpy(out, r->p + r->off, (size_t)len);
+    *p = r->p + r->off;
     *n = (size_t)len;
     r->off += (size_t)len;
+    return 0;
+}
+
+/* A bin of at most `cap` bytes, copied out. */
+static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
+{
+    const void *p;
+    size_t len;
+    if (get_bin_ref(r, &p, &len) || len > cap)
+        return -1;
+    memcpy(out, p, len);
+    *n = len;
     return 0;
 }
 
@@ -613,26 +625,6 @@ size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t ca
         put(&w, rec->publisher, plen);
     }
     return w.overflow ? 0 : w.len;
-}
-
-/* A bin's bytes, pointed at inside the buffer. */
-static int get_bin_ref(struct reader *r, const void **p, size_t *n)
-{
-    uint64_t len;
-    if (r->off >= r->len)
-        return -1;
-    unsigned t = r->p[r->off++];
-    if (t == 0xc4) { if (get_be(r, 1, &len)) return -1; }
-    else if (t == 0xc5) { if (get_be(r, 2, &len)) return -1; }
-    else if (t == 0xc6) { if (get_be(r, 4, &len)) return -1; }
-    else
-        return -1;
-    if (r->len - r->off < len)
-        return -1;
-    *p = r->p + r->off;
-    *n = (size_t)len;
-    r->off += (size_t)len;
-    return 0;
 }
 
 int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_record *rec)
