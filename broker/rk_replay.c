@@ -245,8 +245,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         if (selected(&sel, &v) && out_event(&o, &v))
             break;
     }
-    if (!o.lost)
-        out_flush(&o);
+    out_flush(&o); /* after a failed send nothing waits: a no-op */
     if (o.lost)
         next = o.first_seq; /* the client asks again from the first it lacks */
     if (rc != 0 && rc != RK_LOG_EOF) {
@@ -348,8 +347,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
         memcpy(end.cursor, e.key, e.key_len);
         end.cursor_len = e.key_len;
     }
-    if (!o.lost)
-        out_flush(&o);
+    out_flush(&o);
     end.sent = o.sent + o.lost;
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "snapshot_read_failed", "why=\"%s\"", rk_log_strerror(rc));

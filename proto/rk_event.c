@@ -66,6 +66,14 @@ const char *rk_verr_name(enum rk_verr code)
     return verr_names[code];
 }
 
+/* The topic is "<type>/" then nine bytes "<pp>/<mmmmmm>". */
+static void topic_tail(const char muni[6], char tail[9])
+{
+    memcpy(tail, muni, 2);
+    tail[2] = '/';
+    memcpy(tail + 3, muni, 6);
+}
+
 /* Built by hand: snprintf cost as much as the rest of the topic's users. */
 void rk_event_topic(const struct rk_event_info *info, char *out)
 {
@@ -77,21 +85,11 @@ void rk_event_topic(const struct rk_event_info *info, char *out)
         n = 0;
     memcpy(out, type, n);
     out[n] = '/';
-    memcpy(out + n + 1, info->municipality, 2);
-    out[n + 3] = '/';
-    memcpy(out + n + 4, info->municipality, 6);
+    topic_tail(info->municipality, out + n + 1);
     out[n + 10] = '\0';
 }
 
 _Static_assert(NTYPES == RK_EV__COUNT, "RK_EV__COUNT follows enum rk_event_type");
-
-/* The topic is "<type>/" then nine bytes "<pp>/<mmmmmm>" (rk_event_topic). */
-static void topic_tail(const char muni[6], char tail[9])
-{
-    memcpy(tail, muni, 2);
-    tail[2] = '/';
-    memcpy(tail + 3, muni, 6);
-}
 
 int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, unsigned n)
 {
