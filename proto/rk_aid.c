@@ -1,6 +1,6 @@
 #include "rk_aid.h"
+#include "rk_mp.h"
 
-#include <msgpack.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -794,106 +794,81 @@ size_t rk_aid_count(const struct rk_aid *a, enum rk_aid_state s)
 /* ---- parsing ------------------------------------------------------------ */
 
 /* Copies a string value into dst; -1 if it is not a string or does not fit. */
-static int copy_str(const msgpack_object *o, char *dst, size_t cap)
+static int copy_str(const struct rk_mp_val *o, char *dst, size_t cap)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size))
+    if (o->kind != RK_MP_STR || o->n >= cap || memchr(o->p, '\0', o->n))
         return -1;
-    memcpy(dst, o->via.str.ptr, o->via.str.size);
-    dst[o->via.str.size] = '\0';
+    memcpy(dst, o->p, o->n);
+    dst[o->n] = '\0';
     return 0;
 }
 
 /* An integer value into *v; -1 if it is not an integer in int64. */
-static int copy_int(const msgpack_object *o, int64_t *v)
+static int copy_int(const struct rk_mp_val *o, int64_t *v)
 {
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *v = o->via.i64;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        *v = (int64_t)o->via.u64;
+    if (o->kind == RK_MP_NEGINT)
+        *v = o->v.i;
+    else if (o->kind == RK_MP_UINT && o->v.u <= INT64_MAX)
+        *v = (int64_t)o->v.u;
     else
         return -1;
     return 0;
 }
 
-/* name_len first: most keys differ from most names in length already. */
-static int key_is(const msgpack_object_str *k, const char *name, size_t name_len)
+/* The string field `want` into dst when it is the one named; 0 when not. */
+static int str_into(const char *name, const char *want, const struct rk_mp_val *val, char *dst,
+                    size_t cap)
 {
-    return k->size == name_len && memcmp(k->ptr, name, name_len) == 0;
-}
-#define KEY_IS(k, lit) key_is(k, lit, sizeof lit - 1)
-
-/* The string fields read from the map, and where each goes; absent ones
- * stay "". The type, municipality and request_id come from validation. */
-struct str_field {
-    const char *name;
-    size_t name_len, off, cap;
-};
-
-#define STR_FIELD(f) {#f, sizeof #f - 1, offsetof(struct rk_aid_event, f), \
-                      sizeof ((struct rk_aid_event *)0)->f}
-static const struct str_field str_fields[] = {
-    STR_FIELD(offer_id), STR_FIELD(dispatch_id), STR_FIELD(resource), STR_FIELD(unit),
-    STR_FIELD(urgency),
-};
-#undef STR_FIELD
-
-/* One value of the map by its key; -1 when it is not of the field's type. */
-static int extract_one(const msgpack_object_str *key, const msgpack_object *val,
-                       struct rk_aid_event *out, char *data_class)
-{
-    for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++)
-        if (key_is(key, str_fields[i].name, str_fields[i].name_len))
-            return copy_str(val, (char *)out + str_fields[i].off, str_fields[i].cap);
-    if (KEY_IS(key, "data_class"))
-        return copy_str(val, data_class, 16);
-    if (KEY_IS(key, "quantity"))
-        return copy_int(val, &out->quantity);
-    if (KEY_IS(key, "version"))
-        return copy_int(val, &out->version);
-    return 0;
+    return strcmp(name, want) == 0 ? copy_str(val, dst, cap) : 0;
 }
 
 /* Only aid events' fields are read: other types (kpi.update) carry fields
- * of the same names with other limits, e.g. a free-text `unit`. One pass
- * over the keys: looking each field up cost a scan of the map apiece. */
-static int extract(const msgpack_object *root, const struct rk_event_info *info,
-                   struct rk_aid_event *out)
+ * of the same names with other limits, e.g. a free-text `unit`. Called by
+ * validation for each field it checked; -1 when a value is not of the
+ * type this reader expects. */
+static int extract_one(const struct rk_event_info *info, const char *name,
+                       const struct rk_mp_val *val, void *arg)
 {
-    char data_class[16] = "";
-    memset(out, 0, sizeof *out);
-    out->type = info->type;
-    memcpy(out->municipality, info->municipality, sizeof out->municipality);
+    struct rk_aid_event *out = arg;
     if (info->type < RK_EV_AID_REQUEST)
         return 0;
-    memcpy(out->request_id, info->request_id, sizeof out->request_id);
-    if (root->type != MSGPACK_OBJECT_MAP)
-        return -1;
-    const msgpack_object_map *m = &root->via.map;
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR &&
-            extract_one(&k->via.str, &m->ptr[i].val, out, data_class) != 0)
-            return -1;
+    switch (name[0]) { /* one strcmp at most, not one per field of ours */
+    case 'o': return str_into(name, "offer_id", val, out->offer_id, sizeof out->offer_id);
+    case 'r': return str_into(name, "resource", val, out->resource, sizeof out->resource);
+    case 'u':
+        if (name[1] == 'n')
+            return str_into(name, "unit", val, out->unit, sizeof out->unit);
+        return str_into(name, "urgency", val, out->urgency, sizeof out->urgency);
+    case 'q': return strcmp(name, "quantity") == 0 ? copy_int(val, &out->quantity) : 0;
+    case 'v': return strcmp(name, "version") == 0 ? copy_int(val, &out->version) : 0;
+    case 'd':
+        if (name[1] == 'i')
+            return str_into(name, "dispatch_id", val, out->dispatch_id, sizeof out->dispatch_id);
+        if (strcmp(name, "data_class") == 0 && rk_mp_str_is(val, "restricted"))
+            out->data_class = RK_AID_CLASS_RESTRICTED;
+        else if (strcmp(name, "data_class") == 0 && rk_mp_str_is(val, "open"))
+            out->data_class = RK_AID_CLASS_OPEN;
+        return 0;
+    default: return 0;
     }
-    if (strcmp(data_class, "restricted") == 0)
-        out->data_class = RK_AID_CLASS_RESTRICTED;
-    else if (strcmp(data_class, "open") == 0)
-        out->data_class = RK_AID_CLASS_OPEN;
-    return 0;
-}
-
-static int see_aid_fields(const msgpack_object *root, const struct rk_event_info *info,
-                          void *out)
-{
-    return extract(root, info, out);
 }
 
 enum rk_verr rk_aid_event_validate(const void *buf, size_t len, int64_t now_ns,
                                    struct rk_event_info *info, struct rk_aid_event *out,
                                    struct rk_verror *err)
 {
-    return rk_event_validate_see(buf, len, now_ns, info, err, see_aid_fields, out);
+    struct rk_event_info own;
+    if (!info)
+        info = &own;
+    memset(out, 0, sizeof *out);
+    enum rk_verr rc = rk_event_validate_fields(buf, len, now_ns, info, err, extract_one, out);
+    if (rc != RK_V_OK)
+        return rc;
+    out->type = info->type;
+    memcpy(out->municipality, info->municipality, sizeof out->municipality);
+    if (info->type >= RK_EV_AID_REQUEST)
+        memcpy(out->request_id, info->request_id, sizeof out->request_id);
+    return RK_V_OK;
 }
 
 enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event *out,

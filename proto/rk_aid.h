@@ -97,7 +97,7 @@ enum rk_verr rk_aid_event_parse(const void *buf, size_t len, struct rk_aid_event
                                 char *why, size_t why_len);
 
 /* rk_event_validate (see there for now_ns, info and err) and the fields
- * above into *out, from one decode of the bytes: the broker's ingest.
+ * above into *out, both read in place: the broker's ingest.
  * info may be NULL. Returns what validation returns; *out is filled only
  * on RK_V_OK. */
 enum rk_verr rk_aid_event_validate(const void *buf, size_t len, int64_t now_ns,

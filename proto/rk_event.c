@@ -1,15 +1,14 @@
 #include "rk_event.h"
+#include "rk_mp.h"
 #include "rk_muni.h"
 #include "rk_time.h"
 
 #include <math.h>
-#include <msgpack.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DEPTH 16
 #define DAY_NS (86400 * RK_NS_PER_SEC)
 #define YEAR_2000_NS (946684800LL * RK_NS_PER_SEC)
 
@@ -187,108 +186,18 @@ const char *rk_event_resource_at(size_t i, const char **unit)
     return resources[i].code;
 }
 
-/* Stops at the first differing byte: most comparisons fail there, and a
- * strlen of every candidate cost more than the comparisons. */
-static bool str_is(const msgpack_object_str *s, const char *lit)
-{
-    for (uint32_t i = 0; i < s->size; i++)
-        if (lit[i] != s->ptr[i] || lit[i] == '\0')
-            return false;
-    return lit[s->size] == '\0';
-}
-
-static int vocab_index(const char *const *vocab, const msgpack_object_str *s)
+static int vocab_index(const char *const *vocab, const struct rk_mp_val *s)
 {
     for (int i = 0; vocab[i]; i++)
-        if (str_is(s, vocab[i]))
+        if (rk_mp_str_is(s, vocab[i]))
             return i;
     return -1;
-}
-
-/* ---- structural pre-scan ------------------------------------------------ */
-
-/* msgpack-c allocates room for a container's elements as soon as it reads
- * the container's header, so a 5-byte "map of 2^32 pairs" would ask for
- * gigabytes. Walk the bytes first and require every declared length to fit
- * in what is left (each element takes at least one byte) and nesting to stay
- * shallow; only then let msgpack-c build objects. */
-static uint64_t be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static int scan(const unsigned char *p, size_t len, size_t *off, int depth);
-
-static int scan_children(const unsigned char *p, size_t len, size_t *off, uint64_t n,
-                         int depth)
-{
-    if (depth >= MAX_DEPTH || n > len - *off)
-        return -1;
-    for (uint64_t i = 0; i < n; i++)
-        if (scan(p, len, off, depth + 1))
-            return -1;
-    return 0;
-}
-
-/* Size of the fixed part after the type byte and of a length prefix. */
-static int scan(const unsigned char *p, size_t len, size_t *off, int depth)
-{
-    if (*off >= len)
-        return -1;
-    unsigned b = p[(*off)++];
-    size_t left = len - *off;
-    uint64_t n;
-    int lenbytes = 0;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return 0;
-    if ((b & 0xe0) == 0xa0) {
-        n = b & 0x1f;
-        goto skip;
-    }
-    if ((b & 0xf0) == 0x90)
-        return scan_children(p, len, off, b & 0x0f, depth);
-    if ((b & 0xf0) == 0x80)
-        return scan_children(p, len, off, 2 * (uint64_t)(b & 0x0f), depth);
-    switch (b) {
-    case 0xcc: case 0xd0: n = 1; goto skip;
-    case 0xcd: case 0xd1: n = 2; goto skip;
-    case 0xca: case 0xce: case 0xd2: n = 4; goto skip;
-    case 0xcb: case 0xcf: case 0xd3: n = 8; goto skip;
-    case 0xd4: n = 2; goto skip;        /* fixext: type byte + data */
-    case 0xd5: n = 3; goto skip;
-    case 0xd6: n = 5; goto skip;
-    case 0xd7: n = 9; goto skip;
-    case 0xd8: n = 17; goto skip;
-    case 0xc4: case 0xd9: case 0xc7: lenbytes = 1; break;
-    case 0xc5: case 0xda: case 0xc8: case 0xdc: case 0xde: lenbytes = 2; break;
-    case 0xc6: case 0xdb: case 0xc9: case 0xdd: case 0xdf: lenbytes = 4; break;
-    default: return -1; /* 0xc1 is never used */
-    }
-    if (left < (size_t)lenbytes)
-        return -1;
-    n = be(p + *off, lenbytes);
-    *off += (size_t)lenbytes;
-    if (b == 0xdc || b == 0xdd)
-        return scan_children(p, len, off, n, depth);
-    if (b == 0xde || b == 0xdf)
-        return scan_children(p, len, off, 2 * n, depth);
-    if (b == 0xc7 || b == 0xc8 || b == 0xc9)
-        n += 1; /* ext type byte */
-    left = len - *off;
-skip:
-    if (n > len - *off)
-        return -1;
-    *off += (size_t)n;
-    (void)left;
-    return 0;
 }
 
 /* ---- error reporting ---------------------------------------------------- */
 
 struct vctx {
+    const unsigned char *end; /* of the event's bytes */
     const char *prefix;   /* "offer", "kpi.update", or "event" before the type is known */
     const char *parent;   /* "baseline" while checking baseline.value etc.; else NULL */
     struct rk_verror *err;
@@ -315,52 +224,40 @@ static enum rk_verr fail(struct vctx *c, enum rk_verr code, const char *field,
     return code;
 }
 
-static const char *kind_name(const msgpack_object *o)
+/* A string value's bytes as the chars they are. */
+static const char *chars(const struct rk_mp_val *s)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "string";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_BIN: return "binary";
-    default: return "extension";
-    }
+    return (const char *)s->p;
 }
 
 /* Up to 40 bytes of a string for an error message, cut on a UTF-8 boundary. */
-static int clip(const msgpack_object_str *s)
+static int clip(const struct rk_mp_val *s)
 {
-    uint32_t n = s->size < 40 ? s->size : 40;
-    while (n > 0 && n < s->size && ((unsigned char)s->ptr[n] & 0xc0) == 0x80)
+    uint32_t n = s->n < 40 ? s->n : 40;
+    while (n > 0 && n < s->n && (s->p[n] & 0xc0) == 0x80)
         n--;
     return (int)n;
 }
 
 /* ---- value checks -------------------------------------------------------- */
 
-static enum rk_verr want_str(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr want_str(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
-    if (o->type != MSGPACK_OBJECT_STR)
-        return fail(c, RK_V_TYPE, field, "must be a string, got %s", kind_name(o));
+    if (o->kind != RK_MP_STR)
+        return fail(c, RK_V_TYPE, field, "must be a string, got %s", rk_mp_kind_name(o->kind));
     return RK_V_OK;
 }
 
-static enum rk_verr check_id(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_id(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    const msgpack_object_str *s = &o->via.str;
-    if (s->size < 1 || s->size > RK_ID_MAX)
-        return fail(c, RK_V_ID, field, "must be 1..64 characters, got %u", s->size);
-    if (!rk_event_id_valid(s->ptr, s->size))
+    if (o->n < 1 || o->n > RK_ID_MAX)
+        return fail(c, RK_V_ID, field, "must be 1..64 characters, got %u", o->n);
+    if (!rk_event_id_valid(chars(o), o->n))
         return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%.*s\"",
-                    clip(s), s->ptr);
+                    clip(o), chars(o));
     return RK_V_OK;
 }
 
@@ -406,19 +303,18 @@ static long utf8_next(const unsigned char *s, uint32_t n, uint32_t *i)
 
 /* UTF-8 text of at most `max` bytes, no control characters except TAB and
  * LF; `need_content` refuses text that is empty or only white space. */
-static enum rk_verr check_text(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_text(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                uint32_t max, bool need_content)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    const msgpack_object_str *s = &o->via.str;
-    if (s->size > max)
-        return fail(c, RK_V_TOO_LONG, field, "must be at most %u bytes, got %u", max, s->size);
+    if (o->n > max)
+        return fail(c, RK_V_TOO_LONG, field, "must be at most %u bytes, got %u", max, o->n);
     bool blank = true;
-    for (uint32_t i = 0; i < s->size;) {
+    for (uint32_t i = 0; i < o->n;) {
         uint32_t at = i;
-        long cp = utf8_next((const unsigned char *)s->ptr, s->size, &i);
+        long cp = utf8_next(o->p, o->n, &i);
         if (cp < 0)
             return fail(c, RK_V_TEXT, field, "invalid UTF-8 at byte %u", at);
         if ((cp < 0x20 && cp != '\t' && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
@@ -431,48 +327,48 @@ static enum rk_verr check_text(struct vctx *c, const char *field, const msgpack_
     return RK_V_OK;
 }
 
-static enum rk_verr check_vocab(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_vocab(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                 const char *const *vocab)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    if (vocab_index(vocab, &o->via.str) >= 0)
+    if (vocab_index(vocab, o) >= 0)
         return RK_V_OK;
     char list[160] = "";
     for (int i = 0; vocab[i]; i++) {
         strncat(list, i ? "|" : "", sizeof list - strlen(list) - 1);
         strncat(list, vocab[i], sizeof list - strlen(list) - 1);
     }
-    return fail(c, RK_V_VOCAB, field, "must be %s, got \"%.*s\"", list, clip(&o->via.str),
-                o->via.str.ptr);
+    return fail(c, RK_V_VOCAB, field, "must be %s, got \"%.*s\"", list, clip(o),
+                chars(o));
 }
 
 /* The taxonomy has 27 items: naming them all would fill the message. */
-static enum rk_verr check_policy_area(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_policy_area(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, field, o);
-    if (rc || vocab_index(policy_areas, &o->via.str) >= 0)
+    if (rc || vocab_index(policy_areas, o) >= 0)
         return rc;
     return fail(c, RK_V_POLICY_AREA, field,
                 "must be a KPI taxonomy item such as a.b or u.A.c, got \"%.*s\"",
-                clip(&o->via.str), o->via.str.ptr);
+                clip(o), chars(o));
 }
 
 /* An integer field in [lo, hi]; floats are refused, not rounded. */
-static enum rk_verr check_int(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_int(struct vctx *c, const char *field, const struct rk_mp_val *o,
                               int64_t lo, int64_t hi, int64_t *out)
 {
     int64_t v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX)
+    if (o->kind == RK_MP_UINT) {
+        if (o->v.u > (uint64_t)INT64_MAX)
             return fail(c, RK_V_RANGE, field, "must be %lld..%lld, got %llu", (long long)lo,
-                        (long long)hi, (unsigned long long)o->via.u64);
-        v = (int64_t)o->via.u64;
-    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        v = o->via.i64;
+                        (long long)hi, (unsigned long long)o->v.u);
+        v = (int64_t)o->v.u;
+    } else if (o->kind == RK_MP_NEGINT) {
+        v = o->v.i;
     } else {
-        return fail(c, RK_V_TYPE, field, "must be an integer, got %s", kind_name(o));
+        return fail(c, RK_V_TYPE, field, "must be an integer, got %s", rk_mp_kind_name(o->kind));
     }
     if (v < lo || v > hi)
         return fail(c, RK_V_RANGE, field, "must be %lld..%lld, got %lld", (long long)lo,
@@ -483,37 +379,35 @@ static enum rk_verr check_int(struct vctx *c, const char *field, const msgpack_o
 }
 
 /* Any finite number, integer or float. */
-static enum rk_verr get_number(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr get_number(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                double *out)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return RK_V_OK;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return RK_V_OK;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        if (!isfinite(o->via.f64))
+    switch (o->kind) {
+    case RK_MP_UINT: *out = (double)o->v.u; return RK_V_OK;
+    case RK_MP_NEGINT: *out = (double)o->v.i; return RK_V_OK;
+    case RK_MP_FLOAT:
+        if (!isfinite(o->v.f))
             return fail(c, RK_V_RANGE, field, "must be a finite number");
-        *out = o->via.f64;
+        *out = o->v.f;
         return RK_V_OK;
     default:
-        return fail(c, RK_V_TYPE, field, "must be a number, got %s", kind_name(o));
+        return fail(c, RK_V_TYPE, field, "must be a number, got %s", rk_mp_kind_name(o->kind));
     }
 }
 
-static enum rk_verr check_time(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_time(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                int64_t *ns)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    const msgpack_object_str *s = &o->via.str;
-    if (rk_time_parse(s->ptr, s->size, ns))
+    if (rk_time_parse(chars(o), o->n, ns))
         return fail(c, RK_V_TIME, field,
                     "must be RFC 3339 with seconds and offset, e.g. 2026-02-17T10:24:00+09:00, got \"%.*s\"",
-                    clip(s), s->ptr);
+                    clip(o), chars(o));
     if (*ns < YEAR_2000_NS)
         return fail(c, RK_V_TIME, field, "must be in the year 2000 or later, got \"%.*s\"",
-                    clip(s), s->ptr);
+                    clip(o), chars(o));
     return RK_V_OK;
 }
 
@@ -528,53 +422,55 @@ enum kind {
 
 struct field {
     const char *name;
+    uint32_t len;           /* strlen(name) */
     enum kind kind;
     bool required;
 };
+#define F(name, kind, required) {name, sizeof name - 1, kind, required}
 
 static const struct field envelope[] = {
-    {"type", K_TYPE, true}, {"event_id", K_ID, true},
-    {"municipality", K_MUNI, true}, {"sent_at", K_SENT_AT, true}, {NULL, 0, 0}};
+    F("type", K_TYPE, true), F("event_id", K_ID, true),
+    F("municipality", K_MUNI, true), F("sent_at", K_SENT_AT, true), {0}};
 
 static const struct field kpi_update[] = {
-    {"kpi_id", K_ID, true}, {"policy_area", K_POLICY, true}, {"name", K_NAME, true},
-    {"unit", K_KPI_UNIT, true}, {"aggregation", K_AGGREGATION, true},
-    {"fiscal_year", K_FISCAL_YEAR, true}, {"baseline", K_POINT, true},
-    {"target", K_POINT, true}, {"current", K_POINT, true}, {"project", K_LABEL256, false},
-    {"region", K_LABEL256, false}, {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("kpi_id", K_ID, true), F("policy_area", K_POLICY, true), F("name", K_NAME, true),
+    F("unit", K_KPI_UNIT, true), F("aggregation", K_AGGREGATION, true),
+    F("fiscal_year", K_FISCAL_YEAR, true), F("baseline", K_POINT, true),
+    F("target", K_POINT, true), F("current", K_POINT, true), F("project", K_LABEL256, false),
+    F("region", K_LABEL256, false), F("note", K_NOTE, false), {0}};
 
 static const struct field aid_request[] = {
-    {"request_id", K_ID, true}, {"version", K_VERSION, true},
-    {"resource", K_RESOURCE, true}, {"quantity", K_QUANTITY, true}, {"unit", K_UNIT, true},
-    {"urgency", K_URGENCY, true}, {"location", K_LOCATION, true},
-    {"deadline", K_DEADLINE, true}, {"data_class", K_DATA_CLASS, false},
-    {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("version", K_VERSION, true),
+    F("resource", K_RESOURCE, true), F("quantity", K_QUANTITY, true), F("unit", K_UNIT, true),
+    F("urgency", K_URGENCY, true), F("location", K_LOCATION, true),
+    F("deadline", K_DEADLINE, true), F("data_class", K_DATA_CLASS, false),
+    F("note", K_NOTE, false), {0}};
 
 static const struct field aid_offer[] = {
-    {"request_id", K_ID, true}, {"offer_id", K_ID, true}, {"resource", K_RESOURCE, true},
-    {"quantity", K_QUANTITY, true}, {"unit", K_UNIT, true}, {"eta", K_ETA, false},
-    {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("offer_id", K_ID, true), F("resource", K_RESOURCE, true),
+    F("quantity", K_QUANTITY, true), F("unit", K_UNIT, true), F("eta", K_ETA, false),
+    F("note", K_NOTE, false), {0}};
 
 static const struct field aid_accept[] = {
-    {"request_id", K_ID, true}, {"offer_id", K_ID, true}, {"quantity", K_QUANTITY, true},
-    {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("offer_id", K_ID, true), F("quantity", K_QUANTITY, true),
+    F("note", K_NOTE, false), {0}};
 
 static const struct field aid_dispatch[] = {
-    {"request_id", K_ID, true}, {"offer_id", K_ID, true}, {"dispatch_id", K_ID, true},
-    {"quantity", K_QUANTITY, true}, {"eta", K_ETA, false},
-    {"transport", K_TRANSPORT, false}, {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("offer_id", K_ID, true), F("dispatch_id", K_ID, true),
+    F("quantity", K_QUANTITY, true), F("eta", K_ETA, false),
+    F("transport", K_TRANSPORT, false), F("note", K_NOTE, false), {0}};
 
 static const struct field aid_fulfil[] = {
-    {"request_id", K_ID, true}, {"offer_id", K_ID, true}, {"quantity", K_QUANTITY, true},
-    {"dispatch_id", K_ID, false}, {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("offer_id", K_ID, true), F("quantity", K_QUANTITY, true),
+    F("dispatch_id", K_ID, false), F("note", K_NOTE, false), {0}};
 
 static const struct field aid_cancel[] = {
-    {"request_id", K_ID, true}, {"reason", K_REASON, true}, {"note", K_NOTE, false},
-    {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("reason", K_REASON, true), F("note", K_NOTE, false),
+    {0}};
 
 static const struct field aid_withdraw[] = {
-    {"request_id", K_ID, true}, {"offer_id", K_ID, true}, {"reason", K_REASON, true},
-    {"note", K_NOTE, false}, {NULL, 0, 0}};
+    F("request_id", K_ID, true), F("offer_id", K_ID, true), F("reason", K_REASON, true),
+    F("note", K_NOTE, false), {0}};
 
 static const struct field *const schemas[] = {
     [RK_EV_KPI_UPDATE] = kpi_update,     [RK_EV_AID_REQUEST] = aid_request,
@@ -585,81 +481,119 @@ static const struct field *const schemas[] = {
 
 #define MAX_FIELDS 16 /* in one list; the longest, kpi.update's, has 12 */
 
-/* Position of `key` in `list`, or -1. */
-static int field_index(const struct field *list, const msgpack_object_str *key)
+/* Lengths first: most keys differ from most names in length already. */
+static bool name_is(const struct field *f, const struct rk_mp_val *key)
 {
-    for (int i = 0; list[i].name; i++)
-        if (str_is(key, list[i].name))
+    return key->n == f->len && memcmp(key->p, f->name, f->len) == 0;
+}
+
+/* Position of `key` in `list`, or -1. Publishers tend to send the fields
+ * in the schema's order, so the one after the last match is tried first
+ * (*next; 0 at the start). */
+static int field_index(const struct field *list, const struct rk_mp_val *key, int *next)
+{
+    int i = *next;
+    if (list[i].name && name_is(&list[i], key))
+        return (*next)++;
+    for (i = 0; list[i].name; i++)
+        if (name_is(&list[i], key)) {
+            *next = i + 1;
             return i;
+        }
     return -1;
 }
 
-static const msgpack_object *lookup(const msgpack_object_map *m, const char *name)
+/* A reader of the map `m`'s pairs (validation checked them whole already). */
+static struct rk_mp_reader pairs_of(const struct vctx *c, const struct rk_mp_val *m)
 {
-    for (uint32_t i = 0; i < m->size; i++)
-        if (m->ptr[i].key.type == MSGPACK_OBJECT_STR && str_is(&m->ptr[i].key.via.str, name))
-            return &m->ptr[i].val;
-    return NULL;
+    return (struct rk_mp_reader){m->p, (size_t)(c->end - m->p), 0};
 }
 
-/* Keys must be strings, appear once, and belong to one of the two lists.
- * Files each value where its field is: a[i]'s value in va[i], b[i]'s in
- * vb[i] (both MAX_FIELDS long, NULL where the field is absent), so each
- * key is matched once rather than each field searched for. */
-static enum rk_verr index_keys(struct vctx *c, const char *where, const msgpack_object_map *m,
-                               const struct field *a, const msgpack_object **va,
-                               const struct field *b, const msgpack_object **vb)
+/* The value of the first key `name` in map `m` into *out; 0, or -1 when absent. */
+static int lookup(const struct vctx *c, const struct rk_mp_val *m, const char *name,
+                  struct rk_mp_val *out)
 {
+    struct rk_mp_reader r = pairs_of(c, m);
+    struct rk_mp_val k;
+    for (uint32_t i = 0; i < m->n; i++) {
+        if (rk_mp_next(&r, &k))
+            return -1;
+        if (k.kind == RK_MP_STR && rk_mp_str_is(&k, name))
+            return rk_mp_next(&r, out);
+        if (rk_mp_skip(&r))
+            return -1;
+    }
+    return -1;
+}
+
+/* The value in a slot index_keys filled, or NULL when the field was absent. */
+static const struct rk_mp_val *present(const struct rk_mp_val *v)
+{
+    return v->kind == RK_MP_NONE ? NULL : v;
+}
+
+/* Reads the `npairs` pairs of a map from *r. Keys must be strings, appear
+ * once, and belong to one of the two lists. Files each value where its
+ * field is: a[i]'s value in va[i], b[i]'s in vb[i] (both MAX_FIELDS long,
+ * kind RK_MP_NONE where the field is absent), so each key is matched once
+ * rather than each field searched for. */
+static enum rk_verr index_keys(struct vctx *c, const char *where, struct rk_mp_reader *r,
+                               uint32_t npairs, const struct field *a, struct rk_mp_val *va,
+                               const struct field *b, struct rk_mp_val *vb)
+{
+    int next_a = 0, next_b = 0;
     memset(va, 0, MAX_FIELDS * sizeof *va);
     if (b)
         memset(vb, 0, MAX_FIELDS * sizeof *vb);
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key;
-        if (k->type != MSGPACK_OBJECT_STR)
+    for (uint32_t i = 0; i < npairs; i++) {
+        struct rk_mp_val k, *slot = NULL;
+        if (rk_mp_next(r, &k))
+            return fail(c, RK_V_DECODE, where, "not one complete MessagePack value");
+        if (k.kind != RK_MP_STR)
             return fail(c, RK_V_TYPE, where, "field names must be strings, got %s",
-                        kind_name(k));
-        const msgpack_object_str *ks = &k->via.str;
-        const msgpack_object **slot = NULL;
-        int at = field_index(a, ks);
+                        rk_mp_kind_name(k.kind));
+        int at = field_index(a, &k, &next_a);
         if (at >= 0)
             slot = &va[at];
-        else if (b && (at = field_index(b, ks)) >= 0)
+        else if (b && (at = field_index(b, &k, &next_b)) >= 0)
             slot = &vb[at];
         if (!slot)
             return fail(c, RK_V_UNKNOWN_FIELD, where, "unknown field \"%.*s\" (the schema is strict)",
-                        clip(ks), ks->ptr);
-        if (*slot)
+                        clip(&k), chars(&k));
+        if (slot->kind != RK_MP_NONE)
             return fail(c, RK_V_DECODE, where, "field \"%.*s\" appears twice",
-                        clip(ks), ks->ptr);
-        *slot = &m->ptr[i].val;
+                        clip(&k), chars(&k));
+        if (rk_mp_next(r, slot) ||
+            ((slot->kind == RK_MP_MAP || slot->kind == RK_MP_ARRAY) && rk_mp_skip_items(r, slot)))
+            return fail(c, RK_V_DECODE, where, "not one complete MessagePack value");
     }
     return RK_V_OK;
 }
 
-static enum rk_verr check_muni(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_muni(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    const msgpack_object_str *s = &o->via.str;
-    switch (rk_muni_validate(s->ptr, s->size)) {
+    switch (rk_muni_validate(chars(o), o->n)) {
     case RK_MUNI_OK:
         return RK_V_OK;
     case RK_MUNI_FORMAT:
-        return fail(c, RK_V_CODE_FORMAT, field, "must be six digits, got \"%.*s\"", clip(s), s->ptr);
+        return fail(c, RK_V_CODE_FORMAT, field, "must be six digits, got \"%.*s\"", clip(o),
+                    chars(o));
     case RK_MUNI_PREFECTURE:
         return fail(c, RK_V_CODE_PREFECTURE, field, "prefecture must be 01..47, got \"%.*s\"",
-                    clip(s), s->ptr);
+                    clip(o), chars(o));
     case RK_MUNI_CHECK_DIGIT:
         return fail(c, RK_V_CHECK_DIGIT, field, "check digit of %.5s must be %c, got \"%.*s\"",
-                    s->ptr, rk_muni_check_digit(s->ptr), clip(s), s->ptr);
+                    chars(o), rk_muni_check_digit(chars(o)), clip(o), chars(o));
     default:
         return fail(c, RK_V_UNKNOWN_MUNICIPALITY, field, "no local government has code %.6s",
-                    s->ptr);
+                    chars(o));
     }
 }
 
-static enum rk_verr check_sent_at(struct vctx *c, const msgpack_object *o)
+static enum rk_verr check_sent_at(struct vctx *c, const struct rk_mp_val *o)
 {
     int64_t ns;
     enum rk_verr rc = check_time(c, "sent_at", o, &ns);
@@ -667,38 +601,38 @@ static enum rk_verr check_sent_at(struct vctx *c, const msgpack_object *o)
         return rc;
     if (c->now_ns && ns > c->now_ns + DAY_NS)
         return fail(c, RK_V_TIME, "sent_at", "more than 24 h ahead of the broker's clock: \"%.*s\"",
-                    clip(&o->via.str), o->via.str.ptr);
+                    clip(o), chars(o));
     c->sent_at = ns;
     return RK_V_OK;
 }
 
-static enum rk_verr check_resource(struct vctx *c, const msgpack_object *o)
+static enum rk_verr check_resource(struct vctx *c, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, "resource", o);
     if (rc)
         return rc;
     for (size_t i = 0; i < NRESOURCES; i++)
-        if (str_is(&o->via.str, resources[i].code)) {
+        if (rk_mp_str_is(o, resources[i].code)) {
             c->resource = (int)i;
             return RK_V_OK;
         }
     return fail(c, RK_V_VOCAB, "resource", "not in the resource vocabulary, got \"%.*s\"",
-                clip(&o->via.str), o->via.str.ptr);
+                clip(o), chars(o));
 }
 
-static enum rk_verr check_unit(struct vctx *c, const msgpack_object *o)
+static enum rk_verr check_unit(struct vctx *c, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, "unit", o);
     if (rc)
         return rc;
     const char *want = resources[c->resource].unit; /* resource precedes unit in every schema */
-    if (!str_is(&o->via.str, want))
+    if (!rk_mp_str_is(o, want))
         return fail(c, RK_V_UNIT, "unit", "%s is counted in %s, got \"%.*s\"",
-                    resources[c->resource].code, want, clip(&o->via.str), o->via.str.ptr);
+                    resources[c->resource].code, want, clip(o), chars(o));
     return RK_V_OK;
 }
 
-static enum rk_verr check_range(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_range(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                 double lo, double hi)
 {
     double v = 0;
@@ -711,19 +645,20 @@ static enum rk_verr check_range(struct vctx *c, const char *field, const msgpack
 }
 
 static const struct field location_fields[] = {
-    {"lat", K_LOCATION, true}, {"lon", K_LOCATION, true}, {"place", K_LOCATION, false},
-    {NULL, 0, 0}};
+    F("lat", K_LOCATION, true), F("lon", K_LOCATION, true), F("place", K_LOCATION, false),
+    {0}};
 
-static enum rk_verr check_location(struct vctx *c, const msgpack_object *o)
+static enum rk_verr check_location(struct vctx *c, const struct rk_mp_val *o)
 {
-    if (o->type != MSGPACK_OBJECT_MAP)
+    if (o->kind != RK_MP_MAP)
         return fail(c, RK_V_TYPE, "location", "must be a map {lat, lon, place}, got %s",
-                    kind_name(o));
-    const msgpack_object *v[MAX_FIELDS];
-    enum rk_verr rc = index_keys(c, "location", &o->via.map, location_fields, v, NULL, NULL);
+                    rk_mp_kind_name(o->kind));
+    struct rk_mp_val v[MAX_FIELDS];
+    struct rk_mp_reader r = pairs_of(c, o);
+    enum rk_verr rc = index_keys(c, "location", &r, o->n, location_fields, v, NULL, NULL);
     if (rc)
         return rc;
-    const msgpack_object *lat = v[0], *lon = v[1], *place = v[2];
+    const struct rk_mp_val *lat = present(&v[0]), *lon = present(&v[1]), *place = present(&v[2]);
     if (!lat)
         return fail(c, RK_V_MISSING, "location.lat", "required");
     if (!lon)
@@ -736,7 +671,7 @@ static enum rk_verr check_location(struct vctx *c, const msgpack_object *o)
 
 /* deadline: after sent_at, at most 366 days after; eta: no more than 1 h
  * before sent_at (clocks differ), at most 366 days after. */
-static enum rk_verr check_later_time(struct vctx *c, const char *field, const msgpack_object *o,
+static enum rk_verr check_later_time(struct vctx *c, const char *field, const struct rk_mp_val *o,
                                      int64_t earliest_offset, bool strictly_after)
 {
     int64_t ns;
@@ -753,37 +688,38 @@ static enum rk_verr check_later_time(struct vctx *c, const char *field, const ms
 }
 
 static const struct field point_fields[] = {
-    {"value", K_POINT, true}, {"fy", K_POINT, true}, {"fy_from", K_POINT, false},
-    {"as_of", K_POINT, false}, {"label", K_POINT, false}, {NULL, 0, 0}};
+    F("value", K_POINT, true), F("fy", K_POINT, true), F("fy_from", K_POINT, false),
+    F("as_of", K_POINT, false), F("label", K_POINT, false), {0}};
 
-static enum rk_verr check_as_of(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_as_of(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
     enum rk_verr rc = want_str(c, field, o);
     if (rc)
         return rc;
-    const msgpack_object_str *s = &o->via.str;
-    int ok = s->size == 7 && s->ptr[4] == '-';
+    int ok = o->n == 7 && o->p[4] == '-';
     int year = 0, month = 0;
     for (int i = 0; ok && i < 7; i++) {
         if (i == 4)
             continue;
-        ok = s->ptr[i] >= '0' && s->ptr[i] <= '9';
+        ok = o->p[i] >= '0' && o->p[i] <= '9';
         if (i < 4)
-            year = year * 10 + (s->ptr[i] - '0');
+            year = year * 10 + (o->p[i] - '0');
         else
-            month = month * 10 + (s->ptr[i] - '0');
+            month = month * 10 + (o->p[i] - '0');
     }
     if (!ok || month < 1 || month > 12 || year < 1989 || year > 2101)
         return fail(c, RK_V_TIME, field, "must be a month YYYY-MM (1989..2101), got \"%.*s\"",
-                    clip(s), s->ptr);
+                    clip(o), chars(o));
     return RK_V_OK;
 }
 
 /* {value, fy, fy_from?, as_of?, label?}; `field` is baseline, target or current. */
 static enum rk_verr check_point_fields(struct vctx *c, const char *field,
-                                       const msgpack_object **f)
+                                       const struct rk_mp_val *f)
 {
-    const msgpack_object *value = f[0], *fy = f[1], *from = f[2], *as_of = f[3], *label = f[4];
+    const struct rk_mp_val *value = present(&f[0]), *fy = present(&f[1]),
+                           *from = present(&f[2]), *as_of = present(&f[3]),
+                           *label = present(&f[4]);
     double v = 0;
     int64_t fy_v = 0, from_v = 0;
     enum rk_verr rc;
@@ -807,12 +743,14 @@ static enum rk_verr check_point_fields(struct vctx *c, const char *field,
     return RK_V_OK;
 }
 
-static enum rk_verr check_point(struct vctx *c, const char *field, const msgpack_object *o)
+static enum rk_verr check_point(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
-    const msgpack_object *f[MAX_FIELDS];
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return fail(c, RK_V_TYPE, field, "must be a map {value, fy, ...}, got %s", kind_name(o));
-    enum rk_verr rc = index_keys(c, field, &o->via.map, point_fields, f, NULL, NULL);
+    struct rk_mp_val f[MAX_FIELDS];
+    struct rk_mp_reader r = pairs_of(c, o);
+    if (o->kind != RK_MP_MAP)
+        return fail(c, RK_V_TYPE, field, "must be a map {value, fy, ...}, got %s",
+                    rk_mp_kind_name(o->kind));
+    enum rk_verr rc = index_keys(c, field, &r, o->n, point_fields, f, NULL, NULL);
     if (rc)
         return rc;
     /* Errors inside name their field "baseline.value" and so on. */
@@ -822,7 +760,7 @@ static enum rk_verr check_point(struct vctx *c, const char *field, const msgpack
     return rc;
 }
 
-static enum rk_verr check_field(struct vctx *c, const struct field *f, const msgpack_object *o)
+static enum rk_verr check_field(struct vctx *c, const struct field *f, const struct rk_mp_val *o)
 {
     switch (f->kind) {
     case K_TYPE: return RK_V_OK; /* checked before anything else */
@@ -854,27 +792,28 @@ static enum rk_verr check_field(struct vctx *c, const struct field *f, const msg
 
 /* values[i]: the value of list[i], as index_keys filed it. */
 static enum rk_verr check_fields(struct vctx *c, const struct field *list,
-                                 const msgpack_object *const *values)
+                                 const struct rk_mp_val *values)
 {
     for (int i = 0; list[i].name; i++) {
         enum rk_verr rc;
-        if (!values[i]) {
+        if (values[i].kind == RK_MP_NONE) {
             if (list[i].required)
                 return fail(c, RK_V_MISSING, list[i].name, "required");
             continue;
         }
-        if ((rc = check_field(c, &list[i], values[i])))
+        if ((rc = check_field(c, &list[i], &values[i])))
             return rc;
     }
     return RK_V_OK;
 }
 
-static void copy_str(char *dst, size_t cap, const msgpack_object *o)
+/* A checked string field into dst; "" for none (`o` NULL). */
+static void copy_str(char *dst, size_t cap, const struct rk_mp_val *o)
 {
     size_t n = 0;
-    if (o && o->type == MSGPACK_OBJECT_STR) {
-        n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
-        memcpy(dst, o->via.str.ptr, n);
+    if (o && o->kind == RK_MP_STR) {
+        n = o->n < cap - 1 ? o->n : cap - 1;
+        memcpy(dst, o->p, n);
     }
     dst[n] = '\0';
 }
@@ -882,61 +821,69 @@ static void copy_str(char *dst, size_t cap, const msgpack_object *o)
 /* env and body: the values of the envelope's and the type's fields. Every
  * schema lists its entity's id (kpi_id or request_id) first. */
 static void fill_info(struct rk_event_info *info, enum rk_event_type type,
-                      const msgpack_object *const *env, const msgpack_object *const *body,
+                      const struct rk_mp_val *env, const struct rk_mp_val *body,
                       const struct vctx *c)
 {
     info->type = type;
-    copy_str(info->municipality, sizeof info->municipality, env[2]);
-    copy_str(info->event_id, sizeof info->event_id, env[1]);
+    copy_str(info->municipality, sizeof info->municipality, &env[2]);
+    copy_str(info->event_id, sizeof info->event_id, &env[1]);
     copy_str(info->request_id, sizeof info->request_id,
-             type == RK_EV_KPI_UPDATE ? NULL : body[0]);
-    copy_str(info->kpi_id, sizeof info->kpi_id, type == RK_EV_KPI_UPDATE ? body[0] : NULL);
+             type == RK_EV_KPI_UPDATE ? NULL : &body[0]);
+    copy_str(info->kpi_id, sizeof info->kpi_id, type == RK_EV_KPI_UPDATE ? &body[0] : NULL);
     info->fiscal_year = (int)c->fiscal_year;
     info->sent_at_ns = c->sent_at;
 }
 
-static enum rk_verr validate_map(struct vctx *c, const msgpack_object *root,
-                                 struct rk_event_info *info)
+/* The event at r->off, which must end at r->len. Reading and checking are
+ * one pass: the caller tells a broken frame from a bad event on failure. */
+static enum rk_verr validate_map(struct vctx *c, struct rk_mp_reader *r,
+                                 struct rk_event_info *info, rk_event_field_fn *see, void *arg)
 {
-    if (root->type != MSGPACK_OBJECT_MAP)
-        return fail(c, RK_V_TYPE, "event", "must be a MessagePack map, got %s", kind_name(root));
-    const msgpack_object_map *m = &root->via.map;
-    const msgpack_object *type_obj = lookup(m, "type");
-    if (!type_obj)
+    struct rk_mp_val root, type_val, env[MAX_FIELDS], body[MAX_FIELDS];
+    if (rk_mp_next(r, &root) != 0)
+        return fail(c, RK_V_DECODE, "event", "not one complete MessagePack value");
+    if (root.kind != RK_MP_MAP)
+        return fail(c, RK_V_TYPE, "event", "must be a MessagePack map, got %s",
+                    rk_mp_kind_name(root.kind));
+    if (lookup(c, &root, "type", &type_val) != 0)
         return fail(c, RK_V_MISSING, "type", "required");
-    enum rk_verr rc = want_str(c, "type", type_obj);
+    enum rk_verr rc = want_str(c, "type", &type_val);
     if (rc)
         return rc;
-    enum rk_event_type type = rk_event_type_parse(type_obj->via.str.ptr, type_obj->via.str.size);
+    enum rk_event_type type = rk_event_type_parse(chars(&type_val), type_val.n);
     if (type == RK_EV_NONE)
         return fail(c, RK_V_EVENT_TYPE, "type", "must be kpi.update or aid.request|offer|accept|"
                     "dispatch|fulfil|cancel|withdraw, got \"%.*s\"",
-                    clip(&type_obj->via.str), type_obj->via.str.ptr);
+                    clip(&type_val), chars(&type_val));
     const char *tname = type_names[type];
+    const struct field *schema = schemas[type];
     c->prefix = strncmp(tname, "aid.", 4) == 0 ? tname + 4 : tname;
-    const msgpack_object *env[MAX_FIELDS], *body[MAX_FIELDS];
-    if ((rc = index_keys(c, "event", m, envelope, env, schemas[type], body)) ||
-        (rc = check_fields(c, envelope, env)) || (rc = check_fields(c, schemas[type], body)))
+    if ((rc = index_keys(c, "event", r, root.n, envelope, env, schema, body)))
         return rc;
-    if (info)
-        fill_info(info, type, env, body, c);
+    if (r->off != r->len)
+        return fail(c, RK_V_DECODE, "event", "not one complete MessagePack value");
+    if ((rc = check_fields(c, envelope, env)) || (rc = check_fields(c, schema, body)))
+        return rc;
+    fill_info(info, type, env, body, c);
+    for (int i = 0; see && schema[i].name; i++)
+        if (body[i].kind != RK_MP_NONE && see(info, schema[i].name, &body[i], arg) != 0)
+            return fail(c, RK_V_DECODE, "event", "fields not as validation promised");
     return RK_V_OK;
 }
 
 enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
                                struct rk_event_info *info, struct rk_verror *err)
 {
-    return rk_event_validate_see(buf, len, now_ns, info, err, NULL, NULL);
+    return rk_event_validate_fields(buf, len, now_ns, info, err, NULL, NULL);
 }
 
-enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
-                                   struct rk_event_info *info, struct rk_verror *err,
-                                   rk_event_see_fn *see, void *arg)
+enum rk_verr rk_event_validate_fields(const void *buf, size_t len, int64_t now_ns,
+                                      struct rk_event_info *info, struct rk_verror *err,
+                                      rk_event_field_fn *see, void *arg)
 {
     struct vctx c = {.prefix = "event", .err = err, .now_ns = now_ns, .resource = -1};
+    struct rk_mp_reader r = {buf, len, 0};
     struct rk_event_info own;
-    if (see && !info)
-        info = &own; /* `see` is told what validation found */
     if (err) {
         err->code = RK_V_OK;
         err->message[0] = '\0';
@@ -944,21 +891,18 @@ enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
     if (len > RK_EVENT_MAX_BYTES)
         return fail(&c, RK_V_TOO_LONG, "event", "must be at most %d bytes, got %zu",
                     RK_EVENT_MAX_BYTES, len);
-    size_t off = 0;
-    if (len == 0 || scan(buf, len, &off, 0) || off != len)
-        return fail(&c, RK_V_DECODE, "event",
-                    len == 0 ? "empty frame"
-                             : "not one complete MessagePack value (or nested deeper than 16)");
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    off = 0;
-    enum rk_verr rc;
-    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
-        rc = fail(&c, RK_V_DECODE, "event", "not one complete MessagePack value");
-    else
-        rc = validate_map(&c, &up.data, info);
-    if (rc == RK_V_OK && see && see(&up.data, info, arg) != 0)
-        rc = fail(&c, RK_V_DECODE, "event", "fields not as validation promised");
-    msgpack_unpacked_destroy(&up);
+    if (len == 0)
+        return fail(&c, RK_V_DECODE, "event", "empty frame");
+    c.end = (const unsigned char *)buf + len;
+    enum rk_verr rc = validate_map(&c, &r, info ? info : &own, see, arg);
+    /* A frame that is not one value is E_DECODE whatever else is wrong
+     * with it. One that validates was read whole, and a valid event nests
+     * two levels at most, so only a refusal needs this second look. */
+    if (rc != RK_V_OK && !rk_mp_is_one(buf, len)) {
+        c.prefix = "event";
+        c.parent = NULL;
+        rc = fail(&c, RK_V_DECODE, "event",
+                  "not one complete MessagePack value (or nested deeper than 16)");
+    }
     return rc;
 }

@@ -7,8 +7,8 @@
  * event is at most RK_EVENT_MAX_BYTES. proto/PROTOCOL.md is the normative
  * description of every field; this header only names the API.
  *
- * Nothing here allocates beyond a bounded scratch zone, logs, or touches a
- * socket. All functions are thread-safe (no shared mutable state).
+ * Nothing here allocates, logs, or touches a socket: the bytes are read
+ * where they lie (rk_mp). All functions are thread-safe.
  */
 #ifndef RK_EVENT_H
 #define RK_EVENT_H
@@ -82,19 +82,20 @@ struct rk_verror {
 enum rk_verr rk_event_validate(const void *buf, size_t len, int64_t now_ns,
                                struct rk_event_info *info, struct rk_verror *err);
 
-/* rk_event_validate, and on success also `see(root, info, arg)`: root is
- * the decoded event (a msgpack_object map) and info what validation read
- * of it, both valid only during the call, so a reader of further fields
- * need not decode the bytes a second time. `info` may be NULL here even
- * with a `see`. When `see` returns nonzero the result is RK_V_DECODE with
- * the message "<type>.event: fields not as validation promised" (a bug of
- * the reader, not of the event). */
-struct msgpack_object;
-typedef int rk_event_see_fn(const struct msgpack_object *root, const struct rk_event_info *info,
-                            void *arg);
-enum rk_verr rk_event_validate_see(const void *buf, size_t len, int64_t now_ns,
-                                   struct rk_event_info *info, struct rk_verror *err,
-                                   rk_event_see_fn *see, void *arg);
+/* rk_event_validate, and on success also see(info, name, value, arg) for
+ * each field of the event's type (not of the envelope) present in it, in
+ * the schema's order (proto/PROTOCOL.md): name is the field's name, value
+ * points into buf, and info is what validation filled (info may be NULL
+ * here too). So a reader of further fields need not read the bytes again.
+ * A see() returning nonzero makes the result RK_V_DECODE with the message
+ * "<type>.event: fields not as validation promised" (a bug of the reader,
+ * not of the event). */
+struct rk_mp_val;
+typedef int rk_event_field_fn(const struct rk_event_info *info, const char *name,
+                              const struct rk_mp_val *value, void *arg);
+enum rk_verr rk_event_validate_fields(const void *buf, size_t len, int64_t now_ns,
+                                      struct rk_event_info *info, struct rk_verror *err,
+                                      rk_event_field_fn *see, void *arg);
 
 /* "kpi.update", "aid.request", ...; NULL for RK_EV_NONE or out of range. */
 const char *rk_event_type_name(enum rk_event_type type);

@@ -1,4 +1,5 @@
 #include "rk_wire.h"
+#include "rk_mp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,93 +253,58 @@ size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, 
     return w.overflow ? 0 : w.len;
 }
 
-/* ---- reading: bytes from the network, every length is checked */
+/* ---- reading: bytes from the network, every length checked (rk_mp) */
 
-struct reader {
-    const unsigned char *p;
-    size_t len, off;
-};
-
-static int get_be(struct reader *r, int n, uint64_t *v)
+/* The next value, which must be of `kind`. */
+static int get_kind(struct rk_mp_reader *r, enum rk_mp_kind kind, struct rk_mp_val *v)
 {
-    if (r->len - r->off < (size_t)n)
-        return -1;
-    *v = 0;
-    for (int i = 0; i < n; i++)
-        *v = (*v << 8) | r->p[r->off++];
-    return 0;
+    return rk_mp_next(r, v) == 0 && v->kind == kind ? 0 : -1;
 }
 
 /* Any integer encoding of a non-negative value. */
-static int get_uint(struct reader *r, uint64_t *v)
+static int get_uint(struct rk_mp_reader *r, uint64_t *out)
 {
-    if (r->off >= r->len)
+    struct rk_mp_val v;
+    if (get_kind(r, RK_MP_UINT, &v))
         return -1;
-    unsigned t = r->p[r->off++];
-    uint64_t raw;
-    if (t < 0x80) {
-        *v = t;
-        return 0;
-    }
-    switch (t) {
-    case 0xcc: return get_be(r, 1, v);
-    case 0xcd: return get_be(r, 2, v);
-    case 0xce: return get_be(r, 4, v);
-    case 0xcf: return get_be(r, 8, v);
-    case 0xd0: if (get_be(r, 1, &raw)) return -1; if (raw & 0x80ull) return -1; break;
-    case 0xd1: if (get_be(r, 2, &raw)) return -1; if (raw & 0x8000ull) return -1; break;
-    case 0xd2: if (get_be(r, 4, &raw)) return -1; if (raw & 0x80000000ull) return -1; break;
-    case 0xd3: if (get_be(r, 8, &raw)) return -1; if (raw >> 63) return -1; break;
-    default: return -1;
-    }
-    *v = raw;
+    *out = v.v.u;
     return 0;
 }
 
 /* Points *s at the string's bytes inside the buffer. */
-static int get_str(struct reader *r, const char **s, size_t *n)
+static int get_str(struct rk_mp_reader *r, const char **s, size_t *n)
 {
-    if (r->off >= r->len)
+    struct rk_mp_val v;
+    if (get_kind(r, RK_MP_STR, &v))
         return -1;
-    unsigned t = r->p[r->off++];
-    uint64_t len;
-    if ((t & 0xe0) == 0xa0)
-        len = t & 0x1f;
-    else if (t == 0xd9) { if (get_be(r, 1, &len)) return -1; }
-    else if (t == 0xda) { if (get_be(r, 2, &len)) return -1; }
-    else if (t == 0xdb) { if (get_be(r, 4, &len)) return -1; }
-    else
-        return -1;
-    if (r->len - r->off < len)
-        return -1;
-    *s = (const char *)r->p + r->off;
-    *n = (size_t)len;
-    r->off += (size_t)len;
+    *s = (const char *)v.p;
+    *n = v.n;
     return 0;
 }
 
 /* A bin's bytes, pointed at inside the buffer. */
-static int get_bin_ref(struct reader *r, const void **p, size_t *n)
+static int get_bin_ref(struct rk_mp_reader *r, const void **p, size_t *n)
 {
-    uint64_t len;
-    if (r->off >= r->len)
+    struct rk_mp_val v;
+    if (get_kind(r, RK_MP_BIN, &v))
         return -1;
-    unsigned t = r->p[r->off++];
-    if (t == 0xc4) { if (get_be(r, 1, &len)) return -1; }
-    else if (t == 0xc5) { if (get_be(r, 2, &len)) return -1; }
-    else if (t == 0xc6) { if (get_be(r, 4, &len)) return -1; }
-    else
+    *p = v.p;
+    *n = v.n;
+    return 0;
+}
+
+/* An array's or map's element count (pairs for a map). */
+static int get_count(struct rk_mp_reader *r, enum rk_mp_kind kind, uint64_t *n)
+{
+    struct rk_mp_val v;
+    if (get_kind(r, kind, &v))
         return -1;
-    if (r->len - r->off < len)
-        return -1;
-    *p = r->p + r->off;
-    *n = (size_t)len;
-    r->off += (size_t)len;
+    *n = v.n;
     return 0;
 }
 
 /* A bin of at most `cap` bytes, copied out. */
-static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
+static int get_bin(struct rk_mp_reader *r, unsigned char *out, size_t cap, size_t *n)
 {
     const void *p;
     size_t len;
@@ -349,25 +315,9 @@ static int get_bin(struct reader *r, unsigned char *out, size_t cap, size_t *n)
     return 0;
 }
 
-static int get_array_len(struct reader *r, uint64_t *n)
-{
-    if (r->off >= r->len)
-        return -1;
-    unsigned t = r->p[r->off++];
-    if ((t & 0xf0) == 0x90) {
-        *n = t & 0x0f;
-        return 0;
-    }
-    if (t == 0xdc)
-        return get_be(r, 2, n);
-    if (t == 0xdd)
-        return get_be(r, 4, n);
-    return -1;
-}
-
 /* A string copied out NUL-terminated; with `exact`, one that does not fit
  * is an error rather than cut. */
-static int get_text(struct reader *r, char *out, size_t cap, int exact)
+static int get_text(struct rk_mp_reader *r, char *out, size_t cap, int exact)
 {
     const char *s;
     size_t n;
@@ -382,31 +332,15 @@ static int get_text(struct reader *r, char *out, size_t cap, int exact)
     return memchr(out, '\0', n) ? -1 : 0;
 }
 
-static int get_map_len(struct reader *r, uint64_t *n)
-{
-    if (r->off >= r->len)
-        return -1;
-    unsigned t = r->p[r->off++];
-    if ((t & 0xf0) == 0x80) {
-        *n = t & 0x0f;
-        return 0;
-    }
-    if (t == 0xde)
-        return get_be(r, 2, n);
-    if (t == 0xdf)
-        return get_be(r, 4, n);
-    return -1;
-}
-
 static int key_is(const char *k, size_t n, const char *lit)
 {
     return strlen(lit) == n && memcmp(k, lit, n) == 0;
 }
 
-static int get_topics(struct reader *r, struct rk_wire_filter *f)
+static int get_topics(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
     uint64_t n;
-    if (get_array_len(r, &n) || n > RK_WIRE_TOPICS_MAX)
+    if (get_count(r, RK_MP_ARRAY, &n) || n > RK_WIRE_TOPICS_MAX)
         return -1;
     f->ntopics = (unsigned)n;
     for (unsigned i = 0; i < f->ntopics; i++)
@@ -417,10 +351,10 @@ static int get_topics(struct reader *r, struct rk_wire_filter *f)
 
 /* Unknown filter keys are refused: ignoring one would widen the selection
  * without the client knowing. */
-static int get_filter(struct reader *r, struct rk_wire_filter *f)
+static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
     uint64_t n, v;
-    if (get_map_len(r, &n) || n > 5)
+    if (get_count(r, RK_MP_MAP, &n) || n > 5)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
         const char *k;
@@ -454,10 +388,10 @@ static enum rk_wire_cmd parse_cmd(const char *s, size_t n)
 }
 
 /* Checks every pair now, so that rk_wire_acks_next cannot fail later. */
-static int decode_acks(struct reader *r, struct rk_wire_hdr *h)
+static int decode_acks(struct rk_mp_reader *r, struct rk_wire_hdr *h)
 {
     uint64_t ns, count, v;
-    if (get_uint(r, &ns) || ns > INT64_MAX || get_array_len(r, &count) || count % 2 ||
+    if (get_uint(r, &ns) || ns > INT64_MAX || get_count(r, RK_MP_ARRAY, &count) || count % 2 ||
         count == 0)
         return -1;
     h->recv_ns = (int64_t)ns;
@@ -474,7 +408,7 @@ int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq)
     if (h->cmd != RK_CMD_ACKS || h->nacks == 0)
         return -1;
     /* decode_acks checked these bytes; SIZE_MAX lets the reader run on them */
-    struct reader r = {h->acks, SIZE_MAX, 0};
+    struct rk_mp_reader r = {h->acks, SIZE_MAX, 0};
     get_uint(&r, corr);
     get_uint(&r, seq);
     h->acks += r.off;
@@ -483,14 +417,14 @@ int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq)
 }
 
 /* The optional filter and flags that end a replay or snap of `n` elements. */
-static int get_read_tail(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
+static int get_read_tail(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     if (n >= 7 && get_filter(r, &h->filter))
         return -1;
     return n >= 8 ? get_uint(r, &h->flags) : 0;
 }
 
-static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
+static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
     switch (h->cmd) {
@@ -559,13 +493,13 @@ static int decode_body(struct reader *r, struct rk_wire_hdr *h, uint64_t n)
 
 int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
 {
-    struct reader r = {buf, len, 0};
+    struct rk_mp_reader r = {buf, len, 0};
     uint64_t n, version;
     const char *name;
     size_t name_len;
 
     memset(h, 0, sizeof *h);
-    if (get_array_len(&r, &n) || n < 3)
+    if (get_count(&r, RK_MP_ARRAY, &n) || n < 3)
         return -1;
     if (get_uint(&r, &version) || version != RK_WIRE_VERSION)
         return -1;
@@ -629,12 +563,12 @@ size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t ca
 
 int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_record *rec)
 {
-    struct reader r = {*p, *left, 0};
+    struct rk_mp_reader r = {*p, *left, 0};
     uint64_t n, ns;
     memset(rec, 0, sizeof *rec);
     /* exactly 3 or 4 elements: a record has no room for later fields */
-    if (get_array_len(&r, &n) || n < 3 || n > 4 || get_uint(&r, &rec->seq) || get_uint(&r, &ns) ||
-        ns > INT64_MAX || get_bin_ref(&r, &rec->event, &rec->event_len))
+    if (get_count(&r, RK_MP_ARRAY, &n) || n < 3 || n > 4 || get_uint(&r, &rec->seq) ||
+        get_uint(&r, &ns) || ns > INT64_MAX || get_bin_ref(&r, &rec->event, &rec->event_len))
         return -1;
     rec->recv_ns = (int64_t)ns;
     if (n >= 4 && (get_str(&r, &rec->publisher, &rec->publisher_len) ||
