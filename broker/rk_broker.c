@@ -679,13 +679,18 @@ static void send_on_group(void *arg, const char *key, size_t key_len, uint64_t p
 
 /* Relays a committed event once to each subscription group it matches; the
  * event frame is shared, not copied. A subscriber over its high-water mark
- * misses it and fills the gap from replay, which `prev` makes detectable. */
-static void relay(struct rk_broker *b, struct pending *p, const struct rk_log_rec *rec)
+ * misses it and fills the gap from replay, which `prev` makes detectable.
+ * `fs` is the batch's: the header is over 1 KiB, too much to zero anew for
+ * every event. */
+static void relay(struct feed_send *fs, struct pending *p, const struct rk_log_rec *rec)
 {
-    struct feed_send fs = {b, {.cmd = RK_CMD_LIVE, .seq = rec->seq, .recv_ns = rec->recv_ns},
-                           &p->event};
-    memcpy(fs.h.topic, p->topic, sizeof fs.h.topic);
-    rk_groups_match(b->groups, p->topic, rec->seq, send_on_group, &fs);
+    if (rk_groups_count(fs->b->groups) == 0)
+        return;
+    fs->h.seq = rec->seq;
+    fs->h.recv_ns = rec->recv_ns;
+    fs->event = &p->event;
+    memcpy(fs->h.topic, p->topic, sizeof fs->h.topic);
+    rk_groups_match(fs->b->groups, p->topic, rec->seq, send_on_group, fs);
 }
 
 static void tick(struct rk_broker *b, int64_t now)
@@ -773,6 +778,7 @@ static void log_map_growth(struct rk_broker *b, unsigned before)
 /* The group commit: one transaction for the batch, then acks, then fan-out. */
 static int commit_batch(struct rk_broker *b)
 {
+    struct feed_send fs = {b, {.cmd = RK_CMD_LIVE}, NULL};
     unsigned grown = rk_log_map_grown(b->log);
     int64_t t0 = rk_time_now();
     int rc = rk_log_append(b->log, b->recs, (size_t)b->npend, t0);
@@ -793,7 +799,7 @@ static int commit_batch(struct rk_broker *b)
             continue;
         }
         acknowledge(b, p, &b->recs[i]);
-        relay(b, p, &b->recs[i]);
+        relay(&fs, p, &b->recs[i]);
         b->accepted++;
     }
     for (int i = 0; i < ACK_GROUPS; i++)
