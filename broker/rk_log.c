@@ -38,6 +38,16 @@ struct entry_list {
     size_t n, cap;
 };
 
+/* The writer's queue of places index entries: record seq[i] came from
+ * prefecture pp[i]. */
+struct place_list {
+    uint64_t *seq;
+    unsigned char *pp;
+    size_t n, cap;
+};
+
+#define PREFECTURES 47
+
 struct rk_log {
     MDB_env *env;
     /* Growing the map remaps it; no read transaction of this process may be
@@ -49,6 +59,8 @@ struct rk_log {
     MDB_dbi meta;
     MDB_dbi producers;
     MDB_dbi entities;
+    MDB_dbi places;
+    int has_places;     /* 0: a read-only open of a log written before "places" */
     int readonly;
     unsigned grown;
     uint64_t last_seq;
@@ -59,8 +71,17 @@ struct rk_log {
      * iq_since_ns, until enough gather that writing them in key order
      * dirties far fewer pages than one random insert per append did. */
     struct entry_list iq;
+    struct place_list pq;   /* the same, for "places"; written with iq */
     int64_t iq_since_ns;
     uint64_t indexed;
+};
+
+/* A reader's walk of one prefecture's places entries. */
+struct place_walk {
+    MDB_cursor *cur;
+    unsigned pp;
+    const unsigned char *seqs;  /* the current chunk, in the map */
+    size_t n, i;
 };
 
 struct rk_log_reader {
@@ -69,9 +90,14 @@ struct rk_log_reader {
     MDB_txn *txn;
     MDB_cursor *cur;
     MDB_cursor *ent;    /* entity index, opened on first use */
+    MDB_cursor *get;    /* rk_log_reader_get's, opened on first use */
+    uint64_t get_seq;   /* where `get` is, 0 before its first record */
     uint64_t from;
     int started;
     uint64_t head;
+    struct place_walk walks[PREFECTURES];
+    unsigned nwalks;
+    uint64_t places_reach;
     /* The entries of the records the index does not reach yet, read from
      * the records and sorted, on the first snapshot call that needs them. */
     uint64_t indexed;
@@ -203,16 +229,16 @@ out:
 }
 
 static int entries_add(struct entry_list *l, const struct rk_log_tags *tags, uint64_t seq);
+static int places_add(struct place_list *l, const struct rk_log_tags *tags, uint64_t seq);
 static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through);
 
-/* How far the index reaches; a log without the key was written by a
- * broker that indexed in the append's transaction, so all of it. */
-static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *indexed,
-                        int *present)
+/* A u64 mark of "meta" into *value, `absent` when there is none. */
+static int read_mark(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t absent,
+                     uint64_t *value, int *present)
 {
-    MDB_val k = {7, "indexed"}, v;
+    MDB_val k = {strlen(name), (void *)name}, v;
     int rc = mdb_get(txn, meta, &k, &v);
-    *indexed = head;
+    *value = absent;
     if (present)
         *present = rc != MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND)
@@ -221,8 +247,24 @@ static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *ind
         return rc;
     if (v.mv_size != 8)
         return RK_LOG_EBADREC;
-    *indexed = get_be(v.mv_data, 8);
+    *value = get_be(v.mv_data, 8);
     return 0;
+}
+
+static int write_mark(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t value)
+{
+    unsigned char buf[8];
+    MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
+    put_be(buf, value, 8);
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+/* How far the entity index reaches; a log without the key was written by a
+ * broker that indexed in the append's transaction, so all of it. */
+static int read_indexed(MDB_txn *txn, MDB_dbi meta, uint64_t head, uint64_t *indexed,
+                        int *present)
+{
+    return read_mark(txn, meta, "indexed", head, indexed, present);
 }
 
 typedef int (*record_fn)(void *arg, const struct rk_log_view *v);
@@ -257,35 +299,54 @@ static int each_record_from(MDB_txn *txn, MDB_dbi events, uint64_t from, record_
 struct catch_up {
     struct rk_log *log;
     MDB_txn *txn;
+    uint64_t places;    /* the places index's reach before the catch-up */
 };
+
+static void queues_clear(struct rk_log *log)
+{
+    log->iq.n = 0;
+    log->pq.n = 0;
+}
 
 static int catch_up_record(void *arg, const struct rk_log_view *v)
 {
     struct catch_up *c = arg;
-    int rc = entries_add(&c->log->iq, &v->tags, v->seq);
-    if (rc || c->log->iq.n < INDEX_QUEUE_MAX)
+    int rc = 0;
+    if (v->seq > c->log->indexed)
+        rc = entries_add(&c->log->iq, &v->tags, v->seq);
+    if (!rc && v->seq > c->places)
+        rc = places_add(&c->log->pq, &v->tags, v->seq);
+    if (rc || c->log->iq.n + c->log->pq.n < INDEX_QUEUE_MAX)
         return rc;
     rc = index_write(c->log, c->txn, v->seq);
-    c->log->iq.n = 0;
+    queues_clear(c->log);
     return rc;
 }
 
 /* After a crash the entries that were waiting are lost with the process;
- * they are read again from the records, which are all there. */
+ * they are read again from the records, which are all there. The places
+ * index can reach less far than the entity index: the whole log the first
+ * time a log written before it is opened, or what a broker that predates
+ * it appended since. That part is read too. */
 static int index_catch_up(struct rk_log *log, MDB_txn *txn)
 {
-    struct catch_up c = {log, txn};
-    int present, rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed, &present);
+    struct catch_up c = {log, txn, 0};
+    int present, places_present;
+    int rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed, &present);
+    if (!rc)
+        rc = read_mark(txn, log->meta, "places", 0, &c.places, &places_present);
     /* Nothing to do, and nothing written: a full disk must not stop a start. */
-    if (rc || (present && log->indexed == log->last_seq))
+    if (rc || (present && places_present && log->indexed == log->last_seq &&
+               c.places == log->last_seq))
         return rc;
-    if ((rc = each_record_from(txn, log->events, log->indexed + 1, catch_up_record, &c)))
+    uint64_t from = (c.places < log->indexed ? c.places : log->indexed) + 1;
+    if ((rc = each_record_from(txn, log->events, from, catch_up_record, &c)))
         return rc;
-    /* Writes the key even when nothing waited: without it readers would
+    /* Writes the keys even when nothing waited: without them readers would
      * take the index for complete while the next entries wait. */
     if ((rc = index_write(log, txn, log->last_seq)))
         return rc;
-    log->iq.n = 0;
+    queues_clear(log);
     log->indexed = log->last_seq;
     return 0;
 }
@@ -303,6 +364,9 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
         rc = mdb_dbi_open(txn, "producers", MDB_CREATE, &log->producers);
     if (!rc)
         rc = mdb_dbi_open(txn, "entities", MDB_CREATE, &log->entities);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "places", MDB_CREATE, &log->places);
+    log->has_places = rc == 0;
     if (!rc)
         rc = check_schema(log, txn, why, why_len);
     if (!rc)
@@ -330,6 +394,11 @@ static int open_tables_readonly(struct rk_log *log)
         rc = mdb_dbi_open(txn, "producers", 0, &log->producers);
     if (!rc)
         rc = mdb_dbi_open(txn, "entities", 0, &log->entities);
+    if (!rc) {
+        int places = mdb_dbi_open(txn, "places", 0, &log->places);
+        log->has_places = places == 0;
+        rc = places == MDB_NOTFOUND ? 0 : places; /* a log from before it */
+    }
     if (!rc)
         rc = load_head(log, txn);
     if (rc) {
@@ -435,6 +504,8 @@ void rk_log_destroy(struct rk_log **logp)
     rk_log_index_flush(log, 0, 1);
     mdb_env_close(log->env);
     free(log->iq.v);
+    free(log->pq.seq);
+    free(log->pq.pp);
     pthread_rwlock_destroy(&log->resize_lock);
     free(log);
     *logp = NULL;
@@ -511,6 +582,73 @@ static int entries_add(struct entry_list *l, const struct rk_log_tags *tags, uin
     return 0;
 }
 
+/* The prefecture (1..47) of a municipality code, 0 for none. */
+static unsigned prefecture_of(const char muni[6])
+{
+    if (muni[0] < '0' || muni[0] > '9' || muni[1] < '0' || muni[1] > '9')
+        return 0;
+    unsigned pp = (unsigned)(muni[0] - '0') * 10 + (unsigned)(muni[1] - '0');
+    return pp <= PREFECTURES ? pp : 0;
+}
+
+static int places_add(struct place_list *l, const struct rk_log_tags *tags, uint64_t seq)
+{
+    unsigned pp = prefecture_of(tags->municipality);
+    if (!pp)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        uint64_t *s = realloc(l->seq, cap * sizeof *s);
+        if (!s)
+            return ENOMEM;
+        l->seq = s;
+        unsigned char *p = realloc(l->pp, cap);
+        if (!p)
+            return ENOMEM;
+        l->pp = p;
+        l->cap = cap;
+    }
+    l->seq[l->n] = seq;
+    l->pp[l->n++] = (unsigned char)pp;
+    return 0;
+}
+
+/* Writes the waiting places entries: for each prefecture, one chunk keyed
+ * (pp, its first sequence) whose value is its sequences in order, u64 BE.
+ * A bucket pass keeps each prefecture's sequences in the queue's order,
+ * which is the log's. */
+static int places_write(struct rk_log *log, MDB_txn *txn)
+{
+    const struct place_list *q = &log->pq;
+    size_t start[PREFECTURES + 2] = {0};
+    unsigned char key[9];
+    int rc = 0;
+    if (q->n == 0)
+        return 0;
+    unsigned char *buf = malloc(q->n * 8);
+    if (!buf)
+        return ENOMEM;
+    for (size_t i = 0; i < q->n; i++)
+        start[q->pp[i] + 1]++;
+    for (unsigned pp = 1; pp <= PREFECTURES + 1; pp++)
+        start[pp] += start[pp - 1];
+    size_t at[PREFECTURES + 1];
+    memcpy(at, start, sizeof at);
+    for (size_t i = 0; i < q->n; i++)
+        put_be(buf + 8 * at[q->pp[i]]++, q->seq[i], 8);
+    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+        size_t n = start[pp + 1] - start[pp];
+        if (n == 0)
+            continue;
+        key[0] = (unsigned char)pp;
+        memcpy(key + 1, buf + 8 * start[pp], 8);
+        MDB_val k = {sizeof key, key}, v = {8 * n, buf + 8 * start[pp]};
+        rc = mdb_put(txn, log->places, &k, &v, 0);
+    }
+    free(buf);
+    return rc;
+}
+
 static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
@@ -534,7 +672,7 @@ static int entry_cmp(const void *a, const void *b)
  * transaction commits. The value of an entry is empty. */
 static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
 {
-    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8], val[8];
+    unsigned char key[RK_LOG_ENTITY_KEY_MAX + 8];
     MDB_cursor *cur;
     MDB_val k, v = {0, NULL};
     int rc = mdb_cursor_open(txn, log->entities, &cur);
@@ -551,19 +689,16 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
         rc = mdb_cursor_put(cur, &k, &v, 0);
     }
     mdb_cursor_close(cur);
-    if (rc)
+    if (rc || (rc = places_write(log, txn)) || (rc = write_mark(txn, log->meta, "places", through)))
         return rc;
-    put_be(val, through, 8);
-    k = (MDB_val){7, "indexed"};
-    v = (MDB_val){8, val};
-    return mdb_put(txn, log->meta, &k, &v, 0);
+    return write_mark(txn, log->meta, "indexed", through);
 }
 
 /* Entries wait until many have gathered, or for RK_LOG_INDEX_LAG_NS. */
 static int index_due(struct rk_log *log, int64_t now_ns)
 {
-    return log->iq.n >= INDEX_QUEUE_MAX ||
-           (log->iq.n && now_ns - log->iq_since_ns >= RK_LOG_INDEX_LAG_NS);
+    size_t n = log->iq.n + log->pq.n;
+    return n >= INDEX_QUEUE_MAX || (n && now_ns - log->iq_since_ns >= RK_LOG_INDEX_LAG_NS);
 }
 
 /* Writes one record straight into the map (MDB_RESERVE) and chains it. */
@@ -624,7 +759,7 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     MDB_cursor *cur = NULL;
     unsigned char head[RK_LOG_HASH_BYTES];
     int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
-    size_t queued = log->iq.n;
+    size_t queued = log->iq.n, places_queued = log->pq.n;
     int flush, rc;
 
     if (n == 0)
@@ -632,7 +767,7 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     if (log->readonly)
         return EACCES;
     memcpy(head, log->head, sizeof head);
-    if (!queued)
+    if (!queued && !places_queued)
         log->iq_since_ns = now_ns;
     rc = mdb_txn_begin(log->env, NULL, 0, &txn);
     if (rc)
@@ -646,26 +781,27 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
             rc = index_producer(log, txn, &recs[i]);
         if (!rc)
             rc = entries_add(&log->iq, &recs[i].tags, recs[i].seq);
+        if (!rc)
+            rc = places_add(&log->pq, &recs[i].tags, recs[i].seq);
         if (rc)
             goto fail;
     }
     mdb_cursor_close(cur);
     cur = NULL;
     /* Due entries ride along: no commit (and no sync) of their own. With
-     * none waiting (records that name no entity) the mark moves alone. */
-    flush = index_due(log, now_ns) || log->iq.n == 0;
+     * none waiting (records that name no entity or place) the marks move
+     * alone. */
+    flush = index_due(log, now_ns) || log->iq.n + log->pq.n == 0;
     if (flush && (rc = index_write(log, txn, log->last_seq + n)))
         goto fail;
     rc = mdb_txn_commit(txn);
-    if (rc) {
-        log->iq.n = queued;
-        return rc;
-    }
+    if (rc)
+        goto unqueue;
     log->last_seq += n;
     log->last_recv_ns = recv_ns;
     memcpy(log->head, head, sizeof head);
     if (flush) {
-        log->iq.n = 0;
+        queues_clear(log);
         log->indexed = log->last_seq;
     }
     return 0;
@@ -673,7 +809,9 @@ fail:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+unqueue:
     log->iq.n = queued;
+    log->pq.n = places_queued;
     return rc;
 }
 
@@ -734,7 +872,7 @@ static int index_commit(struct rk_log *log)
     }
     if ((rc = mdb_txn_commit(txn)))
         return rc;
-    log->iq.n = 0;
+    queues_clear(log);
     log->indexed = log->last_seq;
     return 0;
 }
@@ -832,6 +970,13 @@ uint64_t rk_log_reader_head(struct rk_log_reader *r)
     return r->head;
 }
 
+static void places_close(struct rk_log_reader *r)
+{
+    for (unsigned i = 0; i < r->nwalks; i++)
+        mdb_cursor_close(r->walks[i].cur);
+    r->nwalks = 0;
+}
+
 void rk_log_reader_destroy(struct rk_log_reader **rp)
 {
     struct rk_log_reader *r = *rp;
@@ -841,6 +986,9 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_cursor_close(r->cur);
     if (r->ent)
         mdb_cursor_close(r->ent);
+    if (r->get)
+        mdb_cursor_close(r->get);
+    places_close(r);
     free(r->tail.v);
     if (r->txn)
         mdb_txn_abort(r->txn);
@@ -850,15 +998,149 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
     *rp = NULL;
 }
 
+/* A few records ahead of where a get left off (a filtered replay asks in
+ * ascending order, a few apart), stepping there costs less than a search
+ * from the root of the tree. */
+#define GET_STEPS_MAX 16
+
+static int get_by_steps(struct rk_log_reader *r, uint64_t seq, MDB_val *k, MDB_val *val)
+{
+    int rc;
+    do {
+        if ((rc = mdb_cursor_get(r->get, k, val, MDB_NEXT)))
+            return rc;
+        if (k->mv_size != 8)
+            return RK_LOG_EBADREC;
+        r->get_seq = get_be(k->mv_data, 8);
+    } while (r->get_seq < seq);
+    return r->get_seq == seq ? 0 : MDB_NOTFOUND;
+}
+
 int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view *v)
 {
     unsigned char key[8];
     MDB_val k = {8, key}, val;
-    put_be(key, seq, 8);
-    int rc = mdb_get(r->txn, r->events, &k, &val);
+    int rc = r->get ? 0 : mdb_cursor_open(r->txn, r->events, &r->get);
+    if (rc)
+        return rc;
+    if (r->get_seq && seq > r->get_seq && seq - r->get_seq <= GET_STEPS_MAX) {
+        rc = get_by_steps(r, seq, &k, &val);
+    } else {
+        put_be(key, seq, 8);
+        rc = mdb_cursor_get(r->get, &k, &val, MDB_SET_KEY);
+        r->get_seq = rc == 0 ? seq : 0;
+    }
     if (rc == MDB_NOTFOUND)
         return RK_LOG_EOF;
     return rc ? rc : parse_record(seq, &val, v);
+}
+
+/* ---- the places index, read */
+
+/* Takes the chunk the cursor just read (rc its result) when it belongs to
+ * the walk's prefecture; otherwise the walk is over (seqs NULL). */
+static int walk_load(struct place_walk *w, int rc, const MDB_val *k, const MDB_val *v)
+{
+    w->seqs = NULL;
+    w->n = w->i = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (k->mv_size != 9 || *(const unsigned char *)k->mv_data != w->pp)
+        return 0;
+    if (v->mv_size == 0 || v->mv_size % 8)
+        return RK_LOG_EBADREC;
+    w->seqs = v->mv_data;
+    w->n = v->mv_size / 8;
+    return 0;
+}
+
+static uint64_t walk_seq(const struct place_walk *w)
+{
+    return get_be(w->seqs + 8 * w->i, 8);
+}
+
+static int walk_step(struct place_walk *w)
+{
+    MDB_val k, v;
+    if (++w->i < w->n)
+        return 0;
+    return walk_load(w, mdb_cursor_get(w->cur, &k, &v, MDB_NEXT), &k, &v);
+}
+
+/* Puts the walk on its first sequence >= from. The chunk that starts
+ * before `from` may hold some, so it is looked at first. */
+static int walk_start(struct place_walk *w, uint64_t from)
+{
+    unsigned char key[9];
+    MDB_val k = {sizeof key, key}, v;
+    key[0] = (unsigned char)w->pp;
+    put_be(key + 1, from, 8);
+    int rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    rc = mdb_cursor_get(w->cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if ((rc = walk_load(w, rc, &k, &v)))
+        return rc;
+    if (!w->seqs) { /* no earlier chunk of this prefecture */
+        k = (MDB_val){sizeof key, key};
+        return walk_load(w, mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE), &k, &v);
+    }
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (get_be(w->seqs + 8 * mid, 8) < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    w->i = lo;
+    if (lo < w->n)
+        return 0;
+    w->i = w->n - 1; /* all before `from`: the next chunk starts after it */
+    return walk_step(w);
+}
+
+int rk_log_reader_places_start(struct rk_log_reader *r, uint64_t mask, uint64_t from,
+                               uint64_t *reach)
+{
+    int rc = 0;
+    places_close(r);
+    *reach = r->places_reach = 0;
+    if (!r->log->has_places)
+        return 0;
+    if ((rc = read_mark(r->txn, r->log->meta, "places", 0, &r->places_reach, NULL)))
+        return rc;
+    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+        if (!(mask >> pp & 1))
+            continue;
+        struct place_walk *w = &r->walks[r->nwalks];
+        *w = (struct place_walk){.pp = pp};
+        if ((rc = mdb_cursor_open(r->txn, r->log->places, &w->cur)))
+            break;
+        r->nwalks++;
+        rc = walk_start(w, from);
+    }
+    if (rc) {
+        places_close(r);
+        r->places_reach = 0;
+        return rc;
+    }
+    *reach = r->places_reach;
+    return 0;
+}
+
+int rk_log_reader_places_next(struct rk_log_reader *r, uint64_t *seq)
+{
+    struct place_walk *first = NULL;
+    for (unsigned i = 0; i < r->nwalks; i++)
+        if (r->walks[i].seqs && (!first || walk_seq(&r->walks[i]) < walk_seq(first)))
+            first = &r->walks[i];
+    if (!first || walk_seq(first) > r->places_reach)
+        return RK_LOG_EOF;
+    *seq = walk_seq(first);
+    return walk_step(first);
 }
 
 static int entity_cursor(struct rk_log_reader *r)
@@ -1193,6 +1475,47 @@ static void drop_queued(struct rk_log *log, uint64_t through)
         if (log->iq.v[i].seq > through)
             log->iq.v[kept++] = log->iq.v[i];
     log->iq.n = kept;
+    kept = 0;
+    for (size_t i = 0; i < log->pq.n; i++)
+        if (log->pq.seq[i] > through) {
+            log->pq.seq[kept] = log->pq.seq[i];
+            log->pq.pp[kept++] = log->pq.pp[i];
+        }
+    log->pq.n = kept;
+}
+
+/* Puts the cursor on prefecture pp's first chunk when retention deleted
+ * every record in it (through `through`): 0, or MDB_NOTFOUND. */
+static int places_stale_chunk(MDB_cursor *cur, unsigned pp, uint64_t through)
+{
+    unsigned char key[9] = {(unsigned char)pp};
+    MDB_val k = {sizeof key, key}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc)
+        return rc;
+    if (k.mv_size != 9 || *(const unsigned char *)k.mv_data != pp || v.mv_size < 8 ||
+        get_be((const unsigned char *)v.mv_data + v.mv_size - 8, 8) > through)
+        return MDB_NOTFOUND;
+    return 0;
+}
+
+/* Deletes the places chunks whose every record retention deleted. A chunk
+ * that straddles `through` stays: readers skip the records that are gone. */
+static int places_prune(struct rk_log *log, MDB_txn *txn, uint64_t through)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, log->places, &cur);
+    if (rc)
+        return rc;
+    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+        while ((rc = places_stale_chunk(cur, pp, through)) == 0 &&
+               (rc = mdb_cursor_del(cur, 0)) == 0)
+            ;
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
@@ -1234,6 +1557,8 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
         mdb_txn_abort(txn);
         return 0;
     }
+    if ((rc = places_prune(log, txn, pruned)))
+        goto fail_txn;
     put_be(kv, pruned, 8);
     memcpy(kv + 8, hash, RK_LOG_HASH_BYTES);
     k = (MDB_val){6, "pruned"};
@@ -1313,6 +1638,12 @@ int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_
     }
     rk_log_reader_destroy(&r);
     return rc;
+}
+
+void rk_log_reader_seek(struct rk_log_reader *r, uint64_t seq)
+{
+    r->from = seq ? seq : 1;
+    r->started = 0;
 }
 
 int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq)

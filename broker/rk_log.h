@@ -53,6 +53,15 @@
  *                sequence. The index can always be rebuilt from the
  *                records' tags: what a crash loses is read again at the
  *                next open.
+ *   "places": key = prefecture (1 byte, 1..47), sequence of the chunk's
+ *                first record (u64 BE); value = the sequences (u64 BE each,
+ *                ascending) of the records from that prefecture, one chunk
+ *                per prefecture and index write. A replay filtered to some
+ *                prefectures reads only their records, not the whole log.
+ *                Written with the entity index, to the same mark; its own
+ *                mark, "places", tells how far it reaches, since a broker
+ *                from before it moves "indexed" alone. Retention deletes
+ *                the chunks it emptied.
  *   "meta":   "schema" -> big-endian u32 schema version (3)
  *             "pruned" -> last sequence deleted by retention (u64 BE) and its
  *                         chain hash (32 bytes); absent until retention runs
@@ -60,6 +69,9 @@
  *                         up to this sequence (u64 BE); absent in logs of
  *                         brokers that indexed in each append, which is
  *                         read as "all of them"
+ *             "places" -> the places index holds every record up to this
+ *                         sequence (u64 BE); absent: none (the first open
+ *                         for writing reads the records and writes it)
  *
  * Errors: functions return 0 on success, an LMDB error code (negative,
  * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
@@ -204,6 +216,10 @@ int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader *
  * error (RK_LOG_EBADREC for a malformed record). */
 int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *v);
 
+/* Positions the reader so that the next record returned is the first
+ * with sequence >= `seq`. */
+void rk_log_reader_seek(struct rk_log_reader *r, uint64_t seq);
+
 /* Positions the reader at the first record received at or after `ns` and
  * stores its sequence in *seq (head + 1 when there is none). O(log n). */
 int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq);
@@ -211,6 +227,21 @@ int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq);
 /* Record `seq` of the reader's snapshot: 0, RK_LOG_EOF when there is none,
  * or an error. Same lifetime rules as rk_log_reader_next. */
 int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view *v);
+
+/* The places index: the sequences of the records from the prefectures in
+ * `mask` (bit pp set for prefecture pp, 1..47), ascending, from `from` on,
+ * as far as the index reaches in the reader's snapshot. Starts (or starts
+ * again) the walk: returns 0 with *reach the last sequence the index
+ * covers (0 when the log has none: a read-only open of a log no broker of
+ * this version has written), or an error. Records after *reach are read
+ * from the log itself. */
+int rk_log_reader_places_start(struct rk_log_reader *r, uint64_t mask, uint64_t from,
+                               uint64_t *reach);
+
+/* The walk's next sequence: 0 and *seq, RK_LOG_EOF when none is left up to
+ * the reach, or an error. Retention may have deleted the record since:
+ * rk_log_reader_get then says RK_LOG_EOF. */
+int rk_log_reader_places_next(struct rk_log_reader *r, uint64_t *seq);
 
 /* The entity key of a record's tags, written to `key`; returns its length,
  * 0 when the record names no entity. kpi.update: 'K', municipality,

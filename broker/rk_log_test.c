@@ -331,8 +331,8 @@ static void test_entity_index(void)
         if (split < 7)
             RK_CHECK(rk_log_append(log, recs + split, (size_t)(7 - split), 5) == 0);
         RK_CHECK(rk_log_index_flush(log, 6, 0) == 0);
-        /* base+7 names no entity: after it alone nothing waits */
-        RK_CHECK(indexed_now(log) == base + (uint64_t)(split == 6 ? 7 : split));
+        /* base+7 names no entity but has a place: it waits like the rest */
+        RK_CHECK(indexed_now(log) == base + (uint64_t)split);
         check_entities(log, base);
         RK_CHECK(rk_log_index_flush(log, 5 + RK_LOG_INDEX_LAG_NS, 0) == 0);
         RK_CHECK(indexed_now(log) == base + 7);
@@ -441,6 +441,110 @@ static void test_prune(void)
     RK_CHECK(system(cmd) == 0);
 }
 
+/* ---- places index --------------------------------------------------------- */
+
+static const char *const place_munis[] = {"281000", "271004", "131016", "282014", "011002"};
+
+/* Appends n records from place_munis in turn, in batches of 1..7. */
+static void append_places(struct rk_log *log, int n, int64_t now)
+{
+    struct rk_log_rec recs[7];
+    for (int done = 0; done < n;) {
+        int k = 1 + done % 7 < n - done ? 1 + done % 7 : n - done;
+        for (int i = 0; i < k; i++)
+            recs[i] = entity_rec("REQ-P", place_munis[(rk_log_last_seq(log) + (uint64_t)i) % 5], 0, 2);
+        RK_CHECK(rk_log_append(log, recs, (size_t)k, now) == 0);
+        done += k;
+    }
+}
+
+/* The walk for `mask` from `from` against every record read in order:
+ * the same sequences up to the reach, which is where the index ends. */
+static void check_places(struct rk_log *log, uint64_t mask, uint64_t from, uint64_t want_reach)
+{
+    struct rk_log_reader *r;
+    struct rk_log_view v;
+    uint64_t reach, seq, want[4096], got[4096];
+    size_t nwant = 0, ngot = 0;
+    int rc;
+    RK_CHECK(rk_log_reader_open(log, from, &r) == 0);
+    RK_CHECK(rk_log_reader_places_start(r, mask, from, &reach) == 0 && reach == want_reach);
+    while ((rc = rk_log_reader_next(r, &v)) == 0 && v.seq <= reach && nwant < 4096) {
+        unsigned pp = (unsigned)(v.tags.municipality[0] - '0') * 10 +
+                      (unsigned)(v.tags.municipality[1] - '0');
+        if (mask >> pp & 1)
+            want[nwant++] = v.seq;
+    }
+    while ((rc = rk_log_reader_places_next(r, &seq)) == 0 && ngot < 4096)
+        if (rk_log_reader_get(r, seq, &v) == 0) /* retention may have deleted it */
+            got[ngot++] = seq;
+    RK_CHECK(rc == RK_LOG_EOF);
+    RK_CHECK(ngot == nwant && memcmp(got, want, nwant * sizeof *want) == 0);
+    rk_log_reader_destroy(&r);
+}
+
+static void check_places_all(struct rk_log *log, uint64_t reach)
+{
+    uint64_t one = 1ull << 28, two = 1ull << 28 | 1ull << 13, none = 1ull << 40;
+    uint64_t head = rk_log_last_seq(log);
+    for (uint64_t from = 1; from <= head + 1; from += 1 + from / 3) {
+        check_places(log, one, from, reach);
+        check_places(log, two, from, reach);
+        check_places(log, none, from, reach);
+    }
+}
+
+/* Drops "places" and its mark, as a log from before it has them. */
+static void forget_places(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi places, meta;
+    MDB_val k = {6, "places"};
+    RK_CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 8) == 0 &&
+             mdb_env_open(env, path, 0, 0644) == 0 && mdb_txn_begin(env, NULL, 0, &txn) == 0);
+    RK_CHECK(mdb_dbi_open(txn, "places", 0, &places) == 0 && mdb_drop(txn, places, 1) == 0);
+    RK_CHECK(mdb_dbi_open(txn, "meta", 0, &meta) == 0 && mdb_del(txn, meta, &k, NULL) == 0);
+    RK_CHECK(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+/* The places index gives exactly the records of the prefectures asked for,
+ * as far as it reaches: whatever the batches, after a reopen, in a log
+ * written before it existed (read again at the first open), and after
+ * retention (chunks it emptied are gone; what it deleted is not read). */
+static void test_places_index(void)
+{
+    char pdir[] = "/tmp/rk_log_places.XXXXXX";
+    struct rk_log *log = NULL, *ro = NULL;
+    struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 64 << 20};
+    uint64_t deleted;
+    char why[256], cmd[128];
+    RK_CHECK(mkdtemp(pdir) != NULL);
+    RK_CHECK(rk_log_open(&log, pdir, &opt, why, sizeof why) == 0);
+    append_places(log, 200, 1000);
+    uint64_t indexed = indexed_now(log);
+    RK_CHECK(indexed < 200); /* the last entries wait: the walk stops short */
+    check_places_all(log, indexed);
+    RK_CHECK(rk_log_index_flush(log, 0, 1) == 0);
+    check_places_all(log, 200);
+    append_places(log, 100, 2000);
+    rk_log_destroy(&log);
+    forget_places(pdir);
+    RK_CHECK(rk_log_open_readonly(&ro, pdir, why, sizeof why) == 0);
+    check_places_all(ro, 0); /* read-only, no index yet: nothing to walk */
+    rk_log_destroy(&ro);
+    RK_CHECK(rk_log_open(&log, pdir, &opt, why, sizeof why) == 0);
+    check_places_all(log, 300);
+    RK_CHECK(rk_log_prune(log, 0, 1, 150, &deleted) == 0 && deleted == 150);
+    check_places_all(log, 300);
+    RK_CHECK(rk_log_prune(log, 0, 1, 1000, &deleted) == 0 && deleted == 149);
+    check_places_all(log, 300);
+    rk_log_destroy(&log);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", pdir);
+    RK_CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -456,6 +560,7 @@ int main(void)
     RK_RUN(test_entity_index);
     RK_RUN(test_entity_index_after_crash);
     RK_RUN(test_prune);
+    RK_RUN(test_places_index);
     RK_RUN(test_verify_intact_log);
     RK_RUN(test_tampering_breaks_chain); /* last: it leaves the log damaged */
     char cmd[128];

@@ -213,52 +213,114 @@ static uint64_t out_count(const struct out *o)
     return o->sent + o->npacked;
 }
 
+/* One batch being served. */
+struct batch {
+    const struct rk_wire_hdr *req;
+    struct rk_log_reader *r;
+    struct selection sel;
+    struct out o;
+    uint32_t limit;
+    uint64_t next;      /* where the client goes on: after the last record looked at */
+    uint64_t scanned;
+    int done;           /* past the end bound, or the send failed */
+};
+
+static int batch_full(const struct batch *b)
+{
+    return b->done || out_count(&b->o) >= b->limit || b->scanned >= SCAN_MAX;
+}
+
+/* Looks at one record in order: sends it if the filter selects it. */
+static void take(struct batch *b, const struct rk_log_view *v)
+{
+    const struct rk_wire_filter *f = &b->req->filter;
+    if ((b->req->to_seq && v->seq > b->req->to_seq) || (f->to_ns && v->recv_ns > f->to_ns)) {
+        b->next = UINT64_MAX; /* past the end bound: the range is complete */
+        b->done = 1;
+        return;
+    }
+    b->scanned++;
+    b->next = v->seq + 1;
+    if (selected(&b->sel, v) && out_event(&b->o, v))
+        b->done = 1;
+}
+
+/* Every record from b->next on, in the log's order. */
+static int walk_records(struct batch *b)
+{
+    struct rk_log_view v;
+    int rc = 0;
+    while (!batch_full(b) && (rc = rk_log_reader_next(b->r, &v)) == 0)
+        take(b, &v);
+    return rc == RK_LOG_EOF ? 0 : rc;
+}
+
+/* A filter that pins prefectures reads only their records, through the
+ * places index, as far as it reaches; the records after that are left to
+ * walk_records. Otherwise a filter selecting a fifth of the log made the
+ * broker read five records per event it sent. */
+static int walk_places(struct batch *b, uint64_t mask)
+{
+    struct rk_log_view v;
+    uint64_t reach, seq;
+    int rc = rk_log_reader_places_start(b->r, mask, b->next, &reach);
+    if (rc || reach < b->next)
+        return rc;
+    while (!batch_full(b) && (rc = rk_log_reader_places_next(b->r, &seq)) == 0) {
+        if (b->req->to_seq && seq > b->req->to_seq) {
+            b->next = UINT64_MAX;
+            b->done = 1;
+            return 0;
+        }
+        rc = rk_log_reader_get(b->r, seq, &v);
+        if (rc == RK_LOG_EOF)
+            continue; /* retention deleted it since the chunk was read */
+        if (rc)
+            return rc;
+        take(b, &v);
+    }
+    if (rc != RK_LOG_EOF)
+        return rc;
+    b->next = reach + 1; /* nothing more up to the reach: on with the records */
+    rk_log_reader_seek(b->r, b->next);
+    return 0;
+}
+
 /* Sends one batch from a fresh read transaction, then "end". */
 static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
 {
-    const struct rk_wire_filter *f = &req->filter;
-    struct rk_log_reader *r = NULL;
-    struct rk_log_view v;
-    struct out o;
-    struct selection sel;
-    uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
-    uint64_t from, next, scanned = 0;
-    int rc = rk_log_reader_open(rp->log, req->from_seq, &r);
+    struct batch b = {.req = req};
+    b.limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;
+    int rc = rk_log_reader_open(rp->log, req->from_seq, &b.r);
 
     if (!rc)
-        rc = batch_start(r, req, &from);
+        rc = batch_start(b.r, req, &b.next);
     if (rc) {
         send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
-        rk_log_reader_destroy(&r);
+        rk_log_reader_destroy(&b.r);
         return;
     }
-    out_start(&o, rp, ident, req);
-    selection_init(&sel, f);
-    next = from;
-    while (out_count(&o) < limit && scanned < SCAN_MAX && (rc = rk_log_reader_next(r, &v)) == 0) {
-        if ((req->to_seq && v.seq > req->to_seq) || (f->to_ns && v.recv_ns > f->to_ns)) {
-            next = UINT64_MAX; /* past the end bound: the range is complete */
-            break;
-        }
-        scanned++;
-        next = v.seq + 1;
-        if (selected(&sel, &v) && out_event(&o, &v))
-            break;
-    }
-    out_flush(&o); /* after a failed send nothing waits: a no-op */
-    if (o.lost)
-        next = o.first_seq; /* the client asks again from the first it lacks */
-    if (rc != 0 && rc != RK_LOG_EOF) {
+    out_start(&b.o, rp, ident, req);
+    selection_init(&b.sel, &req->filter);
+    uint64_t prefectures = rk_topic_set_prefectures(&b.sel.topics);
+    if (prefectures)
+        rc = walk_places(&b, prefectures);
+    if (!rc)
+        rc = walk_records(&b);
+    out_flush(&b.o); /* after a failed send nothing waits: a no-op */
+    if (b.o.lost)
+        b.next = b.o.first_seq; /* the client asks again from the first it lacks */
+    if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "replay_read_failed", "seq=%llu why=\"%s\"",
-                (unsigned long long)next, rk_log_strerror(rc));
+                (unsigned long long)b.next, rk_log_strerror(rc));
         send_err(rp->router, ident, req->corr, "E_STORAGE", rk_log_strerror(rc));
     } else {
         struct rk_wire_hdr end = {.cmd = RK_CMD_END, .corr = req->corr,
-                                  .next_seq = next, .head_seq = rk_log_reader_head(r),
-                                  .sent = o.sent};
+                                  .next_seq = b.next, .head_seq = rk_log_reader_head(b.r),
+                                  .sent = b.o.sent};
         send_hdr(rp->router, ident, &end, 0);
     }
-    rk_log_reader_destroy(&r);
+    rk_log_reader_destroy(&b.r);
 }
 
 /* A record that fails the filter for a reason every record of its entity

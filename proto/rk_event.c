@@ -136,6 +136,29 @@ int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
     return 0;
 }
 
+uint64_t rk_topic_set_prefectures(const struct rk_topic_set *set)
+{
+    uint64_t mask = 0;
+    if (set->everything)
+        return 0;
+    for (size_t t = 1; t < NTYPES; t++) {
+        if (set->whole[t])
+            return 0;
+        for (unsigned k = 0; k < set->ntails[t]; k++) {
+            size_t len = set->tails[t][k].len < 2 ? set->tails[t][k].len : 2;
+            if (len == 0)
+                return 0;
+            for (unsigned pp = 1; pp <= 47; pp++) {
+                char two[3];
+                snprintf(two, sizeof two, "%02u", pp);
+                if (memcmp(two, set->tails[t][k].s, len) == 0)
+                    mask |= 1ull << pp;
+            }
+        }
+    }
+    return mask ? mask : 1; /* a set that selects nothing: no prefecture at all */
+}
+
 /* ---- vocabularies (PROTOCOL.md section 4; tests cross-check proto/data) --- */
 
 struct resource {

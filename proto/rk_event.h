@@ -140,6 +140,14 @@ int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, uns
 int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
                        const char municipality[6]);
 
+/* The prefectures the set's events can come from, as a mask with bit pp
+ * set for prefecture pp (1..47): nonzero when every prefix pins the
+ * prefecture, or a digit of it (so "aid.offer/2" gives 20..29); 0 when an
+ * event of any prefecture can match (no prefixes, or one that stops at or
+ * before a type's "/"). A set that selects nothing at all gives 1 (bit 0,
+ * no prefecture). */
+uint64_t rk_topic_set_prefectures(const struct rk_topic_set *set);
+
 /* 1 when the `len` bytes at `s` are an id: 1..RK_ID_MAX of A-Z a-z 0-9 . _ : -
  * (event ids, request ids, producer ids); else 0. */
 int rk_event_id_valid(const char *s, size_t len);

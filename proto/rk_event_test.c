@@ -357,11 +357,41 @@ static void test_topic_set(void)
                     }
                     checked++;
                     matched += (size_t)want;
+                    /* the prefecture mask lets through every match */
+                    uint64_t mask = rk_topic_set_prefectures(&set);
+                    unsigned pp = (unsigned)(munis[m][0] - '0') * 10 + (unsigned)(munis[m][1] - '0');
+                    if (want && t != RK_EV_NONE && mask && !(mask >> pp & 1)) {
+                        fprintf(stderr, "topic set %s... (%u) muni %s: prefecture mask %llx\n",
+                                prefixes[at], width, munis[m], (unsigned long long)mask);
+                        RK_CHECK(0);
+                    }
                 }
         }
     RK_CHECK(matched > checked / 20 && matched < checked); /* both outcomes were tried */
     RK_CHECK(rk_topic_set_init(&set, NULL, 0) == 0 && rk_topic_set_match(&set, RK_EV_NONE, "271004"));
     RK_CHECK(rk_topic_set_init(&set, prefixes, RK_TOPIC_SET_MAX + 1) == -1);
+}
+
+static uint64_t prefectures_of(const char *const *prefixes, unsigned n)
+{
+    struct rk_topic_set set;
+    rk_topic_set_init(&set, prefixes, n);
+    return rk_topic_set_prefectures(&set);
+}
+
+static void test_topic_set_prefectures(void)
+{
+    const char *one[] = {"aid.offer/28/"}, *two[] = {"kpi.update/28/281000", "aid.request/13/"},
+               *digit[] = {"aid.offer/2"}, *family[] = {"aid."}, *mixed[] = {"aid.offer/28/", "kpi."},
+               *type_only[] = {"aid.offer/"}, *none[] = {"zzz"};
+    RK_CHECK(prefectures_of(one, 1) == 1ull << 28);
+    RK_CHECK(prefectures_of(two, 2) == (1ull << 28 | 1ull << 13));
+    RK_CHECK(prefectures_of(digit, 1) == 0x3ffull << 20);
+    RK_CHECK(prefectures_of(family, 1) == 0);
+    RK_CHECK(prefectures_of(mixed, 2) == 0);
+    RK_CHECK(prefectures_of(type_only, 1) == 0);
+    RK_CHECK(prefectures_of(NULL, 0) == 0);
+    RK_CHECK(prefectures_of(none, 1) == 1);
 }
 
 int main(void)
@@ -371,6 +401,7 @@ int main(void)
     RK_RUN(test_sent_at_ahead_of_clock);
     RK_RUN(test_info_and_topic);
     RK_RUN(test_topic_set);
+    RK_RUN(test_topic_set_prefectures);
     RK_RUN(test_hostile_bytes);
     RK_RUN(test_shared_scenario);
     RK_RUN(test_resource_table_matches_csv);

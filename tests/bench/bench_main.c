@@ -12,7 +12,8 @@
  *   W3      replay: one rk_reader reads the loaded log back from seq 1.
  *   W3filtered  the same, filtered by the broker to one prefecture
  *           (FILTER_PREFECTURE, the topic prefixes of renkei-replay
- *           --prefecture): events/s scanned (records of the log looked at)
+ *           --prefecture): events/s scanned (the log's records the replay
+ *           covered, through the places index or one by one)
  *           and delivered; the count delivered must be the one the event
  *           generator put in that prefecture (20 % of the events).
  *   W3+ingest  the W3 replay again while one publisher ingests at full
@@ -164,8 +165,8 @@ static void usage(FILE *out)
         "it includes the pages of the LMDB file the broker has mapped. The W3 family\n"
         "shares one broker loaded by W1fill; W3+ingest appends to its log last.\n"
         "With --json the W3filtered line adds filter, delivered and delivered_per_s\n"
-        "(events and events_per_s count the records scanned), and the W3+ingest line\n"
-        "adds ingest_publishers, ingest_window, ingest_events, ingest_events_per_s\n"
+        "(events and events_per_s count the log's records covered), the W3+ingest\n"
+        "line adds ingest_publishers, ingest_window, ingest_events, ingest_events_per_s\n"
         "and ingest_p50_ms/p99_ms/p999_ms. Each measurement keeps 16 bytes of timing\n"
         "per event in memory.\n"
         "Exit status: 0; 1 when a broker fails or any event is refused; 2 on bad options.\n");

@@ -56,10 +56,29 @@ def test(b):
          lambda e: ev(e)["type"] == "aid.accept" and ev(e).get("request_id") == "REQ-304280-001"),
         (["--municipality", "999999"], lambda e: False),
     ]
+    def check_cases():
+        for args, pred in cases:
+            want = expect(pred)
+            assert got(*args) == want, (args, got(*args), want)
+            assert want or args == ["--municipality", "999999"], f"{args} selects nothing: a weak case"
+
+    check_cases()
+    # Filters that pin a prefecture read the places index as far as it
+    # reaches (it trails the log by up to 0.2 s) and the records after it.
+    # Again once the index holds the first batches and a later one is not
+    # yet in it, from the start and from the middle of the log.
+    time.sleep(0.6)
+    before = len(everything)
+    b.agent("kpi", kpi_csv, check_rc=0)
+    everything, _ = b.replay_all()
+    assert len(everything) > before, "the late batch was not stored"
+    check_cases()
+    middle = everything[len(everything) // 2]["seq"]
     for args, pred in cases:
-        want = expect(pred)
-        assert got(*args) == want, (args, got(*args), want)
-        assert want or args == ["--municipality", "999999"], f"{args} selects nothing: a weak case"
+        want = [s for s in expect(pred) if s >= middle]
+        assert got("--from", str(middle), *args) == want, (args, middle)
+    want = [s for s in expect(lambda e: ev(e)["municipality"].startswith("30")) if s <= middle]
+    assert got("--prefecture", "30", "--to", str(middle)) == want and want
 
     # Time bounds: pick the receive times of the three aid batches.
     times = sorted({parse_recv(e["recv_time"]) for e in everything})
