@@ -97,6 +97,7 @@ _Static_assert(offsetof(struct dispatch, id) == 0, "tables hash the leading id")
  * the slot of the last record restores the index without it exactly. */
 struct table {
     unsigned char *items;
+    uint64_t *hashes;   /* of each record's id: growing the index reads these, not the records */
     size_t size;        /* bytes per record */
     size_t n, cap;      /* records used, allocated */
     struct slot *slots;
@@ -138,6 +139,7 @@ static void table_init(struct table *t, size_t size)
 static void table_free(struct table *t)
 {
     free(t->items);
+    free(t->hashes);
     free(t->slots);
     memset(t, 0, sizeof *t);
 }
@@ -159,9 +161,8 @@ static size_t table_slot(const struct table *t, const char *id, uint64_t h)
     return s;
 }
 
-static void table_set(struct table *t, const char *id, uint32_t ref)
+static void table_set(struct table *t, const char *id, uint64_t h, uint32_t ref)
 {
-    uint64_t h = hash(id);
     t->slots[table_slot(t, id, h)] = (struct slot){ref, ref ? (uint32_t)(h >> 32) : 0};
 }
 
@@ -171,13 +172,21 @@ static uint32_t table_find(const struct table *t, const char *id)
     return v ? v - 1 : NONE;
 }
 
+/* Inserts the records again in their order, which keeps the invariant
+ * of struct table. Their ids are distinct: each goes to the first empty
+ * slot, and no record is read. */
 static void table_grow_index(struct table *t)
 {
     free(t->slots);
     t->nslots *= 2;
     t->slots = xcalloc(t->nslots, sizeof *t->slots);
-    for (uint32_t i = 0; i < t->n; i++)
-        table_set(t, table_at(t, i), i + 1);
+    size_t mask = t->nslots - 1;
+    for (uint32_t i = 0; i < t->n; i++) {
+        size_t s = (size_t)t->hashes[i] & mask;
+        while (t->slots[s].ref)
+            s = (s + 1) & mask;
+        t->slots[s] = (struct slot){i + 1, (uint32_t)(t->hashes[i] >> 32)};
+    }
 }
 
 /* Appends a zeroed record with id `id` (known to be absent); returns its index. */
@@ -188,9 +197,11 @@ static uint32_t table_add(struct table *t, const char *id)
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         unsigned char *p = realloc(t->items, cap * t->size);
-        if (!p)
+        uint64_t *h = p ? realloc(t->hashes, cap * sizeof *h) : NULL;
+        if (!h)
             abort();
         t->items = p;
+        t->hashes = h;
         t->cap = cap;
     }
     if (2 * (t->n + 1) > t->nslots)
@@ -199,7 +210,8 @@ static uint32_t table_add(struct table *t, const char *id)
     char *rec = table_at(t, i);
     memset(rec, 0, t->size);
     snprintf(rec, RK_ID_MAX + 1, "%s", id);
-    table_set(t, rec, i + 1);
+    t->hashes[i] = hash(rec);
+    table_set(t, rec, t->hashes[i], i + 1);
     return i;
 }
 
@@ -208,7 +220,7 @@ static void table_truncate(struct table *t, size_t n)
 {
     while (t->n > n) {
         t->n--;
-        table_set(t, table_at(t, (uint32_t)t->n), 0);
+        table_set(t, table_at(t, (uint32_t)t->n), t->hashes[t->n], 0);
     }
 }
 
