@@ -332,6 +332,7 @@ static int index_catch_up(struct rk_log *log, MDB_txn *txn)
 {
     struct catch_up c = {log, txn, 0};
     int present, places_present;
+    queues_clear(log); /* a retry after MDB_MAP_FULL must not queue twice */
     int rc = read_indexed(txn, log->meta, log->last_seq, &log->indexed, &present);
     if (!rc)
         rc = read_mark(txn, log->meta, "places", 0, &c.places, &places_present);
@@ -408,6 +409,8 @@ static int open_tables_readonly(struct rk_log *log)
     return mdb_txn_commit(txn); /* keeps the dbi handles */
 }
 
+static int grow_map(struct rk_log *log);
+
 static int open_env(struct rk_log *log, const char *dir, const struct rk_log_options *opt,
                     unsigned flags, char *why, size_t why_len)
 {
@@ -429,8 +432,12 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
         mdb_env_info(log->env, &info);
         log->map_size = info.me_mapsize;
     }
-    if (!rc)
-        rc = flags & MDB_RDONLY ? open_tables_readonly(log) : open_tables(log, why, why_len);
+    if (!rc && (flags & MDB_RDONLY))
+        return open_tables_readonly(log);
+    /* The first open of a log written before "places" indexes it whole,
+     * which can take more room than the map has left. */
+    while (!rc && (rc = open_tables(log, why, why_len)) == MDB_MAP_FULL && grow_map(log) == 0)
+        ;
     return rc;
 }
 
