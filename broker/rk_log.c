@@ -432,11 +432,13 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
         mdb_env_info(log->env, &info);
         log->map_size = info.me_mapsize;
     }
-    if (!rc && (flags & MDB_RDONLY))
+    if (rc)
+        return rc;
+    if (flags & MDB_RDONLY)
         return open_tables_readonly(log);
     /* The first open of a log written before "places" indexes it whole,
      * which can take more room than the map has left. */
-    while (!rc && (rc = open_tables(log, why, why_len)) == MDB_MAP_FULL && grow_map(log) == 0)
+    while ((rc = open_tables(log, why, why_len)) == MDB_MAP_FULL && grow_map(log) == 0)
         ;
     return rc;
 }
@@ -760,13 +762,14 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     return 0;
 }
 
+static void drop_queued_after(struct rk_log *log, uint64_t last);
+
 static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     unsigned char head[RK_LOG_HASH_BYTES];
     int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
-    size_t queued = log->iq.n, places_queued = log->pq.n;
     int flush, rc;
 
     if (n == 0)
@@ -774,7 +777,7 @@ static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, i
     if (log->readonly)
         return EACCES;
     memcpy(head, log->head, sizeof head);
-    if (!queued && !places_queued)
+    if (log->iq.n + log->pq.n == 0)
         log->iq_since_ns = now_ns;
     rc = mdb_txn_begin(log->env, NULL, 0, &txn);
     if (rc)
@@ -817,8 +820,9 @@ fail:
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
 unqueue:
-    log->iq.n = queued;
-    log->pq.n = places_queued;
+    /* Out with the batch's entries: by sequence, not by count, since
+     * index_write sorted the entity queue in place. */
+    drop_queued_after(log, log->last_seq);
     return rc;
 }
 
@@ -1440,9 +1444,9 @@ static int read_pruned(MDB_txn *txn, MDB_dbi meta, uint64_t *seq, unsigned char 
 /* Bytes of the pages the log's tables use now (free pages excluded). */
 static uint64_t tables_bytes(MDB_txn *txn, const struct rk_log *log)
 {
-    MDB_dbi dbis[3] = {log->events, log->entities, log->producers};
+    MDB_dbi dbis[4] = {log->events, log->entities, log->producers, log->places};
     uint64_t total = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (log->has_places ? 4 : 3); i++) {
         MDB_stat st;
         if (mdb_stat(txn, dbis[i], &st) == 0)
             total += (uint64_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
@@ -1473,22 +1477,33 @@ static int prune_one(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur,
     return mdb_cursor_del(cur, 0);
 }
 
-/* Entries still waiting for records that retention deleted must not be
- * written: they would name records that are gone. */
-static void drop_queued(struct rk_log *log, uint64_t through)
+/* Keeps the queued entries whose sequence is in (after, through]. */
+static void keep_queued(struct rk_log *log, uint64_t after, uint64_t through)
 {
     size_t kept = 0;
     for (size_t i = 0; i < log->iq.n; i++)
-        if (log->iq.v[i].seq > through)
+        if (log->iq.v[i].seq > after && log->iq.v[i].seq <= through)
             log->iq.v[kept++] = log->iq.v[i];
     log->iq.n = kept;
     kept = 0;
     for (size_t i = 0; i < log->pq.n; i++)
-        if (log->pq.seq[i] > through) {
+        if (log->pq.seq[i] > after && log->pq.seq[i] <= through) {
             log->pq.seq[kept] = log->pq.seq[i];
             log->pq.pp[kept++] = log->pq.pp[i];
         }
     log->pq.n = kept;
+}
+
+/* Entries still waiting for records that retention deleted must not be
+ * written: they would name records that are gone. */
+static void drop_queued(struct rk_log *log, uint64_t through)
+{
+    keep_queued(log, through, UINT64_MAX);
+}
+
+static void drop_queued_after(struct rk_log *log, uint64_t last)
+{
+    keep_queued(log, 0, last);
 }
 
 /* Puts the cursor on prefecture pp's first chunk when retention deleted

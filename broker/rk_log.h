@@ -46,7 +46,7 @@
  *                without a scan. The index trails the records: entries wait
  *                in memory and are written together, in key order, about
  *                RK_LOG_INDEX_LAG_NS after their records or once 16,384
- *                wait. One insert per append at a random place in the tree
+ *                wait (entity and places entries together). One insert per append at a random place in the tree
  *                dirtied a page per event; in key order, entries share
  *                pages. Readers read the few entries the index lacks from
  *                the records themselves, so snapshots are exact at any

@@ -441,6 +441,50 @@ static void test_prune(void)
     RK_CHECK(system(cmd) == 0);
 }
 
+/* A batch that fills the map is aborted, the map grows and the batch is
+ * written again; every entity waiting in the queue before it survives,
+ * though the failed index write had sorted the queue. */
+static void test_index_survives_map_growth(void)
+{
+    enum { BATCHES = 400, PER = 100, N = BATCHES * PER };
+    char gdir[] = "/tmp/rk_log_grow.XXXXXX", cmd[128], ids[PER][16], body[200];
+    struct rk_log *log = NULL;
+    struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 1 << 20};
+    struct rk_log_rec recs[PER];
+    struct rk_log_reader *r;
+    struct rk_log_entity e;
+    unsigned char after[RK_LOG_ENTITY_KEY_MAX];
+    size_t after_len = 0, n = 0;
+    int64_t now = 1000000000;
+    memset(body, 0x90, sizeof body);
+    RK_CHECK(mkdtemp(gdir) != NULL);
+    RK_CHECK(rk_log_open(&log, gdir, &opt, NULL, 0) == 0);
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < PER; i++) {
+            /* ids in no key order, so the sort moves the batch's entries */
+            snprintf(ids[i], sizeof ids[i], "R%08d", (b * PER + i) * 7919 % N);
+            recs[i] = entity_rec(ids[i], i % 2 ? "131016" : "271004", 0, 2);
+            recs[i].event = body;
+            recs[i].event_len = sizeof body;
+        }
+        now += RK_LOG_INDEX_LAG_NS / 4; /* an index write every fourth batch */
+        RK_CHECK(rk_log_append(log, recs, PER, now) == 0);
+    }
+    RK_CHECK(rk_log_map_grown(log) > 0); /* the case under test happened */
+    RK_CHECK(rk_log_index_flush(log, 0, 1) == 0);
+    RK_CHECK(rk_log_reader_open(log, 1, &r) == 0);
+    while (rk_log_reader_entity_next(r, after, after_len, N, &e) == 0) {
+        memcpy(after, e.key, e.key_len);
+        after_len = e.key_len;
+        n++;
+    }
+    RK_CHECK(n == N);
+    rk_log_reader_destroy(&r);
+    rk_log_destroy(&log);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", gdir);
+    RK_CHECK(system(cmd) == 0);
+}
+
 /* ---- places index --------------------------------------------------------- */
 
 static const char *const place_munis[] = {"281000", "271004", "131016", "282014", "011002"};
@@ -545,6 +589,58 @@ static void test_places_index(void)
     RK_CHECK(system(cmd) == 0);
 }
 
+/* Takes up every free page of the log, with the map no larger than its
+ * used pages (LMDB's least), so that nothing more fits without growing. */
+static void fill_free_pages(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi filler;
+    static char junk[1000];
+    int rc = 0;
+    RK_CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 9) == 0 &&
+             mdb_env_set_mapsize(env, 1) == 0 && mdb_env_open(env, path, 0, 0644) == 0);
+    for (unsigned i = 0; i < 100000 && rc == 0; i++) {
+        MDB_val k = {sizeof i, &i}, v = {sizeof junk, junk};
+        RK_CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+        if ((rc = mdb_dbi_open(txn, "filler", MDB_CREATE | MDB_INTEGERKEY, &filler)) == 0 &&
+            (rc = mdb_put(txn, filler, &k, &v, 0)) == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    RK_CHECK(rc == MDB_MAP_FULL);
+    mdb_env_close(env);
+}
+
+/* A log from before the places index, opened with its map as full as
+ * LMDB leaves it (no larger than its used pages): the first open grows
+ * the map to index it, rather than failing. */
+static void test_places_backfill_grows_map(void)
+{
+    char pdir[] = "/tmp/rk_log_backfill.XXXXXX", why[256], cmd[128];
+    struct rk_log *log = NULL;
+    struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 1 << 20};
+    RK_CHECK(mkdtemp(pdir) != NULL);
+    RK_CHECK(rk_log_open(&log, pdir, &opt, why, sizeof why) == 0);
+    append_places(log, 3000, 1000);
+    rk_log_destroy(&log);
+    forget_places(pdir);
+    fill_free_pages(pdir);
+    opt.map_size = 4096; /* less than the file holds, as a grown log's next open asks */
+    int rc = rk_log_open(&log, pdir, &opt, why, sizeof why);
+    if (rc)
+        fprintf(stderr, "open: %s\n", why);
+    RK_CHECK(rc == 0);
+    if (rc)
+        return;
+    RK_CHECK(rk_log_map_grown(log) > 0); /* the case under test happened */
+    check_places(log, 1ull << 28, 1, 3000);
+    rk_log_destroy(&log);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", pdir);
+    RK_CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -561,6 +657,8 @@ int main(void)
     RK_RUN(test_entity_index_after_crash);
     RK_RUN(test_prune);
     RK_RUN(test_places_index);
+    RK_RUN(test_index_survives_map_growth);
+    RK_RUN(test_places_backfill_grows_map);
     RK_RUN(test_verify_intact_log);
     RK_RUN(test_tampering_breaks_chain); /* last: it leaves the log damaged */
     char cmd[128];

@@ -113,7 +113,9 @@ static int selected(const struct selection *s, const struct rk_log_view *v)
     return rk_topic_set_match(&s->topics, (enum rk_event_type)v->tags.type, v->tags.municipality);
 }
 
-/* Where a batch starts: from_seq, or later when from_time says so. */
+/* Where a batch starts: from_seq, or later when from_time says so; the
+ * reader is put there. A later batch of the range keeps its from_seq: the
+ * time bound only moves the start forward. */
 static int batch_start(struct rk_log_reader *r, const struct rk_wire_hdr *req, uint64_t *from)
 {
     uint64_t by_time;
@@ -123,6 +125,7 @@ static int batch_start(struct rk_log_reader *r, const struct rk_wire_hdr *req, u
     int rc = rk_log_reader_seek_time(r, req->filter.from_ns, &by_time);
     if (rc == 0 && by_time > *from)
         *from = by_time;
+    rk_log_reader_seek(r, *from);
     return rc;
 }
 

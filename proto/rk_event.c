@@ -543,7 +543,9 @@ static int lookup(const struct vctx *c, const struct rk_mp_val *m, const char *n
             return -1;
         if (k.kind == RK_MP_STR && rk_mp_str_is(&k, name))
             return rk_mp_next(&r, out);
-        if (rk_mp_skip(&r))
+        /* a key may be a container (index_keys refuses it later): skip it whole */
+        if (((k.kind == RK_MP_ARRAY || k.kind == RK_MP_MAP) && rk_mp_skip_items(&r, &k)) ||
+            rk_mp_skip(&r))
             return -1;
     }
     return -1;
@@ -769,10 +771,10 @@ static enum rk_verr check_point_fields(struct vctx *c, const char *field,
 static enum rk_verr check_point(struct vctx *c, const char *field, const struct rk_mp_val *o)
 {
     struct rk_mp_val f[MAX_FIELDS];
-    struct rk_mp_reader r = pairs_of(c, o);
     if (o->kind != RK_MP_MAP)
         return fail(c, RK_V_TYPE, field, "must be a map {value, fy, ...}, got %s",
                     rk_mp_kind_name(o->kind));
+    struct rk_mp_reader r = pairs_of(c, o);
     enum rk_verr rc = index_keys(c, field, &r, o->n, point_fields, f, NULL, NULL);
     if (rc)
         return rc;

@@ -195,7 +195,7 @@ static void test_hostile_bytes(void)
 {
     struct {
         const char *what;
-        unsigned char bytes[16];
+        unsigned char bytes[32];
         size_t len;
         enum rk_verr want;
     } cases[] = {
@@ -212,6 +212,12 @@ static void test_hostile_bytes(void)
         {"trailing byte", {0x80, 0x00}, 2, RK_V_DECODE},
         {"int key", {0x81, 0x01, 0x01}, 3, RK_V_MISSING},
         {"nil type", {0x81, 0xa4, 't', 'y', 'p', 'e', 0xc0}, 7, RK_V_TYPE},
+        /* container keys are skipped whole while "type" is looked for: a
+         * key ["x"] before it, and a "type" inside a key ["type","aid.offer"] */
+        {"array key, then type", {0x82, 0x91, 0xa1, 'x', 0x01, 0xa4, 't', 'y', 'p', 'e',
+                                  0xa9, 'a', 'i', 'd', '.', 'o', 'f', 'f', 'e', 'r'}, 20, RK_V_TYPE},
+        {"type inside an array key", {0x81, 0x92, 0xa4, 't', 'y', 'p', 'e', 0xa9, 'a', 'i', 'd',
+                                      '.', 'o', 'f', 'f', 'e', 'r', 0x01}, 18, RK_V_MISSING},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct rk_verror err;

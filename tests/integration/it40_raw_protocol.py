@@ -110,6 +110,15 @@ def test(b):
     rep.send_multipart([msgpack.packb([1, "replay", 79, 2, 0, 1000, {"kpi_id": "none"}, 1])])
     end = msgpack.unpackb(recv(rep)[0])
     assert end == [1, "end", 79, 3, 2, 0], end
+    # A later batch of a range bounded by from_time starts at its from_seq,
+    # not again at the first record of that time.
+    rep.send_multipart([msgpack.packb([1, "replay", 80, 2, 0, 1, {"from_time": 1}, 1])])
+    evts = recv(rep)
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(evts[1])
+    assert [r[0] for r in unpacker] == [2], "continued at the time bound, not at from_seq"
+    end = msgpack.unpackb(recv(rep)[0])
+    assert end == [1, "end", 80, 3, 2, 1], end
     rep.send_multipart([b"\x93\x01\xa3pub\x01"])
     err = msgpack.unpackb(recv(rep)[0])
     assert err[1] == "err" and err[3] == "E_COMMAND", err
