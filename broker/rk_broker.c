@@ -24,11 +24,13 @@
 
 /* Messages queued per subscriber before the feed skips it. A skipped
  * subscriber fills from the log, so this bounds broker memory per stalled
- * subscriber (about 0.2 KiB a message: three frames) rather than
- * protecting data. The kernel's socket buffers hold several thousand more
- * before this queue even fills: at 20,000 events/s, under a second of a
- * stalled reader is absorbed without a gap. */
-#define FEED_SNDHWM 1000
+ * subscriber (about 0.17 KiB a message: three frames) rather than
+ * protecting data. The kernel's socket buffer holds several hundred more
+ * before this queue even fills. At 1,000, a thousand subscribers that
+ * cannot keep up (W4) held 391 MiB of broker memory; at 300, 266 MiB,
+ * and one subscriber at 20,000 events/s still needed no gap filled in
+ * 10 s (W2); at 150 it needed two or three. */
+#define FEED_SNDHWM 300
 #define INGEST_HWM 100000
 #define POLL_MS 100
 #define INDEX_RETRY_NS 10000000000LL

@@ -58,7 +58,7 @@ def test(b):
           f"{secs:.1f} s): +{grown_b / 1024:.1f} MiB broker RssAnon")
     assert seqs == list(range(1, 2 * N + 1))
     # Queueing everything for the stalled reader would cost about 40 MiB more
-    # (N messages); the 1,000-message mark costs next to nothing.
+    # (N messages); the 300-message mark costs next to nothing.
     extra_mib = (grown_b - grown_a) / 1024
     assert extra_mib < 16, f"a stalled subscriber cost the broker {extra_mib:.0f} MiB"
 
