@@ -1,5 +1,6 @@
 #include "rk_log.h"
 #include "rk_event.h"
+#include "rk_muni.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -45,8 +46,6 @@ struct place_list {
     unsigned char *pp;
     size_t n, cap;
 };
-
-#define PREFECTURES 47
 
 struct rk_log {
     MDB_env *env;
@@ -95,7 +94,7 @@ struct rk_log_reader {
     uint64_t from;
     int started;
     uint64_t head;
-    struct place_walk walks[PREFECTURES];
+    struct place_walk walks[RK_MUNI_PREFECTURES];
     unsigned nwalks;
     uint64_t places_reach;
     /* The entries of the records the index does not reach yet, read from
@@ -591,18 +590,9 @@ static int entries_add(struct entry_list *l, const struct rk_log_tags *tags, uin
     return 0;
 }
 
-/* The prefecture (1..47) of a municipality code, 0 for none. */
-static unsigned prefecture_of(const char muni[6])
-{
-    if (muni[0] < '0' || muni[0] > '9' || muni[1] < '0' || muni[1] > '9')
-        return 0;
-    unsigned pp = (unsigned)(muni[0] - '0') * 10 + (unsigned)(muni[1] - '0');
-    return pp <= PREFECTURES ? pp : 0;
-}
-
 static int places_add(struct place_list *l, const struct rk_log_tags *tags, uint64_t seq)
 {
-    unsigned pp = prefecture_of(tags->municipality);
+    int pp = rk_muni_prefecture(tags->municipality);
     if (!pp)
         return 0;
     if (l->n == l->cap) {
@@ -629,7 +619,7 @@ static int places_add(struct place_list *l, const struct rk_log_tags *tags, uint
 static int places_write(struct rk_log *log, MDB_txn *txn)
 {
     const struct place_list *q = &log->pq;
-    size_t start[PREFECTURES + 2] = {0};
+    size_t start[RK_MUNI_PREFECTURES + 2] = {0};
     unsigned char key[9];
     int rc = 0;
     if (q->n == 0)
@@ -639,13 +629,13 @@ static int places_write(struct rk_log *log, MDB_txn *txn)
         return ENOMEM;
     for (size_t i = 0; i < q->n; i++)
         start[q->pp[i] + 1]++;
-    for (unsigned pp = 1; pp <= PREFECTURES + 1; pp++)
+    for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES + 1; pp++)
         start[pp] += start[pp - 1];
-    size_t at[PREFECTURES + 1];
+    size_t at[RK_MUNI_PREFECTURES + 1];
     memcpy(at, start, sizeof at);
     for (size_t i = 0; i < q->n; i++)
         put_be(buf + 8 * at[q->pp[i]]++, q->seq[i], 8);
-    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+    for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES && !rc; pp++) {
         size_t n = start[pp + 1] - start[pp];
         if (n == 0)
             continue;
@@ -698,7 +688,8 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
         rc = mdb_cursor_put(cur, &k, &v, 0);
     }
     mdb_cursor_close(cur);
-    if (rc || (rc = places_write(log, txn)) || (rc = write_mark(txn, log->meta, "places", through)))
+    if (rc || (rc = places_write(log, txn)) ||
+        (rc = write_mark(txn, log->meta, "places", through)))
         return rc;
     return write_mark(txn, log->meta, "indexed", through);
 }
@@ -1123,7 +1114,7 @@ int rk_log_reader_places_start(struct rk_log_reader *r, uint64_t mask, uint64_t 
         return 0;
     if ((rc = read_mark(r->txn, r->log->meta, "places", 0, &r->places_reach, NULL)))
         return rc;
-    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+    for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES && !rc; pp++) {
         if (!(mask >> pp & 1))
             continue;
         struct place_walk *w = &r->walks[r->nwalks];
@@ -1529,7 +1520,7 @@ static int places_prune(struct rk_log *log, MDB_txn *txn, uint64_t through)
     int rc = mdb_cursor_open(txn, log->places, &cur);
     if (rc)
         return rc;
-    for (unsigned pp = 1; pp <= PREFECTURES && !rc; pp++) {
+    for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES && !rc; pp++) {
         while ((rc = places_stale_chunk(cur, pp, through)) == 0 &&
                (rc = mdb_cursor_del(cur, 0)) == 0)
             ;

@@ -1,4 +1,5 @@
 #include "rk_log.h"
+#include "rk_muni.h"
 #include "rk_test.h"
 
 #include <errno.h>
@@ -514,9 +515,7 @@ static void check_places(struct rk_log *log, uint64_t mask, uint64_t from, uint6
     RK_CHECK(rk_log_reader_open(log, from, &r) == 0);
     RK_CHECK(rk_log_reader_places_start(r, mask, from, &reach) == 0 && reach == want_reach);
     while ((rc = rk_log_reader_next(r, &v)) == 0 && v.seq <= reach && nwant < 4096) {
-        unsigned pp = (unsigned)(v.tags.municipality[0] - '0') * 10 +
-                      (unsigned)(v.tags.municipality[1] - '0');
-        if (mask >> pp & 1)
+        if (mask >> rk_muni_prefecture(v.tags.municipality) & 1)
             want[nwant++] = v.seq;
     }
     while ((rc = rk_log_reader_places_next(r, &seq)) == 0 && ngot < 4096)

@@ -148,7 +148,7 @@ uint64_t rk_topic_set_prefectures(const struct rk_topic_set *set)
             size_t len = set->tails[t][k].len < 2 ? set->tails[t][k].len : 2;
             if (len == 0)
                 return 0;
-            for (unsigned pp = 1; pp <= 47; pp++) {
+            for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES; pp++) {
                 char two[3];
                 snprintf(two, sizeof two, "%02u", pp);
                 if (memcmp(two, set->tails[t][k].s, len) == 0)

@@ -1,5 +1,6 @@
 /* Event validation: the shared scenario, one test per rule, hostile bytes. */
 #include "rk_event.h"
+#include "rk_muni.h"
 #include "rk_json.h"
 #include "rk_time.h"
 #include "rk_test.h"
@@ -365,7 +366,7 @@ static void test_topic_set(void)
                     matched += (size_t)want;
                     /* the prefecture mask lets through every match */
                     uint64_t mask = rk_topic_set_prefectures(&set);
-                    unsigned pp = (unsigned)(munis[m][0] - '0') * 10 + (unsigned)(munis[m][1] - '0');
+                    int pp = rk_muni_prefecture(munis[m]);
                     if (want && t != RK_EV_NONE && mask && !(mask >> pp & 1)) {
                         fprintf(stderr, "topic set %s... (%u) muni %s: prefecture mask %llx\n",
                                 prefixes[at], width, munis[m], (unsigned long long)mask);

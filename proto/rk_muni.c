@@ -27,6 +27,14 @@ static const struct rk_muni_row *find(const char *code)
     return bsearch(code, rk_muni_rows, rk_muni_nrows, sizeof rk_muni_rows[0], row_cmp);
 }
 
+int rk_muni_prefecture(const char *code)
+{
+    if (code[0] < '0' || code[0] > '9' || code[1] < '0' || code[1] > '9')
+        return 0;
+    int pref = (code[0] - '0') * 10 + (code[1] - '0');
+    return pref >= 1 && pref <= RK_MUNI_PREFECTURES ? pref : 0;
+}
+
 enum rk_muni_status rk_muni_validate(const char *code, size_t len)
 {
     if (len != 6)
@@ -34,8 +42,7 @@ enum rk_muni_status rk_muni_validate(const char *code, size_t len)
     for (size_t i = 0; i < 6; i++)
         if (code[i] < '0' || code[i] > '9')
             return RK_MUNI_FORMAT;
-    int pref = (code[0] - '0') * 10 + (code[1] - '0');
-    if (pref < 1 || pref > 47)
+    if (!rk_muni_prefecture(code))
         return RK_MUNI_PREFECTURE;
     if (rk_muni_check_digit(code) != code[5])
         return RK_MUNI_CHECK_DIGIT;

@@ -22,6 +22,12 @@ enum rk_muni_status {
     RK_MUNI_UNKNOWN,       /* well formed, but no such local government */
 };
 
+#define RK_MUNI_PREFECTURES 47
+
+/* The prefecture (1..RK_MUNI_PREFECTURES) the first two characters of
+ * `code` name, or 0 when they are not two ASCII digits in that range. */
+int rk_muni_prefecture(const char *code);
+
 /* The check digit ('0'..'9') for the first five digits of `code`, or -1
  * when those are not five ASCII digits. */
 int rk_muni_check_digit(const char *code);
