@@ -1,6 +1,8 @@
 #include "rk_wire.h"
+#include "rk_err.h"
 #include "rk_mp.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +34,36 @@ const char *rk_wire_cmd_name(enum rk_wire_cmd cmd)
     return cmd_names[cmd];
 }
 
-/* ---- writing: the buffer is sized by us, so overflow is tracked, not asserted */
+/* ---- writing
+ *
+ * One writer per MessagePack shape, each choosing the smallest format that
+ * holds its length or value. A writer that cannot go on stops for good and
+ * keeps the first reason, so an encoder writes straight through and looks
+ * once at the end: a caller gets a whole header or none. */
 
 struct writer {
     unsigned char *p;
     size_t len, cap;
-    int overflow;
+    int err; /* RK_OK, ENOSPC (cap reached), EMSGSIZE (a length MessagePack
+              * cannot carry) or EINVAL (a field over its protocol limit) */
 };
+
+static void fail(struct writer *w, int err)
+{
+    if (w->err == RK_OK)
+        w->err = err;
+}
 
 static void put(struct writer *w, const void *src, size_t n)
 {
-    if (w->overflow || w->cap - w->len < n) {
-        w->overflow = 1;
+    if (w->err != RK_OK)
+        return;
+    if (w->cap - w->len < n) {
+        fail(w, ENOSPC);
         return;
     }
-    memcpy(w->p + w->len, src, n);
+    if (n) /* an empty cursor or event may come as NULL */
+        memcpy(w->p + w->len, src, n);
     w->len += n;
 }
 
@@ -56,22 +73,93 @@ static void put_byte(struct writer *w, unsigned b)
     put(w, &c, 1);
 }
 
-/* Smallest encoding, as MessagePack recommends; decoders accept any. */
+/* A type byte, then `v` in `width` bytes, big-endian as MessagePack wants. */
+static void put_be(struct writer *w, unsigned type, uint64_t v, int width)
+{
+    unsigned char b[9] = {(unsigned char)type};
+    for (int i = 0; i < width; i++)
+        b[1 + i] = (unsigned char)(v >> (8 * (width - 1 - i)));
+    put(w, b, (size_t)width + 1);
+}
+
+/* The length prefix every sized shape shares: the fix form (`fix` ORed with
+ * lengths below `fix_end`; fix_end 0 when the shape has none), then the
+ * 8-bit form (`c8`, 0 when it has none), 16-bit and 32-bit forms. */
+static void put_len(struct writer *w, size_t n, unsigned fix, size_t fix_end, unsigned c8,
+                    unsigned c16, unsigned c32)
+{
+    if (n < fix_end)
+        put_byte(w, fix | (unsigned)n);
+    else if (c8 && n <= 0xff)
+        put_be(w, c8, n, 1);
+    else if (n <= 0xffff)
+        put_be(w, c16, n, 2);
+    else if ((uint64_t)n <= UINT32_MAX)
+        put_be(w, c32, n, 4);
+    else
+        fail(w, EMSGSIZE);
+}
+
+static void put_array(struct writer *w, size_t n)
+{
+    put_len(w, n, 0x90, 16, 0, 0xdc, 0xdd);
+}
+
+/* `n` is the number of key-value pairs. */
+static void put_map(struct writer *w, size_t n)
+{
+    put_len(w, n, 0x80, 16, 0, 0xde, 0xdf);
+}
+
+static void put_str(struct writer *w, const char *s, size_t n)
+{
+    put_len(w, n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+    put(w, s, n);
+}
+
+static void put_bin(struct writer *w, const void *p, size_t n)
+{
+    put_len(w, n, 0, 0, 0xc4, 0xc5, 0xc6);
+    put(w, p, n);
+}
+
 static void put_uint(struct writer *w, uint64_t v)
 {
-    unsigned char b[9];
-    int n;
-    if (v < 128) {
+    if (v < 128)
         put_byte(w, (unsigned)v);
-        return;
-    }
-    if (v <= 0xff) { b[0] = 0xcc; n = 1; }
-    else if (v <= 0xffff) { b[0] = 0xcd; n = 2; }
-    else if (v <= 0xffffffffu) { b[0] = 0xce; n = 4; }
-    else { b[0] = 0xcf; n = 8; }
-    for (int i = 0; i < n; i++)
-        b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
-    put(w, b, (size_t)n + 1);
+    else if (v <= 0xff)
+        put_be(w, 0xcc, v, 1);
+    else if (v <= 0xffff)
+        put_be(w, 0xcd, v, 2);
+    else if (v <= UINT32_MAX)
+        put_be(w, 0xce, v, 4);
+    else
+        put_be(w, 0xcf, v, 8);
+}
+
+/* Receive times are never negative on the wire; a clock before 1970 reads 0. */
+static void put_ns(struct writer *w, int64_t ns)
+{
+    put_uint(w, ns < 0 ? 0 : (uint64_t)ns);
+}
+
+/* A literal: a command name or a filter key. */
+static void put_lit(struct writer *w, const char *s)
+{
+    put_str(w, s, strlen(s));
+}
+
+/* An identifier held in a char array of `size` bytes, which must also hold
+ * its NUL. One that fills the array is refused, not cut: a producer, topic
+ * or id cut short names another one (two producers would merge, a filter
+ * would widen). */
+static void put_id(struct writer *w, const char *s, size_t size)
+{
+    size_t n = strnlen(s, size);
+    if (n == size)
+        fail(w, EINVAL);
+    else
+        put_str(w, s, n);
 }
 
 /* Cut at `max` bytes without splitting a UTF-8 sequence. */
@@ -84,23 +172,12 @@ static size_t utf8_clip(const char *s, size_t max)
     return n;
 }
 
-static void put_str(struct writer *w, const char *s, size_t max)
+/* Text for people (an error's code and message) in a char array of `size`
+ * bytes: cut to fit rather than refused, since a reply that says something
+ * beats none. */
+static void put_text(struct writer *w, const char *s, size_t size)
 {
-    size_t n = utf8_clip(s, max);
-    if (n < 32) {
-        put_byte(w, 0xa0 | (unsigned)n);
-    } else {
-        put_byte(w, 0xd9);
-        put_byte(w, (unsigned)n);
-    }
-    put(w, s, n);
-}
-
-static void put_bin(struct writer *w, const void *p, size_t n)
-{
-    put_byte(w, 0xc4);
-    put_byte(w, (unsigned)(n & 0xff));
-    put(w, p, n & 0xff);
+    put_str(w, s, utf8_clip(s, size - 1));
 }
 
 int rk_wire_filter_active(const struct rk_wire_filter *f)
@@ -108,34 +185,48 @@ int rk_wire_filter_active(const struct rk_wire_filter *f)
     return f->from_ns || f->to_ns || f->ntopics || f->request_id[0] || f->kpi_id[0];
 }
 
-/* The filter map holds only the keys that are set. */
+/* The filter map holds only the keys that are set. A negative time bound
+ * is refused: the decoder takes only uints, and 0 would mean no bound. */
 static void put_filter(struct writer *w, const struct rk_wire_filter *f)
 {
-    unsigned n = (f->from_ns != 0) + (f->to_ns != 0) + (f->ntopics != 0) +
-                 (f->request_id[0] != 0) + (f->kpi_id[0] != 0);
-    put_byte(w, 0x80 | n);
+    if (f->ntopics > RK_WIRE_TOPICS_MAX || f->from_ns < 0 || f->to_ns < 0) {
+        fail(w, EINVAL);
+        return;
+    }
+    put_map(w, (size_t)(f->from_ns != 0) + (f->to_ns != 0) + (f->ntopics != 0) +
+                   (f->request_id[0] != 0) + (f->kpi_id[0] != 0));
     if (f->from_ns) {
-        put_str(w, "from_time", 16);
+        put_lit(w, "from_time");
         put_uint(w, (uint64_t)f->from_ns);
     }
     if (f->to_ns) {
-        put_str(w, "to_time", 16);
+        put_lit(w, "to_time");
         put_uint(w, (uint64_t)f->to_ns);
     }
     if (f->ntopics) {
-        put_str(w, "topics", 16);
-        put_byte(w, 0x90 | (f->ntopics & 0x0f));
+        put_lit(w, "topics");
+        put_array(w, f->ntopics);
         for (unsigned i = 0; i < f->ntopics; i++)
-            put_str(w, f->topics[i], RK_WIRE_TOPIC_MAX - 1);
+            put_id(w, f->topics[i], sizeof f->topics[i]);
     }
     if (f->request_id[0]) {
-        put_str(w, "request_id", 16);
-        put_str(w, f->request_id, RK_WIRE_ID_MAX);
+        put_lit(w, "request_id");
+        put_id(w, f->request_id, sizeof f->request_id);
     }
     if (f->kpi_id[0]) {
-        put_str(w, "kpi_id", 16);
-        put_str(w, f->kpi_id, RK_WIRE_ID_MAX);
+        put_lit(w, "kpi_id");
+        put_id(w, f->kpi_id, sizeof f->kpi_id);
     }
+}
+
+/* What follows `limit` in a replay or snap: the filter, then the flags. */
+static void put_read_tail(struct writer *w, const struct rk_wire_hdr *h, int filtered,
+                          int flagged)
+{
+    if (filtered)
+        put_filter(w, &h->filter);
+    if (flagged)
+        put_uint(w, h->flags);
 }
 
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
@@ -143,7 +234,7 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     const char *name = rk_wire_cmd_name(h->cmd);
     if (!name || h->cmd == RK_CMD_ACKS) /* rk_wire_encode_acks writes those */
         return 0;
-    struct writer w = {buf, 0, cap, 0};
+    struct writer w = {buf, 0, cap, RK_OK};
     int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
     int reads = h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP;
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
@@ -152,39 +243,36 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int filtered = reads && (rk_wire_filter_active(&h->filter) || flagged);
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
-    put_byte(&w, 0x90 | (cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
-                         (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u)));
+    put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
+                      (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
-    put_str(&w, name, 16);
+    put_lit(&w, name);
     put_uint(&w, h->corr);
     switch (h->cmd) {
     case RK_CMD_ACK:
     case RK_CMD_EVT:
         put_uint(&w, h->seq);
-        put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        put_ns(&w, h->recv_ns);
         if (signed_evt)
-            put_str(&w, h->publisher, RK_WIRE_PUBLISHER_MAX);
+            put_id(&w, h->publisher, sizeof h->publisher);
         break;
     case RK_CMD_LIVE:
     case RK_CMD_TICK:
         put_uint(&w, h->seq);
-        put_uint(&w, h->recv_ns < 0 ? 0 : (uint64_t)h->recv_ns);
+        put_ns(&w, h->recv_ns);
         put_uint(&w, h->prev_seq);
         if (h->cmd == RK_CMD_LIVE)
-            put_str(&w, h->topic, sizeof h->topic - 1);
+            put_id(&w, h->topic, sizeof h->topic);
         break;
     case RK_CMD_ERR:
-        put_str(&w, h->code, sizeof h->code - 1);
-        put_str(&w, h->message, sizeof h->message - 1);
+        put_text(&w, h->code, sizeof h->code);
+        put_text(&w, h->message, sizeof h->message);
         break;
     case RK_CMD_REPLAY:
         put_uint(&w, h->from_seq);
         put_uint(&w, h->to_seq);
         put_uint(&w, h->limit);
-        if (filtered)
-            put_filter(&w, &h->filter);
-        if (flagged)
-            put_uint(&w, h->flags);
+        put_read_tail(&w, h, filtered, flagged);
         break;
     case RK_CMD_EVTS:
         put_uint(&w, h->nrecords);
@@ -198,10 +286,7 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_uint(&w, h->at_seq);
         put_uint(&w, h->limit);
         put_bin(&w, h->cursor, h->cursor_len);
-        if (filtered)
-            put_filter(&w, &h->filter);
-        if (flagged)
-            put_uint(&w, h->flags);
+        put_read_tail(&w, h, filtered, flagged);
         break;
     case RK_CMD_SNAPEND:
         put_uint(&w, h->at_seq);
@@ -210,7 +295,7 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         break;
     case RK_CMD_PUB:
         if (idempotent) {
-            put_str(&w, h->producer, RK_WIRE_PRODUCER_MAX);
+            put_id(&w, h->producer, sizeof h->producer);
             put_uint(&w, h->producer_seq);
         }
         if (flagged)
@@ -219,38 +304,24 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     default:
         break;
     }
-    return w.overflow ? 0 : w.len;
-}
-
-static void put_array_len(struct writer *w, size_t n)
-{
-    unsigned char b[5] = {0xdd, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                          (unsigned char)(n >> 8), (unsigned char)n};
-    if (n < 16) {
-        put_byte(w, 0x90 | (unsigned)n);
-    } else if (n <= 0xffff) {
-        b[2] = 0xdc;
-        put(w, b + 2, 3);
-    } else {
-        put(w, b, 5);
-    }
+    return w.err == RK_OK ? w.len : 0;
 }
 
 size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, void *buf,
                            size_t cap)
 {
-    struct writer w = {buf, 0, cap, 0};
-    if (n == 0 || n > 0x7fffffff)
+    struct writer w = {buf, 0, cap, RK_OK};
+    if (n == 0 || n > UINT32_MAX / 2) /* 2n elements must fit an array 32 */
         return 0;
-    put_byte(&w, 0x90 | cmd_arity[RK_CMD_ACKS]);
+    put_array(&w, cmd_arity[RK_CMD_ACKS]);
     put_uint(&w, RK_WIRE_VERSION);
-    put_str(&w, "acks", 16);
+    put_lit(&w, "acks");
     put_uint(&w, 0);
-    put_uint(&w, recv_ns < 0 ? 0 : (uint64_t)recv_ns);
-    put_array_len(&w, 2 * n);
-    for (size_t i = 0; i < 2 * n; i++)
+    put_ns(&w, recv_ns);
+    put_array(&w, 2 * n);
+    for (size_t i = 0; i < 2 * n && w.err == RK_OK; i++)
         put_uint(&w, corr_seq[i]);
-    return w.overflow ? 0 : w.len;
+    return w.err == RK_OK ? w.len : 0;
 }
 
 /* ---- reading: bytes from the network, every length checked (rk_mp) */
@@ -521,44 +592,22 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
 
 /* ---- the records frame of "evts" */
 
-static void put_bin_len(struct writer *w, size_t n)
-{
-    unsigned char b[5] = {0xc6, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                          (unsigned char)(n >> 8), (unsigned char)n};
-    if (n <= 0xff) {
-        b[3] = 0xc4;
-        put(w, b + 3, 2);
-    } else if (n <= 0xffff) {
-        b[2] = 0xc5;
-        put(w, b + 2, 3);
-    } else {
-        put(w, b, 5);
-    }
-}
-
 size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t cap)
 {
-    struct writer w = {buf, 0, cap, 0};
+    struct writer w = {buf, 0, cap, RK_OK};
     size_t plen = rec->publisher ? rec->publisher_len : 0;
-    if (plen > RK_WIRE_PUBLISHER_MAX || rec->event_len > UINT32_MAX ||
+    /* a NUL would cut the key short for the reader, as in an "evt" header */
+    if (plen > RK_WIRE_PUBLISHER_MAX || (plen && memchr(rec->publisher, '\0', plen)) ||
         rec->event_len > SIZE_MAX - RK_WIRE_RECORD_OVERHEAD ||
         cap < rec->event_len + RK_WIRE_RECORD_OVERHEAD)
         return 0;
-    put_byte(&w, 0x90 | (plen ? 4u : 3u));
+    put_array(&w, plen ? 4 : 3);
     put_uint(&w, rec->seq);
-    put_uint(&w, rec->recv_ns < 0 ? 0 : (uint64_t)rec->recv_ns);
-    put_bin_len(&w, rec->event_len);
-    put(&w, rec->event, rec->event_len);
-    if (plen) {
-        if (plen < 32) {
-            put_byte(&w, 0xa0 | (unsigned)plen);
-        } else {
-            put_byte(&w, 0xd9);
-            put_byte(&w, (unsigned)plen);
-        }
-        put(&w, rec->publisher, plen);
-    }
-    return w.overflow ? 0 : w.len;
+    put_ns(&w, rec->recv_ns);
+    put_bin(&w, rec->event, rec->event_len);
+    if (plen)
+        put_str(&w, rec->publisher, plen);
+    return w.err == RK_OK ? w.len : 0;
 }
 
 int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_record *rec)

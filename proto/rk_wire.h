@@ -42,7 +42,7 @@
 #define RK_WIRE_HDR_MAX 2048     /* no header this module writes is longer */
 #define RK_REPLAY_LIMIT_MAX 1000 /* events per replay batch */
 #define RK_WIRE_PRODUCER_MAX 64  /* bytes of a producer id */
-#define RK_WIRE_TOPICS_MAX 16    /* topic prefixes in one replay filter */
+#define RK_WIRE_TOPICS_MAX 16    /* topic prefixes in one filter or subscription key */
 #define RK_WIRE_TOPIC_MAX 40     /* bytes of a topic prefix, NUL included */
 #define RK_WIRE_ID_MAX 64
 #define RK_WIRE_CURSOR_MAX 96    /* bytes of a snapshot cursor (bin) */
@@ -128,14 +128,26 @@ struct rk_wire_hdr {
 };
 
 /* Writes the header `h` to `buf` (capacity `cap`, RK_WIRE_HDR_MAX is
- * always enough). Returns the number of bytes written, or 0 when `cap` is
- * too small or `h->cmd` is not a command. Strings longer than their field
- * are truncated at a UTF-8 boundary. */
+ * always enough). Returns the number of bytes written, or 0 with nothing
+ * usable in `buf` (never a byte past `cap`) when `cap` is too small,
+ * `h->cmd` is not a command, or a field is over its protocol limit: more
+ * than RK_WIRE_TOPICS_MAX filter topics, a cursor over RK_WIRE_CURSOR_MAX
+ * bytes, a negative filter time, or an identifier (producer, filter topic,
+ * request_id, kpi_id, publisher, live topic) that fills its whole array
+ * without a NUL, which would otherwise go out cut short and name another
+ * one. Only `code` and `message`, text for people, are cut to their field
+ * instead, at a UTF-8 boundary.
+ *
+ * Every encoder of this module writes each count, length and integer in
+ * the smallest MessagePack form that holds it (fix, 8-, 16- or 32-bit), so
+ * a filter of 16 topics goes out as an array 16, not a fixarray. */
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap);
 
 /* Writes an "acks" header: `n` (at least 1) pairs corr_seq[2i] (the publish's corr) and
  * corr_seq[2i+1] (its seq), all stored by one commit at `recv_ns`. Returns
- * the bytes written, or 0 when `cap` is below RK_WIRE_ACKS_SIZE(n) needs. */
+ * the bytes written, or 0 when `n` is 0 or over 2^31 - 1 (the pairs'
+ * array 32 count) or `cap` is too small; RK_WIRE_ACKS_SIZE(n) is always
+ * enough. */
 size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, void *buf,
                            size_t cap);
 
@@ -162,8 +174,9 @@ struct rk_wire_record {
 #define RK_WIRE_RECORD_OVERHEAD (32 + RK_WIRE_PUBLISHER_MAX)
 
 /* Appends `rec` to `buf` (capacity `cap`). Returns the bytes written, or 0
- * when `cap` is below rec->event_len + RK_WIRE_RECORD_OVERHEAD or the
- * publisher is longer than RK_WIRE_PUBLISHER_MAX. */
+ * when `cap` is below rec->event_len + RK_WIRE_RECORD_OVERHEAD, the event
+ * is over 2^32 - 1 bytes (bin 32's limit), or the publisher is longer than
+ * RK_WIRE_PUBLISHER_MAX or holds a NUL. */
 size_t rk_wire_record_put(const struct rk_wire_record *rec, void *buf, size_t cap);
 
 /* Reads the record at *p (with *left bytes after it) into *rec and moves

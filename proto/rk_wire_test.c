@@ -1,6 +1,7 @@
 #include "rk_wire.h"
 #include "rk_test.h"
 
+#include <msgpack.h>
 #include <stdlib.h>
 
 static void roundtrip(const struct rk_wire_hdr *in, struct rk_wire_hdr *out)
@@ -87,6 +88,20 @@ static void test_documented_bytes(void)
     static const unsigned char pub[] = {0x93, 0x01, 0xa3, 'p', 'u', 'b', 0x01};
     RK_CHECK(rk_wire_encode(&h, buf, sizeof buf) == sizeof pub);
     RK_CHECK(memcmp(buf, pub, sizeof pub) == 0);
+
+    struct rk_wire_hdr a = {.cmd = RK_CMD_ACK, .corr = 1, .seq = 42, .recv_ns = 1771308000123456789};
+    static const unsigned char ack[] = {0x95, 0x01, 0xa3, 'a', 'c', 'k', 0x01, 0x2a, 0xcf,
+                                        0x18, 0x94, 0xf3, 0x3d, 0xc7, 0x2a, 0x8d, 0x15};
+    RK_CHECK(rk_wire_encode(&a, buf, sizeof buf) == sizeof ack);
+    RK_CHECK(memcmp(buf, ack, sizeof ack) == 0);
+
+    /* a 43-byte message: str 8, d9 2b */
+    struct rk_wire_hdr e = {.cmd = RK_CMD_ERR, .corr = 2, .code = "E_RANGE",
+                            .message = "offer.quantity: must be 1..10000000, got -5"};
+    static const unsigned char err[] = {0x95, 0x01, 0xa3, 'e', 'r', 'r', 0x02, 0xa7, 'E', '_',
+                                        'R', 'A', 'N', 'G', 'E', 0xd9, 0x2b};
+    RK_CHECK(rk_wire_encode(&e, buf, sizeof buf) == sizeof err + 43);
+    RK_CHECK(memcmp(buf, err, sizeof err) == 0 && memcmp(buf + sizeof err, e.message, 43) == 0);
 }
 
 static void test_every_truncation_refused(void)
@@ -375,6 +390,349 @@ static void test_records(void)
     free(buf);
 }
 
+/* ---- documented maxima, checked by our decoder and by msgpack-c
+ *
+ * msgpack-c is an independent reader: bytes it reads as one whole value,
+ * with the counts the header promises, are MessagePack any peer can read. */
+
+/* 1 when msgpack-c reads `buf` as exactly one value using all `n` bytes;
+ * the caller destroys *up either way. */
+static int mp_whole(const unsigned char *buf, size_t n, msgpack_unpacked *up)
+{
+    size_t off = 0;
+    msgpack_unpacked_init(up);
+    return msgpack_unpack_next(up, (const char *)buf, n, &off) == MSGPACK_UNPACK_SUCCESS &&
+           off == n;
+}
+
+/* Element `i` of the array `o`, or NULL. */
+static const msgpack_object *mp_at(const msgpack_object *o, uint32_t i)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY || i >= o->via.array.size)
+        return NULL;
+    return &o->via.array.ptr[i];
+}
+
+static int mp_is_str(const msgpack_object *o, const char *s, size_t n)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+           (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
+}
+
+static int mp_is_uint(const msgpack_object *o, uint64_t v)
+{
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 == v;
+}
+
+/* The value of `key` in the map `m`, or NULL. */
+static const msgpack_object *mp_get(const msgpack_object *m, const char *key)
+{
+    if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < m->via.map.size; i++)
+        if (mp_is_str(&m->via.map.ptr[i].key, key, strlen(key)))
+            return &m->via.map.ptr[i].val;
+    return NULL;
+}
+
+/* Offset of `needle` in `buf`, or -1. */
+static long find(const unsigned char *buf, size_t n, const void *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(buf + i, needle, m) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* `len` bytes of `c`, then a NUL. */
+static void fill(char *dst, size_t len, char c)
+{
+    memset(dst, c, len);
+    dst[len] = '\0';
+}
+
+/* Every key at its limit: 16 prefixes of 39 bytes, ids of 64 bytes. */
+static struct rk_wire_filter widest_filter(unsigned ntopics)
+{
+    struct rk_wire_filter f = {.from_ns = 1, .to_ns = INT64_MAX, .ntopics = ntopics};
+    for (unsigned i = 0; i < ntopics; i++)
+        fill(f.topics[i], RK_WIRE_TOPIC_MAX - 1, (char)('a' + i));
+    fill(f.request_id, RK_WIRE_ID_MAX, 'R');
+    fill(f.kpi_id, RK_WIRE_ID_MAX, 'K');
+    return f;
+}
+
+static int same_filter(const struct rk_wire_filter *a, const struct rk_wire_filter *b)
+{
+    if (a->from_ns != b->from_ns || a->to_ns != b->to_ns || a->ntopics != b->ntopics ||
+        strcmp(a->request_id, b->request_id) || strcmp(a->kpi_id, b->kpi_id))
+        return 0;
+    for (unsigned i = 0; i < a->ntopics; i++)
+        if (strcmp(a->topics[i], b->topics[i]))
+            return 0;
+    return 1;
+}
+
+/* msgpack-c sees the filter map `m` holding exactly what `f` says. */
+static int mp_is_filter(const msgpack_object *m, const struct rk_wire_filter *f)
+{
+    const msgpack_object *t = mp_get(m, "topics");
+    if (m == NULL || m->type != MSGPACK_OBJECT_MAP || m->via.map.size != 5 ||
+        !mp_is_uint(mp_get(m, "from_time"), (uint64_t)f->from_ns) ||
+        !mp_is_uint(mp_get(m, "to_time"), (uint64_t)f->to_ns) ||
+        !mp_is_str(mp_get(m, "request_id"), f->request_id, strlen(f->request_id)) ||
+        !mp_is_str(mp_get(m, "kpi_id"), f->kpi_id, strlen(f->kpi_id)) || t == NULL ||
+        t->type != MSGPACK_OBJECT_ARRAY || t->via.array.size != f->ntopics)
+        return 0;
+    for (uint32_t i = 0; i < f->ntopics; i++)
+        if (!mp_is_str(mp_at(t, i), f->topics[i], strlen(f->topics[i])))
+            return 0;
+    return 1;
+}
+
+/* A replay filter of 1, 15 and 16 (the most) prefixes: the topics array
+ * crosses from fixarray to array 16 at 16, and must say 16 there. */
+static void test_filter_of_16_longest_topics(void)
+{
+    static const unsigned counts[] = {1, 15, RK_WIRE_TOPICS_MAX};
+    static const unsigned char form[][3] = {{0x91}, {0x9f}, {0xdc, 0x00, 0x10}};
+    static const size_t form_len[] = {1, 1, 3};
+    for (size_t c = 0; c < 3; c++) {
+        struct rk_wire_hdr in = {.cmd = RK_CMD_REPLAY, .corr = UINT64_MAX, .from_seq = UINT64_MAX,
+                                 .to_seq = UINT64_MAX, .limit = RK_REPLAY_LIMIT_MAX,
+                                 .flags = RK_WIRE_REPLAY_PACKED, .filter = widest_filter(counts[c])},
+                           out;
+        unsigned char buf[RK_WIRE_HDR_MAX];
+        size_t n = rk_wire_encode(&in, buf, sizeof buf);
+        RK_CHECK(n > 0);
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.cmd == RK_CMD_REPLAY);
+        RK_CHECK(same_filter(&out.filter, &in.filter) && out.flags == RK_WIRE_REPLAY_PACKED);
+        RK_CHECK(out.corr == UINT64_MAX && out.to_seq == UINT64_MAX);
+        /* the bytes right after the "topics" key */
+        long at = find(buf, n, "\xa6topics", 7);
+        RK_CHECK(at > 0 && memcmp(buf + at + 7, form[c], form_len[c]) == 0);
+        msgpack_unpacked up;
+        RK_CHECK(mp_whole(buf, n, &up));
+        RK_CHECK(up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size == 8);
+        RK_CHECK(mp_is_filter(mp_at(&up.data, 6), &in.filter));
+        RK_CHECK(mp_is_uint(mp_at(&up.data, 7), RK_WIRE_REPLAY_PACKED));
+        msgpack_unpacked_destroy(&up);
+    }
+}
+
+/* A gap fill of a 16-prefix subscriber (3.3): the topics alone, last in
+ * the header. Read back as no topics, it would select every event. */
+static void test_gap_fill_keeps_16_topics(void)
+{
+    struct rk_wire_hdr in = {.cmd = RK_CMD_REPLAY, .corr = 9, .from_seq = 1, .limit = 1000},
+                       out;
+    in.filter.ntopics = RK_WIRE_TOPICS_MAX;
+    for (unsigned i = 0; i < RK_WIRE_TOPICS_MAX; i++)
+        snprintf(in.filter.topics[i], RK_WIRE_TOPIC_MAX, "aid.request/%02u/", 27 + i);
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && rk_wire_decode(buf, n, &out) == 0);
+    RK_CHECK(out.filter.ntopics == RK_WIRE_TOPICS_MAX && same_filter(&out.filter, &in.filter));
+    msgpack_unpacked up;
+    RK_CHECK(mp_whole(buf, n, &up) && up.data.via.array.size == 7);
+    const msgpack_object *t = mp_get(mp_at(&up.data, 6), "topics");
+    RK_CHECK(t && t->type == MSGPACK_OBJECT_ARRAY && t->via.array.size == RK_WIRE_TOPICS_MAX);
+    msgpack_unpacked_destroy(&up);
+}
+
+/* The longest snap: a 96-byte cursor and the widest filter. It fits
+ * RK_WIRE_HDR_MAX, and no smaller buffer gets a byte past its end. */
+static void test_snap_at_every_maximum(void)
+{
+    struct rk_wire_hdr in = {.cmd = RK_CMD_SNAP, .corr = UINT64_MAX, .at_seq = UINT64_MAX,
+                             .limit = RK_REPLAY_LIMIT_MAX, .cursor_len = RK_WIRE_CURSOR_MAX,
+                             .flags = RK_WIRE_REPLAY_PACKED,
+                             .filter = widest_filter(RK_WIRE_TOPICS_MAX)},
+                       out;
+    for (size_t i = 0; i < RK_WIRE_CURSOR_MAX; i++)
+        in.cursor[i] = (unsigned char)(255 - i);
+    unsigned char buf[RK_WIRE_HDR_MAX], small[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.cmd == RK_CMD_SNAP);
+    RK_CHECK(out.at_seq == UINT64_MAX && out.cursor_len == RK_WIRE_CURSOR_MAX &&
+             memcmp(out.cursor, in.cursor, RK_WIRE_CURSOR_MAX) == 0);
+    RK_CHECK(same_filter(&out.filter, &in.filter) && out.flags == RK_WIRE_REPLAY_PACKED);
+    msgpack_unpacked up;
+    RK_CHECK(mp_whole(buf, n, &up));
+    const msgpack_object *cur = mp_at(&up.data, 5);
+    RK_CHECK(up.data.via.array.size == 8 && cur && cur->type == MSGPACK_OBJECT_BIN &&
+             cur->via.bin.size == RK_WIRE_CURSOR_MAX &&
+             memcmp(cur->via.bin.ptr, in.cursor, RK_WIRE_CURSOR_MAX) == 0);
+    RK_CHECK(mp_is_filter(mp_at(&up.data, 6), &in.filter));
+    msgpack_unpacked_destroy(&up);
+    for (size_t cap = 0; cap < n; cap++) {
+        memset(small, 0x5a, sizeof small);
+        RK_CHECK(rk_wire_encode(&in, small, cap) == 0);
+        RK_CHECK(small[cap] == 0x5a);
+    }
+}
+
+/* What the protocol does not admit is refused, never cut to fit: a cut id
+ * names another producer or request, a cut topic widens a filter. */
+static void test_over_the_limit_refused(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr r = {.cmd = RK_CMD_REPLAY, .filter = widest_filter(RK_WIRE_TOPICS_MAX)};
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) > 0);
+    r.filter.ntopics = RK_WIRE_TOPICS_MAX + 1;
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == 0);
+    r.filter.ntopics = RK_WIRE_TOPICS_MAX;
+    memset(r.filter.topics[3], 'x', RK_WIRE_TOPIC_MAX); /* no room left for the NUL */
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == 0);
+    r.filter = widest_filter(1);
+    memset(r.filter.request_id, 'R', sizeof r.filter.request_id);
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == 0);
+    r.filter = widest_filter(1);
+    memset(r.filter.kpi_id, 'K', sizeof r.filter.kpi_id);
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == 0);
+    r.filter = widest_filter(1);
+    r.filter.to_ns = -1; /* would go out as a uint64 the decoder refuses */
+    RK_CHECK(rk_wire_encode(&r, buf, sizeof buf) == 0);
+
+    struct rk_wire_hdr p = {.cmd = RK_CMD_PUB, .producer_seq = 1};
+    memset(p.producer, 'p', sizeof p.producer);
+    RK_CHECK(rk_wire_encode(&p, buf, sizeof buf) == 0);
+    struct rk_wire_hdr e = {.cmd = RK_CMD_EVT};
+    memset(e.publisher, 'k', sizeof e.publisher);
+    RK_CHECK(rk_wire_encode(&e, buf, sizeof buf) == 0);
+    struct rk_wire_hdr l = {.cmd = RK_CMD_LIVE, .seq = 2};
+    memset(l.topic, 't', sizeof l.topic);
+    RK_CHECK(rk_wire_encode(&l, buf, sizeof buf) == 0);
+
+    struct rk_wire_record rec = {.seq = 1, .event = "", .publisher = "k\0y", .publisher_len = 3};
+    RK_CHECK(rk_wire_record_put(&rec, buf, sizeof buf) == 0);
+}
+
+/* pub, evt, live, err and records with their longest strings and bins:
+ * each in the smallest MessagePack form that holds it. */
+static void test_longest_ids_and_texts(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr out;
+    msgpack_unpacked up;
+    size_t n;
+
+    struct rk_wire_hdr p = {.cmd = RK_CMD_PUB, .corr = UINT64_MAX, .producer_seq = UINT64_MAX,
+                            .flags = RK_WIRE_PUB_ACKS};
+    fill(p.producer, RK_WIRE_PRODUCER_MAX, 'P');
+    n = rk_wire_encode(&p, buf, sizeof buf);
+    RK_CHECK(n > 0 && find(buf, n, "\xd9\x40PPP", 5) > 0); /* str 8 of 64 */
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.producer_seq == UINT64_MAX);
+    RK_CHECK_STR(out.producer, p.producer);
+    RK_CHECK(mp_whole(buf, n, &up) && up.data.via.array.size == 6);
+    RK_CHECK(mp_is_str(mp_at(&up.data, 3), p.producer, RK_WIRE_PRODUCER_MAX));
+    RK_CHECK(mp_is_uint(mp_at(&up.data, 4), UINT64_MAX));
+    msgpack_unpacked_destroy(&up);
+
+    struct rk_wire_hdr e = {.cmd = RK_CMD_EVT, .corr = UINT64_MAX, .seq = UINT64_MAX,
+                            .recv_ns = INT64_MAX};
+    fill(e.publisher, RK_WIRE_PUBLISHER_MAX, 'Z');
+    n = rk_wire_encode(&e, buf, sizeof buf);
+    RK_CHECK(n > 0 && rk_wire_decode(buf, n, &out) == 0 && out.recv_ns == INT64_MAX);
+    RK_CHECK_STR(out.publisher, e.publisher);
+    RK_CHECK(mp_whole(buf, n, &up) && up.data.via.array.size == 6);
+    RK_CHECK(mp_is_str(mp_at(&up.data, 5), e.publisher, RK_WIRE_PUBLISHER_MAX));
+    msgpack_unpacked_destroy(&up);
+
+    struct rk_wire_hdr l = {.cmd = RK_CMD_LIVE, .seq = UINT64_MAX, .prev_seq = UINT64_MAX - 1,
+                            .recv_ns = INT64_MAX};
+    fill(l.topic, RK_WIRE_TOPIC_MAX - 1, 'T');
+    n = rk_wire_encode(&l, buf, sizeof buf);
+    RK_CHECK(n > 0 && rk_wire_decode(buf, n, &out) == 0 && out.prev_seq == UINT64_MAX - 1);
+    RK_CHECK_STR(out.topic, l.topic);
+    RK_CHECK(mp_whole(buf, n, &up) && mp_is_str(mp_at(&up.data, 6), l.topic, RK_WIRE_TOPIC_MAX - 1));
+    msgpack_unpacked_destroy(&up);
+
+    /* fixstr ends at 31 bytes, str 8 at 255: PROTOCOL.md 3.1's longest message */
+    static const size_t lens[] = {0, 31, 32, 255};
+    static const unsigned char prefix[][2] = {{0xa0}, {0xbf}, {0xd9, 32}, {0xd9, 255}};
+    for (size_t i = 0; i < 4; i++) {
+        struct rk_wire_hdr er = {.cmd = RK_CMD_ERR, .corr = UINT64_MAX};
+        fill(er.code, sizeof er.code - 1, 'E');
+        fill(er.message, lens[i], 'm');
+        n = rk_wire_encode(&er, buf, sizeof buf);
+        /* 95 01 a3 "err" cf+8 bytes, then the code's fixstr of 31 at 15 */
+        RK_CHECK(n > 0 && buf[15] == 0xbf);
+        RK_CHECK(n > 0 && memcmp(buf + 16 + 31, prefix[i], lens[i] < 32 ? 1 : 2) == 0);
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0);
+        RK_CHECK_STR(out.code, er.code);
+        RK_CHECK_STR(out.message, er.message);
+        RK_CHECK(mp_whole(buf, n, &up) && mp_is_str(mp_at(&up.data, 3), er.code, 31) &&
+                 mp_is_str(mp_at(&up.data, 4), er.message, lens[i]));
+        msgpack_unpacked_destroy(&up);
+    }
+
+    /* records: the event's bin at every length boundary, the longest key */
+    static const size_t sizes[] = {255, 256, 65535, 65536};
+    unsigned char *ev = malloc(65536), *rbuf = malloc(65536 + RK_WIRE_RECORD_OVERHEAD);
+    RK_CHECK(ev && rbuf);
+    for (size_t i = 0; i < 65536; i++)
+        ev[i] = (unsigned char)(i * 13);
+    char key[RK_WIRE_PUBLISHER_MAX + 1];
+    fill(key, RK_WIRE_PUBLISHER_MAX, 'Z');
+    for (size_t i = 0; i < 4; i++) {
+        struct rk_wire_record rec = {.seq = UINT64_MAX, .recv_ns = INT64_MAX, .event = ev,
+                                     .event_len = sizes[i], .publisher = key,
+                                     .publisher_len = RK_WIRE_PUBLISHER_MAX};
+        n = rk_wire_record_put(&rec, rbuf, 65536 + RK_WIRE_RECORD_OVERHEAD);
+        RK_CHECK(n > sizes[i]);
+        RK_CHECK(mp_whole(rbuf, n, &up) && up.data.via.array.size == 4);
+        const msgpack_object *b = mp_at(&up.data, 2);
+        RK_CHECK(b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size == sizes[i] &&
+                 memcmp(b->via.bin.ptr, ev, sizes[i]) == 0);
+        RK_CHECK(mp_is_str(mp_at(&up.data, 3), key, RK_WIRE_PUBLISHER_MAX));
+        msgpack_unpacked_destroy(&up);
+    }
+    free(ev);
+    free(rbuf);
+}
+
+/* "acks" around the pairs array's form changes (16 and 65,536 elements)
+ * and at the broker's largest commit (batch_max at most 65,536 in
+ * broker/rk_config.c: 131,072 elements). */
+static void test_acks_at_every_boundary(void)
+{
+    static const size_t counts[] = {7, 8, 32767, 32768, 65536};
+    static const unsigned char forms[][5] = {{0x9e}, {0xdc, 0x00, 0x10}, {0xdc, 0xff, 0xfe},
+                                             {0xdd, 0x00, 0x01, 0x00, 0x00},
+                                             {0xdd, 0x00, 0x02, 0x00, 0x00}};
+    static const size_t form_len[] = {1, 3, 3, 5, 5};
+    for (size_t c = 0; c < 5; c++) {
+        size_t np = counts[c], cap = RK_WIRE_ACKS_SIZE(np);
+        uint64_t *pairs = malloc(2 * np * sizeof *pairs), corr, seq;
+        unsigned char *buf = malloc(cap);
+        struct rk_wire_hdr out;
+        msgpack_unpacked up;
+        RK_CHECK(pairs && buf);
+        for (size_t i = 0; i < 2 * np; i++)
+            pairs[i] = i % 3 ? UINT64_MAX - i : i;
+        size_t n = rk_wire_encode_acks(INT64_MAX, pairs, np, buf, cap);
+        /* 95 01 a4 acks 00 cf+8: the pairs start at 17 */
+        RK_CHECK(n > 17 && memcmp(buf + 17, forms[c], form_len[c]) == 0);
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.nacks == np && out.recv_ns == INT64_MAX);
+        size_t got = 0;
+        while (rk_wire_acks_next(&out, &corr, &seq) == 0 && corr == pairs[2 * got] &&
+               seq == pairs[2 * got + 1])
+            got++;
+        RK_CHECK(got == np);
+        RK_CHECK(mp_whole(buf, n, &up));
+        const msgpack_object *a = mp_at(&up.data, 4);
+        RK_CHECK(a && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size == 2 * np &&
+                 mp_is_uint(mp_at(a, 0), pairs[0]) &&
+                 mp_is_uint(mp_at(a, (uint32_t)(2 * np - 1)), pairs[2 * np - 1]));
+        msgpack_unpacked_destroy(&up);
+        RK_CHECK(rk_wire_encode_acks(INT64_MAX, pairs, np, buf, n - 1) == 0);
+        free(pairs);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     RK_RUN(test_subscription_keys);
@@ -389,5 +747,11 @@ int main(void)
     RK_RUN(test_acks);
     RK_RUN(test_packed_replay);
     RK_RUN(test_records);
+    RK_RUN(test_filter_of_16_longest_topics);
+    RK_RUN(test_gap_fill_keeps_16_topics);
+    RK_RUN(test_snap_at_every_maximum);
+    RK_RUN(test_over_the_limit_refused);
+    RK_RUN(test_longest_ids_and_texts);
+    RK_RUN(test_acks_at_every_boundary);
     return rk_test_result();
 }
