@@ -1,12 +1,14 @@
 #include "rk_acl.h"
 
-#include <errno.h>
-#include <ini.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rk_err.h"
+#include "rk_ini.h"
 
 #define LIST_MAX 64  /* entries in one publish/subscribe/replay list */
 
@@ -18,6 +20,7 @@ struct list {
 
 struct rk_acl_tenant {
     char name[64];
+    int line;   /* of its section's header, to name it in a message */
     struct list publish, subscribe, replay;
 };
 
@@ -34,17 +37,21 @@ struct rk_acl {
     size_t nkeys;
 };
 
-/* ---- loading */
+/* ---- loading
+ *
+ * rk_ini says what each line is, with the same rules as for the config
+ * file; here only what the sections and keys mean. A tenant starts at the
+ * first key of its section, so a section without keys adds nobody (as
+ * before rk_ini), and the first problem stops the load: one bad line
+ * makes the whole ACL untrustworthy. */
 
 struct loader {
     struct rk_acl *acl;
-    FILE *in;
-    int lineno;           /* of the line libinih is parsing */
-    char section[128];    /* the last one seen: libinih reports sections only with keys */
     const char *path;
+    int header_line;      /* of the current section; 0 before the first header */
+    int opened;           /* that section has its tenant already */
     char *why;
     size_t why_len;
-    int failed;
 };
 
 static void *grow(void *p, size_t n, size_t size)
@@ -56,19 +63,22 @@ static void *grow(void *p, size_t n, size_t size)
     return q;
 }
 
-static int fail(struct loader *l, int line, const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 3, 4)))
+static int fail(struct loader *l, int line, const char *fmt, ...)
 {
-    char msg[300];
-    snprintf(msg, sizeof msg, fmt, a, b);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     snprintf(l->why, l->why_len, "%s:%d: %s", l->path, line, msg);
-    l->failed = 1;
-    return 0; /* stops inih */
+    return RK_EFORMAT;
 }
 
 static int parse_list(struct loader *l, int line, const char *name, const char *value,
                       struct list *out, int publish)
 {
-    char buf[4096], *save = NULL;
+    char buf[RK_INI_LINE_MAX + 1], *save = NULL;
     snprintf(buf, sizeof buf, "%s", value);
     for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
         size_t len = strlen(w);
@@ -77,66 +87,90 @@ static int parse_list(struct loader *l, int line, const char *name, const char *
             continue;
         }
         if (out->n == LIST_MAX)
-            return fail(l, line, "%s: more than 64 entries%s", name, "");
+            return fail(l, line, "%s: more than %d entries", name, LIST_MAX);
         if (publish && !((len == 6 && strspn(w, "0123456789") == 6) ||
                          (len == 3 && strspn(w, "0123456789") == 2 && w[2] == '*')))
             return fail(l, line, "publish: \"%s\" is neither a 6-digit municipality code nor "
-                        "a prefecture like 27*%s", w, "");
+                        "a prefecture like 27*", w);
         if (!publish && (len >= RK_WIRE_TOPIC_MAX || strchr(w, '|')))
             return fail(l, line, "%s: \"%s\" is not a topic prefix (at most 39 bytes, no '|')",
                         name, w);
         memcpy(out->items[out->n++], w, len + 1);
     }
-    return 1;
+    return RK_OK;
 }
 
-/* libinih as packaged by Debian does not pass line numbers: count them. */
-static char *read_line(char *str, int num, void *stream)
+/* The tenant of the section a key is in, made at the section's first key. */
+static int open_tenant(struct loader *l, const struct rk_ini_entry *e)
 {
-    struct loader *l = stream;
-    if (!fgets(str, num, l->in))
-        return NULL;
-    l->lineno++;
-    return str;
-}
-
-static int on_entry(void *arg, const char *section, const char *name, const char *value)
-{
-    struct loader *l = arg;
-    int line = l->lineno;
     struct rk_acl *acl = l->acl;
-    if (strcmp(section, l->section) != 0) { /* the first key of a new section */
-        snprintf(l->section, sizeof l->section, "%s", section);
-        if (strncmp(section, "tenant ", 7) != 0 || !section[7] || strlen(section + 7) >= 64)
-            return fail(l, line, "[%s]: sections are [tenant NAME] (NAME at most 63 bytes)%s",
-                        section, "");
-        acl->tenants = grow(acl->tenants, acl->ntenants, sizeof *acl->tenants);
-        memset(&acl->tenants[acl->ntenants], 0, sizeof *acl->tenants);
-        snprintf(acl->tenants[acl->ntenants].name, 64, "%s", section + 7);
-        acl->ntenants++;
-    }
+    const char *name;
+
+    if (l->header_line == 0)
+        return RK_OK;   /* keys before any header: the caller says so */
+    if (strncmp(e->section, "tenant ", 7) != 0 || !e->section[7] ||
+        strlen(e->section + 7) >= sizeof acl->tenants->name)
+        return fail(l, e->line, "[%s]: sections are [tenant NAME] (NAME at most 63 bytes)",
+                    e->section);
+    name = e->section + 7;
+    for (size_t i = 0; i < acl->ntenants; i++)
+        if (strcmp(acl->tenants[i].name, name) == 0)
+            return fail(l, e->line, "[%s]: a second section for this tenant (the first is on "
+                        "line %d); keep all of a tenant's lines in one section", e->section,
+                        acl->tenants[i].line);
+    acl->tenants = grow(acl->tenants, acl->ntenants, sizeof *acl->tenants);
+    memset(&acl->tenants[acl->ntenants], 0, sizeof *acl->tenants);
+    memcpy(acl->tenants[acl->ntenants].name, name, strlen(name) + 1);
+    acl->tenants[acl->ntenants].line = l->header_line;
+    acl->ntenants++;
+    l->opened = 1;
+    return RK_OK;
+}
+
+static int add_key(struct loader *l, int line, const char *value)
+{
+    struct rk_acl *acl = l->acl;
+    if (!rk_keys_valid(value))
+        return fail(l, line, "key: \"%s\" is not a public key (40 Z85 characters, a "
+                    "renkei-keys .pub file's line)", value);
+    for (size_t i = 0; i < acl->nkeys; i++) /* not sorted until loaded */
+        if (strcmp(acl->keys[i].key, value) == 0)
+            return fail(l, line, "key: %s is listed twice", value);
+    acl->keys = grow(acl->keys, acl->nkeys, sizeof *acl->keys);
+    memcpy(acl->keys[acl->nkeys].key, value, RK_KEY_Z85_LEN + 1);
+    acl->keys[acl->nkeys++].tenant = acl->ntenants - 1;
+    return RK_OK;
+}
+
+static int on_key(struct loader *l, const struct rk_ini_entry *e)
+{
+    struct rk_acl *acl = l->acl;
+    struct rk_acl_tenant *t;
+    int rc = l->opened ? RK_OK : open_tenant(l, e);
+
+    if (rc != RK_OK)
+        return rc;
     if (acl->ntenants == 0)
-        return fail(l, line, "%s: outside any [tenant NAME] section%s", name, "");
-    struct rk_acl_tenant *t = &acl->tenants[acl->ntenants - 1];
-    if (strcmp(name, "key") == 0) {
-        if (!rk_keys_valid(value))
-            return fail(l, line, "key: \"%s\" is not a public key (40 Z85 characters, a "
-                        "renkei-keys .pub file's line)%s", value, "");
-        for (size_t i = 0; i < acl->nkeys; i++) /* not sorted until loaded */
-            if (strcmp(acl->keys[i].key, value) == 0)
-                return fail(l, line, "key: %s is listed twice%s", value, "");
-        acl->keys = grow(acl->keys, acl->nkeys, sizeof *acl->keys);
-        memcpy(acl->keys[acl->nkeys].key, value, RK_KEY_Z85_LEN + 1);
-        acl->keys[acl->nkeys++].tenant = acl->ntenants - 1;
-        return 1;
-    }
-    if (strcmp(name, "publish") == 0)
-        return parse_list(l, line, name, value, &t->publish, 1);
-    if (strcmp(name, "subscribe") == 0)
-        return parse_list(l, line, name, value, &t->subscribe, 0);
-    if (strcmp(name, "replay") == 0)
-        return parse_list(l, line, name, value, &t->replay, 0);
-    return fail(l, line, "unknown key \"%s\" (key, publish, subscribe, replay)%s", name, "");
+        return fail(l, e->line, "%s: outside any [tenant NAME] section", e->name);
+    t = &acl->tenants[acl->ntenants - 1];
+    if (strcmp(e->name, "key") == 0)
+        return add_key(l, e->line, e->value);
+    if (strcmp(e->name, "publish") == 0)
+        return parse_list(l, e->line, e->name, e->value, &t->publish, 1);
+    if (strcmp(e->name, "subscribe") == 0)
+        return parse_list(l, e->line, e->name, e->value, &t->subscribe, 0);
+    if (strcmp(e->name, "replay") == 0)
+        return parse_list(l, e->line, e->name, e->value, &t->replay, 0);
+    return fail(l, e->line, "unknown key \"%s\" (key, publish, subscribe, replay)", e->name);
+}
+
+static int on_entry(struct loader *l, const struct rk_ini_entry *e)
+{
+    if (e->kind == RK_INI_KEY)
+        return on_key(l, e);
+    l->header_line = e->line;
+    l->opened = 0;
+    return RK_OK;
 }
 
 static int cmp_key(const void *a, const void *b)
@@ -156,30 +190,36 @@ static void acl_free(struct rk_acl *acl)
 int rk_acl_load(const char *path, struct rk_acl **out, char *why, size_t why_len)
 {
     struct rk_acl *acl = calloc(1, sizeof *acl);
-    FILE *f = fopen(path, "r");
-    struct loader l = {acl, f, 0, "", path, why, why_len, 0};
+    struct loader l = {.acl = acl, .path = path, .why = why, .why_len = why_len};
+    struct rk_ini *ini = NULL;
+    struct rk_ini_entry e;
+    int rc;
+
     *out = NULL;
     if (!acl)
         abort();
-    if (!f) {
-        snprintf(why, why_len, "%s: cannot open: %s", path, strerror(errno));
-        acl_free(acl);
-        return -1;
-    }
-    int rc = ini_parse_stream(read_line, &l, on_entry, &l);
-    fclose(f);
-    if (!l.failed && rc > 0)
-        snprintf(why, why_len, "%s:%d: not an INI line", path, rc);
-    if (!l.failed && rc == 0 && acl->nkeys == 0)
+    rc = rk_ini_open(path, &ini, why, why_len);
+    if (rc != RK_OK)
+        goto cleanup;
+    while ((rc = rk_ini_next(ini, &e, why, why_len)) == RK_OK)
+        if ((rc = on_entry(&l, &e)) != RK_OK)
+            goto cleanup;
+    if (rc != RK_EOF)
+        goto cleanup;
+    if (acl->nkeys == 0) {
         snprintf(why, why_len, "%s: no tenant has a key: nobody could connect", path);
-    if (l.failed || rc != 0 || acl->nkeys == 0) {
-        acl_free(acl);
-        return -1;
+        rc = RK_EFORMAT;
+        goto cleanup;
     }
     qsort(acl->keys, acl->nkeys, sizeof *acl->keys, cmp_key);
     atomic_init(&acl->refs, 1);
     *out = acl;
-    return 0;
+    acl = NULL;
+    rc = RK_OK;
+cleanup:
+    rk_ini_close(&ini);
+    acl_free(acl);
+    return rc;
 }
 
 /* ---- questions */

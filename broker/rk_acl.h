@@ -1,8 +1,9 @@
 /*
  * rk_acl - who may do what on a CURVE broker.
  *
- * The ACL file (INI; deploy/README.md has a full example) has one section
- * per tenant:
+ * The ACL file (INI; deploy/README.md has a full example) is read by
+ * rk_ini, with the same rules as the config file (renkei.conf(5), FILE
+ * SYNTAX), and has one section per tenant:
  *
  *   [tenant osaka-city]
  *   key = <Z85 public key>            ; one line per key; at least one
@@ -13,6 +14,9 @@
  *   replay = aid.                     ; replay and snapshot topic prefixes
  *
  * Values are separated by spaces or commas; a missing list allows nothing.
+ * A tenant has one section (a second one is an error) and a section
+ * without keys adds no tenant; repeated key, publish, subscribe or replay
+ * lines add to what the lines before gave.
  * A request to read (a subscription or a replay) is allowed when each of
  * its topic prefixes starts with an allowed one; a request for everything
  * (no prefixes) needs "*".
@@ -32,7 +36,12 @@
 struct rk_acl;
 struct rk_acl_tenant;
 
-/* Reads the file. Returns 0, or -1 with "FILE:LINE: reason" in `why`. */
+/* Reads the file into *out, which the caller releases with
+ * rk_acl_release(). Returns RK_OK; or RK_EFORMAT, with "FILE:LINE: reason"
+ * (or "FILE: reason") in `why`, for the first bad line or for an ACL with
+ * no key; or an errno value when the file cannot be read ("FILE: cannot
+ * read: ..."). On failure *out is NULL. Any thread may load; the result is
+ * the caller's until it hands it to a slot. */
 int rk_acl_load(const char *path, struct rk_acl **out, char *why, size_t why_len);
 
 /* The tenant of a client key (Z85), or NULL when the ACL does not list it.

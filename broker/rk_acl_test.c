@@ -1,6 +1,8 @@
 #include "rk_acl.h"
+#include "rk_err.h"
 #include "rk_test.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,11 +105,86 @@ static void test_errors_name_the_line(void)
     RK_CHECK(load_err("", "no tenant has a key"));
 }
 
+/* libinih read a long line in pieces (199 bytes without --config, 4095
+ * with), so the tail of a comment could become a key line: here it gave
+ * tenant a the right to publish for every town. */
+static void test_comment_grants_nothing(void)
+{
+    char k[41], text[1024];
+    struct rk_acl *acl = NULL;
+    char why[512];
+    make_key(k);
+    snprintf(text, sizeof text, "[tenant a]\nkey = %s\n# %0197dpublish = *\n", k, 0);
+    write_acl(text);
+    RK_CHECK(rk_acl_load(path, &acl, why, sizeof why) == RK_OK);
+    const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, k) : NULL;
+    RK_CHECK(t && !rk_acl_may_publish(t, "271004"));
+    rk_acl_release(acl);
+}
+
+/* libinih cut section names at 49 bytes: two tenants whose names began
+ * alike became one, each key with the other's rights. */
+static void test_long_tenant_names(void)
+{
+    char k1[41], k2[41], text[1024], why[512];
+    /* 64 bytes: one too many; the first 63 are a valid name */
+    const char *name64 = "kansai-union-disaster-coordination-office-osaka-bay-area-branch1";
+    struct rk_acl *acl = NULL;
+    make_key(k1);
+    make_key(k2);
+    RK_CHECK(strlen(name64) == 64);
+    snprintf(text, sizeof text, "[tenant %.63s]\nkey = %s\npublish = 271004\n"
+             "[tenant %.62sX]\nkey = %s\n", name64, k1, name64, k2);
+    write_acl(text);
+    RK_CHECK(rk_acl_load(path, &acl, why, sizeof why) == RK_OK);
+    if (!acl)
+        return;
+    RK_CHECK(rk_acl_tenant_count(acl) == 2);
+    const struct rk_acl_tenant *t1 = rk_acl_find(acl, k1), *t2 = rk_acl_find(acl, k2);
+    RK_CHECK(t1 && t2 && t1 != t2);
+    RK_CHECK(t1 && strlen(rk_acl_tenant_name(t1)) == 63);
+    RK_CHECK(t2 && !rk_acl_may_publish(t2, "271004"));
+    rk_acl_release(acl);
+    snprintf(text, sizeof text, "[tenant %s]\nkey = %s\n", name64, k1);
+    RK_CHECK(load_err(text, ":2: [tenant kansai-union"));
+    RK_CHECK(load_err(text, "]: sections are [tenant NAME] (NAME at most 63 bytes)"));
+}
+
+static void test_sections_and_codes(void)
+{
+    char k1[41], k2[41], text[1024], why[512];
+    struct rk_acl *acl = (struct rk_acl *)1;
+    make_key(k1);
+    make_key(k2);
+    /* A tenant's second section is an error, next to it or further down:
+     * libinih merged the first kind and split the second. */
+    snprintf(text, sizeof text, "[tenant a]\nkey = %s\n[tenant a]\nkey = %s\n", k1, k2);
+    RK_CHECK(load_err(text, ":4: [tenant a]: a second section for this tenant (the first is "
+                      "on line 1); keep all of a tenant's lines in one section"));
+    snprintf(text, sizeof text, "[tenant a]\nkey = %s\n[tenant b]\nkey = %s\n\n[tenant a]\n"
+             "subscribe = *\n", k1, k2);
+    RK_CHECK(load_err(text, ":7: [tenant a]: a second section"));
+    /* A section without keys adds nobody, as before. */
+    snprintf(text, sizeof text, "[tenant gone]\n; key = retired\n[tenant a]\nkey = %s\n", k1);
+    write_acl(text);
+    RK_CHECK(rk_acl_load(path, &acl, why, sizeof why) == RK_OK);
+    RK_CHECK(acl && rk_acl_tenant_count(acl) == 1);
+    rk_acl_release(acl);
+    /* rk_err codes: a bad file, an unreadable one. */
+    write_acl("[tenant a]\nkey = short\n");
+    RK_CHECK(rk_acl_load(path, &acl, why, sizeof why) == RK_EFORMAT && acl == NULL);
+    RK_CHECK(rk_acl_load("/nonexistent/acl.ini", &acl, why, sizeof why) == ENOENT);
+    RK_CHECK_STR(why, "/nonexistent/acl.ini: cannot read: No such file or directory");
+}
+
 int main(void)
 {
     snprintf(path, sizeof path, "/tmp/rk-acl-test-%d.ini", (int)getpid());
     RK_RUN(test_rights);
     RK_RUN(test_errors_name_the_line);
+    RK_RUN(test_comment_grants_nothing);
+    RK_RUN(test_long_tenant_names);
+    RK_RUN(test_sections_and_codes);
     unlink(path);
     return rk_test_result();
 }

@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rk_err.h"
+#include "rk_ini.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -482,20 +484,14 @@ int rk_config_set(struct rk_config *cfg, const char *section, const char *key,
 
 /* ---- the file
  *
- * libinih does not tell its handler the line number, and skips a line it
- * cannot parse without calling anyone. So it reads through read_line(),
- * which counts lines, checks section headers itself, and notices a
- * key = value line that never reached on_key(). */
+ * rk_ini says what each line is, with the same rules as for the ACL file;
+ * here only what the sections and keys mean. Every bad line is reported,
+ * so that one --check-config run lists everything to fix. */
 
 struct load {
     struct rk_config *cfg;
+    FILE *err;
     const char *path;
-    FILE *in, *err;
-    char *buf;            /* getline()'s buffer: the current line */
-    size_t cap;
-    int lineno;           /* of the line libinih is parsing */
-    int content;          /* that line should reach on_key() */
-    int handled;          /* on_key() saw that line */
     int seen[NKEYS];      /* line that set each key; 0 = not yet */
     int errors;
 };
@@ -512,130 +508,67 @@ static void report(struct load *ld, int line, const char *fmt, ...)
     ld->errors++;
 }
 
-static void check_section(struct load *ld, const char *p)
+static void on_section(struct load *ld, const struct rk_ini_entry *e)
 {
-    const char *end = strchr(p, ']');
     char known[256];
-    if (!end) {
-        report(ld, ld->lineno, "%.*s: section header without a closing ]",
-               (int)strcspn(p, "\r\n"), p);
+    if (section_known(e->section, strlen(e->section)))
         return;
-    }
-    if (!section_known(p + 1, (size_t)(end - p - 1))) {
-        list_sections(known, sizeof known);
-        report(ld, ld->lineno, "%.*s: unknown section; known: %s", (int)(end - p + 1), p, known);
-    }
+    list_sections(known, sizeof known);
+    report(ld, e->line, "[%s]: unknown section; known: %s", e->section, known);
 }
 
-/* Sorts the line just read: blank, comment, section header, or content. */
-static void classify(struct load *ld, const char *line)
+static void on_key(struct load *ld, const struct rk_ini_entry *e)
 {
-    const char *p = line;
-    if (ld->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
-        p += 3;   /* a UTF-8 BOM, which libinih skips */
-    p += strspn(p, " \t\r\n\f\v");
-    ld->content = 0;
-    ld->handled = 0;
-    if (*p == '\0' || *p == '#' || *p == ';')
-        return;
-    if (*p == '[') {
-        check_section(ld, p);
-        return;
-    }
-    ld->content = 1;
-}
-
-static void check_handled(struct load *ld)
-{
-    const char *p = ld->buf;
-    size_t n;
-    if (!ld->content || ld->handled)
-        return;
-    p += strspn(p, " \t");
-    n = strcspn(p, "\r\n");
-    report(ld, ld->lineno, "expected key = value, got \"%.*s\"", n > 60 ? 60 : (int)n, p);
-    ld->content = 0;
-}
-
-static char *read_line(char *str, int num, void *stream)
-{
-    struct load *ld = stream;
-    ssize_t n;
-
-    check_handled(ld);
-    n = getline(&ld->buf, &ld->cap, ld->in);
-    if (n < 0)
-        return NULL;
-    ld->lineno++;
-    if ((size_t)n + 1 > (size_t)num) {
-        report(ld, ld->lineno, "line longer than %d characters", RK_CONFIG_LINE_MAX);
-        ld->content = 0;
-        strcpy(str, "\n");
-        return str;
-    }
-    memcpy(str, ld->buf, (size_t)n + 1);
-    classify(ld, str);
-    return str;
-}
-
-static int on_key(void *user, const char *section, const char *name, const char *value)
-{
-    struct load *ld = user;
     const struct key *k;
     char why[WHY_MAX];
 
-    ld->handled = 1;
-    if (!section_known(section, strlen(section))) {
-        k = find_key(NULL, name);
-        if (section[0] == '\0' && k)
-            report(ld, ld->lineno, "%s: outside any section; it belongs under [%s]", name, k->section);
-        else if (section[0] == '\0')
-            report(ld, ld->lineno, "%s: outside any section", name);
-        return 1;   /* an unknown section was reported at its header */
+    if (!section_known(e->section, strlen(e->section))) {
+        k = find_key(NULL, e->name);
+        if (e->section[0] == '\0' && k)
+            report(ld, e->line, "%s: outside any section; it belongs under [%s]", e->name,
+                   k->section);
+        else if (e->section[0] == '\0')
+            report(ld, e->line, "%s: outside any section", e->name);
+        return;   /* an unknown section was reported at its header */
     }
-    k = find_key(section, name);
+    k = find_key(e->section, e->name);
     if (!k) {
-        report(ld, ld->lineno, "%s: unknown key in [%s]", name, section);
-        return 1;
+        report(ld, e->line, "%s: unknown key in [%s]", e->name, e->section);
+        return;
     }
     if (ld->seen[k - keys])
-        report(ld, ld->lineno, "%s: set twice, first on line %d", name, ld->seen[k - keys]);
-    ld->seen[k - keys] = ld->lineno;
-    if (k->type->parse(k, value, field_of(ld->cfg, k), why, sizeof why) != 0)
-        report(ld, ld->lineno, "%s: %s", name, why);
-    return 1;
-}
-
-/* libinih's options are globals of the library; set the ones we rely on. */
-static void set_ini_options(void)
-{
-    static char inline_comments[] = ";#";
-    ini_allow_multiline = 0;   /* an indented line is a line, not a continuation */
-    ini_inline_comment_prefixes = inline_comments;
-    ini_max_line = RK_CONFIG_LINE_MAX + 3;  /* + "\r\n" and NUL */
-    ini_stop_on_first_error = 0;
+        report(ld, e->line, "%s: set twice, first on line %d", e->name, ld->seen[k - keys]);
+    ld->seen[k - keys] = e->line;
+    if (k->type->parse(k, e->value, field_of(ld->cfg, k), why, sizeof why) != 0)
+        report(ld, e->line, "%s: %s", e->name, why);
 }
 
 int rk_config_load(struct rk_config *cfg, const char *path, FILE *err)
 {
-    struct load ld = {.cfg = cfg, .path = path, .err = err};
+    struct load ld = {.cfg = cfg, .err = err, .path = path};
+    struct rk_ini *ini = NULL;
+    struct rk_ini_entry e;
+    char why[RK_INI_WHY_MAX];
     int rc;
 
-    ld.in = fopen(path, "r");
-    if (!ld.in) {
-        fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+    rc = rk_ini_open(path, &ini, why, sizeof why);
+    if (rc != RK_OK) {
+        fprintf(err, "%s\n", why);
         return -1;
     }
-    set_ini_options();
-    rc = ini_parse_stream(read_line, &ld, on_key, &ld);
-    if (ferror(ld.in)) {
-        fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
-        ld.errors++;
-    } else if (rc != 0 && ld.errors == 0) {
-        report(&ld, rc > 0 ? rc : ld.lineno, "cannot parse this line");
+    while ((rc = rk_ini_next(ini, &e, why, sizeof why)) != RK_EOF) {
+        if (rc != RK_OK) {
+            fprintf(err, "%s\n", why);
+            ld.errors++;
+            if (rc != RK_EFORMAT)
+                break;   /* a read error: nothing more will come */
+        } else if (e.kind == RK_INI_SECTION) {
+            on_section(&ld, &e);
+        } else {
+            on_key(&ld, &e);
+        }
     }
-    fclose(ld.in);
-    free(ld.buf);
+    rk_ini_close(&ini);
     return ld.errors ? -1 : 0;
 }
 

@@ -10,11 +10,12 @@
  * option share one validation and one error text. Adding a setting is a
  * field (in struct rk_config or struct rk_broker_config) plus one row.
  *
- * File syntax (Debian's libinih): `[section]` headers, `key = value` lines,
- * whole-line comments starting with # or ;, and trailing comments after
- * " #" or " ;". A key outside a section, an unknown section or key, a key
- * set twice, a line without "=", a line over RK_CONFIG_LINE_MAX characters
- * and a bad value are all errors.
+ * File syntax: rk_ini's (rk_ini.h; renkei.conf(5), FILE SYNTAX), the same
+ * as the ACL file's: `[section]` headers, `key = value` lines, whole-line
+ * comments starting with # or ;, trailing comments after " #" or " ;", no
+ * continuation lines. A line rk_ini rejects, a key outside a section, an
+ * unknown section or key, a key set twice and a bad value are all errors.
+ * A section may appear more than once; its keys add up.
  *
  * Errors are written to a caller's stream, one line each, naming the
  * place, the key and the reason:
@@ -23,9 +24,8 @@
  * A function that reports errors still applies every valid value, and
  * reports every error it finds rather than only the first.
  *
- * Not thread-safe: the option parser uses getopt's globals, and the file
- * parser sets libinih's global options (no multi-line values, the comment
- * prefixes and line length above) before each file.
+ * Not thread-safe: the option parser uses getopt's globals. The file
+ * parser has no global state.
  */
 #ifndef RK_CONFIG_H
 #define RK_CONFIG_H
@@ -36,9 +36,11 @@
 
 #include "rk_broker.h"
 #include "rk_diag.h"
+#include "rk_ini.h"
 
-/* Longest line the file parser accepts, newline excluded. */
-#define RK_CONFIG_LINE_MAX 4093
+/* Longest line the file parser accepts, newline excluded: rk_ini's, which
+ * is also the ACL file's. */
+#define RK_CONFIG_LINE_MAX RK_INI_LINE_MAX
 
 /* rk_config_set() results besides 0. */
 #define RK_CONFIG_EUNKNOWN 1   /* no such [section] key */
@@ -75,7 +77,8 @@ int rk_config_set(struct rk_config *cfg, const char *section, const char *key,
 
 /* Applies the INI file at `path` over `cfg`. Returns 0 when the file was
  * read and every line was valid; otherwise -1, after writing one line per
- * problem to `err` ("PATH:LINE: KEY: REASON", or "PATH: cannot read: ..."). */
+ * problem to `err` ("PATH:LINE: KEY: REASON", "PATH:LINE: REASON" for a
+ * line rk_ini rejects, or "PATH: cannot read: ..."). */
 int rk_config_load(struct rk_config *cfg, const char *path, FILE *err);
 
 /* The whole command line: finds --config, --check-config, --help and

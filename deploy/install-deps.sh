@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config
 libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev libjansson-dev libcsv-dev
-libinih-dev libmicrohttpd-dev
+libmicrohttpd-dev
 lmdb-utils groff-base python3 python3-zmq python3-msgpack
 clang"
 
