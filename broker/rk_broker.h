@@ -1,12 +1,13 @@
 /*
- * rk_broker - the broker: ingest, group commit, acknowledgement, fan-out.
+ * rk_broker - the broker: opens the modules along an event's path and runs
+ * the loop that drives them.
  *
- * One thread owns the loop. Each turn it drains the publishes waiting on
- * the ingest ROUTER (up to batch_max), validates each in place, appends
- * the valid ones to the log in ONE write transaction, and only after that
- * commit returns sends their acknowledgements and relays them on the feed
- * (XPUB). Invalid publishes get an "err" reply and are never stored.
- * Replay is served by rk_replay on its own thread.
+ * One thread owns the loop. Each turn rk_ingest takes the publishes waiting
+ * on the ingest ROUTER (up to batch_max) and checks each; rk_apply stores
+ * the admitted batch in ONE write transaction; only after that commit
+ * rk_ack answers the publishers and rk_feed relays the stored events on
+ * the feed (XPUB). Between turns rk_upkeep runs retention and the index.
+ * Replay is served by rk_replay on its own thread. ARCHITECTURE.md draws it.
  */
 #ifndef RK_BROKER_H
 #define RK_BROKER_H
@@ -39,9 +40,6 @@ struct rk_broker_config {
     const char *http;              /* /metrics and /healthz: "PORT" or "IPV4:PORT";
                                     * NULL = off */
 };
-
-/* Fills `cfg` with the defaults above (full durability). */
-void rk_broker_config_defaults(struct rk_broker_config *cfg);
 
 /* Runs the broker until *stop becomes non-zero (set it from a signal
  * handler), then commits and acknowledges what it has received, closes,

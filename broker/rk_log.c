@@ -1,4 +1,5 @@
 #include "rk_log.h"
+#include "rk_be.h"
 #include "rk_event.h"
 #include "rk_muni.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #define REC_FORMAT 1
@@ -59,7 +61,10 @@ struct rk_log {
     MDB_dbi producers;
     MDB_dbi entities;
     MDB_dbi places;
+    MDB_dbi state[RK_LOG__TABLES];
     int has_places;     /* 0: a read-only open of a log written before "places" */
+    int has_state;      /* 0: a read-only open of a schema-3 log */
+    int state_ready;    /* the state tables hold the fold of the records */
     int readonly;
     unsigned grown;
     uint64_t last_seq;
@@ -73,6 +78,19 @@ struct rk_log {
     struct place_list pq;   /* the same, for "places"; written with iq */
     int64_t iq_since_ns;
     uint64_t indexed;
+    struct rk_log_batch *open_batch;
+};
+
+/* The one write transaction in progress; it lives in struct rk_log. */
+struct rk_log_batch {
+    struct rk_log *log;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int64_t now_ns, recv_ns;
+    size_t n;                           /* records appended */
+    uint64_t bytes;                     /* their size */
+    int state_built;
+    unsigned char head[RK_LOG_HASH_BYTES];
 };
 
 /* A reader's walk of one prefecture's places entries. */
@@ -104,25 +122,10 @@ struct rk_log_reader {
     struct entry_list tail;
 };
 
-static void put_be(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get_be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 const char *rk_log_strerror(int err)
 {
-    if (err == RK_LOG_EBADREC)
-        return "stored record is malformed";
-    return mdb_strerror(err);
+    return rk_strerror(err);
 }
 
 /* Decodes the stored value `val` of key `seq`; checks the lengths add up. */
@@ -131,22 +134,22 @@ static int parse_record(uint64_t seq, const MDB_val *val, struct rk_log_view *v)
     const unsigned char *p = val->mv_data;
     if (val->mv_size < REC_HDR || p[0] != REC_FORMAT)
         return RK_LOG_EBADREC;
-    size_t plen = (size_t)get_be(p + OFF_PUBLEN, 2);
+    size_t plen = (size_t)rk_be_get(p + OFF_PUBLEN, 2);
     size_t prodlen = p[OFF_PRODLEN];
     size_t entlen = p[OFF_ENTLEN];
-    size_t elen = (size_t)get_be(p + OFF_EVLEN, 4);
+    size_t elen = (size_t)rk_be_get(p + OFF_EVLEN, 4);
     if (REC_HDR + plen + prodlen + entlen + elen != val->mv_size)
         return RK_LOG_EBADREC;
     v->seq = seq;
-    v->recv_ns = (int64_t)get_be(p + OFF_RECV, 8);
-    v->producer_seq = get_be(p + OFF_PSEQ, 8);
+    v->recv_ns = (int64_t)rk_be_get(p + OFF_RECV, 8);
+    v->producer_seq = rk_be_get(p + OFF_PSEQ, 8);
     v->hash = p + OFF_HASH;
     v->publisher = p + REC_HDR;
     v->publisher_len = plen;
     v->producer = p + REC_HDR + plen;
     v->producer_len = prodlen;
     v->tags.type = p[OFF_TYPE];
-    v->tags.fiscal_year = (uint16_t)get_be(p + OFF_FY, 2);
+    v->tags.fiscal_year = (uint16_t)rk_be_get(p + OFF_FY, 2);
     memcpy(v->tags.municipality, p + OFF_MUNI, 6);
     v->tags.entity = (const char *)p + REC_HDR + plen + prodlen;
     v->tags.entity_len = entlen;
@@ -163,7 +166,7 @@ void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
     crypto_generichash_state st;
     unsigned char key[8];
     const unsigned char *raw = v->raw;
-    put_be(key, v->seq, 8);
+    rk_be_put(key, v->seq, 8);
     crypto_generichash_init(&st, NULL, 0, RK_LOG_HASH_BYTES);
     crypto_generichash_update(&st, prev, RK_LOG_HASH_BYTES);
     crypto_generichash_update(&st, key, sizeof key);
@@ -172,29 +175,48 @@ void rk_log_chain_hash(const unsigned char prev[RK_LOG_HASH_BYTES],
     crypto_generichash_final(&st, out, RK_LOG_HASH_BYTES);
 }
 
-/* Creates the schema record, or checks it matches this build. */
-static int check_schema(struct rk_log *log, MDB_txn *txn, char *why, size_t why_len)
+static int write_schema(MDB_txn *txn, MDB_dbi meta, uint32_t schema)
+{
+    unsigned char buf[4];
+    MDB_val k = {6, "schema"}, v = {sizeof buf, buf};
+    rk_be_put(buf, schema, 4);
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+/* The schema version in *schema; a new log is made at this build's. */
+static int read_schema(MDB_txn *txn, MDB_dbi meta, int create, uint32_t *schema)
 {
     MDB_val k = {6, "schema"}, v;
-    unsigned char want[4];
-    put_be(want, RK_LOG_SCHEMA, 4);
-    int rc = mdb_get(txn, log->meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        v.mv_size = sizeof want;
-        v.mv_data = want;
-        return mdb_put(txn, log->meta, &k, &v, 0);
+    int rc = mdb_get(txn, meta, &k, &v);
+    if (rc == MDB_NOTFOUND && create) {
+        *schema = RK_LOG_SCHEMA;
+        return write_schema(txn, meta, RK_LOG_SCHEMA);
     }
     if (rc)
         return rc;
-    if (v.mv_size != 4 || get_be(v.mv_data, 4) != RK_LOG_SCHEMA) {
-        if (why)
-            snprintf(why, why_len, "log schema %llu is not %d, which this broker reads",
-                     v.mv_size == 4 ? (unsigned long long)get_be(v.mv_data, 4) : 0ull,
-                     RK_LOG_SCHEMA);
-        return RK_LOG_EBADREC;
-    }
+    *schema = v.mv_size == 4 ? (uint32_t)rk_be_get(v.mv_data, 4) : 0;
     return 0;
 }
+
+/* Checks that this build reads the log: schema 3 (no state tables yet) or 4. */
+static int check_schema(struct rk_log *log, MDB_txn *txn, int create, char *why, size_t why_len)
+{
+    uint32_t schema;
+    int rc = read_schema(txn, log->meta, create, &schema);
+    if (rc)
+        return rc;
+    if (schema < RK_LOG_SCHEMA_OLDEST || schema > RK_LOG_SCHEMA) {
+        if (why)
+            snprintf(why, why_len, "log schema %u is not one this program reads (%d to %d)%s",
+                     schema, RK_LOG_SCHEMA_OLDEST, RK_LOG_SCHEMA,
+                     schema > RK_LOG_SCHEMA ? ": a newer renkei wrote it; upgrade this one" : "");
+        return schema > RK_LOG_SCHEMA ? RK_ESCHEMA : RK_EBADREC;
+    }
+    log->state_ready = schema == RK_LOG_SCHEMA;
+    return 0;
+}
+
+static const char *const state_names[RK_LOG__TABLES] = {"aid_requests", "aid_ids"};
 
 /* Loads the head (last seq, its time and hash) so appends continue the chain. */
 static int load_head(struct rk_log *log, MDB_txn *txn)
@@ -216,7 +238,7 @@ static int load_head(struct rk_log *log, MDB_txn *txn)
         rc = RK_LOG_EBADREC;
         goto out;
     }
-    rc = parse_record(get_be(k.mv_data, 8), &v, &view);
+    rc = parse_record(rk_be_get(k.mv_data, 8), &v, &view);
     if (rc)
         goto out;
     log->last_seq = view.seq;
@@ -246,7 +268,7 @@ static int read_mark(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t abse
         return rc;
     if (v.mv_size != 8)
         return RK_LOG_EBADREC;
-    *value = get_be(v.mv_data, 8);
+    *value = rk_be_get(v.mv_data, 8);
     return 0;
 }
 
@@ -254,7 +276,7 @@ static int write_mark(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t val
 {
     unsigned char buf[8];
     MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
-    put_be(buf, value, 8);
+    rk_be_put(buf, value, 8);
     return mdb_put(txn, meta, &k, &v, 0);
 }
 
@@ -280,13 +302,13 @@ static int each_record_from(MDB_txn *txn, MDB_dbi events, uint64_t from, record_
     int rc = mdb_cursor_open(txn, events, &cur);
     if (rc)
         return rc;
-    put_be(key, from, 8);
+    rk_be_put(key, from, 8);
     k = (MDB_val){8, key};
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8)
             rc = RK_LOG_EBADREC;
-        else if (!(rc = parse_record(get_be(k.mv_data, 8), &v, &view)))
+        else if (!(rc = parse_record(rk_be_get(k.mv_data, 8), &v, &view)))
             rc = fn(arg, &view);
         if (rc)
             break;
@@ -366,9 +388,12 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
         rc = mdb_dbi_open(txn, "entities", MDB_CREATE, &log->entities);
     if (!rc)
         rc = mdb_dbi_open(txn, "places", MDB_CREATE, &log->places);
+    for (int t = 0; t < RK_LOG__TABLES && !rc; t++)
+        rc = mdb_dbi_open(txn, state_names[t], MDB_CREATE, &log->state[t]);
     log->has_places = rc == 0;
+    log->has_state = rc == 0;
     if (!rc)
-        rc = check_schema(log, txn, why, why_len);
+        rc = check_schema(log, txn, 1, why, why_len);
     if (!rc)
         rc = load_head(log, txn);
     if (!rc)
@@ -400,6 +425,11 @@ static int open_tables_readonly(struct rk_log *log)
         rc = places == MDB_NOTFOUND ? 0 : places; /* a log from before it */
     }
     if (!rc)
+        rc = check_schema(log, txn, 0, NULL, 0);
+    log->has_state = log->state_ready;
+    for (int t = 0; t < RK_LOG__TABLES && !rc && log->has_state; t++)
+        rc = mdb_dbi_open(txn, state_names[t], 0, &log->state[t]);
+    if (!rc)
         rc = load_head(log, txn);
     if (rc) {
         mdb_txn_abort(txn);
@@ -416,7 +446,7 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
     int rc = mdb_env_create(&log->env);
     if (rc)
         return rc;
-    mdb_env_set_maxdbs(log->env, 8);
+    mdb_env_set_maxdbs(log->env, 16);
     log->map_size = opt && opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
     log->map_max = opt ? opt->map_max : 0;
     /* Under a cap, start at a quarter of it so growth is exercised early. */
@@ -471,6 +501,27 @@ int rk_log_open_readonly(struct rk_log **out, const char *dir, char *why, size_t
     return 0;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+        return errno;
+    return 0;
+}
+
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len)
 {
@@ -483,6 +534,11 @@ int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_option
         why[0] = '\0';
     if (sodium_init() < 0)
         return ENOSYS;
+    if ((rc = make_dirs(dir)) != 0) {
+        if (why && why_len)
+            snprintf(why, why_len, "cannot create the data directory %s: %s", dir, strerror(rc));
+        return rc;
+    }
     log = calloc(1, sizeof *log);
     if (!log)
         abort();
@@ -535,7 +591,7 @@ static size_t producer_key(unsigned char *key, const void *producer, size_t len,
 {
     memcpy(key, producer, len);
     key[len] = 0;
-    put_be(key + len + 1, number, 8);
+    rk_be_put(key + len + 1, number, 8);
     return len + 9;
 }
 
@@ -545,8 +601,8 @@ static int index_producer(struct rk_log *log, MDB_txn *txn, const struct rk_log_
     unsigned char key[RK_LOG_PRODUCER_MAX + 9], val[16];
     MDB_val k = {producer_key(key, rec->producer, rec->producer_len, rec->producer_seq), key};
     MDB_val v = {sizeof val, val};
-    put_be(val, rec->seq, 8);
-    put_be(val + 8, (uint64_t)rec->recv_ns, 8);
+    rk_be_put(val, rec->seq, 8);
+    rk_be_put(val + 8, (uint64_t)rec->recv_ns, 8);
     return mdb_put(txn, log->producers, &k, &v, MDB_NOOVERWRITE);
 }
 
@@ -559,7 +615,7 @@ size_t rk_log_entity_key(const struct rk_log_tags *t, unsigned char key[RK_LOG_E
         key[n++] = 'K';
         memcpy(key + n, t->municipality, 6);
         n += 6;
-        put_be(key + n, t->fiscal_year, 2);
+        rk_be_put(key + n, t->fiscal_year, 2);
         n += 2;
     } else {
         key[n++] = 'A';
@@ -634,7 +690,7 @@ static int places_write(struct rk_log *log, MDB_txn *txn)
     size_t at[RK_MUNI_PREFECTURES + 1];
     memcpy(at, start, sizeof at);
     for (size_t i = 0; i < q->n; i++)
-        put_be(buf + 8 * at[q->pp[i]]++, q->seq[i], 8);
+        rk_be_put(buf + 8 * at[q->pp[i]]++, q->seq[i], 8);
     for (unsigned pp = 1; pp <= RK_MUNI_PREFECTURES && !rc; pp++) {
         size_t n = start[pp + 1] - start[pp];
         if (n == 0)
@@ -683,7 +739,7 @@ static int index_write(struct rk_log *log, MDB_txn *txn, uint64_t through)
     for (size_t i = 0; i < log->iq.n && !rc; i++) {
         const struct index_entry *e = &log->iq.v[i];
         memcpy(key, e->key, e->len);
-        put_be(key + e->len, e->seq, 8);
+        rk_be_put(key + e->len, e->seq, 8);
         k = (MDB_val){e->len + 8u, key};
         rc = mdb_cursor_put(cur, &k, &v, 0);
     }
@@ -715,7 +771,7 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
         rec->producer_len > RK_LOG_PRODUCER_MAX || (rec->producer_len && !rec->producer_seq) ||
         t->entity_len > RK_LOG_ENTITY_MAX)
         return EINVAL;
-    put_be(key, seq, 8);
+    rk_be_put(key, seq, 8);
     v.mv_size = REC_HDR + rec->publisher_len + rec->producer_len + t->entity_len + rec->event_len;
     v.mv_data = NULL;
     rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
@@ -724,13 +780,13 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
     unsigned char *p = v.mv_data;
     p[0] = REC_FORMAT;
     p[OFF_PRODLEN] = (unsigned char)rec->producer_len;
-    put_be(p + OFF_PUBLEN, rec->publisher_len, 2);
-    put_be(p + OFF_EVLEN, rec->event_len, 4);
-    put_be(p + OFF_RECV, (uint64_t)recv_ns, 8);
-    put_be(p + OFF_PSEQ, rec->producer_seq, 8);
+    rk_be_put(p + OFF_PUBLEN, rec->publisher_len, 2);
+    rk_be_put(p + OFF_EVLEN, rec->event_len, 4);
+    rk_be_put(p + OFF_RECV, (uint64_t)recv_ns, 8);
+    rk_be_put(p + OFF_PSEQ, rec->producer_seq, 8);
     p[OFF_TYPE] = t->type;
     p[OFF_ENTLEN] = (unsigned char)t->entity_len;
-    put_be(p + OFF_FY, t->fiscal_year, 2);
+    rk_be_put(p + OFF_FY, t->fiscal_year, 2);
     memcpy(p + OFF_MUNI, t->municipality, 6);
     unsigned char *q = p + REC_HDR;
     if (rec->publisher_len)
@@ -754,71 +810,207 @@ static int append_one(MDB_cursor *cur, struct rk_log_rec *rec, uint64_t seq, int
 }
 
 static void drop_queued_after(struct rk_log *log, uint64_t last);
+static int classify_write_error(struct rk_log *log, int rc, uint64_t bytes);
 
-static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
+int rk_log_batch_begin(struct rk_log *log, int64_t now_ns, struct rk_log_batch **out)
 {
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    unsigned char head[RK_LOG_HASH_BYTES];
-    int64_t recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
-    int flush, rc;
-
-    if (n == 0)
-        return 0;
+    static struct rk_log_batch none;
+    *out = &none; /* so that an abort after a failed begin is harmless */
     if (log->readonly)
         return EACCES;
-    memcpy(head, log->head, sizeof head);
+    if (log->open_batch)
+        abort(); /* one writer, one batch: a second is a bug */
+    struct rk_log_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        abort();
+    b->log = log;
+    b->now_ns = now_ns;
+    b->recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
+    memcpy(b->head, log->head, sizeof b->head);
+    int rc = mdb_txn_begin(log->env, NULL, 0, &b->txn);
+    if (!rc)
+        rc = mdb_cursor_open(b->txn, log->events, &b->cur);
+    if (rc) {
+        if (b->txn)
+            mdb_txn_abort(b->txn);
+        free(b);
+        return rc;
+    }
     if (log->iq.n + log->pq.n == 0)
         log->iq_since_ns = now_ns;
-    rc = mdb_txn_begin(log->env, NULL, 0, &txn);
+    log->open_batch = b;
+    *out = b;
+    return 0;
+}
+
+int rk_log_batch_append(struct rk_log_batch *b, struct rk_log_rec *rec)
+{
+    struct rk_log *log = b->log;
+    int rc = append_one(b->cur, rec, log->last_seq + 1 + b->n, b->recv_ns, b->head);
+    if (!rc && rec->producer_len)
+        rc = index_producer(log, b->txn, rec);
+    if (!rc)
+        rc = entries_add(&log->iq, &rec->tags, rec->seq);
+    if (!rc)
+        rc = places_add(&log->pq, &rec->tags, rec->seq);
+    if (!rc) {
+        b->n++;
+        b->bytes += REC_HDR + rec->event_len + rec->publisher_len + rec->producer_len;
+    }
+    return rc;
+}
+
+size_t rk_log_batch_records(const struct rk_log_batch *b)
+{
+    return b->n;
+}
+
+int rk_log_batch_producer_find(struct rk_log_batch *b, const void *producer, size_t len,
+                               uint64_t number, int *found, uint64_t *seq, int64_t *recv_ns)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 9];
+    MDB_val k, v;
+    *found = 0;
+    if (len == 0 || len > RK_LOG_PRODUCER_MAX)
+        return EINVAL;
+    k = (MDB_val){producer_key(key, producer, len, number), key};
+    int rc = mdb_get(b->txn, b->log->producers, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
     if (rc)
         return rc;
-    rc = mdb_cursor_open(txn, log->events, &cur);
+    if (v.mv_size != 16)
+        return RK_EBADREC;
+    *found = 1;
+    *seq = rk_be_get(v.mv_data, 8);
+    *recv_ns = (int64_t)rk_be_get((unsigned char *)v.mv_data + 8, 8);
+    return 0;
+}
+
+static int state_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, int *found,
+                     const void **val, size_t *val_len)
+{
+    MDB_val k = {key_len, (void *)key}, v;
+    *found = 0;
+    if (key_len == 0 || key_len > 511)
+        return EINVAL;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
     if (rc)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        rc = append_one(cur, &recs[i], log->last_seq + 1 + i, recv_ns, head);
-        if (!rc && recs[i].producer_len)
-            rc = index_producer(log, txn, &recs[i]);
-        if (!rc)
-            rc = entries_add(&log->iq, &recs[i].tags, recs[i].seq);
-        if (!rc)
-            rc = places_add(&log->pq, &recs[i].tags, recs[i].seq);
-        if (rc)
-            goto fail;
-    }
-    mdb_cursor_close(cur);
-    cur = NULL;
+        return rc;
+    *found = 1;
+    *val = v.mv_data;
+    *val_len = v.mv_size;
+    return 0;
+}
+
+int rk_log_batch_state_get(struct rk_log_batch *b, enum rk_log_table t, const void *key,
+                           size_t key_len, int *found, const void **val, size_t *val_len)
+{
+    if ((unsigned)t >= RK_LOG__TABLES)
+        return EINVAL;
+    return state_get(b->txn, b->log->state[t], key, key_len, found, val, val_len);
+}
+
+int rk_log_batch_state_put(struct rk_log_batch *b, enum rk_log_table t, const void *key,
+                           size_t key_len, const void *val, size_t val_len)
+{
+    MDB_val k = {key_len, (void *)key}, v = {val_len, (void *)val};
+    if ((unsigned)t >= RK_LOG__TABLES || key_len == 0 || key_len > 511)
+        return EINVAL;
+    return mdb_put(b->txn, b->log->state[t], &k, &v, 0);
+}
+
+int rk_log_batch_state_built(struct rk_log_batch *b)
+{
+    b->state_built = 1;
+    return write_schema(b->txn, b->log->meta, RK_LOG_SCHEMA);
+}
+
+static void batch_end(struct rk_log_batch *b)
+{
+    b->log->open_batch = NULL;
+    free(b);
+}
+
+void rk_log_batch_abort(struct rk_log_batch *b)
+{
+    if (!b->log)
+        return; /* the placeholder of a failed begin */
+    struct rk_log *log = b->log;
+    if (b->cur)
+        mdb_cursor_close(b->cur);
+    mdb_txn_abort(b->txn);
+    /* Out with the batch's entries: by sequence, not by count, since
+     * index_write sorts the entity queue in place. */
+    drop_queued_after(log, log->last_seq);
+    batch_end(b);
+}
+
+int rk_log_batch_commit(struct rk_log_batch *b)
+{
+    struct rk_log *log = b->log;
+    mdb_cursor_close(b->cur);
+    b->cur = NULL;
     /* Due entries ride along: no commit (and no sync) of their own. With
      * none waiting (records that name no entity or place) the marks move
      * alone. */
-    flush = index_due(log, now_ns) || log->iq.n + log->pq.n == 0;
-    if (flush && (rc = index_write(log, txn, log->last_seq + n)))
-        goto fail;
-    rc = mdb_txn_commit(txn);
-    if (rc)
-        goto unqueue;
-    log->last_seq += n;
-    log->last_recv_ns = recv_ns;
-    memcpy(log->head, head, sizeof head);
+    int flush = b->n && (index_due(log, b->now_ns) || log->iq.n + log->pq.n == 0);
+    int rc = flush ? index_write(log, b->txn, log->last_seq + b->n) : 0;
+    if (rc) {
+        rk_log_batch_abort(b);
+        return rc;
+    }
+    rc = mdb_txn_commit(b->txn);
+    if (rc) {
+        rc = classify_write_error(log, rc, b->bytes);
+        drop_queued_after(log, log->last_seq);
+        batch_end(b);
+        return rc;
+    }
+    if (b->n) {
+        log->last_seq += b->n;
+        log->last_recv_ns = b->recv_ns;
+        memcpy(log->head, b->head, sizeof b->head);
+    }
     if (flush) {
         queues_clear(log);
         log->indexed = log->last_seq;
     }
+    if (b->state_built)
+        log->state_ready = 1;
+    batch_end(b);
     return 0;
-fail:
-    if (cur)
-        mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-unqueue:
-    /* Out with the batch's entries: by sequence, not by count, since
-     * index_write sorted the entity queue in place. */
-    drop_queued_after(log, log->last_seq);
-    return rc;
+}
+
+int rk_log_state_ready(const struct rk_log *log)
+{
+    return log->state_ready;
+}
+
+static int append_batch(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns)
+{
+    struct rk_log_batch *b;
+    if (n == 0)
+        return 0;
+    int rc = rk_log_batch_begin(log, now_ns, &b);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = rk_log_batch_append(b, &recs[i]);
+    if (rc) {
+        rk_log_batch_abort(b);
+        return rc;
+    }
+    return rk_log_batch_commit(b);
 }
 
 /* Doubles the map (up to map_max) while no reader of this process is open.
  * Returns 0, or MDB_MAP_FULL when the cap is reached. */
+int rk_log_grow(struct rk_log *log)
+{
+    return grow_map(log);
+}
+
 static int grow_map(struct rk_log *log)
 {
     uint64_t want = log->map_size * 2;
@@ -838,15 +1030,13 @@ static int grow_map(struct rk_log *log)
 
 /* LMDB reports a short write as EIO, and a write that stops short is what
  * a full filesystem gives: tell the two apart by the space left. */
-static int classify_write_error(struct rk_log *log, int rc, const struct rk_log_rec *recs, size_t n)
+static int classify_write_error(struct rk_log *log, int rc, uint64_t bytes)
 {
     struct statvfs st;
     int fd;
-    uint64_t need = 1u << 20;   /* slack for the pages a commit touches */
+    uint64_t need = (1u << 20) + bytes;   /* slack for the pages a commit touches */
     if (rc != EIO || mdb_env_get_fd(log->env, &fd) != 0 || fstatvfs(fd, &st) != 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        need += REC_HDR + recs[i].event_len + recs[i].publisher_len + recs[i].producer_len;
     return (uint64_t)st.f_bavail * st.f_frsize < need ? ENOSPC : rc;
 }
 
@@ -859,7 +1049,7 @@ int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t
         if (rc)
             return rc;
     }
-    return classify_write_error(log, rc, recs, n);
+    return rc;
 }
 
 static int index_commit(struct rk_log *log)
@@ -934,7 +1124,7 @@ int rk_log_reader_open(struct rk_log *log, uint64_t from, struct rk_log_reader *
         goto fail;
     rc = mdb_cursor_get(r->cur, &k, &v, MDB_LAST);
     if (rc == 0 && k.mv_size == 8)
-        r->head = get_be(k.mv_data, 8);
+        r->head = rk_be_get(k.mv_data, 8);
     else if (rc != MDB_NOTFOUND && rc != 0)
         goto fail;
     r->from = from ? from : 1;
@@ -953,7 +1143,7 @@ int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *view)
 
     if (!r->started) {
         r->started = 1;
-        put_be(key, r->from, 8);
+        rk_be_put(key, r->from, 8);
         rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
     } else {
         rc = mdb_cursor_get(r->cur, &k, &v, MDB_NEXT);
@@ -964,7 +1154,18 @@ int rk_log_reader_next(struct rk_log_reader *r, struct rk_log_view *view)
         return rc;
     if (k.mv_size != 8)
         return RK_LOG_EBADREC;
-    return parse_record(get_be(k.mv_data, 8), &v, view);
+    return parse_record(rk_be_get(k.mv_data, 8), &v, view);
+}
+
+int rk_log_reader_state_get(struct rk_log_reader *r, enum rk_log_table t, const void *key,
+                            size_t key_len, int *found, const void **val, size_t *val_len)
+{
+    *found = 0;
+    if ((unsigned)t >= RK_LOG__TABLES)
+        return EINVAL;
+    if (!r->log->has_state)
+        return 0;
+    return state_get(r->txn, r->log->state[t], key, key_len, found, val, val_len);
 }
 
 uint64_t rk_log_reader_head(struct rk_log_reader *r)
@@ -1013,7 +1214,7 @@ static int get_by_steps(struct rk_log_reader *r, uint64_t seq, MDB_val *k, MDB_v
             return rc;
         if (k->mv_size != 8)
             return RK_LOG_EBADREC;
-        r->get_seq = get_be(k->mv_data, 8);
+        r->get_seq = rk_be_get(k->mv_data, 8);
     } while (r->get_seq < seq);
     return r->get_seq == seq ? 0 : MDB_NOTFOUND;
 }
@@ -1028,7 +1229,7 @@ int rk_log_reader_get(struct rk_log_reader *r, uint64_t seq, struct rk_log_view 
     if (r->get_seq && seq > r->get_seq && seq - r->get_seq <= GET_STEPS_MAX) {
         rc = get_by_steps(r, seq, &k, &val);
     } else {
-        put_be(key, seq, 8);
+        rk_be_put(key, seq, 8);
         rc = mdb_cursor_get(r->get, &k, &val, MDB_SET_KEY);
         r->get_seq = rc == 0 ? seq : 0;
     }
@@ -1060,7 +1261,7 @@ static int walk_load(struct place_walk *w, int rc, const MDB_val *k, const MDB_v
 
 static uint64_t walk_seq(const struct place_walk *w)
 {
-    return get_be(w->seqs + 8 * w->i, 8);
+    return rk_be_get(w->seqs + 8 * w->i, 8);
 }
 
 static int walk_step(struct place_walk *w)
@@ -1078,7 +1279,7 @@ static int walk_start(struct place_walk *w, uint64_t from)
     unsigned char key[9];
     MDB_val k = {sizeof key, key}, v;
     key[0] = (unsigned char)w->pp;
-    put_be(key + 1, from, 8);
+    rk_be_put(key + 1, from, 8);
     int rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
@@ -1092,7 +1293,7 @@ static int walk_start(struct place_walk *w, uint64_t from)
     size_t lo = 0, hi = w->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (get_be(w->seqs + 8 * mid, 8) < from)
+        if (rk_be_get(w->seqs + 8 * mid, 8) < from)
             lo = mid + 1;
         else
             hi = mid;
@@ -1156,7 +1357,7 @@ static int split_index_key(const MDB_val *k, size_t *prefix_len, uint64_t *seq)
     if (k->mv_size <= 8 || k->mv_size > RK_LOG_ENTITY_KEY_MAX + 8)
         return RK_LOG_EBADREC;
     *prefix_len = k->mv_size - 8;
-    *seq = get_be((const unsigned char *)k->mv_data + *prefix_len, 8);
+    *seq = rk_be_get((const unsigned char *)k->mv_data + *prefix_len, 8);
     return 0;
 }
 
@@ -1171,7 +1372,7 @@ static int entity_last_before(MDB_cursor *cur, const unsigned char *prefix, size
     size_t plen;
     uint64_t s;
     memcpy(key, prefix, len);
-    put_be(key + len, seq, 8);
+    rk_be_put(key + len, seq, 8);
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
     *found = 0;
@@ -1379,7 +1580,7 @@ int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, u
         rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
     if (rc == 0 && k.mv_size == len + 9 && memcmp(k.mv_data, producer, len) == 0 &&
         ((unsigned char *)k.mv_data)[len] == 0)
-        *number = get_be((unsigned char *)k.mv_data + len + 1, 8);
+        *number = rk_be_get((unsigned char *)k.mv_data + len + 1, 8);
     if (rc == MDB_NOTFOUND)
         rc = 0;
     done_lookup(txn, cur);
@@ -1402,8 +1603,8 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
     k = (MDB_val){producer_key(key, producer, len, number), key};
     rc = mdb_get(txn, log->producers, &k, &v);
     if (rc == 0 && v.mv_size == 16) {
-        *seq = get_be(v.mv_data, 8);
-        *recv_ns = (int64_t)get_be((unsigned char *)v.mv_data + 8, 8);
+        *seq = rk_be_get(v.mv_data, 8);
+        *recv_ns = (int64_t)rk_be_get((unsigned char *)v.mv_data + 8, 8);
     } else if (rc == 0) {
         rc = RK_LOG_EBADREC;
     } else if (rc == MDB_NOTFOUND) {
@@ -1427,7 +1628,7 @@ static int read_pruned(MDB_txn *txn, MDB_dbi meta, uint64_t *seq, unsigned char 
         return rc;
     if (v.mv_size != 8 + RK_LOG_HASH_BYTES)
         return RK_LOG_EBADREC;
-    *seq = get_be(v.mv_data, 8);
+    *seq = rk_be_get(v.mv_data, 8);
     memcpy(hash, (unsigned char *)v.mv_data + 8, RK_LOG_HASH_BYTES);
     return 0;
 }
@@ -1454,7 +1655,7 @@ static int prune_one(struct rk_log *log, MDB_txn *txn, MDB_cursor *cur,
     size_t n = rk_log_entity_key(&v->tags, key);
     int rc;
     if (n) {
-        put_be(key + n, v->seq, 8);
+        rk_be_put(key + n, v->seq, 8);
         k = (MDB_val){n + 8, key};
         if ((rc = mdb_del(txn, log->entities, &k, NULL)) && rc != MDB_NOTFOUND)
             return rc;
@@ -1507,7 +1708,7 @@ static int places_stale_chunk(MDB_cursor *cur, unsigned pp, uint64_t through)
     if (rc)
         return rc;
     if (k.mv_size != 9 || *(const unsigned char *)k.mv_data != pp || v.mv_size < 8 ||
-        get_be((const unsigned char *)v.mv_data + v.mv_size - 8, 8) > through)
+        rk_be_get((const unsigned char *)v.mv_data + v.mv_size - 8, 8) > through)
         return MDB_NOTFOUND;
     return 0;
 }
@@ -1552,9 +1753,9 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
         goto fail;
     while (*deleted < max && (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
         /* The head stays, so the chain and the next sequence carry on. */
-        if (k.mv_size != 8 || get_be(k.mv_data, 8) >= log->last_seq)
+        if (k.mv_size != 8 || rk_be_get(k.mv_data, 8) >= log->last_seq)
             break;
-        if ((rc = parse_record(get_be(k.mv_data, 8), &val, &v)))
+        if ((rc = parse_record(rk_be_get(k.mv_data, 8), &val, &v)))
             goto fail;
         if (!(before_ns && v.recv_ns < before_ns) && !(max_bytes && tables_bytes(txn, log) > max_bytes))
             break;
@@ -1572,7 +1773,7 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
     }
     if ((rc = places_prune(log, txn, pruned)))
         goto fail_txn;
-    put_be(kv, pruned, 8);
+    rk_be_put(kv, pruned, 8);
     memcpy(kv + 8, hash, RK_LOG_HASH_BYTES);
     k = (MDB_val){6, "pruned"};
     val = (MDB_val){sizeof kv, kv};
@@ -1672,12 +1873,12 @@ int rk_log_reader_seek_time(struct rk_log_reader *r, int64_t ns, uint64_t *seq)
     if (rc)
         return rc;
     if (mdb_cursor_get(first, &k, &v, MDB_FIRST) == 0 && k.mv_size == 8)
-        lo = get_be(k.mv_data, 8); /* retention may have deleted the start */
+        lo = rk_be_get(k.mv_data, 8); /* retention may have deleted the start */
     mdb_cursor_close(first);
     k = (MDB_val){8, key};
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        put_be(key, mid, 8);
+        rk_be_put(key, mid, 8);
         rc = mdb_get(r->txn, r->events, &k, &v);
         if (rc == 0)
             rc = parse_record(mid, &v, &view);

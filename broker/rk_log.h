@@ -9,11 +9,12 @@
  *   - Every record carries hash_n = BLAKE2b-256(hash_{n-1} || key || the
  *     record without its hash field); hash_0 is 32 zero bytes. Changing any
  *     stored byte breaks the chain from that record on.
- *   - rk_log_append() is the only write path and is called by one thread.
+ *   - One write batch at a time (rk_log_batch_*, or rk_log_append, which
+ *     is one batch of records) is the only write path, used by one thread.
  *     Readers may run in any number of other threads, each with its own
  *     rk_log_reader; they never block the writer.
  *
- * On-disk layout (schema 3), one LMDB environment in the data directory:
+ * On-disk layout (schema 4), one LMDB environment in the data directory:
  *   "events": key   = sequence, big-endian u64 (so cursor order is log order
  *                     and MDB_APPEND applies)
  *             value = record, all integers big-endian:
@@ -62,7 +63,17 @@
  *                mark, "places", tells how far it reaches, since a broker
  *                from before it moves "indexed" alone. Retention deletes
  *                the chunks it emptied.
- *   "meta":   "schema" -> big-endian u32 schema version (3)
+ *   "aid_requests": key = request_id; value = the request's whole state
+ *                (its offers and dispatches too), as rk_aid_request_encode
+ *                writes it. Written in the transaction of the records that
+ *                changed it, so it is always the fold of the stored aid
+ *                events. Retention never deletes it.
+ *   "aid_ids": key = 'O' offer_id or 'D' dispatch_id; value = the request_id
+ *                it belongs to (ids are unique across all requests).
+ *   "meta":   "schema" -> big-endian u32 schema version (4; 3 = a log from
+ *                         before the aid state tables: rk_log_open reads it,
+ *                         and rk_log_state_ready says 0 until the caller has
+ *                         built the tables and called rk_log_batch_state_built)
  *             "pruned" -> last sequence deleted by retention (u64 BE) and its
  *                         chain hash (32 bytes); absent until retention runs
  *             "indexed" -> the entity index holds every entry of the records
@@ -73,24 +84,28 @@
  *                         sequence (u64 BE); absent: none (the first open
  *                         for writing reads the records and writes it)
  *
- * Errors: functions return 0 on success, an LMDB error code (negative,
- * MDB_*), an errno value (positive), or RK_LOG_EBADREC for a record whose
- * layout is inconsistent. rk_log_strerror() names any of them.
+ * Errors follow rk_err.h: 0 on success, an LMDB error code (negative,
+ * MDB_*), an errno value (positive), RK_EBADREC for a record whose layout is
+ * inconsistent, RK_ESCHEMA for a log of a newer schema, RK_EOF where a walk
+ * ends. rk_strerror() (and its old name rk_log_strerror()) names any of them.
  */
 #ifndef RK_LOG_H
 #define RK_LOG_H
 
+#include "rk_err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define RK_LOG_SCHEMA 3
+#define RK_LOG_SCHEMA 4
+#define RK_LOG_SCHEMA_OLDEST 3    /* the oldest schema rk_log_open reads */
 #define RK_LOG_HASH_BYTES 32
 #define RK_LOG_PRODUCER_MAX 64
 #define RK_LOG_ENTITY_MAX 64
 /* 'K', municipality, fiscal year, length, kpi_id -- or 'A', length, request_id */
 #define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
-#define RK_LOG_EBADREC (-29990)   /* outside LMDB's -30800..-30780 range */
-#define RK_LOG_EOF 1              /* rk_log_reader_next: no more records */
+#define RK_LOG_EBADREC RK_EBADREC /* rk_err.h */
+#define RK_LOG_EOF RK_EOF         /* rk_log_reader_next: no more records */
 #define RK_LOG_INDEX_LAG_NS 200000000LL /* the entity index trails by at most 0.2 s */
 
 struct rk_log;
@@ -159,8 +174,8 @@ struct rk_log_view {
     size_t raw_len;
 };
 
-/* Opens (creating if needed) the log in directory `dir`, which must exist.
- * On success *out owns the log; on failure *out is NULL and, when `why` is
+/* Opens the log in directory `dir`, creating the directory (and its
+ * parents, mode 0750) and the log when they are missing. On success *out owns the log; on failure *out is NULL and, when `why` is
  * not NULL, a sentence naming the problem is written to it. */
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len);
@@ -184,6 +199,68 @@ void rk_log_destroy(struct rk_log **logp);
  * LMDB saw a short write and the filesystem has less than the batch and
  * 1 MiB free), EIO that the disk failed. */
 int rk_log_append(struct rk_log *log, struct rk_log_rec *recs, size_t n, int64_t now_ns);
+
+/* ---- write batches ------------------------------------------------------
+ * One write transaction that appends records and updates the state tables
+ * a state machine keeps beside them (rk_apply), committed whole or not at
+ * all. Writer thread only; at most one batch is open at a time. Every
+ * function returns 0 or an error; after any error other than from
+ * rk_log_batch_state_get's "not found", abort the batch. MDB_MAP_FULL means
+ * the map is full: abort, call rk_log_grow, and build the batch again.
+ */
+struct rk_log_batch;
+
+enum rk_log_table {
+    RK_LOG_AID_REQUESTS = 0,  /* "aid_requests" */
+    RK_LOG_AID_IDS,           /* "aid_ids" */
+    RK_LOG__TABLES
+};
+
+/* Opens the batch; its records get receive time max(now_ns, the last
+ * record's), so the same batches with the same now_ns give the same log.
+ * *out belongs to the log: it ends with _commit or _abort. */
+int rk_log_batch_begin(struct rk_log *log, int64_t now_ns, struct rk_log_batch **out);
+
+/* Where (producer, number) is stored, counting this batch's own records:
+ * *found 1 with *seq and *recv_ns, or *found 0. */
+int rk_log_batch_producer_find(struct rk_log_batch *b, const void *producer, size_t len,
+                               uint64_t number, int *found, uint64_t *seq, int64_t *recv_ns);
+
+/* Appends one record: sets rec->seq and rec->recv_ns. A producer number
+ * stored before gives MDB_KEYEXIST (check with _producer_find first). */
+int rk_log_batch_append(struct rk_log_batch *b, struct rk_log_rec *rec);
+
+/* A state table's value for `key`, as this batch sees it: *found 1 with
+ * *val and *val_len (valid until the next call on the batch), or *found 0. */
+int rk_log_batch_state_get(struct rk_log_batch *b, enum rk_log_table t, const void *key,
+                           size_t key_len, int *found, const void **val, size_t *val_len);
+
+/* Sets a state table's value for `key` (key_len 1..511). */
+int rk_log_batch_state_put(struct rk_log_batch *b, enum rk_log_table t, const void *key,
+                           size_t key_len, const void *val, size_t val_len);
+
+/* A log of schema 3 gains its state tables: the caller has put every
+ * entry in this batch; the commit marks the log schema 4. */
+int rk_log_batch_state_built(struct rk_log_batch *b);
+
+/* Records appended so far in this batch. */
+size_t rk_log_batch_records(const struct rk_log_batch *b);
+
+/* Commits (durably in RK_LOG_FULL mode) and ends the batch. On failure
+ * nothing of it was stored: ENOSPC, EIO, MDB_MAP_FULL as for
+ * rk_log_append. */
+int rk_log_batch_commit(struct rk_log_batch *b);
+
+/* Ends the batch storing nothing. */
+void rk_log_batch_abort(struct rk_log_batch *b);
+
+/* Doubles the map after MDB_MAP_FULL (waiting for this process's readers
+ * to finish their batch); MDB_MAP_FULL when map_max is reached. */
+int rk_log_grow(struct rk_log *log);
+
+/* 1 when the aid state tables hold the fold of every stored aid event;
+ * 0 for a schema-3 log not yet migrated (see rk_log_batch_state_built). */
+int rk_log_state_ready(const struct rk_log *log);
 
 /* Last sequence number stored (0 for an empty log) and its chain hash
  * (RK_LOG_HASH_BYTES, zeros for an empty log; valid until the next append).
@@ -275,6 +352,12 @@ int rk_log_index_flush(struct rk_log *log, int64_t now_ns, int force);
  * RK_LOG_EOF when `seq` is its first record. */
 int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entity *e,
                               uint64_t seq, uint64_t *prev);
+
+/* A state table's value in the reader's snapshot: *found 1 with *val and
+ * *val_len (valid until the next rk_log_reader_* call), or *found 0 (also
+ * for a schema-3 log, which has no state tables). */
+int rk_log_reader_state_get(struct rk_log_reader *r, enum rk_log_table t, const void *key,
+                            size_t key_len, int *found, const void **val, size_t *val_len);
 
 /* Last sequence number in the reader's snapshot (0 when empty). */
 uint64_t rk_log_reader_head(struct rk_log_reader *r);

@@ -1,5 +1,9 @@
 #include "rk_aid.h"
+#include "rk_be.h"
+#include "rk_err.h"
 #include "rk_mp.h"
+
+#include <errno.h>
 
 #include <stddef.h>
 #include <stdarg.h>
@@ -24,6 +28,7 @@ static const char *const err_names[RK_AID__COUNT] = {
     [RK_AID_UNKNOWN_DISPATCH] = "E_UNKNOWN_DISPATCH",
     [RK_AID_IN_TRANSIT] = "E_IN_TRANSIT",
     [RK_AID_INVALID] = "E_INVALID",
+    [RK_AID_STORAGE] = "E_STORAGE",
 };
 
 static const char *const state_names[RK_AID__NSTATES] = {
@@ -74,12 +79,14 @@ struct offer {
     enum rk_aid_offer_state state;
     uint32_t request;                        /* index of its request */
     uint32_t next;                           /* next offer of that request, or NONE */
+    uint32_t first_dispatch, last_dispatch;  /* list through dispatch.next */
     int64_t quantity, accepted, dispatched, fulfilled;
 };
 
 struct dispatch {
     char id[RK_ID_MAX + 1];
     uint32_t offer;                          /* index of its offer */
+    uint32_t next;                           /* next dispatch of that offer, or NONE */
     int64_t quantity, fulfilled;             /* fulfilled: receipts that named this dispatch */
 };
 
@@ -249,6 +256,9 @@ struct rk_aid {
     size_t mark_by_state[RK_AID__NSTATES];
     struct undo *undo;
     size_t n_undo, cap_undo;
+
+    rk_aid_miss_fn miss;    /* NULL: the struct holds the whole state */
+    void *miss_arg;
 };
 
 struct rk_aid *rk_aid_new(void)
@@ -497,6 +507,7 @@ static enum rk_aid_err on_offer(struct rk_aid *a, uint32_t ri, const struct rk_a
     o->state = RK_AID_OFFERED;
     o->request = ri;
     o->next = NONE;
+    o->first_dispatch = o->last_dispatch = NONE;
     o->quantity = ev->quantity;
     struct request *w = touch_request(a, ri);
     if (w->last_offer == NONE)
@@ -597,10 +608,17 @@ static enum rk_aid_err on_dispatch(struct rk_aid *a, uint32_t ri, uint32_t oi,
         return refuse(why, RK_AID_QUANTITY, "quantity",
                       "would dispatch %lld in all, but %lld was accepted",
                       (long long)(o->dispatched + ev->quantity), (long long)o->accepted);
-    struct dispatch *d = dispatch_at(a, table_add(&a->dispatches, ev->dispatch_id));
+    uint32_t di = table_add(&a->dispatches, ev->dispatch_id);
+    struct dispatch *d = dispatch_at(a, di);
     d->offer = oi;
+    d->next = NONE;
     d->quantity = ev->quantity;
     struct offer *wo = touch_offer(a, oi);
+    if (wo->last_dispatch == NONE)
+        wo->first_dispatch = di;
+    else
+        touch_dispatch(a, wo->last_dispatch)->next = di;
+    wo->last_dispatch = di;
     wo->dispatched += ev->quantity;
     wo->state = RK_AID_DISPATCHED;
     touch_request(a, ri)->dispatched += ev->quantity;
@@ -703,6 +721,20 @@ static const char *invalid(const struct rk_aid_event *ev)
     return NULL;
 }
 
+/* Asks the miss function for every id the event names and the state lacks,
+ * so that the rules see the stored state and only it. */
+static int bring_in(struct rk_aid *a, const struct rk_aid_event *ev)
+{
+    int rc = 0;
+    if (table_find(&a->requests, ev->request_id) == NONE)
+        rc = a->miss(a->miss_arg, a, RK_AID_ID_REQUEST, ev->request_id);
+    if (!rc && ev->offer_id[0] && table_find(&a->offers, ev->offer_id) == NONE)
+        rc = a->miss(a->miss_arg, a, RK_AID_ID_OFFER, ev->offer_id);
+    if (!rc && ev->dispatch_id[0] && table_find(&a->dispatches, ev->dispatch_id) == NONE)
+        rc = a->miss(a->miss_arg, a, RK_AID_ID_DISPATCH, ev->dispatch_id);
+    return rc;
+}
+
 enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
                              struct rk_aid_refusal *why)
 {
@@ -714,6 +746,8 @@ enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
     const char *bad = invalid(ev);
     if (bad)
         return refuse(why, RK_AID_INVALID, "event", "%s", bad);
+    if (a->miss && bring_in(a, ev) != 0)
+        return refuse(why, RK_AID_STORAGE, "event", "the stored state could not be read");
     uint32_t ri = table_find(&a->requests, ev->request_id);
     if (ev->type == RK_EV_AID_REQUEST)
         return ri == NONE ? on_request_new(a, ev, why) : on_request_update(a, ri, ev, why);
@@ -724,6 +758,312 @@ enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
     if (ev->type == RK_EV_AID_CANCEL)
         return on_cancel(a, ri, ev, why);
     return on_offer_event(a, ri, ev, why);
+}
+
+/* ---- storage ------------------------------------------------------------ */
+
+#define STORE_FORMAT 1
+
+void rk_aid_set_miss(struct rk_aid *a, rk_aid_miss_fn fn, void *arg)
+{
+    a->miss = fn;
+    a->miss_arg = arg;
+}
+
+void rk_aid_clear(struct rk_aid *a)
+{
+    if (a->in_batch)
+        abort();
+    table_truncate(&a->dispatches, 0);
+    table_truncate(&a->offers, 0);
+    table_truncate(&a->requests, 0);
+    memset(a->by_state, 0, sizeof a->by_state);
+}
+
+/* Writes into buf while it has room and counts every byte regardless, so
+ * that one pass tells the caller the length it needs. */
+struct enc {
+    unsigned char *buf;
+    size_t cap, n;
+};
+
+static void enc_bytes(struct enc *e, const void *p, size_t n)
+{
+    if (e->n + n <= e->cap)
+        memcpy(e->buf + e->n, p, n);
+    e->n += n;
+}
+
+static void enc_int(struct enc *e, uint64_t v, int width)
+{
+    unsigned char b[8];
+    rk_be_put(b, v, width);
+    enc_bytes(e, b, (size_t)width);
+}
+
+static void enc_str(struct enc *e, const char *s)
+{
+    size_t n = strlen(s);
+    enc_int(e, n, 1);
+    enc_bytes(e, s, n);
+}
+
+static void enc_dispatch(struct enc *e, const struct dispatch *d)
+{
+    enc_str(e, d->id);
+    enc_int(e, (uint64_t)d->quantity, 8);
+    enc_int(e, (uint64_t)d->fulfilled, 8);
+}
+
+static void enc_offer(struct enc *e, const struct rk_aid *a, const struct offer *o)
+{
+    uint32_t n = 0;
+    enc_str(e, o->id);
+    enc_str(e, o->offerer);
+    enc_int(e, o->state, 1);
+    enc_int(e, (uint64_t)o->quantity, 8);
+    enc_int(e, (uint64_t)o->accepted, 8);
+    enc_int(e, (uint64_t)o->dispatched, 8);
+    enc_int(e, (uint64_t)o->fulfilled, 8);
+    for (uint32_t i = o->first_dispatch; i != NONE; i = dispatch_at(a, i)->next)
+        n++;
+    enc_int(e, n, 4);
+    for (uint32_t i = o->first_dispatch; i != NONE; i = dispatch_at(a, i)->next)
+        enc_dispatch(e, dispatch_at(a, i));
+}
+
+size_t rk_aid_request_encode(const struct rk_aid *a, const char *request_id, void *buf,
+                             size_t cap)
+{
+    uint32_t ri = table_find(&a->requests, request_id);
+    if (ri == NONE)
+        return 0;
+    const struct request *r = req_at(a, ri);
+    struct enc e = {buf, cap, 0};
+    enc_int(&e, STORE_FORMAT, 1);
+    enc_str(&e, r->id);
+    enc_str(&e, r->requester);
+    enc_str(&e, r->resource);
+    enc_str(&e, r->unit);
+    enc_str(&e, r->urgency);
+    enc_int(&e, r->restricted, 1);
+    enc_int(&e, r->state, 1);
+    enc_int(&e, (uint64_t)r->version, 8);
+    enc_int(&e, (uint64_t)r->quantity, 8);
+    enc_int(&e, (uint64_t)r->accepted, 8);
+    enc_int(&e, (uint64_t)r->dispatched, 8);
+    enc_int(&e, (uint64_t)r->fulfilled, 8);
+    enc_int(&e, r->n_offers, 4);
+    for (uint32_t i = r->first_offer; i != NONE; i = offer_at(a, i)->next)
+        enc_offer(&e, a, offer_at(a, i));
+    if (e.n > cap && cap > 0)
+        memset(buf, 0, cap < e.n ? cap : e.n); /* nothing half written */
+    return e.n;
+}
+
+/* Reads what enc_* wrote; any short or out-of-range field sets `bad`. */
+struct dec {
+    const unsigned char *p;
+    size_t n, at;
+    int bad;
+};
+
+static uint64_t dec_int(struct dec *d, int width)
+{
+    if (d->bad || d->n - d->at < (size_t)width) {
+        d->bad = 1;
+        return 0;
+    }
+    uint64_t v = rk_be_get(d->p + d->at, width);
+    d->at += (size_t)width;
+    return v;
+}
+
+static int64_t dec_amount(struct dec *d)
+{
+    uint64_t v = dec_int(d, 8);
+    if (v > RK_AID_QUANTITY_MAX * 2ull) /* totals are sums of bounded quantities */
+        d->bad = 1;
+    return (int64_t)v;
+}
+
+static void dec_str(struct dec *d, char *dst, size_t cap)
+{
+    size_t n = (size_t)dec_int(d, 1);
+    if (d->bad || n >= cap || d->n - d->at < n || memchr(d->p + d->at, '\0', n)) {
+        d->bad = 1;
+        dst[0] = '\0';
+        return;
+    }
+    memcpy(dst, d->p + d->at, n);
+    dst[n] = '\0';
+    d->at += n;
+}
+
+static unsigned dec_enum(struct dec *d, unsigned count)
+{
+    unsigned v = (unsigned)dec_int(d, 1);
+    if (v >= count)
+        d->bad = 1;
+    return v;
+}
+
+/* Adds the id read next to table t unless the state holds it. */
+static uint32_t dec_add(struct dec *d, struct table *t)
+{
+    char id[RK_ID_MAX + 1];
+    dec_str(d, id, sizeof id);
+    if (d->bad || !id[0] || table_find(t, id) != NONE) {
+        d->bad = d->bad ? d->bad : 2;
+        return NONE;
+    }
+    return table_add(t, id);
+}
+
+static void dec_dispatch(struct dec *d, struct rk_aid *a, uint32_t oi)
+{
+    uint32_t di = dec_add(d, &a->dispatches);
+    if (di == NONE)
+        return;
+    struct dispatch *x = dispatch_at(a, di);
+    x->offer = oi;
+    x->next = NONE;
+    x->quantity = dec_amount(d);
+    x->fulfilled = dec_amount(d);
+    struct offer *o = offer_at(a, oi);
+    if (o->last_dispatch == NONE)
+        o->first_dispatch = di;
+    else
+        dispatch_at(a, o->last_dispatch)->next = di;
+    o->last_dispatch = di;
+}
+
+static void dec_offer(struct dec *d, struct rk_aid *a, uint32_t ri)
+{
+    uint32_t oi = dec_add(d, &a->offers);
+    if (oi == NONE)
+        return;
+    struct offer *o = offer_at(a, oi);
+    dec_str(d, o->offerer, sizeof o->offerer);
+    o->state = dec_enum(d, RK_AID__NOFFER_STATES);
+    o->request = ri;
+    o->next = NONE;
+    o->first_dispatch = o->last_dispatch = NONE;
+    o->quantity = dec_amount(d);
+    o->accepted = dec_amount(d);
+    o->dispatched = dec_amount(d);
+    o->fulfilled = dec_amount(d);
+    struct request *r = req_at(a, ri);
+    if (r->last_offer == NONE)
+        r->first_offer = oi;
+    else
+        offer_at(a, r->last_offer)->next = oi;
+    r->last_offer = oi;
+    uint32_t n = (uint32_t)dec_int(d, 4);
+    for (uint32_t i = 0; i < n && !d->bad; i++)
+        dec_dispatch(d, a, oi);
+}
+
+static void dec_request(struct dec *d, struct rk_aid *a)
+{
+    if (dec_int(d, 1) != STORE_FORMAT)
+        d->bad = 1;
+    uint32_t ri = dec_add(d, &a->requests);
+    if (ri == NONE)
+        return;
+    struct request *r = req_at(a, ri);
+    dec_str(d, r->requester, sizeof r->requester);
+    dec_str(d, r->resource, sizeof r->resource);
+    dec_str(d, r->unit, sizeof r->unit);
+    dec_str(d, r->urgency, sizeof r->urgency);
+    r->restricted = (unsigned char)(dec_int(d, 1) != 0);
+    r->state = dec_enum(d, RK_AID__NSTATES);
+    r->version = (int64_t)dec_int(d, 8);
+    r->quantity = dec_amount(d);
+    r->accepted = dec_amount(d);
+    r->dispatched = dec_amount(d);
+    r->fulfilled = dec_amount(d);
+    r->first_offer = r->last_offer = NONE;
+    uint32_t n = (uint32_t)dec_int(d, 4);
+    if (r->version < 1 || r->version > RK_AID_VERSION_MAX || n > d->n)
+        d->bad = 1;
+    for (uint32_t i = 0; i < n && !d->bad; i++)
+        dec_offer(d, a, ri);
+    r->n_offers = n;
+    if (!d->bad && d->at != d->n)
+        d->bad = 1;
+    if (!d->bad)
+        a->by_state[r->state]++;
+}
+
+int rk_aid_load(struct rk_aid *a, const void *buf, size_t len)
+{
+    struct dec d = {buf, len, 0, 0};
+    size_t nr = a->requests.n, no = a->offers.n, nd = a->dispatches.n;
+    dec_request(&d, a);
+    if (!d.bad)
+        return 0;
+    /* Out with what was added: records are only ever appended. */
+    table_truncate(&a->dispatches, nd);
+    table_truncate(&a->offers, no);
+    table_truncate(&a->requests, nr);
+    return d.bad == 2 ? EEXIST : RK_EFORMAT;
+}
+
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The requests the batch touched, sorted, each once; *n their number.
+ * The caller frees the array. */
+static uint32_t *changed_requests(const struct rk_aid *a, size_t *n)
+{
+    size_t cap = a->n_undo + (a->requests.n - a->mark_requests) + (a->offers.n - a->mark_offers) +
+                 (a->dispatches.n - a->mark_dispatches) + 1;
+    uint32_t *v = xcalloc(cap, sizeof *v);
+    size_t k = 0;
+    for (size_t i = a->mark_requests; i < a->requests.n; i++)
+        v[k++] = (uint32_t)i;
+    for (size_t i = a->mark_offers; i < a->offers.n; i++)
+        v[k++] = offer_at(a, (uint32_t)i)->request;
+    for (size_t i = a->mark_dispatches; i < a->dispatches.n; i++)
+        v[k++] = offer_at(a, dispatch_at(a, (uint32_t)i)->offer)->request;
+    for (size_t i = 0; i < a->n_undo; i++) {
+        const struct undo *u = &a->undo[i];
+        uint32_t oi = u->kind == UNDO_DISPATCH ? dispatch_at(a, u->index)->offer : u->index;
+        v[k++] = u->kind == UNDO_REQUEST ? u->index : offer_at(a, oi)->request;
+    }
+    qsort(v, k, sizeof *v, cmp_u32);
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+        if (m == 0 || v[m - 1] != v[i])
+            v[m++] = v[i];
+    *n = m;
+    return v;
+}
+
+int rk_aid_batch_changes(const struct rk_aid *a, rk_aid_change_fn fn, void *arg)
+{
+    size_t n;
+    int rc = 0;
+    if (!a->in_batch)
+        return 0;
+    uint32_t *reqs = changed_requests(a, &n);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = fn(arg, RK_AID_ID_REQUEST, req_at(a, reqs[i])->id, req_at(a, reqs[i])->id);
+    free(reqs);
+    for (size_t i = a->mark_offers; i < a->offers.n && !rc; i++) {
+        const struct offer *o = offer_at(a, (uint32_t)i);
+        rc = fn(arg, RK_AID_ID_OFFER, o->id, req_at(a, o->request)->id);
+    }
+    for (size_t i = a->mark_dispatches; i < a->dispatches.n && !rc; i++) {
+        const struct dispatch *d = dispatch_at(a, (uint32_t)i);
+        const struct offer *o = offer_at(a, d->offer);
+        rc = fn(arg, RK_AID_ID_DISPATCH, d->id, req_at(a, o->request)->id);
+    }
+    return rc;
 }
 
 /* ---- reading ------------------------------------------------------------ */

@@ -32,6 +32,11 @@
  *   requests, offers and dispatches (about 250 bytes each). Look-ups are
  *   hashed, so folding n events costs O(n) except the closing of a request's
  *   still-open offers, which is linear in that request's offers.
+ * - Or, with a miss function (rk_aid_set_miss), the struct is a cache of
+ *   state kept elsewhere (the broker's LMDB tables): each request is stored
+ *   whole (rk_aid_request_encode), brought in on demand (rk_aid_load) and
+ *   may all be dropped between batches (rk_aid_clear). Counts and the
+ *   "reading" functions then see only what is cached.
  *
  * Caveats:
  * - event_id uniqueness (E_DUPLICATE_ID on event_id) is not checked here: the
@@ -126,6 +131,8 @@ enum rk_aid_err {
     RK_AID_INVALID,           /* E_INVALID: not an aid event (kpi.update), or a field
                                * rk_event_validate would refuse: a caller's bug, not
                                * a lifecycle refusal */
+    RK_AID_STORAGE,           /* E_STORAGE: the miss function (rk_aid_set_miss) failed;
+                               * not a judgement of the event: nothing changed */
     RK_AID__COUNT
 };
 
@@ -171,6 +178,52 @@ enum rk_aid_err rk_aid_apply(struct rk_aid *a, const struct rk_aid_event *ev,
 void rk_aid_begin(struct rk_aid *a);
 void rk_aid_commit(struct rk_aid *a);
 void rk_aid_rollback(struct rk_aid *a);
+
+/* ---- storage: the state as a cache ------------------------------------- */
+
+/* What an id names, as rk_aid_apply asks for it. The values are the
+ * prefixes of the broker's "aid_ids" keys. */
+enum rk_aid_id_kind {
+    RK_AID_ID_REQUEST = 'R',
+    RK_AID_ID_OFFER = 'O',
+    RK_AID_ID_DISPATCH = 'D',
+};
+
+/* Called by rk_aid_apply, before any rule, for each id the event names that
+ * the state does not hold; it may bring in the request the id belongs to
+ * with rk_aid_load (the whole request: offers and dispatches come with it).
+ * Returns 0, found or not; any other value (rk_err.h) makes rk_aid_apply
+ * refuse the event with RK_AID_STORAGE and change nothing. */
+typedef int (*rk_aid_miss_fn)(void *arg, struct rk_aid *a, enum rk_aid_id_kind kind,
+                              const char *id);
+void rk_aid_set_miss(struct rk_aid *a, rk_aid_miss_fn fn, void *arg);
+
+/* Adds a request as rk_aid_request_encode wrote it, with its offers and
+ * dispatches. Inside a batch it counts as added by the batch (a rollback
+ * drops it, which only empties the cache). Returns 0; RK_EFORMAT when the
+ * bytes are not such a request; EEXIST when the state holds the request or
+ * one of its ids already (nothing added then). */
+int rk_aid_load(struct rk_aid *a, const void *buf, size_t len);
+
+/* Writes request `request_id` whole into buf[0..cap) and returns its
+ * length; when that exceeds cap, nothing is written, so call again with a
+ * larger buffer. 0 when the request is not held. */
+size_t rk_aid_request_encode(const struct rk_aid *a, const char *request_id, void *buf,
+                             size_t cap);
+
+/* The open batch's changes, to store beside its events: fn is called for
+ * each request it added, loaded or changed (kind RK_AID_ID_REQUEST, id =
+ * request_id), then for each offer and dispatch it added (their kind and
+ * id, and the request_id they belong to). Stops at and returns fn's first
+ * non-zero return; 0 otherwise. Order is deterministic: the same events on
+ * the same state give the same calls. */
+typedef int (*rk_aid_change_fn)(void *arg, enum rk_aid_id_kind kind, const char *id,
+                                const char *request_id);
+int rk_aid_batch_changes(const struct rk_aid *a, rk_aid_change_fn fn, void *arg);
+
+/* Forgets everything held, outside a batch (inside one it aborts): with a
+ * miss function set, the state lives on where it is stored. */
+void rk_aid_clear(struct rk_aid *a);
 
 /* ---- reading the state -------------------------------------------------- */
 

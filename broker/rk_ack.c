@@ -1,0 +1,194 @@
+#include "rk_ack.h"
+#include "rk_diag.h"
+#include "rk_time.h"
+#include "rk_wire.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Refusals are events of interest, but a flood must not flood the log:
+ * the first after a quiet spell is logged at once, the rest summed. */
+#define REFUSAL_LOG_EVERY_NS (10 * 1000000000LL)
+
+/* The acknowledgements of one batch for one connection that accepts
+ * "acks". A batch holds events of a few publishers at a time, so a handful
+ * of open groups is enough; when more connections take part, the oldest
+ * group is sent early and its slot reused, which only costs a message. */
+#define ACK_GROUPS 8
+struct ack_group {
+    zmq_msg_t *ident;       /* the connection; NULL = slot free */
+    int64_t recv_ns;
+    size_t n;
+    uint64_t *pairs;        /* corr, seq; room for batch_max pairs */
+};
+
+struct rk_ack {
+    void *ingest;
+    struct rk_metrics *metrics;
+    struct ack_group groups[ACK_GROUPS];
+    unsigned evict;         /* the slot to send early when all are taken */
+    unsigned char *buf;     /* one encoded "acks" header */
+    size_t buf_cap;
+    struct rk_ack_counts counts;
+    int64_t refusals_logged_ns;
+    unsigned long long refusals_unlogged;
+    char last_code[32], last_why[256];
+};
+
+struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *metrics)
+{
+    struct rk_ack *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->ingest = ingest;
+    a->metrics = metrics;
+    a->buf_cap = RK_WIRE_ACKS_SIZE(batch_max);
+    if (!(a->buf = malloc(a->buf_cap)))
+        abort();
+    for (int i = 0; i < ACK_GROUPS; i++)
+        if (!(a->groups[i].pairs = calloc(batch_max, 2 * sizeof(uint64_t))))
+            abort();
+    return a;
+}
+
+void rk_ack_destroy(struct rk_ack **ap)
+{
+    struct rk_ack *a = *ap;
+    if (!a)
+        return;
+    for (int i = 0; i < ACK_GROUPS; i++)
+        free(a->groups[i].pairs);
+    free(a->buf);
+    free(a);
+    *ap = NULL;
+}
+
+static void send_two(struct rk_ack *a, zmq_msg_t *ident, const void *buf, size_t n)
+{
+    if (zmq_send(a->ingest, zmq_msg_data(ident), zmq_msg_size(ident),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(a->ingest, buf, n, ZMQ_DONTWAIT);
+}
+
+static void send_header(struct rk_ack *a, zmq_msg_t *ident, const struct rk_wire_hdr *h)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(h, buf, sizeof buf);
+    send_two(a, ident, buf, n);
+}
+
+/* "publish_refused count=N code=C why=...": N refusals since the last such
+ * line, C and why those of the latest. Quotes in the reason become ' so
+ * the line stays one logfmt record. */
+void rk_ack_log_refusals(struct rk_ack *a, int force)
+{
+    int64_t now = rk_time_now();
+    if (!a->refusals_unlogged || (!force && now - a->refusals_logged_ns < REFUSAL_LOG_EVERY_NS))
+        return;
+    for (char *q = a->last_why; (q = strchr(q, '"')) != NULL;)
+        *q = '\'';
+    RK_DIAG(RK_DIAG_INFO, "publish_refused", "count=%llu code=%s why=\"%s\"",
+            a->refusals_unlogged, a->last_code, a->last_why);
+    a->refusals_unlogged = 0;
+    a->refusals_logged_ns = now;
+}
+
+void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
+                   const char *message)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
+    snprintf(h.code, sizeof h.code, "%s", code);
+    snprintf(h.message, sizeof h.message, "%s", message);
+    send_header(a, ident, &h);
+    a->counts.refused++;
+    rk_metrics_refused(a->metrics, code);
+    a->refusals_unlogged++;
+    snprintf(a->last_code, sizeof a->last_code, "%s", code);
+    snprintf(a->last_why, sizeof a->last_why, "%s", message);
+    rk_ack_log_refusals(a, 0);
+}
+
+void rk_ack_duplicate(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t seq,
+                      int64_t recv_ns)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_ACK, .corr = corr, .seq = seq, .recv_ns = recv_ns};
+    send_header(a, ident, &h);
+    a->counts.duplicates++;
+    rk_metrics_duplicate(a->metrics);
+}
+
+static void send_group(struct rk_ack *a, struct ack_group *g)
+{
+    if (!g->ident)
+        return;
+    size_t n = rk_wire_encode_acks(g->recv_ns, g->pairs, g->n, a->buf, a->buf_cap);
+    send_two(a, g->ident, a->buf, n);
+    g->ident = NULL;
+    g->n = 0;
+}
+
+static struct ack_group *group_of(struct rk_ack *a, zmq_msg_t *ident, int64_t recv_ns)
+{
+    size_t len = zmq_msg_size(ident);
+    struct ack_group *free_slot = NULL;
+    for (int i = 0; i < ACK_GROUPS; i++) {
+        struct ack_group *g = &a->groups[i];
+        if (!g->ident) {
+            if (!free_slot)
+                free_slot = g;
+        } else if (zmq_msg_size(g->ident) == len && g->recv_ns == recv_ns &&
+                   memcmp(zmq_msg_data(g->ident), zmq_msg_data(ident), len) == 0) {
+            return g;
+        }
+    }
+    if (!free_slot) {
+        free_slot = &a->groups[a->evict++ % ACK_GROUPS];
+        send_group(a, free_slot);
+    }
+    free_slot->ident = ident;
+    free_slot->recv_ns = recv_ns;
+    return free_slot;
+}
+
+void rk_ack_stored(struct rk_ack *a, zmq_msg_t *ident, int group, uint64_t corr, uint64_t seq,
+                   int64_t recv_ns)
+{
+    a->counts.accepted++;
+    if (!group) {
+        struct rk_wire_hdr h = {.cmd = RK_CMD_ACK, .corr = corr, .seq = seq, .recv_ns = recv_ns};
+        send_header(a, ident, &h);
+        return;
+    }
+    struct ack_group *g = group_of(a, ident, recv_ns);
+    g->pairs[2 * g->n] = corr;
+    g->pairs[2 * g->n + 1] = seq;
+    g->n++;
+}
+
+void rk_ack_flush(struct rk_ack *a)
+{
+    for (int i = 0; i < ACK_GROUPS; i++)
+        send_group(a, &a->groups[i]);
+}
+
+const char *rk_ack_storage_text(int rc)
+{
+    switch (rc) {
+    case MDB_MAP_FULL:
+        return "log: full (the broker's --map-max is reached); nothing was stored";
+    case ENOSPC:
+    case EDQUOT:
+        return "log: the disk holding the broker's data directory is full; nothing was "
+               "stored. Retry later: the broker goes on once there is space";
+    default:
+        return "log: the event could not be stored; retry later";
+    }
+}
+
+struct rk_ack_counts rk_ack_counts(const struct rk_ack *a)
+{
+    return a->counts;
+}

@@ -1,0 +1,59 @@
+/*
+ * rk_ack - the broker's answers to publishers on the ingest socket: "ack"
+ * for a stored event (or the original of a retry), "acks" gathering one
+ * connection's acks of a batch into one message when the client asked for
+ * that, and "err" for a refusal. Refusals are counted for /metrics and
+ * logged, the first after a quiet spell at once, the rest summed.
+ *
+ * Answers go out without waiting: a publisher that vanished is not an
+ * error (ROUTER drops what it cannot route).
+ * Thread-safety: the ingest socket's thread (the broker's loop).
+ */
+#ifndef RK_ACK_H
+#define RK_ACK_H
+
+#include "rk_metrics.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+struct rk_ack;
+
+/* What a run of the broker answered, for its last log line. */
+struct rk_ack_counts {
+    unsigned long long accepted, refused, duplicates;
+};
+
+/* Answers on `ingest` (a ROUTER), groups of up to batch_max acks. */
+struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *metrics);
+void rk_ack_destroy(struct rk_ack **ap);
+
+/* "err" with `code` (E_...) and `message` ("field: reason") to the
+ * connection `ident` for its publish `corr`. */
+void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
+                   const char *message);
+
+/* "ack": the publish `corr` was stored before, at seq (a retry). */
+void rk_ack_duplicate(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t seq,
+                      int64_t recv_ns);
+
+/* The publish `corr` is stored at seq: its own "ack", or, with `group`,
+ * a pair in its connection's "acks" (sent by rk_ack_flush). `ident` must
+ * stay valid until then. */
+void rk_ack_stored(struct rk_ack *a, zmq_msg_t *ident, int group, uint64_t corr, uint64_t seq,
+                   int64_t recv_ns);
+
+/* Sends every gathered "acks". Call at the end of each batch. */
+void rk_ack_flush(struct rk_ack *a);
+
+/* Writes the refusals not yet logged: when due, or at once with `force`. */
+void rk_ack_log_refusals(struct rk_ack *a, int force);
+
+struct rk_ack_counts rk_ack_counts(const struct rk_ack *a);
+
+/* What a publisher is told when its batch could not be stored (rc: the
+ * storage error). Static. */
+const char *rk_ack_storage_text(int rc);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * rk_apply - the broker's state machine: one admitted batch of events into
+ * the log, as one LMDB write transaction.
+ *
+ * Applying a batch is a function of the stored state and the batch alone:
+ * it reads no clock (the receive time is an input), opens no socket and
+ * keeps nothing a restart would need outside LMDB. In one transaction it
+ *   - answers a producer number stored before (this batch included) with
+ *     the original's seq: a retry, stored once;
+ *   - judges each aid event by the lifecycle rules (rk_lifecycle);
+ *   - appends the rest, with their chain hashes, producer numbers and
+ *     index entries, and the aid state they change;
+ * and commits, or stores nothing. Two logs given the same batches with the
+ * same receive times hold the same records, state and chain head; that is
+ * what a replica of a Raft group needs (tests/unit: apply_test).
+ *
+ * Errors follow rk_err.h. Thread-safety: none; the writer thread owns it.
+ */
+#ifndef RK_APPLY_H
+#define RK_APPLY_H
+
+#include "rk_aid.h"
+#include "rk_lifecycle.h"
+#include "rk_log.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rk_apply;
+
+enum rk_apply_outcome {
+    RK_APPLY_STORED = 0,  /* appended: rec.seq, rec.recv_ns */
+    RK_APPLY_DUPLICATE,   /* its producer number was stored: rec.seq, rec.recv_ns
+                           * are the original's */
+    RK_APPLY_REFUSED,     /* the lifecycle refused it: why */
+};
+
+/* One admitted event: validated, allowed by the ACL, numbered. */
+struct rk_apply_item {
+    struct rk_log_rec rec;        /* in: as rk_log_batch_append takes it */
+    struct rk_aid_event aid;      /* in: its lifecycle fields (any type) */
+    int maybe_stored;             /* in: its producer number is not above the
+                                   * last one admitted: look it up */
+    enum rk_apply_outcome outcome;/* out */
+    struct rk_aid_refusal why;    /* out, when RK_APPLY_REFUSED */
+};
+
+/* How a batch went, for metrics. */
+struct rk_apply_stats {
+    size_t stored, duplicates, refused;
+    unsigned map_grown;           /* times the map doubled for it */
+};
+
+/* Opens the state machine over `log` (opened for writing); a log of an
+ * older schema is migrated first (rk_lifecycle_open; progress may be
+ * NULL). *out owns it. Returns 0 or an error; *lc_stats may be NULL. */
+int rk_apply_open(struct rk_apply **out, struct rk_log *log,
+                  rk_lifecycle_progress_fn progress, void *arg,
+                  struct rk_lifecycle_stats *lc_stats);
+
+void rk_apply_destroy(struct rk_apply **ap);
+
+/* Applies items[0..n) with receive time `now_ns` (clamped so it never goes
+ * back along the log). Returns 0 with every item's outcome set, or an error
+ * with nothing stored (the log and the state are as before; MDB_MAP_FULL
+ * only when the map cannot grow further). *stats may be NULL. */
+int rk_apply_batch(struct rk_apply *ap, struct rk_apply_item *items, size_t n, int64_t now_ns,
+                   struct rk_apply_stats *stats);
+
+#endif
