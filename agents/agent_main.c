@@ -2,6 +2,7 @@
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
 #include "rk_secure.h"
+#include "rk_err.h"
 #include "rk_event.h"
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
@@ -66,6 +67,7 @@ struct agent {
     int send_blocked;              /* the last pump left pending events unsent */
     const char *spool_dir;         /* run --spool DIR */
     const char *spool_file;        /* the spool file being read, for reports */
+    int spool_kept;                /* files the last scan had to leave: slows the next */
     int64_t progress_ns;           /* last answer or new connection */
 };
 
@@ -247,8 +249,7 @@ static void drain_all(struct agent *a)
 
 static void outbox_failed(struct agent *a, const char *what, int rc)
 {
-    fprintf(stderr, "renkei-agent: outbox %s: %s: %s\n", a->outbox_dir, what,
-            rk_outbox_strerror(rc));
+    fprintf(stderr, "renkei-agent: outbox %s: %s: %s\n", a->outbox_dir, what, rk_strerror(rc));
     exit(EXIT_OUTBOX);
 }
 
@@ -268,15 +269,29 @@ static void stage(struct agent *a, long line, const void *event, size_t len)
     msgpack_sbuffer_write(st->bytes, event, len);
 }
 
-/* Makes the staged events durable in the outbox, in one transaction. */
-static void stage_flush_tagged(struct agent *a, const char *tag);
-
-static void stage_flush(struct agent *a)
+static void stage_clear(struct staged *st)
 {
-    stage_flush_tagged(a, NULL);
+    st->n = 0;
+    msgpack_sbuffer_clear(st->bytes);
 }
 
-static void stage_flush_tagged(struct agent *a, const char *tag)
+/* Remembers the input lines of the events just numbered from `first`. */
+static void remember_lines(struct agent *a, uint64_t first, const long *lines, size_t n)
+{
+    if (!a->run_first)
+        a->run_first = first;
+    a->run_lines = realloc(a->run_lines, (first - a->run_first + n) * sizeof *a->run_lines);
+    if (!a->run_lines)
+        abort();
+    memcpy(a->run_lines + (first - a->run_first), lines, n * sizeof *lines);
+    a->run_count = first - a->run_first + n;
+}
+
+/* Makes the staged events durable in the outbox, in one transaction that
+ * also records `tag` when not NULL. The stage is emptied either way: on an
+ * error the caller still has the events' source (a spool file), or gives
+ * up (stage_flush). */
+static int stage_store(struct agent *a, const char *tag)
 {
     struct staged *st = &a->stage;
     const void **events;
@@ -285,7 +300,7 @@ static void stage_flush_tagged(struct agent *a, const char *tag)
     int rc;
 
     if (!st->n && !tag)
-        return;
+        return RK_OK;
     events = malloc((st->n ? st->n : 1) * sizeof *events);
     if (!events)
         abort();
@@ -293,20 +308,19 @@ static void stage_flush_tagged(struct agent *a, const char *tag)
         events[i] = p;
     rc = rk_outbox_add_tagged(a->outbox, events, st->lens, st->n, tag, &first);
     free(events);
+    if (rc == RK_OK && st->n)
+        remember_lines(a, first, st->lines, st->n);
+    stage_clear(st);
+    return rc;
+}
+
+/* Events from standard input or the command line cannot be read again:
+ * if the outbox cannot take them, the agent stops (exit 4) and says so. */
+static void stage_flush(struct agent *a)
+{
+    int rc = stage_store(a, NULL);
     if (rc)
         outbox_failed(a, "cannot store events", rc);
-    if (!st->n)
-        goto out; /* only the tag */
-    if (!a->run_first)
-        a->run_first = first;
-    a->run_lines = realloc(a->run_lines, (first - a->run_first + st->n) * sizeof *a->run_lines);
-    if (!a->run_lines)
-        abort();
-    memcpy(a->run_lines + (first - a->run_first), st->lines, st->n * sizeof *st->lines);
-    a->run_count = first - a->run_first + st->n;
-out:
-    st->n = 0;
-    msgpack_sbuffer_clear(st->bytes);
 }
 
 /* The input line an outbox number came from in this run; 0 for earlier runs. */
@@ -330,7 +344,7 @@ static int outbox_pump(struct agent *a)
     a->send_blocked = 0;
     while (rk_pub_in_flight(a->pub) < (size_t)a->window) {
         rc = rk_outbox_next(a->outbox, a->sent_upto, &number, buf, sizeof buf, &len);
-        if (rc == ENOENT)
+        if (rc == RK_EOF)
             break;
         if (rc)
             outbox_failed(a, "cannot read", rc);
@@ -625,7 +639,26 @@ static int parse_options(int argc, char **argv, struct agent *a)
     return -1;
 }
 
-/* ---- the spool directory (run --spool DIR) */
+/* ---- the spool directory (run --spool DIR)
+ *
+ * A file leaves the spool in four steps, each safe to repeat after an
+ * error, or a crash, at any point:
+ *   1. its valid events go into the outbox in one transaction that also
+ *      records the file's name (a tag);
+ *   2. it is renamed to TAKEN_PREFIX + its name, out of the writers' way;
+ *   3. the tag is dropped;
+ *   4. it is removed.
+ * A tag found before step 1 means an earlier try got past it: the file is
+ * not read again. Every scan first finishes the files renamed at step 2,
+ * so a tag a failed or crashed step 3 left behind never hides a new file
+ * of the same name. On an outbox error the file stays where it is and the
+ * scan ends there, so that no later file overtakes it; the next scan, a
+ * little later each time, tries again. */
+
+#define TAKEN_PREFIX ".renkei-taken."
+#define SPOOL_NAME_MAX (255 - (sizeof TAKEN_PREFIX - 1))
+#define SPOOL_IDLE_MS 200          /* between scans while nothing happens */
+#define SPOOL_RETRY_MAX_MS 5000    /* at most between scans while files are kept */
 
 static void on_signal(int sig)
 {
@@ -641,55 +674,167 @@ static int is_spool_file(const struct dirent *d)
     return d->d_name[0] != '.' && n > 6 && strcmp(d->d_name + n - 6, ".jsonl") == 0;
 }
 
-/* One spool file into the outbox: every valid line in one transaction
- * that also records the file's name, then the file is removed. A crash
- * between the two leaves the name recorded, and the file is then removed
- * without being read again: no event is added twice. */
-static void spool_take(struct agent *a, const char *name)
+/* A file at step 3 or 4. */
+static int is_taken_file(const struct dirent *d)
 {
-    char path[4096];
-    struct line_reader lr = {0};
-
-    snprintf(path, sizeof path, "%s/%s", a->spool_dir, name);
-    int has = rk_outbox_has_tag(a->outbox, name);
-    if (has < 0)
-        outbox_failed(a, "cannot read", -has);
-    if (has == 0) {
-        if (!(lr.in = fopen(path, "r"))) {
-            fprintf(stderr, "renkei-agent: spool %s: %s\n", path, strerror(errno));
-            return;
-        }
-        a->spool_file = name;
-        while (submit_next_line(a, &lr))
-            ;
-        free(lr.buf);
-        fclose(lr.in);
-        stage_flush_tagged(a, name);
-        a->spool_file = NULL;
-    }
-    if (unlink(path) != 0 && errno != ENOENT)
-        fprintf(stderr, "renkei-agent: spool %s: cannot remove: %s\n", path, strerror(errno));
-    int rc = rk_outbox_drop_tag(a->outbox, name);
-    if (rc)
-        outbox_failed(a, "cannot record", rc);
-    fflush(stdout);
+    return strncmp(d->d_name, TAKEN_PREFIX, sizeof TAKEN_PREFIX - 1) == 0;
 }
 
-static int spool_scan(struct agent *a)
+/* DIR/prefix+name. */
+static int spool_path(const struct agent *a, const char *prefix, const char *name, char *buf,
+                      size_t cap)
 {
-    struct dirent **names;
-    int n = scandir(a->spool_dir, &names, is_spool_file, alphasort);
-    if (n < 0) {
-        fprintf(stderr, "renkei-agent: --spool %s: %s\n", a->spool_dir, strerror(errno));
-        return -1;
+    int n = snprintf(buf, cap, "%s/%s%s", a->spool_dir, prefix, name);
+    return n < 0 || (size_t)n >= cap ? ENAMETOOLONG : RK_OK;
+}
+
+/* A reason of the file's own (unreadable, misnamed): it stays, the other
+ * files go on. */
+static void spool_skip(struct agent *a, const char *path, const char *what, const char *why)
+{
+    fprintf(stderr, "renkei-agent: spool %s: %s: %s; the file stays in the spool and is tried "
+            "again on the next scan\n", path, what, why);
+    a->spool_kept++;
+}
+
+/* The outbox failed under a file: it is kept, and returns rc so the scan
+ * ends there. */
+static int spool_outbox_error(struct agent *a, const char *path, const char *what, int rc)
+{
+    fprintf(stderr, "renkei-agent: spool %s: %s: outbox %s: %s; the file is kept (nothing of "
+            "it is lost) and tried again in a few seconds; if this goes on, check the outbox "
+            "(renkei-agent --outbox %s status) and the free space of its disk\n", path, what,
+            a->outbox_dir, rk_strerror(rc), a->outbox_dir);
+    a->spool_kept++;
+    return rc;
+}
+
+/* Steps 3 and 4, for the file `name` renamed at step 2. */
+static int spool_finish(struct agent *a, const char *name)
+{
+    char path[4096];
+    int rc = spool_path(a, TAKEN_PREFIX, name, path, sizeof path);
+    if (rc == RK_OK && (rc = rk_outbox_drop_tag(a->outbox, name)))
+        return spool_outbox_error(a, path, "its events are in, but not yet its name forgotten",
+                                  rc);
+    if (rc == RK_OK && unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "renkei-agent: spool %s: cannot remove: %s\n", path, strerror(errno));
+    return rc;
+}
+
+/* Step 1: every valid line of the file, and its name, in one outbox
+ * transaction. Sets *stored to 0 when the file cannot be read (reported;
+ * it stays). Lines the agent refuses are reported as they are read, so
+ * again on each retry. */
+static int spool_store(struct agent *a, const char *name, const char *path, int *stored)
+{
+    struct line_reader lr = {0};
+    int rc = RK_OK, err;
+
+    *stored = 0;
+    if (!(lr.in = fopen(path, "r"))) {
+        spool_skip(a, path, "cannot open", strerror(errno));
+        return RK_OK;
     }
+    a->spool_file = name;
+    while (submit_next_line(a, &lr))
+        ;
+    err = errno;
+    if (ferror(lr.in)) {
+        /* Part of a file must never be recorded as the whole of it. */
+        stage_clear(&a->stage);
+        spool_skip(a, path, "cannot read", strerror(err ? err : EIO));
+    } else if ((rc = stage_store(a, name)) == RK_OK) {
+        *stored = 1;
+    }
+    a->spool_file = NULL;
+    free(lr.buf);
+    fclose(lr.in);
+    return rc;
+}
+
+/* Steps 1 to 4 for one file of the spool. Returns RK_OK, or the outbox's
+ * error: the file is then kept (under its name, or renamed once its events
+ * are in) and the scan must end. */
+static int spool_take(struct agent *a, const char *name)
+{
+    char from[4096], to[4096], why[80];
+    int in, rc;
+
+    if (strlen(name) > SPOOL_NAME_MAX || spool_path(a, "", name, from, sizeof from) ||
+        spool_path(a, TAKEN_PREFIX, name, to, sizeof to)) {
+        snprintf(why, sizeof why, "names of more than %zu bytes are not taken; rename it",
+                 SPOOL_NAME_MAX);
+        spool_skip(a, name, "cannot take", why);
+        return RK_OK;
+    }
+    if ((rc = rk_outbox_has_tag(a->outbox, name, &in)))
+        return spool_outbox_error(a, from, "cannot look up whether it was taken", rc);
+    /* Already in: an earlier try stored the events, perhaps not to disk. */
+    if (in && (rc = rk_outbox_sync(a->outbox)))
+        return spool_outbox_error(a, from, "cannot sync the events it left", rc);
+    if (!in && (rc = spool_store(a, name, from, &in)))
+        return spool_outbox_error(a, from, "cannot store its events", rc);
+    if (!in)
+        return RK_OK; /* unreadable: reported, left for the next scan */
+    /* ENOENT: gone already, and its events are in; forget its name. */
+    if (rename(from, to) != 0 && errno != ENOENT) {
+        spool_skip(a, from, "cannot rename it", strerror(errno));
+        return RK_OK;
+    }
+    return spool_finish(a, name);
+}
+
+/* `step` on each name (from its byte `skip` on) in order until one fails
+ * (the outbox's error, which it reported: the rest wait for the next
+ * scan); frees the list. */
+static int spool_each(struct agent *a, struct dirent **names, int n, size_t skip,
+                      int (*step)(struct agent *, const char *))
+{
+    int rc = RK_OK;
     for (int i = 0; i < n; i++) {
-        if (!stop_requested)
-            spool_take(a, names[i]->d_name);
+        if (rc == RK_OK && !stop_requested)
+            rc = step(a, names[i]->d_name + skip);
         free(names[i]);
     }
     free(names);
-    return 0;
+    return rc;
+}
+
+/* One pass: the files renamed at step 2, then the new files in name
+ * order. Outbox errors end the pass (reported, counted in spool_kept).
+ * Returns RK_OK, or errno when the directory cannot be read (reported). */
+static int spool_scan(struct agent *a)
+{
+    struct dirent **names;
+    int n;
+
+    a->spool_kept = 0;
+    if ((n = scandir(a->spool_dir, &names, is_taken_file, alphasort)) < 0)
+        goto fail;
+    if (spool_each(a, names, n, sizeof TAKEN_PREFIX - 1, spool_finish) != RK_OK)
+        return RK_OK; /* a name must be forgotten before a new file of it comes */
+    if ((n = scandir(a->spool_dir, &names, is_spool_file, alphasort)) < 0)
+        goto fail;
+    spool_each(a, names, n, 0, spool_take);
+    return RK_OK;
+fail:
+    n = errno;
+    fprintf(stderr, "renkei-agent: --spool %s: %s\n", a->spool_dir, strerror(n));
+    return n;
+}
+
+/* The pause before the next scan: none while answers are awaited (the
+ * drain waited already), growing while files are kept. */
+static int spool_pause(struct agent *a, int pause_ms)
+{
+    if (a->spool_kept)
+        pause_ms = pause_ms < SPOOL_RETRY_MAX_MS / 2 ? 2 * pause_ms : SPOOL_RETRY_MAX_MS;
+    else
+        pause_ms = SPOOL_IDLE_MS;
+    if (a->spool_kept || (rk_pub_in_flight(a->pub) == 0 && !a->send_blocked))
+        usleep((useconds_t)pause_ms * 1000); /* a signal ends it early */
+    return pause_ms;
 }
 
 /* run --spool: takes finished files from the directory, in name order,
@@ -698,6 +843,8 @@ static int spool_scan(struct agent *a)
 static int run_spool(struct agent *a)
 {
     struct sigaction sa = {.sa_handler = on_signal};
+    int pause_ms = SPOOL_IDLE_MS;
+
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -708,9 +855,10 @@ static int run_spool(struct agent *a)
     fprintf(stderr, "renkei-agent: taking *.jsonl files from %s; outbox %s; broker %s\n",
             a->spool_dir, a->outbox_dir, a->broker);
     while (!stop_requested) {
-        if (spool_scan(a) != 0)
+        if (spool_scan(a) != RK_OK)
             return EXIT_USAGE;
         outbox_drain(a, 200);
+        pause_ms = spool_pause(a, pause_ms);
     }
     a->persist = 0; /* at the stop: no more waiting for the broker */
     return 0;
@@ -788,6 +936,9 @@ static int dispatch(struct agent *a, int argc, char **argv)
     if (strcmp(cmd, "flush") == 0)
         return 0; /* main sends what is pending */
     if (strcmp(cmd, "run") == 0) {
+        /* A service's reports go to a journal: each line as it happens,
+         * not a buffer's worth at a time. */
+        setvbuf(stdout, NULL, _IOLBF, 0);
         a->persist = 1;
         return a->spool_dir ? run_spool(a) : run_stream(a);
     }

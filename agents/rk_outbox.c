@@ -20,6 +20,9 @@
 #define K_REFUSED "refused"
 #define K_LAST_ACK "last_ack"      /* number, seq, recv_ns */
 
+/* A tag is a file name: NAME_MAX bytes at most, well under LMDB's key limit. */
+#define TAG_MAX 255
+
 struct rk_outbox {
     MDB_env *env;
     MDB_dbi events;                /* u64 BE number -> event bytes */
@@ -49,14 +52,14 @@ static int meta_get(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t *out, 
     int rc = mdb_get(txn, meta, &k, &v);
     memset(out, 0, n * sizeof *out);
     if (rc == MDB_NOTFOUND)
-        return 0;
+        return RK_OK;
     if (rc)
         return rc;
     if (v.mv_size != 8 * n)
-        return MDB_CORRUPTED;
+        return RK_EBADREC;
     for (size_t i = 0; i < n; i++)
         out[i] = get_be64((const unsigned char *)v.mv_data + 8 * i);
-    return 0;
+    return RK_OK;
 }
 
 static int meta_put(MDB_txn *txn, MDB_dbi meta, const char *key, const uint64_t *vals, size_t n)
@@ -78,10 +81,10 @@ static int load_producer(struct rk_outbox *ob, MDB_txn *txn)
     int rc = mdb_get(txn, ob->meta, &k, &v);
     if (rc == 0) {
         if (v.mv_size == 0 || v.mv_size > RK_OUTBOX_PRODUCER_MAX)
-            return MDB_CORRUPTED;
+            return RK_EBADREC;
         memcpy(ob->producer, v.mv_data, v.mv_size);
         ob->producer[v.mv_size] = '\0';
-        return 0;
+        return RK_OK;
     }
     if (rc != MDB_NOTFOUND)
         return rc;
@@ -133,10 +136,10 @@ int rk_outbox_open(const char *dir, struct rk_outbox **out, char *why, size_t wh
     if ((rc = open_tables(ob)))
         goto fail;
     *out = ob;
-    return 0;
+    return RK_OK;
 fail:
     if (why && why_len)
-        snprintf(why, why_len, "outbox %s: %s: %s", dir, step, rk_outbox_strerror(rc));
+        snprintf(why, why_len, "outbox %s: %s: %s", dir, step, rk_strerror(rc));
     rk_outbox_close(&ob);
     return rc;
 }
@@ -156,6 +159,18 @@ const char *rk_outbox_producer(const struct rk_outbox *ob)
     return ob->producer;
 }
 
+/* The LMDB key of a tag; EINVAL for a name no spool file can have, so
+ * that LMDB's own size errors never stand for a caller's mistake. */
+static int tag_key(const char *tag, MDB_val *k)
+{
+    size_t n = tag ? strlen(tag) : 0;
+    if (n == 0 || n > TAG_MAX)
+        return EINVAL;
+    k->mv_size = n;
+    k->mv_data = (void *)tag;
+    return RK_OK;
+}
+
 int rk_outbox_add(struct rk_outbox *ob, const void *const *events, const size_t *lens,
                   size_t n, uint64_t *first)
 {
@@ -166,10 +181,11 @@ int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const 
                          size_t n, const char *tag, uint64_t *first)
 {
     MDB_txn *txn;
+    MDB_val tk;
     uint64_t next;
     unsigned char key[8];
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
-    if (rc)
+    int rc = tag ? tag_key(tag, &tk) : RK_OK;
+    if (rc || (rc = mdb_txn_begin(ob->env, NULL, 0, &txn)))
         return rc;
     if ((rc = meta_get(txn, ob->meta, K_NEXT, &next, 1)))
         goto abort;
@@ -185,36 +201,42 @@ int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const 
     if ((rc = meta_put(txn, ob->meta, K_NEXT, &next, 1)))
         goto abort;
     if (tag) {
-        MDB_val k = {strlen(tag), (void *)tag}, v = {0, ""};
-        if ((rc = mdb_put(txn, ob->tags, &k, &v, 0)))
+        MDB_val v = {0, ""};
+        if ((rc = mdb_put(txn, ob->tags, &tk, &v, 0)))
             goto abort;
     }
     if ((rc = mdb_txn_commit(txn)))
         return rc;
-    return mdb_env_sync(ob->env, 1);
+    return rk_outbox_sync(ob);
 abort:
     mdb_txn_abort(txn);
     return rc;
 }
 
-int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag)
+int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag, int *found)
 {
     MDB_txn *txn;
-    MDB_val k = {strlen(tag), (void *)tag}, v;
-    int rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return -rc;
+    MDB_val k, v;
+    int rc;
+
+    *found = 0;
+    if ((rc = tag_key(tag, &k)) || (rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn)))
+        return rc;
     rc = mdb_get(txn, ob->tags, &k, &v);
     mdb_txn_abort(txn);
-    return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -rc;
+    if (rc == MDB_NOTFOUND)
+        return RK_OK;
+    *found = rc == 0;
+    return rc;
 }
 
 int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag)
 {
     MDB_txn *txn;
-    MDB_val k = {strlen(tag), (void *)tag};
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
-    if (rc)
+    MDB_val k;
+    int rc;
+
+    if ((rc = tag_key(tag, &k)) || (rc = mdb_txn_begin(ob->env, NULL, 0, &txn)))
         return rc;
     rc = mdb_del(txn, ob->tags, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) {
@@ -222,6 +244,11 @@ int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag)
         return rc;
     }
     return mdb_txn_commit(txn);
+}
+
+int rk_outbox_sync(struct rk_outbox *ob)
+{
+    return mdb_env_sync(ob->env, 1);
 }
 
 int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void *buf,
@@ -241,9 +268,9 @@ int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void 
         mdb_cursor_close(cur);
     }
     if (rc == MDB_NOTFOUND)
-        rc = ENOENT;
+        rc = RK_EOF;
     else if (rc == 0 && (k.mv_size != 8 || v.mv_size > cap))
-        rc = k.mv_size != 8 ? MDB_CORRUPTED : ENOBUFS;
+        rc = k.mv_size != 8 ? RK_EBADREC : ENOBUFS;
     if (rc == 0) {
         *number = get_be64(k.mv_data);
         memcpy(buf, v.mv_data, v.mv_size);
@@ -267,7 +294,7 @@ int rk_outbox_answer(struct rk_outbox *ob, uint64_t number, int ok, uint64_t seq
     rc = mdb_del(txn, ob->events, &k, NULL);
     if (rc == MDB_NOTFOUND) {
         mdb_txn_abort(txn);
-        return 0;
+        return RK_OK;
     }
     const char *counter = ok ? K_ACKED : K_REFUSED;
     if (rc || (rc = meta_get(txn, ob->meta, counter, &count, 1)))
@@ -312,15 +339,12 @@ int rk_outbox_status(struct rk_outbox *ob, struct rk_outbox_status *st)
         goto out;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     mdb_cursor_close(cur);
-    if (rc == 0 && k.mv_size == 8)
+    if (rc == 0 && k.mv_size != 8)
+        rc = RK_EBADREC;
+    else if (rc == 0)
         st->first_pending = get_be64(k.mv_data);
-    rc = rc == MDB_NOTFOUND ? 0 : rc;
+    rc = rc == MDB_NOTFOUND ? RK_OK : rc;
 out:
     mdb_txn_abort(txn);
     return rc;
-}
-
-const char *rk_outbox_strerror(int err)
-{
-    return mdb_strerror(err); /* LMDB's own codes, else strerror() */
 }

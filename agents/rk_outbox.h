@@ -15,15 +15,26 @@
  * event may come back, and is then answered by the broker with its
  * original acknowledgement.
  *
- * Several processes may open one outbox (LMDB's lock file serialises
- * writers): `renkei-agent status` reads it while an agent sends from it.
- * One struct rk_outbox is for one thread.
+ * Errors follow rk_err.h: every function that can fail returns RK_OK or an
+ * error code, never an answer. A positive code is an errno value (ENOSPC:
+ * the disk is full), a code in -30800..-30780 is LMDB's own, unchanged
+ * (MDB_READERS_FULL: too many processes have the outbox open; MDB_MAP_FULL:
+ * the outbox reached its 4 GiB map), RK_EBADREC means a record in the
+ * outbox has a layout this module did not write (the outbox is damaged).
+ * rk_strerror() names any of them. After an error nothing the call was to
+ * change has changed, except where a function says otherwise; yes/no
+ * answers come in out-parameters, valid only when RK_OK is returned.
  *
- * Errors: functions return 0 or an errno-style code (an LMDB code for LMDB
- * failures); rk_outbox_strerror() turns either into a sentence.
+ * Threads and processes: a struct rk_outbox is used by one thread at a
+ * time (each call is one LMDB transaction, begun and ended inside it). In
+ * one process a directory is opened once (LMDB's locks are per process);
+ * several processes may open it (LMDB's lock file serialises writers):
+ * `renkei-agent status` reads it while an agent sends from it.
  */
 #ifndef RK_OUTBOX_H
 #define RK_OUTBOX_H
+
+#include "rk_err.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,50 +57,64 @@ struct rk_outbox_status {
 };
 
 /* Opens the outbox in `dir`, creating the directory (mode 0700) and the
- * outbox if needed. On failure *out is NULL and `why` (may be NULL) says
+ * outbox if needed; the caller owns *out and closes it. On failure *out is
+ * NULL (a directory it created may remain) and `why` (may be NULL) says
  * what to fix, e.g. "outbox /var/lib/x: cannot create: Permission denied". */
 int rk_outbox_open(const char *dir, struct rk_outbox **out, char *why, size_t why_len);
 
-/* Closes it and sets *obp to NULL; no-op on NULL. */
+/* Closes it and sets *obp to NULL; no-op on NULL. Cannot fail. */
 void rk_outbox_close(struct rk_outbox **obp);
 
-/* The producer id events are numbered under (owned by the outbox). */
+/* The producer id events are numbered under; owned by the outbox, valid
+ * until it is closed. Cannot fail. */
 const char *rk_outbox_producer(const struct rk_outbox *ob);
 
 /* Appends `n` events (MessagePack bytes, copied) in one transaction and
- * fsyncs. The first gets number *first, the others the numbers after it. */
+ * fsyncs. The first gets number *first, the others the numbers after it.
+ * An error from the fsync itself comes after the commit: the events are
+ * then in the outbox (and will be sent) but perhaps not on disk;
+ * rk_outbox_sync() retries that. */
 int rk_outbox_add(struct rk_outbox *ob, const void *const *events, const size_t *lens,
                   size_t n, uint64_t *first);
 
-/* As rk_outbox_add, and records `tag` (a spool file's name, at most 255
- * bytes) in the same transaction: after a crash, rk_outbox_has_tag tells
- * whether the file's events are already in the outbox, so a file is never
- * added twice. */
+/* As rk_outbox_add, and records `tag` (a spool file's name, 1..255 bytes,
+ * copied) in the same transaction: after a crash or an error,
+ * rk_outbox_has_tag tells whether the file's events are already in the
+ * outbox, so a file is never added twice. n may be 0 (only the tag); a
+ * NULL tag makes it rk_outbox_add. */
 int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const size_t *lens,
                          size_t n, const char *tag, uint64_t *first);
 
-/* 1 when `tag` was recorded, 0 when not, or a negated error code. */
-int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag);
+/* Sets *found to 1 when `tag` is recorded, to 0 when not. On an error
+ * *found is 0 but means nothing: the caller knows neither answer and must
+ * not act on one (a spool file stays until a lookup succeeds). */
+int rk_outbox_has_tag(struct rk_outbox *ob, const char *tag, int *found);
 
-/* Forgets `tag` (the spool file is gone, so its name may come again). */
+/* Forgets `tag` (the spool file is gone, so its name may come again).
+ * RK_OK also when it was not recorded. */
 int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag);
 
+/* Flushes what earlier calls committed to disk: after an add whose fsync
+ * failed, or before acting on a tag an earlier, perhaps crashed, run
+ * recorded. */
+int rk_outbox_sync(struct rk_outbox *ob);
+
 /* The oldest pending event with a number > `after`: its number in *number
- * and its bytes copied to buf (cap bytes; events are at most 16 KiB).
- * Returns 0, ENOENT when there is none, ENOBUFS when cap is too small. */
+ * and its bytes copied to buf (cap bytes; events are at most 16 KiB), their
+ * length in *len. RK_EOF when there is none (not a failure), ENOBUFS when
+ * cap is too small; *number, buf and *len are only written on RK_OK. */
 int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void *buf,
                    size_t cap, size_t *len);
 
 /* The broker's answer for event `number`: acknowledged as `seq` at
  * `recv_ns` (ok = 1), or refused for good (ok = 0). Either way the event
- * leaves the outbox. Answers for numbers no longer pending are ignored
- * (a second answer after a resend). */
+ * leaves the outbox. An answer for a number no longer pending (a second
+ * answer after a resend) changes nothing and returns RK_OK. */
 int rk_outbox_answer(struct rk_outbox *ob, uint64_t number, int ok, uint64_t seq,
                      int64_t recv_ns);
 
-/* Counts and the last acknowledgement, read in one snapshot. */
+/* Counts and the last acknowledgement, read in one snapshot, into *st
+ * (the caller's). */
 int rk_outbox_status(struct rk_outbox *ob, struct rk_outbox_status *st);
-
-const char *rk_outbox_strerror(int err);
 
 #endif
