@@ -15,10 +15,7 @@
 #include <signal.h>
 
 #include "rk_log.h"
-
-#define RK_DEFAULT_INGEST "tcp://127.0.0.1:7701"
-#define RK_DEFAULT_FEED "tcp://127.0.0.1:7702"
-#define RK_DEFAULT_REPLAY "tcp://127.0.0.1:7703"
+#include "rk_wire.h" /* RK_DEFAULT_INGEST, _FEED, _REPLAY */
 #define RK_DEFAULT_DATA_DIR "renkei-data"
 #define RK_DEFAULT_BATCH_MAX 1024
 

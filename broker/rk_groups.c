@@ -1,4 +1,5 @@
 #include "rk_groups.h"
+#include "rk_hash.h"
 #include "rk_wire.h"
 
 #include <stdlib.h>
@@ -13,7 +14,7 @@ struct group {
 
 /* One prefix of one group, in the hash table of prefixes. */
 struct node {
-    uint32_t hash;
+    uint64_t hash;
     unsigned len;
     char prefix[RK_WIRE_TOPIC_MAX];
     struct group *group;
@@ -35,20 +36,6 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-/* FNV-1a, so the hash of every prefix of a topic comes in one pass. */
-#define FNV_BASIS 2166136261u
-static uint32_t fnv_step(uint32_t h, unsigned char c)
-{
-    return (h ^ c) * 16777619u;
-}
-
-static uint32_t fnv(const char *s, size_t n)
-{
-    uint32_t h = FNV_BASIS;
-    for (size_t i = 0; i < n; i++)
-        h = fnv_step(h, (unsigned char)s[i]);
-    return h;
-}
 
 struct rk_groups *rk_groups_new(void)
 {
@@ -102,7 +89,7 @@ static void add_node(struct rk_groups *g, struct group *gr, const char *prefix)
     struct node *n = xcalloc(1, sizeof *n);
     n->len = (unsigned)strlen(prefix);
     memcpy(n->prefix, prefix, n->len);
-    n->hash = fnv(prefix, n->len);
+    n->hash = rk_hash_bytes(prefix, n->len);
     n->group = gr;
     if (++g->nnodes > 2 * g->nbuckets)
         grow_buckets(g);
@@ -183,7 +170,7 @@ void rk_groups_match(struct rk_groups *g, const char *topic, uint64_t seq, rk_gr
                      void *arg)
 {
     size_t len = strlen(topic);
-    uint32_t h = FNV_BASIS;
+    uint64_t h = RK_HASH_BASIS;
     for (size_t l = 0;; l++) {
         for (struct node *n = g->buckets[h & (g->nbuckets - 1)]; n; n = n->next) {
             struct group *gr = n->group;
@@ -195,7 +182,7 @@ void rk_groups_match(struct rk_groups *g, const char *topic, uint64_t seq, rk_gr
         }
         if (l == len)
             break;
-        h = fnv_step(h, (unsigned char)topic[l]);
+        h = rk_hash_step(h, (unsigned char)topic[l]);
     }
 }
 

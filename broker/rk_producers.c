@@ -1,4 +1,5 @@
 #include "rk_producers.h"
+#include "rk_hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,6 @@ struct rk_producers {
 };
 
 #define INITIAL_CAP 64
-
-static uint64_t hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
 
 static void init_slots(struct rk_producers *t, size_t cap)
 {
@@ -55,7 +48,7 @@ void rk_producers_destroy(struct rk_producers **tp)
 
 static struct entry *probe(struct rk_producers *t, const char *id, size_t len)
 {
-    size_t i = (size_t)hash(id, len) & (t->cap - 1);
+    size_t i = (size_t)rk_hash_bytes(id, len) & (t->cap - 1);
     while (t->slots[i].len && (t->slots[i].len != len || memcmp(t->slots[i].id, id, len) != 0))
         i = (i + 1) & (t->cap - 1);
     return &t->slots[i];

@@ -1,6 +1,7 @@
 #include "rk_aid.h"
 #include "rk_be.h"
 #include "rk_err.h"
+#include "rk_hash.h"
 #include "rk_mp.h"
 
 #include <errno.h>
@@ -119,14 +120,6 @@ struct slot {
     uint32_t tag;
 };
 
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n, size);
@@ -175,7 +168,7 @@ static void table_set(struct table *t, const char *id, uint64_t h, uint32_t ref)
 
 static uint32_t table_find(const struct table *t, const char *id)
 {
-    uint32_t v = t->slots[table_slot(t, id, hash(id))].ref;
+    uint32_t v = t->slots[table_slot(t, id, rk_hash_str(id))].ref;
     return v ? v - 1 : NONE;
 }
 
@@ -217,7 +210,7 @@ static uint32_t table_add(struct table *t, const char *id)
     char *rec = table_at(t, i);
     memset(rec, 0, t->size);
     snprintf(rec, RK_ID_MAX + 1, "%s", id);
-    t->hashes[i] = hash(rec);
+    t->hashes[i] = rk_hash_str(rec);
     table_set(t, rec, t->hashes[i], i + 1);
     return i;
 }

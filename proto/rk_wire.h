@@ -39,6 +39,12 @@
 #include <stdint.h>
 
 #define RK_WIRE_VERSION 1
+/* Where a broker listens, and its clients connect, when told nothing else:
+ * loopback, so a default install is reachable from this machine only. */
+#define RK_DEFAULT_INGEST "tcp://127.0.0.1:7701"
+#define RK_DEFAULT_FEED "tcp://127.0.0.1:7702"
+#define RK_DEFAULT_REPLAY "tcp://127.0.0.1:7703"
+
 #define RK_WIRE_HDR_MAX 2048     /* no header this module writes is longer */
 #define RK_REPLAY_LIMIT_MAX 1000 /* events per replay batch */
 #define RK_WIRE_PRODUCER_MAX 64  /* bytes of a producer id */
