@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,8 @@ static int migrate(struct rk_lifecycle *lc, rk_lifecycle_progress_fn progress, v
         rc = store_fold(lc, a);
     rk_aid_commit(a);
     rk_aid_destroy(&a);
+    /* The fold held every request ever made; give that memory back. */
+    malloc_trim(0);
     return rc;
 }
 
