@@ -381,12 +381,44 @@ static void test_migrates_schema3_once(void)
     remove_dir(d);
 }
 
+/* Every released schema's golden log (tests/fixtures/golden/schemaN,
+ * written by the renkei that introduced it from the disaster scenario,
+ * the KPI samples and the demo's aid events) opens read-only, its chain
+ * verifies, and opened for writing it ends with state equal to its fold. */
+static void test_golden_logs_open(void)
+{
+    const char *src = getenv("RK_SOURCE_DIR");
+    RK_CHECK(src != NULL);
+    for (int schema = RK_LOG_SCHEMA_OLDEST; src && schema <= RK_LOG_SCHEMA; schema++) {
+        char golden[600], d[] = "/tmp/rk_apply_g.XXXXXX", cmd[1400], why[256];
+        struct rk_log *log = NULL;
+        struct rk_log_verdict v;
+        struct rk_apply *ap;
+        snprintf(golden, sizeof golden, "%s/tests/fixtures/golden/schema%d", src, schema);
+        make_dir(d);
+        snprintf(cmd, sizeof cmd, "cp '%s/data.mdb' '%s/'", golden, d);
+        RK_CHECK(system(cmd) == 0);
+        RK_CHECK(rk_log_open_readonly(&log, d, why, sizeof why) == 0);
+        RK_CHECK(log && rk_log_verify(log, &v, NULL, 0, NULL) == 0 && v.bad_seq == 0 &&
+                 v.records == 205);
+        rk_log_destroy(&log);
+        log = open_log(d, 0);
+        RK_CHECK(log && rk_log_state_ready(log) == (schema == RK_LOG_SCHEMA));
+        RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+        check_state_is_fold(log);
+        rk_apply_destroy(&ap);
+        rk_log_destroy(&log);
+        remove_dir(d);
+    }
+}
+
 int main(void)
 {
     load_events();
     RK_RUN(test_same_batches_same_log);
     RK_RUN(test_retry_within_batch);
     RK_RUN(test_migrates_schema3_once);
+    RK_RUN(test_golden_logs_open);
     for (size_t i = 0; i < nevents; i++)
         free(events[i].buf);
     return rk_test_result();
