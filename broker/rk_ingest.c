@@ -175,8 +175,10 @@ static int admit_number(struct rk_ingest *in, struct rk_ingest_msg *m,
     if (!h->producer[0])
         return 1;
     if (!rk_event_id_valid(h->producer, strlen(h->producer))) {
-        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_PRODUCER",
-                      "pub.producer: must be 1..64 characters of A-Z a-z 0-9 . _ : -");
+        char why[128];
+        snprintf(why, sizeof why, "pub.producer: must be 1..%d characters of A-Z a-z 0-9 . _ : -",
+                 RK_WIRE_PRODUCER_MAX);
+        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_PRODUCER", why);
         return 0;
     }
     uint64_t *last = producer_slot(in, h->producer);

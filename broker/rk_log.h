@@ -93,6 +93,8 @@
 #define RK_LOG_H
 
 #include "rk_err.h"
+#include "rk_event.h" /* RK_ID_MAX: header only */
+#include "rk_wire.h"  /* RK_WIRE_PRODUCER_MAX: header only */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -100,8 +102,8 @@
 #define RK_LOG_SCHEMA 4
 #define RK_LOG_SCHEMA_OLDEST 3    /* the oldest schema rk_log_open reads */
 #define RK_LOG_HASH_BYTES 32
-#define RK_LOG_PRODUCER_MAX 64
-#define RK_LOG_ENTITY_MAX 64
+#define RK_LOG_PRODUCER_MAX RK_WIRE_PRODUCER_MAX /* the protocol's limits, one home */
+#define RK_LOG_ENTITY_MAX RK_ID_MAX
 /* 'K', municipality, fiscal year, length, kpi_id -- or 'A', length, request_id */
 #define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
 #define RK_LOG_EBADREC RK_EBADREC /* rk_err.h */

@@ -14,11 +14,13 @@
 #ifndef RK_PRODUCERS_H
 #define RK_PRODUCERS_H
 
+#include "rk_wire.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 #define RK_PRODUCERS_MAX 100000
-#define RK_PRODUCER_ID_MAX 64
+#define RK_PRODUCER_ID_MAX RK_WIRE_PRODUCER_MAX
 
 struct rk_producers;
 
