@@ -704,6 +704,41 @@ int rk_log_reader_state_get(struct rk_log_reader *r, enum rk_log_table t, const 
     return state_get(r->txn, r->log->state[t], key, key_len, found, val, val_len);
 }
 
+int rk_log_reader_state_next(struct rk_log_reader *r, enum rk_log_table t, const void *after,
+                             size_t after_len, const void **key, size_t *key_len,
+                             const void **val, size_t *val_len)
+{
+    MDB_val k = {after_len, (void *)after}, v;
+    int rc;
+    if ((unsigned)t >= RK_LOG__TABLES || after_len > 511)
+        return EINVAL;
+    if (!r->log->has_state)
+        return RK_EOF;
+    if (r->state && r->state_table != t) {
+        mdb_cursor_close(r->state);
+        r->state = NULL;
+    }
+    if (!r->state && (rc = mdb_cursor_open(r->txn, r->log->state[t], &r->state)) != 0)
+        return rc;
+    r->state_table = t;
+    if (after_len == 0) {
+        rc = mdb_cursor_get(r->state, &k, &v, MDB_FIRST);
+    } else {
+        rc = mdb_cursor_get(r->state, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == after_len && memcmp(k.mv_data, after, after_len) == 0)
+            rc = mdb_cursor_get(r->state, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND)
+        return RK_EOF;
+    if (rc)
+        return rc;
+    *key = k.mv_data;
+    *key_len = k.mv_size;
+    *val = v.mv_data;
+    *val_len = v.mv_size;
+    return 0;
+}
+
 uint64_t rk_log_reader_head(struct rk_log_reader *r)
 {
     return r->head;
@@ -720,6 +755,8 @@ void rk_log_reader_destroy(struct rk_log_reader **rp)
         mdb_cursor_close(r->ent);
     if (r->get)
         mdb_cursor_close(r->get);
+    if (r->state)
+        mdb_cursor_close(r->state);
     rk_log__places_close(r);
     free(r->tail.v);
     if (r->txn)

@@ -361,6 +361,14 @@ int rk_log_reader_entity_prev(struct rk_log_reader *r, const struct rk_log_entit
 int rk_log_reader_state_get(struct rk_log_reader *r, enum rk_log_table t, const void *key,
                             size_t key_len, int *found, const void **val, size_t *val_len);
 
+/* The entries of a state table in key order: the first whose key sorts
+ * after `after` (after_len 0: the first of all). 0 with *key and *val
+ * (valid until the next rk_log_reader_* call), RK_EOF past the last (and
+ * for a schema-3 log), or an error. */
+int rk_log_reader_state_next(struct rk_log_reader *r, enum rk_log_table t, const void *after,
+                             size_t after_len, const void **key, size_t *key_len,
+                             const void **val, size_t *val_len);
+
 /* Last sequence number in the reader's snapshot (0 when empty). */
 uint64_t rk_log_reader_head(struct rk_log_reader *r);
 

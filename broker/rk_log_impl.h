@@ -127,6 +127,8 @@ struct rk_log_reader {
     uint64_t indexed;
     int tail_read;
     struct entry_list tail;
+    MDB_cursor *state;  /* rk_log_reader_state_next's, opened on first use */
+    enum rk_log_table state_table;
 };
 
 /* ---- rk_log_record.c: the record format and the chain */

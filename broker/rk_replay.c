@@ -1,4 +1,5 @@
 #include "rk_replay.h"
+#include "rk_reqstate.h"
 #include "rk_zap.h"
 #include "rk_diag.h"
 #include "rk_event.h"
@@ -423,6 +424,26 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     rk_log_reader_destroy(&r);
 }
 
+/* "state": one "reqs" header and the frame of its requests. */
+static void serve_state(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
+{
+    struct rk_wire_hdr reply;
+    char code[32] = "E_STORAGE", why[256];
+    msgpack_sbuffer frame;
+    msgpack_sbuffer_init(&frame);
+    int rc = rk_reqstate_answer(rp->log, req, &reply, &frame, code, why, sizeof why);
+    if (rc == EINVAL) {
+        send_err(rp->router, ident, req->corr, code, why);
+    } else if (rc) {
+        snprintf(why, sizeof why, "log: the state could not be read (%s); retry later",
+                 rk_strerror(rc));
+        send_err(rp->router, ident, req->corr, "E_STORAGE", why);
+    } else if (send_hdr(rp->router, ident, &reply, ZMQ_SNDMORE) == 0) {
+        zmq_send(rp->router, frame.data, frame.size, ZMQ_DONTWAIT);
+    }
+    msgpack_sbuffer_destroy(&frame);
+}
+
 /* Reads one request (all its frames) and answers it. */
 /* A tenant asking again and again is logged once a second, with a count. */
 static void log_refusal(struct rk_replay *rp, const char *key, const char *why)
@@ -446,15 +467,26 @@ static int allowed(struct rk_replay *rp, zmq_msg_t *ident, zmq_msg_t *hdr,
     struct rk_acl *acl = rk_acl_slot_get(rp->acl);
     const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
     char msg[256];
-    int ok = t && rk_acl_may_read(t, RK_ACL_REPLAY,
+    char state_topic[1][RK_WIRE_TOPIC_MAX];
+    int ok;
+    if (req->cmd == RK_CMD_STATE) {
+        /* the requests of a requester are the aid.request events it published */
+        const char *q = req->filter.requester;
+        snprintf(state_topic[0], sizeof state_topic[0], "aid.request/%.2s%s%s", q, q[0] ? "/" : "",
+                 strlen(q) == 6 ? q : "");
+        ok = t && rk_acl_may_read(t, RK_ACL_REPLAY, (const char (*)[RK_WIRE_TOPIC_MAX])state_topic, 1);
+    } else {
+        ok = t && rk_acl_may_read(t, RK_ACL_REPLAY,
                                   (const char (*)[RK_WIRE_TOPIC_MAX])req->filter.topics,
                                   req->filter.ntopics);
+    }
     if (!t)
         snprintf(msg, sizeof msg, "key: this client's key is not in the broker's ACL (revoked?)");
     else if (!ok)
         snprintf(msg, sizeof msg, "filter.topics: tenant %s may %s only the topics its ACL "
                  "entry lists; ask with topic prefixes inside them", rk_acl_tenant_name(t),
-                 req->cmd == RK_CMD_SNAP ? "snapshot" : "replay");
+                 req->cmd == RK_CMD_SNAP ? "snapshot" : req->cmd == RK_CMD_STATE ? "read the state of"
+                 : "replay");
     if (!ok) {
         send_err(rp->router, ident, req->corr, "E_FORBIDDEN", msg);
         log_refusal(rp, key, msg);
@@ -485,15 +517,20 @@ static void handle_request(struct rk_replay *rp)
     }
     if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0)
         send_err(rp->router, &ident, req.corr, "E_HEADER", "header: not a renkei version-1 header");
-    else if (req.cmd != RK_CMD_REPLAY && req.cmd != RK_CMD_SNAP)
-        send_err(rp->router, &ident, req.corr, "E_COMMAND",
-                 "header.command: the replay socket serves only \"replay\" and \"snap\"");
+    else if (req.cmd != RK_CMD_REPLAY && req.cmd != RK_CMD_SNAP && req.cmd != RK_CMD_STATE)
+        send_err(rp->router, &ident, req.corr, "E_COMMAND", "header.command: the replay socket "
+                 "serves only \"replay\", \"snap\" and \"state\"");
+    else if (req.cmd != RK_CMD_STATE && req.filter.requester[0])
+        send_err(rp->router, &ident, req.corr, "E_HEADER",
+                 "filter.requester: only a \"state\" takes it");
     else if (nframes != 2)
         send_err(rp->router, &ident, req.corr, "E_FRAMES", "replay: takes exactly one frame after the identity");
     else if (rp->acl && !allowed(rp, &ident, &hdr, &req))
         ; /* answered */
     else if (req.cmd == RK_CMD_SNAP)
         serve_snapshot(rp, &ident, &req);
+    else if (req.cmd == RK_CMD_STATE)
+        serve_state(rp, &ident, &req);
     else
         serve_batch(rp, &ident, &req);
 out:

@@ -12,6 +12,7 @@ static const char *const cmd_names[] = {
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
     [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks", [RK_CMD_EVTS] = "evts",
+    [RK_CMD_STATE] = "state", [RK_CMD_REQS] = "reqs",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
@@ -20,6 +21,7 @@ static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
     [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5, [RK_CMD_EVTS] = 4,
+    [RK_CMD_STATE] = 5, [RK_CMD_REQS] = 6,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -182,7 +184,8 @@ static void put_text(struct writer *w, const char *s, size_t size)
 
 int rk_wire_filter_active(const struct rk_wire_filter *f)
 {
-    return f->from_ns || f->to_ns || f->ntopics || f->request_id[0] || f->kpi_id[0];
+    return f->from_ns || f->to_ns || f->ntopics || f->request_id[0] || f->kpi_id[0] ||
+           f->requester[0];
 }
 
 /* The filter map holds only the keys that are set. A negative time bound
@@ -194,7 +197,7 @@ static void put_filter(struct writer *w, const struct rk_wire_filter *f)
         return;
     }
     put_map(w, (size_t)(f->from_ns != 0) + (f->to_ns != 0) + (f->ntopics != 0) +
-                   (f->request_id[0] != 0) + (f->kpi_id[0] != 0));
+                   (f->request_id[0] != 0) + (f->kpi_id[0] != 0) + (f->requester[0] != 0));
     if (f->from_ns) {
         put_lit(w, "from_time");
         put_uint(w, (uint64_t)f->from_ns);
@@ -216,6 +219,10 @@ static void put_filter(struct writer *w, const struct rk_wire_filter *f)
     if (f->kpi_id[0]) {
         put_lit(w, "kpi_id");
         put_id(w, f->kpi_id, sizeof f->kpi_id);
+    }
+    if (f->requester[0]) {
+        put_lit(w, "requester");
+        put_id(w, f->requester, sizeof f->requester);
     }
 }
 
@@ -240,7 +247,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
     /* a read's flags come after its filter, so they bring one, if empty */
-    int filtered = reads && (rk_wire_filter_active(&h->filter) || flagged);
+    int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
+                   (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
@@ -292,6 +300,17 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_uint(&w, h->at_seq);
         put_bin(&w, h->cursor, h->cursor_len);
         put_uint(&w, h->sent);
+        break;
+    case RK_CMD_STATE:
+        put_uint(&w, h->limit);
+        put_bin(&w, h->cursor, h->cursor_len);
+        if (filtered)
+            put_filter(&w, &h->filter);
+        break;
+    case RK_CMD_REQS:
+        put_uint(&w, h->seq);
+        put_bin(&w, h->cursor, h->cursor_len);
+        put_uint(&w, h->nrecords);
         break;
     case RK_CMD_PUB:
         if (idempotent) {
@@ -425,7 +444,7 @@ static int get_topics(struct rk_mp_reader *r, struct rk_wire_filter *f)
 static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
     uint64_t n, v;
-    if (get_count(r, RK_MP_MAP, &n) || n > 5)
+    if (get_count(r, RK_MP_MAP, &n) || n > 6)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
         const char *k;
@@ -442,6 +461,9 @@ static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
         } else if (key_is(k, klen, "request_id") || key_is(k, klen, "kpi_id")) {
             char *dst = key_is(k, klen, "kpi_id") ? f->kpi_id : f->request_id;
             if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1))
+                return -1;
+        } else if (key_is(k, klen, "requester")) {
+            if (get_text(r, f->requester, sizeof f->requester, 1))
                 return -1;
         } else {
             return -1;
@@ -550,6 +572,16 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return -1;
         h->has_sent = 1;
         return get_uint(r, &h->sent);
+    case RK_CMD_STATE:
+        if (get_uint(r, &c) || c > UINT32_MAX ||
+            get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+            return -1;
+        h->limit = (uint32_t)c;
+        return n >= 6 ? get_filter(r, &h->filter) : 0;
+    case RK_CMD_REQS:
+        if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+            return -1;
+        return get_uint(r, &h->nrecords);
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;

@@ -75,6 +75,8 @@ struct rk_wire_filter {
     char topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
     char request_id[RK_WIRE_ID_MAX + 1];
     char kpi_id[RK_WIRE_ID_MAX + 1];
+    char requester[7];           /* state only: the requester's code starts with
+                                  * this (2 digits: a prefecture; 6: a town) */
 };
 
 /* 1 when the filter selects something narrower than everything. */
@@ -94,6 +96,8 @@ enum rk_wire_cmd {
     RK_CMD_TICK,
     RK_CMD_ACKS,
     RK_CMD_EVTS,
+    RK_CMD_STATE,   /* client -> replay: the requests' current state (PROTOCOL.md 3.6) */
+    RK_CMD_REQS,    /* replay -> client: one batch of it */
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -114,7 +118,8 @@ struct rk_wire_hdr {
                           * Z85; "" when the broker had no CURVE */
     uint64_t from_seq;   /* replay: first sequence wanted (>= 1) */
     uint64_t to_seq;     /* replay: last sequence wanted, 0 = no end bound */
-    uint32_t limit;      /* replay, snap: most events in this batch, 1..RK_REPLAY_LIMIT_MAX */
+    uint32_t limit;      /* replay, snap, state: most events (requests) in this
+                          * batch, 1..RK_REPLAY_LIMIT_MAX */
     struct rk_wire_filter filter; /* replay, snap: optional */
     uint64_t at_seq;     /* snap: the sequence the state is wanted at, 0 = the
                           * head now; snapend: the one it is consistent with */
@@ -125,7 +130,9 @@ struct rk_wire_hdr {
     uint64_t next_seq;   /* end: where the next batch would start */
     uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
     uint64_t sent;       /* end, snapend: events the broker sent in this batch */
-    uint64_t nrecords;   /* evts: records in the frame after the header */
+    uint64_t nrecords;   /* evts: records in the frame after the header; reqs:
+                          * requests in it. reqs also sets seq (the state is
+                          * that after it) and cursor (empty: the last batch) */
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
