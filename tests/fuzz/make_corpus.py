@@ -42,6 +42,10 @@ def headers():
         "snapend": [1, "snapend", 3, 5, b"", 4], "unknown": [1, "what", 5],
         "replay-packed": [1, "replay", 9, 1, 0, 1000, {}, 1],
         "snap-packed": [1, "snap", 3, 5, 10, b"", flt, 1], "evts": [1, "evts", 9, 2],
+        "state": [1, "state", 4, 100, b""],
+        "state-filter": [1, "state", 4, 100, b"REQ-1", {"requester": "27", "request_id": "R"}],
+        "reqs": [1, "reqs", 4, 198, b"REQ-304018-001", 5],
+        "replay-16": [1, "replay", 9, 1, 0, 10, {"topics": ["aid.x%d/" % i for i in range(16)]}],
     }.items():
         write("wire", name, msgpack.packb(h))
     # the records frame after an "evts": one plain record, one with a publisher
