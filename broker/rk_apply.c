@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 struct rk_apply {
@@ -50,22 +51,43 @@ static int check_stored(struct rk_log_batch *b, struct rk_apply_item *it)
     return rc;
 }
 
+/* The lifecycle could not read the stored state: a damaged record refuses
+ * this event alone; a failing read fails the batch, with its own code. */
+static int storage_refusal(struct rk_apply *ap, struct rk_apply_item *it)
+{
+    int rc = rk_lifecycle_error(ap->lifecycle);
+    if (rc != RK_EFORMAT && rc != EEXIST && rc != RK_EBADREC)
+        return rc ? rc : EIO;
+    it->outcome = RK_APPLY_REFUSED;
+    snprintf(it->why.message, sizeof it->why.message, "the broker's stored state of request "
+             "%s is damaged (%s); its operator must restore it from a backup", it->aid.request_id,
+             rk_strerror(rc));
+    it->why.field = "request_id";
+    return 0;
+}
+
 static int apply_one(struct rk_apply *ap, struct rk_log_batch *b, struct rk_apply_item *it)
 {
     int rc;
     it->outcome = RK_APPLY_STORED;
-    if (it->maybe_stored && it->rec.producer_len && (rc = check_stored(b, it)) != 0)
+    if (it->rec.producer_len && (rc = check_stored(b, it)) != 0)
         return rc;
     if (it->outcome == RK_APPLY_DUPLICATE)
         return 0;
     enum rk_aid_err err = rk_lifecycle_admit(ap->lifecycle, &it->aid, &it->why);
     if (err == RK_AID_STORAGE)
-        return EIO;
+        return storage_refusal(ap, it);
     if (err != RK_AID_OK) {
         it->outcome = RK_APPLY_REFUSED;
         return 0;
     }
     return rk_log_batch_append(b, &it->rec);
+}
+
+int rk_apply_prune(struct rk_apply *ap, int64_t before_ns, uint64_t max_bytes, size_t max,
+                   uint64_t *deleted)
+{
+    return rk_log_prune(ap->log, before_ns, max_bytes, max, deleted);
 }
 
 /* One try: everything in one transaction, committed or not at all. */

@@ -6,13 +6,18 @@
  * it reads no clock (the receive time is an input), opens no socket and
  * keeps nothing a restart would need outside LMDB. In one transaction it
  *   - answers a producer number stored before (this batch included) with
- *     the original's seq: a retry, stored once;
+ *     the original's seq: a retry, stored once (every numbered event is
+ *     looked up: one read in the open transaction);
  *   - judges each aid event by the lifecycle rules (rk_lifecycle);
  *   - appends the rest, with their chain hashes, producer numbers and
  *     index entries, and the aid state they change;
  * and commits, or stores nothing. Two logs given the same batches with the
  * same receive times hold the same records, state and chain head; that is
- * what a replica of a Raft group needs (tests/unit: apply_test).
+ * what a replica of a Raft group needs (broker/rk_apply_test.c). Retention
+ * is an input too: rk_apply_prune with the same cutoff on every node (a
+ * size bound is not deterministic: it depends on each file's pages). The
+ * entity and places indexes are derived data written as they fall due;
+ * their content converges, their chunking need not.
  *
  * Errors follow rk_err.h. Thread-safety: none; the writer thread owns it.
  */
@@ -32,15 +37,15 @@ enum rk_apply_outcome {
     RK_APPLY_STORED = 0,  /* appended: rec.seq, rec.recv_ns */
     RK_APPLY_DUPLICATE,   /* its producer number was stored: rec.seq, rec.recv_ns
                            * are the original's */
-    RK_APPLY_REFUSED,     /* the lifecycle refused it: why */
+    RK_APPLY_REFUSED,     /* the lifecycle refused it: why; or (why.code
+                           * RK_AID_STORAGE) the stored state of its request is
+                           * damaged, which only that request's events see */
 };
 
 /* One admitted event: validated, allowed by the ACL, numbered. */
 struct rk_apply_item {
     struct rk_log_rec rec;        /* in: as rk_log_batch_append takes it */
     struct rk_aid_event aid;      /* in: its lifecycle fields (any type) */
-    int maybe_stored;             /* in: its producer number is not above the
-                                   * last one admitted: look it up */
     enum rk_apply_outcome outcome;/* out */
     struct rk_aid_refusal why;    /* out, when RK_APPLY_REFUSED */
 };
@@ -59,6 +64,13 @@ int rk_apply_open(struct rk_apply **out, struct rk_log *log,
                   struct rk_lifecycle_stats *lc_stats);
 
 void rk_apply_destroy(struct rk_apply **ap);
+
+/* Retention through the state machine: rk_log_prune with `before_ns` as
+ * its age cutoff (an input, like a batch's receive time; 0 = none) and
+ * `max_bytes` (0 = none; per node, see above). Deletes at most `max`
+ * records into *deleted. Returns 0 or an error. */
+int rk_apply_prune(struct rk_apply *ap, int64_t before_ns, uint64_t max_bytes, size_t max,
+                   uint64_t *deleted);
 
 /* Applies items[0..n) with receive time `now_ns` (clamped so it never goes
  * back along the log). Returns 0 with every item's outcome set, or an error

@@ -52,8 +52,7 @@ static void load_events(void)
 }
 
 /* Event `e` as ingest admits it, numbered `number` by PRODUCER. */
-static void make_item(struct rk_apply_item *it, size_t slot, size_t e, uint64_t number,
-                      int maybe_stored)
+static void make_item(struct rk_apply_item *it, size_t slot, size_t e, uint64_t number)
 {
     struct rk_event_info info;
     struct rk_verror verr;
@@ -68,7 +67,6 @@ static void make_item(struct rk_apply_item *it, size_t slot, size_t e, uint64_t 
         .tags = {.type = (uint8_t)info.type, .fiscal_year = (uint16_t)info.fiscal_year,
                  .entity = entities[slot], .entity_len = strlen(entities[slot])}};
     memcpy(it->rec.tags.municipality, info.municipality, 6);
-    it->maybe_stored = maybe_stored;
 }
 
 /* What each applied item came to, to compare two runs. */
@@ -115,9 +113,9 @@ static void apply_batches(struct rk_apply *ap, size_t from, size_t to, struct re
         if (last > nevents)
             last = nevents;
         for (size_t e = first; e < last; e++, n++)
-            make_item(&items[n], 2 * e, e, e + 1, 0);
+            make_item(&items[n], 2 * e, e, e + 1);
         if (k % 5 == 4)
-            make_item(&items[n++], 2 * first + 1, first, first + 1, 1);
+            make_item(&items[n++], 2 * first + 1, first, first + 1);
         struct rk_apply_stats st;
         RK_CHECK(rk_apply_batch(ap, items, n, batch_time(k), &st) == 0);
         RK_CHECK(st.stored + st.duplicates + st.refused == n);
@@ -336,9 +334,9 @@ static void test_retry_within_batch(void)
     make_dir(d);
     struct rk_log *log = open_log(d, 0);
     RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
-    make_item(&items[0], 0, 0, 7, 0);
-    make_item(&items[1], 1, 0, 7, 1);
-    make_item(&items[2], 2, 1, 3, 1); /* below 7 but never stored: a late one */
+    make_item(&items[0], 0, 0, 7);
+    make_item(&items[1], 1, 0, 7);
+    make_item(&items[2], 2, 1, 3); /* below 7 but never stored: a late one */
     RK_CHECK(rk_apply_batch(ap, items, 3, 1000, NULL) == 0);
     RK_CHECK(items[0].outcome == RK_APPLY_STORED && items[0].rec.seq == 1);
     RK_CHECK(items[1].outcome == RK_APPLY_DUPLICATE && items[1].rec.seq == 1);
@@ -347,6 +345,137 @@ static void test_retry_within_batch(void)
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
     remove_dir(d);
+}
+
+/* The request_id an event names, "" for a kpi.update. */
+static void request_of(size_t e, char out[RK_ID_MAX + 1])
+{
+    struct rk_event_info info;
+    struct rk_aid_event aid;
+    struct rk_verror verr;
+    rk_aid_event_validate(events[e].buf, events[e].len, 0, &info, &aid, &verr);
+    snprintf(out, RK_ID_MAX + 1, "%s", info.type >= RK_EV_AID_REQUEST ? info.request_id : "");
+}
+
+/* The first n events that open a request (aid.request, version 1), in
+ * out[0..n); returns how many were found. */
+static size_t new_requests(size_t *out, size_t n)
+{
+    size_t k = 0;
+    for (size_t e = 0; e < nevents && k < n; e++) {
+        struct rk_event_info info;
+        struct rk_aid_event aid;
+        struct rk_verror verr;
+        if (rk_aid_event_validate(events[e].buf, events[e].len, 0, &info, &aid, &verr) ==
+                RK_V_OK && aid.type == RK_EV_AID_REQUEST && aid.version == 1)
+            out[k++] = e;
+    }
+    return k;
+}
+
+/* "Last transaction ID" of mdb_stat -e: how many commits the file saw. */
+static unsigned long last_txnid(const char *dir)
+{
+    char cmd[600], line[256];
+    unsigned long id = 0;
+    snprintf(cmd, sizeof cmd, "mdb_stat -e '%s'", dir);
+    FILE *p = popen(cmd, "r");
+    while (p && fgets(line, sizeof line, p))
+        sscanf(line, " Last transaction ID: %lu", &id);
+    RK_CHECK(p && pclose(p) == 0 && id > 0);
+    return id;
+}
+
+/* A damaged stored request refuses the events that name it, and only
+ * those: the rest of the batch is stored. A batch that stores nothing
+ * commits nothing, even when it read requests from the tables. */
+static void test_damaged_state_refuses_its_events_only(void)
+{
+    char d[] = "/tmp/rk_apply_d.XXXXXX", rid[RK_ID_MAX + 1], other[RK_ID_MAX + 1];
+    struct rk_apply_item items[3];
+    struct rk_log_batch *b;
+    struct rk_apply *ap;
+    size_t opens[2], first, later = 0, kpi;
+    make_dir(d);
+    RK_CHECK(new_requests(opens, 2) == 2);
+    first = opens[0] + 1;
+    kpi = opens[1] + 1; /* another request's first event: not about the damaged one */
+    request_of(first - 1, rid);
+    for (size_t e = first; e < nevents && !later; e++) {
+        request_of(e, other);
+        if (strcmp(other, rid) == 0)
+            later = e + 1;
+    }
+    RK_CHECK(later != 0);
+    if (!later)
+        return;
+    struct rk_log *log = open_log(d, 0);
+    RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+    make_item(&items[0], 0, first - 1, 1);
+    RK_CHECK(rk_apply_batch(ap, items, 1, 1000, NULL) == 0 && items[0].outcome == RK_APPLY_STORED);
+    rk_apply_destroy(&ap); /* an empty cache: the next batch reads the table */
+    RK_CHECK(rk_log_batch_begin(log, 0, &b) == 0);
+    RK_CHECK(rk_log_batch_state_put(b, RK_LOG_AID_REQUESTS, rid, strlen(rid), "\x01\x02", 2) == 0);
+    RK_CHECK(rk_log_batch_commit(b) == 0);
+    RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+    make_item(&items[0], 1, later - 1, 2);
+    make_item(&items[1], 2, kpi - 1, 3);
+    RK_CHECK(rk_apply_batch(ap, items, 2, 2000, NULL) == 0);
+    RK_CHECK(items[0].outcome == RK_APPLY_REFUSED && items[0].why.code == RK_AID_STORAGE);
+    RK_CHECK(strstr(items[0].why.message, "damaged") != NULL);
+    RK_CHECK(items[1].outcome == RK_APPLY_STORED && items[1].rec.seq == 2);
+    rk_apply_destroy(&ap);
+    rk_log_destroy(&log);
+
+    /* refused only, after a cold start: no commit */
+    unsigned long before = last_txnid(d);
+    log = open_log(d, 0);
+    RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+    make_item(&items[0], 0, first - 1, 10); /* version 1 again: E_DUPLICATE_REQUEST */
+    RK_CHECK(rk_apply_batch(ap, items, 1, 3000, NULL) == 0 && items[0].outcome == RK_APPLY_REFUSED);
+    rk_apply_destroy(&ap);
+    rk_log_destroy(&log);
+    RK_CHECK(last_txnid(d) == before);
+    remove_dir(d);
+}
+
+/* Retention is an input of the state machine: the same cutoff on two logs
+ * keeps them the same, and a retry of a pruned number is stored anew on
+ * both. */
+static void test_prune_is_an_input(void)
+{
+    char a[] = "/tmp/rk_apply_pa.XXXXXX", b[] = "/tmp/rk_apply_pb.XXXXXX";
+    char *dirs[2] = {a, b};
+    struct rk_apply_item it;
+    uint64_t seqs[2];
+    size_t opens[4];
+    int found = new_requests(opens, 4) == 4;
+    RK_CHECK(found);
+    for (int k = 0; k < 2 && found; k++) {
+        struct rk_apply *ap;
+        uint64_t deleted;
+        make_dir(dirs[k]);
+        struct rk_log *log = open_log(dirs[k], 0);
+        RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+        for (uint64_t i = 0; i < 3; i++) {
+            make_item(&it, 0, opens[i], i + 1);
+            RK_CHECK(rk_apply_batch(ap, &it, 1, 1000 * (int64_t)(i + 1), NULL) == 0);
+        }
+        RK_CHECK(rk_apply_prune(ap, 2500, 0, 100, &deleted) == 0 && deleted == 2);
+        make_item(&it, 0, opens[3], 1); /* a pruned number again: stored anew */
+        RK_CHECK(rk_apply_batch(ap, &it, 1, 5000, NULL) == 0);
+        RK_CHECK(it.outcome == RK_APPLY_STORED && it.rec.seq == 4);
+        seqs[k] = it.rec.seq;
+        rk_apply_destroy(&ap);
+        rk_log_destroy(&log);
+    }
+    RK_CHECK(seqs[0] == seqs[1]);
+    char *da = dump_env(a, 0), *db = dump_env(b, 0);
+    RK_CHECK(da && db && strcmp(da, db) == 0);
+    free(da);
+    free(db);
+    remove_dir(a);
+    remove_dir(b);
 }
 
 /* A log written by a broker of schema 3 (tests/fixtures/golden/schema3,
@@ -417,6 +546,8 @@ int main(void)
     load_events();
     RK_RUN(test_same_batches_same_log);
     RK_RUN(test_retry_within_batch);
+    RK_RUN(test_damaged_state_refuses_its_events_only);
+    RK_RUN(test_prune_is_an_input);
     RK_RUN(test_migrates_schema3_once);
     RK_RUN(test_golden_logs_open);
     for (size_t i = 0; i < nevents; i++)

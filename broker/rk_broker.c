@@ -102,7 +102,7 @@ static int open_network(struct rk_broker *b)
                                    .max_message = cfg->max_message, .curve_secret = secret,
                                    .acl = acl, .batch_max = (size_t)cfg->batch_max};
     b->metrics = rk_metrics_new();
-    if (rk_ingest_open(&b->ingest, b->zctx, &io, b->log) != 0 ||
+    if (rk_ingest_open(&b->ingest, b->zctx, &io) != 0 ||
         rk_feed_open(&b->feed, b->zctx, cfg->feed_endpoint, secret, acl) != 0)
         return -1;
     b->ack = rk_ack_new(rk_ingest_socket(b->ingest), (size_t)cfg->batch_max, b->metrics);
@@ -128,7 +128,7 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
         return -1;
     publish_log_state(b, 0);
     rk_ingest_batch_init(&b->batch, (size_t)cfg->batch_max);
-    b->upkeep = rk_upkeep_new(b->log, cfg->retain_age_ns, cfg->retain_size);
+    b->upkeep = rk_upkeep_new(b->log, b->apply, cfg->retain_age_ns, cfg->retain_size);
     return 0;
 }
 
@@ -198,11 +198,9 @@ static void ingest_turn(struct rk_broker *b)
         rk_metrics_batch(b->metrics, (unsigned)st.stored, rk_time_now() - now);
     publish_log_state(b, rc);
     log_map_growth(b, grown);
-    if (rc) {
+    if (rc)
         RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%zu why=\"%s\"", b->batch.n,
                 rk_strerror(rc));
-        rk_ingest_forget_numbers(b->ingest); /* admitted, not stored */
-    }
     answer(b, rc);
     rk_ingest_batch_clear(&b->batch);
 }

@@ -1,6 +1,5 @@
 #include "rk_ingest.h"
 #include "rk_aid.h"
-#include "rk_producers.h"
 #include "rk_sock.h"
 
 #include <stdio.h>
@@ -11,15 +10,12 @@
 
 struct rk_ingest {
     void *sock, *mon;
-    struct rk_log *log;
     struct rk_ack *ack;
     struct rk_acl_slot *acl;
     struct rk_acl *acl_now;         /* held for one turn */
-    struct rk_producers *producers; /* admitted numbers, batch included */
 };
 
-int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_options *opt,
-                   struct rk_log *log)
+int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_options *opt)
 {
     struct rk_sock_options so = {.type = ZMQ_ROUTER, .hwm = INGEST_HWM,
                                  .max_message = opt->max_message,
@@ -27,9 +23,7 @@ int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_op
     struct rk_ingest *in = calloc(1, sizeof *in);
     if (!in)
         abort();
-    in->log = log;
     in->acl = opt->acl;
-    in->producers = rk_producers_new();
     *out = in;
     in->sock = rk_sock_bind(zctx, opt->endpoint, &so, "ingest");
     if (!in->sock)
@@ -47,7 +41,6 @@ void rk_ingest_close(struct rk_ingest **ip)
         rk_sock_monitor_close(in->sock, &in->mon);
         zmq_close(in->sock);
     }
-    rk_producers_destroy(&in->producers);
     free(in);
     *ip = NULL;
 }
@@ -70,11 +63,6 @@ void *rk_ingest_monitor(struct rk_ingest *in)
 int64_t rk_ingest_connections(struct rk_ingest *in)
 {
     return rk_sock_monitor_drain(in->mon);
-}
-
-void rk_ingest_forget_numbers(struct rk_ingest *in)
-{
-    rk_producers_clear(in->producers);
 }
 
 void rk_ingest_batch_init(struct rk_ingest_batch *b, size_t max)
@@ -153,50 +141,23 @@ static int may_publish(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t 
     return 1;
 }
 
-/* The admitted-number slot of a producer, loaded from the log on first use. */
-static uint64_t *producer_slot(struct rk_ingest *in, const char *id)
-{
-    int fresh;
-    size_t len = strlen(id);
-    uint64_t *last = rk_producers_slot(in->producers, id, len, &fresh);
-    if (last && fresh && rk_log_producer_last(in->log, id, len, last) != 0) {
-        rk_producers_clear(in->producers);
-        return NULL;
-    }
-    return last;
-}
-
-/* A number above the producer's last admitted is new; one at or below may
- * be a retry, which rk_apply looks up. Returns 0 when refused. */
+/* A producer id must be well formed; whether its number is new, a retry or
+ * a late one is rk_apply's to say, in the batch's transaction. Returns 0
+ * when refused. */
 static int admit_number(struct rk_ingest *in, struct rk_ingest_msg *m,
-                        const struct rk_wire_hdr *h, int *maybe_stored)
+                        const struct rk_wire_hdr *h)
 {
-    *maybe_stored = 0;
-    if (!h->producer[0])
+    if (!h->producer[0] || rk_event_id_valid(h->producer, strlen(h->producer)))
         return 1;
-    if (!rk_event_id_valid(h->producer, strlen(h->producer))) {
-        char why[128];
-        snprintf(why, sizeof why, "pub.producer: must be 1..%d characters of A-Z a-z 0-9 . _ : -",
-                 RK_WIRE_PRODUCER_MAX);
-        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_PRODUCER", why);
-        return 0;
-    }
-    uint64_t *last = producer_slot(in, h->producer);
-    if (!last) {
-        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_STORAGE",
-                      "log: cannot read the producer index; retry later");
-        return 0;
-    }
-    if (h->producer_seq > *last)
-        *last = h->producer_seq;
-    else
-        *maybe_stored = 1;
-    return 1;
+    char why[128];
+    snprintf(why, sizeof why, "pub.producer: must be 1..%d characters of A-Z a-z 0-9 . _ : -",
+             RK_WIRE_PRODUCER_MAX);
+    rk_ack_refuse(in->ack, &m->ident, m->corr, "E_PRODUCER", why);
+    return 0;
 }
 
 static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h,
-                  const struct rk_event_info *info, const struct rk_aid_event *aid,
-                  int maybe_stored)
+                  const struct rk_event_info *info, const struct rk_aid_event *aid)
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
     struct rk_apply_item *it = &b->items[b->n];
@@ -212,8 +173,7 @@ static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h,
                 .producer_seq = h->producer_seq,
                 .tags = {.type = (uint8_t)info->type, .fiscal_year = (uint16_t)info->fiscal_year,
                          .entity = m->entity, .entity_len = strlen(m->entity)}},
-        .aid = *aid,
-        .maybe_stored = maybe_stored};
+        .aid = *aid};
     memcpy(it->rec.tags.municipality, info->municipality, 6);
     b->n++;
 }
@@ -228,7 +188,6 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
     struct rk_event_info info;
     struct rk_aid_event aid;
     struct rk_verror verr;
-    int maybe_stored;
     int bad = rk_wire_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h) != 0;
     m->corr = h.corr;
     if (bad) {
@@ -243,8 +202,8 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
                                      &info, &aid, &verr) != RK_V_OK) {
         rk_ack_refuse(in->ack, &m->ident, h.corr, rk_verr_name(verr.code), verr.message);
     } else if ((!in->acl || may_publish(in, m, hdr, &info)) &&
-               admit_number(in, m, &h, &maybe_stored)) {
-        admit(b, &h, &info, &aid, maybe_stored);
+               admit_number(in, m, &h)) {
+        admit(b, &h, &info, &aid);
         return 1;
     }
     return 0;

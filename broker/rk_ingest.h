@@ -4,10 +4,9 @@
  * passes, added to the admitted batch that rk_apply stores. A publish that
  * fails a check is answered "err" at once (rk_ack) and never stored.
  *
- * Producer numbers: the highest admitted per producer is cached
- * (rk_producers, filled from the log); a number above it is new, one at
- * or below it may be a retry, which rk_apply looks up after the turn has
- * taken what waits, in the batch's own transaction.
+ * Producer numbers are only checked for form here: whether a number was
+ * stored before is rk_apply's to find, in the batch's own transaction, so
+ * no cache of this node's decides what a replica stores.
  * Thread-safety: the broker's loop thread.
  */
 #ifndef RK_INGEST_H
@@ -56,9 +55,8 @@ struct rk_ingest_options {
 };
 
 /* Binds the ingest socket. Returns 0, or -1 after logging why; close *out
- * either way. `log` answers the number cache's misses. */
-int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_options *opt,
-                   struct rk_log *log);
+ * either way. */
+int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_options *opt);
 
 /* Who answers refusals: an rk_ack on rk_ingest_socket(in). Set it before
  * the first rk_ingest_take. */
@@ -76,9 +74,6 @@ int64_t rk_ingest_connections(struct rk_ingest *in);
  * it is full or nothing waits; `now_ns` judges sent_at. Returns the
  * number of messages taken (admitted or refused). */
 size_t rk_ingest_take(struct rk_ingest *in, struct rk_ingest_batch *b, int64_t now_ns);
-
-/* After a batch was not stored: its numbers were admitted, not stored. */
-void rk_ingest_forget_numbers(struct rk_ingest *in);
 
 /* The batch's storage (max entries), and its release. */
 void rk_ingest_batch_init(struct rk_ingest_batch *b, size_t max);

@@ -13,6 +13,7 @@ struct rk_lifecycle {
     struct rk_log_batch *batch;     /* the open batch, NULL between batches */
     unsigned char *buf;             /* one encoded request */
     size_t buf_cap;
+    int error;                      /* of the last failed miss */
 };
 
 static int load_request(struct rk_lifecycle *lc, struct rk_aid *a, const char *request_id)
@@ -31,9 +32,9 @@ static int load_request(struct rk_lifecycle *lc, struct rk_aid *a, const char *r
 
 /* rk_aid's miss function: an offer or dispatch id leads to its request
  * through "aid_ids"; the request comes in whole. */
-static int miss(void *arg, struct rk_aid *a, enum rk_aid_id_kind kind, const char *id)
+static int miss_read(struct rk_lifecycle *lc, struct rk_aid *a, enum rk_aid_id_kind kind,
+                     const char *id)
 {
-    struct rk_lifecycle *lc = arg;
     char key[1 + RK_ID_MAX], owner[RK_ID_MAX + 1];
     const void *val;
     size_t len, n = strlen(id);
@@ -50,6 +51,18 @@ static int miss(void *arg, struct rk_aid *a, enum rk_aid_id_kind kind, const cha
     memcpy(owner, val, len);
     owner[len] = '\0';
     return load_request(lc, a, owner);
+}
+
+static int miss(void *arg, struct rk_aid *a, enum rk_aid_id_kind kind, const char *id)
+{
+    struct rk_lifecycle *lc = arg;
+    lc->error = miss_read(lc, a, kind, id);
+    return lc->error;
+}
+
+int rk_lifecycle_error(const struct rk_lifecycle *lc)
+{
+    return lc->error;
 }
 
 static int put_request(struct rk_lifecycle *lc, const struct rk_aid *a, const char *request_id)

@@ -78,6 +78,11 @@ int rk_lifecycle_write(struct rk_lifecycle *lc);
  * committed), undoes the batch in it otherwise. Call after each begin. */
 void rk_lifecycle_settle(struct rk_lifecycle *lc, int stored);
 
+/* What the stored state's last read failed with, after rk_lifecycle_admit
+ * returned RK_AID_STORAGE: RK_EFORMAT, RK_EBADREC or EEXIST for a damaged
+ * record, an LMDB code for a failed read. */
+int rk_lifecycle_error(const struct rk_lifecycle *lc);
+
 /* Requests in the memory cache, for diagnostics. */
 size_t rk_lifecycle_cached(const struct rk_lifecycle *lc);
 

@@ -10,6 +10,7 @@
 
 struct rk_upkeep {
     struct rk_log *log;
+    struct rk_apply *apply;
     int64_t retain_age_ns;
     uint64_t retain_size;
     int64_t next_prune_ns, pruned_logged_ns;
@@ -18,12 +19,14 @@ struct rk_upkeep {
     int64_t next_index_ns;          /* after a failed index write, the next try */
 };
 
-struct rk_upkeep *rk_upkeep_new(struct rk_log *log, int64_t retain_age_ns, uint64_t retain_size)
+struct rk_upkeep *rk_upkeep_new(struct rk_log *log, struct rk_apply *apply,
+                                int64_t retain_age_ns, uint64_t retain_size)
 {
     struct rk_upkeep *u = calloc(1, sizeof *u);
     if (!u)
         abort();
     u->log = log;
+    u->apply = apply;
     u->retain_age_ns = retain_age_ns;
     u->retain_size = retain_size;
     return u;
@@ -53,8 +56,8 @@ static void retention(struct rk_upkeep *u, int64_t now)
     uint64_t deleted;
     if ((!u->retain_age_ns && !u->retain_size) || now < u->next_prune_ns)
         return;
-    int rc = rk_log_prune(u->log, u->retain_age_ns ? now - u->retain_age_ns : 0, u->retain_size,
-                          PRUNE_BATCH, &deleted);
+    int rc = rk_apply_prune(u->apply, u->retain_age_ns ? now - u->retain_age_ns : 0,
+                            u->retain_size, PRUNE_BATCH, &deleted);
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "prune_failed", "why=\"%s\"", rk_strerror(rc));
         u->next_prune_ns = now + 10 * PRUNE_EVERY_NS;

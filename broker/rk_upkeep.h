@@ -9,14 +9,17 @@
 #ifndef RK_UPKEEP_H
 #define RK_UPKEEP_H
 
+#include "rk_apply.h"
 #include "rk_log.h"
 
 #include <stdint.h>
 
 struct rk_upkeep;
 
-/* retain_age_ns, retain_size: 0 = no bound of that kind. */
-struct rk_upkeep *rk_upkeep_new(struct rk_log *log, int64_t retain_age_ns, uint64_t retain_size);
+/* retain_age_ns, retain_size: 0 = no bound of that kind. Retention goes
+ * through the state machine (rk_apply_prune) with the cutoff as its input. */
+struct rk_upkeep *rk_upkeep_new(struct rk_log *log, struct rk_apply *apply,
+                                int64_t retain_age_ns, uint64_t retain_size);
 
 /* Logs what retention deleted since its last line, then frees. */
 void rk_upkeep_destroy(struct rk_upkeep **up);

@@ -72,6 +72,7 @@ struct request {
     int64_t accepted, dispatched, fulfilled; /* kept equal to the sums over its offers */
     uint32_t first_offer, last_offer;        /* list through offer.next, arrival order */
     uint32_t n_offers;
+    unsigned char dirty;                     /* changed since it was loaded */
 };
 
 struct offer {
@@ -82,6 +83,7 @@ struct offer {
     uint32_t next;                           /* next offer of that request, or NONE */
     uint32_t first_dispatch, last_dispatch;  /* list through dispatch.next */
     int64_t quantity, accepted, dispatched, fulfilled;
+    unsigned char loaded;                    /* came in with rk_aid_load, not made here */
 };
 
 struct dispatch {
@@ -89,6 +91,7 @@ struct dispatch {
     uint32_t offer;                          /* index of its offer */
     uint32_t next;                           /* next dispatch of that offer, or NONE */
     int64_t quantity, fulfilled;             /* fulfilled: receipts that named this dispatch */
+    unsigned char loaded;
 };
 
 _Static_assert(offsetof(struct request, id) == 0, "tables hash the leading id");
@@ -314,6 +317,7 @@ static struct request *touch_request(struct rk_aid *a, uint32_t i)
 {
     if (a->in_batch && i < a->mark_requests)
         undo_push(a, UNDO_REQUEST, i)->old.request = *req_at(a, i);
+    req_at(a, i)->dirty = 1;
     return req_at(a, i);
 }
 
@@ -442,6 +446,7 @@ static enum rk_aid_err on_request_new(struct rk_aid *a, const struct rk_aid_even
     r->quantity = ev->quantity;
     r->state = RK_AID_OPEN;
     r->first_offer = r->last_offer = NONE;
+    r->dirty = 1;
     a->by_state[RK_AID_OPEN]++;
     return RK_AID_OK;
 }
@@ -921,6 +926,7 @@ static void dec_dispatch(struct dec *d, struct rk_aid *a, uint32_t oi)
     struct dispatch *x = dispatch_at(a, di);
     x->offer = oi;
     x->next = NONE;
+    x->loaded = 1;
     x->quantity = dec_amount(d);
     x->fulfilled = dec_amount(d);
     struct offer *o = offer_at(a, oi);
@@ -942,6 +948,7 @@ static void dec_offer(struct dec *d, struct rk_aid *a, uint32_t ri)
     o->request = ri;
     o->next = NONE;
     o->first_dispatch = o->last_dispatch = NONE;
+    o->loaded = 1;
     o->quantity = dec_amount(d);
     o->accepted = dec_amount(d);
     o->dispatched = dec_amount(d);
@@ -1017,12 +1024,11 @@ static uint32_t *changed_requests(const struct rk_aid *a, size_t *n)
                  (a->dispatches.n - a->mark_dispatches) + 1;
     uint32_t *v = xcalloc(cap, sizeof *v);
     size_t k = 0;
+    /* Loaded and untouched records are as stored: every change to a
+     * request, its offers or dispatches goes through touch_request. */
     for (size_t i = a->mark_requests; i < a->requests.n; i++)
-        v[k++] = (uint32_t)i;
-    for (size_t i = a->mark_offers; i < a->offers.n; i++)
-        v[k++] = offer_at(a, (uint32_t)i)->request;
-    for (size_t i = a->mark_dispatches; i < a->dispatches.n; i++)
-        v[k++] = offer_at(a, dispatch_at(a, (uint32_t)i)->offer)->request;
+        if (req_at(a, (uint32_t)i)->dirty)
+            v[k++] = (uint32_t)i;
     for (size_t i = 0; i < a->n_undo; i++) {
         const struct undo *u = &a->undo[i];
         uint32_t oi = u->kind == UNDO_DISPATCH ? dispatch_at(a, u->index)->offer : u->index;
@@ -1049,12 +1055,14 @@ int rk_aid_batch_changes(const struct rk_aid *a, rk_aid_change_fn fn, void *arg)
     free(reqs);
     for (size_t i = a->mark_offers; i < a->offers.n && !rc; i++) {
         const struct offer *o = offer_at(a, (uint32_t)i);
-        rc = fn(arg, RK_AID_ID_OFFER, o->id, req_at(a, o->request)->id);
+        if (!o->loaded)
+            rc = fn(arg, RK_AID_ID_OFFER, o->id, req_at(a, o->request)->id);
     }
     for (size_t i = a->mark_dispatches; i < a->dispatches.n && !rc; i++) {
         const struct dispatch *d = dispatch_at(a, (uint32_t)i);
         const struct offer *o = offer_at(a, d->offer);
-        rc = fn(arg, RK_AID_ID_DISPATCH, d->id, req_at(a, o->request)->id);
+        if (!d->loaded)
+            rc = fn(arg, RK_AID_ID_DISPATCH, d->id, req_at(a, o->request)->id);
     }
     return rc;
 }

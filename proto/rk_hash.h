@@ -3,7 +3,7 @@
  * bits. Fast on the short ids and topics it sees, and incremental, so the
  * hash of every prefix of a string comes in one pass (rk_groups).
  * Not for anything an attacker must not steer: the tables that use it are
- * bounded (rk_producers, rk_groups) or keyed by ids the broker validated.
+ * bounded (rk_groups) or keyed by ids the broker validated.
  * Header only; any thread.
  */
 #ifndef RK_HASH_H
