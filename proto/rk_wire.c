@@ -434,8 +434,8 @@ static int get_topics(struct rk_mp_reader *r, struct rk_wire_filter *f)
         return -1;
     f->ntopics = (unsigned)n;
     for (unsigned i = 0; i < f->ntopics; i++)
-        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1))
-            return -1;
+        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1) || !f->topics[i][0])
+            return -1; /* an empty prefix would select everything */
     return 0;
 }
 
@@ -460,10 +460,10 @@ static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
                 return -1;
         } else if (key_is(k, klen, "request_id") || key_is(k, klen, "kpi_id")) {
             char *dst = key_is(k, klen, "kpi_id") ? f->kpi_id : f->request_id;
-            if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1))
-                return -1;
+            if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1) || !dst[0])
+                return -1; /* "" is no id: ignoring it would return everything */
         } else if (key_is(k, klen, "requester")) {
-            if (get_text(r, f->requester, sizeof f->requester, 1))
+            if (get_text(r, f->requester, sizeof f->requester, 1) || !f->requester[0])
                 return -1;
         } else {
             return -1;

@@ -6,7 +6,8 @@ spec asks "state" over the replay socket: in pages, all of it must equal
 the scenario oracle's final states (disaster_scenario_expected.json); a
 requester filter (prefecture, municipality) selects exactly those
 requests; request_id selects one; filters a state cannot honour are
-refused with E_HEADER naming the field. After a SIGKILL and restart the
+refused with E_HEADER naming the field, and so is an empty filter value
+in replay, snap and state (it used to be read as "no filter"). After a SIGKILL and restart the
 answer is the same, and it is consistent with the log's head."""
 import msgpack
 import zmq
@@ -63,6 +64,15 @@ def check_errors(sock):
     assert sock.poll(TIMEOUT_MS)
     head = msgpack.unpackb(sock.recv_multipart()[0], raw=False)
     assert head[1] == "err" and head[3] == "E_HEADER" and "requester" in head[4], head
+    # an empty value is no filter: refused, never read as "everything"
+    for hdr in ([1, "replay", 11, 1, 0, 10, {"request_id": ""}],
+                [1, "replay", 12, 1, 0, 10, {"topics": [""]}],
+                [1, "snap", 13, 0, 10, b"", {"kpi_id": ""}],
+                [1, "state", 14, 10, b"", {"requester": ""}]):
+        sock.send(msgpack.packb(hdr, use_bin_type=True))
+        assert sock.poll(TIMEOUT_MS)
+        head = msgpack.unpackb(sock.recv_multipart()[0], raw=False)
+        assert head[1] == "err" and head[3] == "E_HEADER", (hdr, head)
 
 
 def test(b):
