@@ -1,9 +1,14 @@
 """Shared helpers for renkei's integration tests.
 
 Each test starts the real renkei-broker in a fresh temporary directory with
-ipc:// endpoints (no ports to collide), waits for its "msg=ready" log line,
+ipc:// endpoints (no ports to collide), waits for its ready record (the
+broker logs logfmt on stderr: `ts=... level=info msg=ready ... last_seq=N`),
 and drives it with the real tools. On failure the broker's log is printed.
 Sanitizer reports in any process's stderr fail the test.
+
+Tests wait for conditions, not for time: wait_for() polls a predicate,
+Broker.wait_log() waits for a log record. A plain time.sleep() in a test is
+there only where the passing of time is itself the point, and says why.
 """
 import json
 import os
@@ -32,6 +37,135 @@ def check_clean(label, text):
             raise AssertionError(f"{label}: sanitizer report:\n{text}")
 
 
+# ---- waiting for conditions
+
+def wait_for(get, what, timeout=60, interval=0.05, until=bool):
+    """Polls get() every `interval` seconds until until(value) holds, and
+    returns that value. After `timeout` seconds raises AssertionError naming
+    `what` and the last value observed. With the default `until`, get is a
+    predicate whose true result is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            shown = repr(value)
+            if len(shown) > 2000:
+                shown = shown[:2000] + "..."
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
+                                 f"last observed: {shown}")
+        time.sleep(interval)
+
+
+# ---- the broker's log: logfmt records
+
+def parse_logfmt(line):
+    """One logfmt line as a dict, or None when the line is not a record.
+
+    A record is space-separated key=value pairs whose first three keys are
+    ts, level and msg. A value is either bare (up to the next space) or in
+    double quotes, where it may hold spaces and the escapes \\" \\\\ and \\xHH
+    (a byte: rk_diag_quote's). Anything else (a sanitizer report, a
+    library's own text, a torn line) is not a record."""
+    rec, i, n = {}, 0, len(line)
+    while i < n:
+        if line[i] == " ":
+            i += 1
+            continue
+        eq = line.find("=", i)
+        if eq <= i:
+            return None
+        key = line[i:eq]
+        if " " in key or '"' in key:
+            return None
+        i = eq + 1
+        if i < n and line[i] == '"':
+            i += 1
+            out = bytearray()
+            while True:
+                if i >= n:
+                    return None  # unterminated quote
+                c = line[i]
+                if c == "\\" and line[i + 1:i + 2] == "x" and \
+                        re.fullmatch(r"[0-9a-fA-F]{2}", line[i + 2:i + 4]):
+                    out.append(int(line[i + 2:i + 4], 16))
+                    i += 4
+                elif c == "\\" and i + 1 < n:
+                    out += {"n": "\n", "t": "\t"}.get(line[i + 1], line[i + 1]).encode()
+                    i += 2
+                elif c == '"':
+                    i += 1
+                    break
+                else:
+                    out += c.encode()
+                    i += 1
+            if i < n and line[i] != " ":
+                return None  # text glued to the closing quote
+            value = out.decode("utf-8", errors="replace")
+        else:
+            end = line.find(" ", i)
+            end = n if end < 0 else end
+            value = line[i:end]
+            if '"' in value:
+                return None
+            i = end
+        rec[key] = value
+    if list(rec)[:3] != ["ts", "level", "msg"]:
+        return None
+    return rec
+
+
+def log_records(text, msg=None, start=0, whole=False, **fields):
+    """The records among the complete lines of `text` from character offset
+    `start` on, with that msg (any when None) and those field values
+    (compared as text). A line is complete once its newline is written;
+    `whole`: the text is all there will be (a finished process's stderr),
+    so its last line counts without one."""
+    out = []
+    end = len(text) if whole else text.rfind("\n") + 1
+    for line in text[start:end].splitlines():
+        rec = parse_logfmt(line)
+        if rec is None or (msg is not None and rec["msg"] != msg):
+            continue
+        if all(rec.get(k) == str(v) for k, v in fields.items()):
+            out.append(rec)
+    return out
+
+
+def read_log(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+class _Exited(AssertionError):
+    """The process writing a log exited before writing the record awaited."""
+
+
+def wait_log_file(path, msg, timeout=60, start=0, proc=None, **fields):
+    """Waits until the log file at `path` holds, after character offset
+    `start`, a record with that msg and field values; returns its fields.
+    Fails at once, with the log, if `proc` (the process writing it) exits
+    first."""
+    want = f"msg={msg}" + "".join(f" {k}={v}" for k, v in fields.items())
+
+    def found():
+        exited = proc is not None and proc.poll() is not None
+        recs = log_records(read_log(path), msg, start, **fields)  # read after the poll
+        if recs:
+            return recs[0]
+        if exited:
+            raise _Exited(f"exited with {proc.returncode} before logging {want}:\n"
+                          f"{read_log(path)}")
+        return None
+    try:
+        return wait_for(found, f"the log record {want} in {path}", timeout=timeout, interval=0.02)
+    except _Exited:
+        raise
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n---- log ----\n{read_log(path)}") from None
+
+
 class Broker:
     """A renkei-broker process on ipc:// endpoints under a temp directory."""
 
@@ -52,23 +186,48 @@ class Broker:
         return [tool("renkei-broker"), "--ingest", self.ingest, "--feed", self.feed,
                 "--replay", self.replay, "--data-dir", self.data] + self.extra
 
-    def start(self, timeout=15):
+    def start(self, timeout=60):
+        """Starts the broker and waits for its ready record; returns self.
+        The record's fields (last_seq, chain_head, map_size_mib, ...) are
+        then in self.ready. Fails at once if the broker exits first."""
         self.starts += 1
         self.log_path = os.path.join(self.dir, f"broker-{self.starts}.log")
-        log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "msg=ready" in self.log():
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.02)
-        raise AssertionError(f"broker not ready within {timeout}s:\n{self.log()}")
+        self.ready = None
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log)
+        try:
+            self.ready = wait_log_file(self.log_path, "ready", timeout=timeout, proc=self.proc)
+        except AssertionError as e:
+            raise AssertionError(f"broker not ready: {e}") from None
+        return self
 
     def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        """The whole log of the current run, as text (for failure messages)."""
+        return read_log(self.log_path)
+
+    def log_mark(self):
+        """A position in the current log: where the next record will start.
+        Pass it as `after` to wait_log or records to see only later ones."""
+        text = self.log()
+        return text.rfind("\n") + 1
+
+    def records(self, msg=None, after=0, **fields):
+        """The current log's records with that msg and field values, as
+        dicts, oldest first."""
+        return log_records(self.log(), msg, after, **fields)
+
+    def record(self, msg, after=0, **fields):
+        """The one record with that msg (and fields); fails unless exactly one."""
+        recs = self.records(msg, after, **fields)
+        assert len(recs) == 1, f"{len(recs)} records msg={msg} {fields or ''}:\n{self.log()}"
+        return recs[0]
+
+    def wait_log(self, msg, timeout=60, after=0, **fields):
+        """Waits for a record with that msg and field values after position
+        `after` (log_mark()) of the current log; returns its fields. Fails
+        at once if the broker exits first."""
+        return wait_log_file(self.log_path, msg, timeout=timeout, start=after,
+                             proc=self.proc, **fields)
 
     def stop(self, sig=signal.SIGTERM):
         """Stops the broker; on SIGTERM it must exit 0 with a clean log."""
@@ -79,7 +238,7 @@ class Broker:
         self.proc = None
         if sig == signal.SIGTERM:
             assert rc == 0, f"broker exit {rc} after SIGTERM:\n{self.log()}"
-            assert "msg=stopped" in self.log(), self.log()
+            assert self.records("stopped"), self.log()
         check_clean("broker", self.log())
         return rc
 
@@ -128,6 +287,9 @@ class Subscriber:
         self.err_path = os.path.join(broker.dir, f"sub-{time.monotonic_ns()}.err")
         self.err = open(self.err_path, "w")
         self.stdout_path = stdout_path
+        self._read_to = os.path.getsize(stdout_path) if stdout_path and \
+            os.path.exists(stdout_path) else 0
+        self._received = 0
         out = open(stdout_path, "a") if stdout_path else subprocess.PIPE
         self.proc = subprocess.Popen(
             [tool("renkei-sub"), "--feed", broker.feed, "--replay", broker.replay] + list(args),
@@ -135,15 +297,31 @@ class Subscriber:
         if stdout_path:
             out.close()
         broker.children.append(self.proc)
-        deadline = time.monotonic() + 15
-        while not any(s in self.stderr() for s in self.STARTED):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"subscriber did not start:\n{self.stderr()}")
-            time.sleep(0.02)
+
+        def started():
+            exited = self.proc.poll() is not None
+            text = self.stderr()  # read after the poll: all it wrote before exiting
+            if any(s in text for s in self.STARTED):
+                return True
+            assert not exited, f"subscriber exited with {self.proc.returncode}:\n{text}"
+            return False
+        wait_for(started, "renkei-sub to fix its start point", timeout=60, interval=0.02)
 
     def stderr(self):
         with open(self.err_path, errors="replace") as f:
             return f.read()
+
+    def received(self):
+        """How many events (complete lines) it has written to stdout_path so
+        far, read on from where the last call stopped. Only with stdout_path;
+        counts from the size the file had when this subscriber started."""
+        assert self.stdout_path, "received() needs stdout_path"
+        with open(self.stdout_path, "rb") as f:
+            f.seek(self._read_to)
+            chunk = f.read()
+        self._read_to += len(chunk)
+        self._received += chunk.count(b"\n")
+        return self._received
 
     def wait(self, timeout=60):
         out, _ = self.proc.communicate(timeout=timeout)
@@ -215,14 +393,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def wait_for(pred, what, timeout=60, interval=0.05):
-    """Polls pred() until it is true; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 ID_FIELDS = ("event_id", "request_id", "offer_id", "dispatch_id")

@@ -18,7 +18,7 @@ def test(b):
     b.stop()
 
     b.start()
-    assert "last_seq=10" in b.log(), b.log()
+    assert b.ready["last_seq"] == "10", (b.ready, b.log())
     stored, _ = b.replay_all()
     assert [e["event"]["event_id"] for e in stored] == ids
     text, more_ids = aid_events(10, 5)
@@ -31,6 +31,7 @@ def test(b):
     assert [r["seq"] for r in res] == list(range(16, 36))
     b.kill()
     b.start()
+    assert b.ready["last_seq"] == "35", (b.ready, b.log())
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == list(range(1, 36))
     assert [e["event"]["event_id"] for e in stored] == ids + more_ids + last_ids

@@ -240,8 +240,8 @@ class Checker:
         errors = [(p.name,) + e for p in self.pubs for e in p.errors]
         if errors:
             fail(f"publishers saw {len(errors)} bad replies, e.g. {errors[:5]}")
-        ready = [l for l in self.b.log().splitlines() if "msg=ready" in l][-1]
-        ready_last = int(ready.split("last_seq=")[1].split()[0])
+        ready = self.b.ready  # the fields of this run's ready record
+        ready_last = int(ready["last_seq"])
 
         records = replay_log(self.ctx, self.b.replay, fail)
         n = len(records)
@@ -338,6 +338,7 @@ def test(b):
         ctl.gate.set()
 
     killed_logs = []
+    doubts = {}  # idempotent publisher -> the numbers unacknowledged at the last kill
     try:
         release_all()
         for round_no in range(1, ROUNDS + 1):
@@ -345,14 +346,14 @@ def test(b):
             label = f"round {round_no}/{ROUNDS} ({ctl.rate}/s per publisher)"
             # Publish for a random while, and until this broker has acknowledged
             # something, so that every kill lands in a running stream.
-            time.sleep(rnd.uniform(0.2, 1.5))
-            deadline = time.monotonic() + 60
-            while not all(p.session_acks for p in pubs):
-                if time.monotonic() > deadline:
-                    chk.label = label
-                    chk.fail("the broker acknowledged nothing to some publishers in 60 s: "
-                             + str({p.name: (p.session_acks, len(p.in_flight)) for p in pubs}))
-                time.sleep(0.01)
+            time.sleep(rnd.uniform(0.2, 1.5))  # kept: the random kill moment is the test
+            try:
+                harness.wait_for(lambda: all(p.session_acks for p in pubs),
+                                 "an ack from this broker to every publisher", timeout=60,
+                                 interval=0.01)
+            except AssertionError as e:
+                chk.label = label
+                chk.fail(f"{e}: " + str({p.name: (p.session_acks, len(p.in_flight)) for p in pubs}))
             b.kill()  # SIGKILL, wait, and no sanitizer report in its log
             killed_logs.append(b.log_path)
             park_all(label)
@@ -362,10 +363,21 @@ def test(b):
                 chk.label = label
                 chk.fail(f"the broker did not restart after SIGKILL: {e}")
             chk.check(label)
+            doubts = {p: set(p.unacked) for p in pubs if p.idempotent}
             release_all()
 
-        # Let the idempotent publishers resend their doubts, then drain.
-        time.sleep(0.5)
+        # Let the idempotent publishers resend their doubts (the last kill's
+        # unacknowledged events) and this broker answer them, then drain.
+        def doubts_left():
+            return {p.name: sorted(n for n in d if n in p.unacked)[:5] for p, d in doubts.items()
+                    if any(n in p.unacked for n in d)}
+        try:
+            harness.wait_for(lambda: not doubts_left() and all(p.session_acks for p in pubs),
+                             "the last kill's doubts acknowledged after resending", timeout=60)
+        except AssertionError as e:
+            chk.label = "drain"
+            chk.fail(f"{e}: doubts still unacknowledged {doubts_left()}, acks "
+                     + str({p.name: p.session_acks for p in pubs}))
         ctl.draining = True
         for p in pubs:
             p.join(REPLY_TIMEOUT_S + 30)

@@ -29,8 +29,8 @@ def test(b):
     assert head in err
 
     b.stop()
-    stopped = [l for l in b.log().splitlines() if "msg=stopped" in l][0]
-    assert f"chain_head={head}" in stopped, stopped
+    stopped = b.record("stopped")
+    assert stopped["chain_head"] == head, stopped
 
     # Flip one byte inside record 17's event, in the file itself. LMDB's
     # copy-on-write leaves stale copies of pages in free space, so the event

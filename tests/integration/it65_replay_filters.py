@@ -29,7 +29,7 @@ def test(b):
     # Three separate batches of the scenario, with pauses, so receive times differ.
     chunks = [lines[:70], lines[70:140], lines[140:]]
     for chunk in chunks:
-        time.sleep(0.05)
+        time.sleep(0.05)  # kept: time passing between batches makes receive times differ
         b.agent("send", stdin="\n".join(chunk) + "\n")
     everything, _ = b.replay_all()
     assert len(everything) > 200
@@ -67,7 +67,7 @@ def test(b):
     # reaches (it trails the log by up to 0.2 s) and the records after it.
     # Again once the index holds the first batches and a later one is not
     # yet in it, from the start and from the middle of the log.
-    time.sleep(0.6)
+    time.sleep(0.6)  # kept: the index's lag is internal; nothing shows it has caught up
     before = len(everything)
     b.agent("kpi", kpi_csv, check_rc=0)
     everything, _ = b.replay_all()

@@ -142,7 +142,7 @@ def test(b):
         for i in range(0, len(again), 100):
             b.agent("send", stdin="\n".join(again[i:i + 100]) + "\n", check_rc=0)
             started.set()
-            time.sleep(0.1)
+            time.sleep(0.1)  # kept: publishing slowly (the snapshot lands mid-stream) is the test
 
     publisher = threading.Thread(target=publish_slowly)
     publisher.start()

@@ -2,7 +2,6 @@
 refused with E_STORAGE while replay and live reads go on, nothing acknowledged
 is lost, and a restart with a larger cap resumes."""
 import json
-import re
 import subprocess
 
 import harness
@@ -11,8 +10,7 @@ import harness
 def test(b):
     b.extra = ["--map-max", "4M", "--durability", "os"]
     b.start()
-    ready = [l for l in b.log().splitlines() if "msg=ready" in l][-1]
-    assert "map_size_mib=1" in ready, ready
+    assert b.ready["map_size_mib"] == "1", b.ready
 
     lines = harness.new_request_lines("cap", 16000)  # more than 4 MiB holds
     rc, results, err = b.agent("send", stdin="\n".join(lines) + "\n")
@@ -21,7 +19,7 @@ def test(b):
     refused = [r for r in results if not r["ok"]]
     assert stored and refused, (len(stored), len(refused))
     assert all(r["code"] == "E_STORAGE" and "map-max" in r["error"] for r in refused), refused[:3]
-    grown = re.findall(r"msg=map_grown map_size_mib=(\d+)", b.log())
+    grown = [r["map_size_mib"] for r in b.records("map_grown")]
     assert grown == ["2", "4"], grown
 
     # Reads go on while full, and hold exactly what was acknowledged.

@@ -44,10 +44,12 @@ def by_age(b, base):
     b.extra = ["--durability", "os", "--retain-age", "5s"]
     b.start()
     old = publish(b, base, "old", 100)
-    time.sleep(5.5)
+    time.sleep(5.5)  # kept: outliving --retain-age 5s is the test
     new = publish(b, base, "new", 100)
-    harness.wait_for(lambda: first_seq(b) == new[0], "the old events to be deleted", interval=0.1)
-    assert "msg=pruned" in b.log()
+    harness.wait_for(lambda: first_seq(b), "the old events to be deleted", interval=0.1,
+                     until=lambda first: first == new[0])
+    pruned = b.wait_log("pruned")
+    assert int(pruned["records"]) >= 1 and int(pruned["total"]) >= int(pruned["records"]), pruned
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == new, (stored[:1], new[:1])
     verdict = verify(b)
@@ -70,7 +72,7 @@ def by_size(b, base):
     # Passes run every second: wait until one changes nothing.
     def settled():
         before = first_seq(b)
-        time.sleep(1.5)
+        time.sleep(1.5)  # kept: a pass (every 1 s) that deletes nothing is the condition
         return before > 1 and first_seq(b) == before
     harness.wait_for(settled, "size pruning to settle", timeout=60, interval=0.1)
     stored, _ = b.replay_all()

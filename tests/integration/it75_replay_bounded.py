@@ -171,10 +171,10 @@ def run_replay_tool(b, to, on_progress=None, min_s=0.0):
                 on_progress(count)
             if not paused and count >= to - 400:
                 paused = True
-                time.sleep(0.1)   # the sampler runs meanwhile
+                time.sleep(0.1)   # kept: not reading while the sampler sees it, every batch in
             ahead = count * min_s / to - (time.monotonic() - t0)
             if ahead > 0:
-                time.sleep(ahead)
+                time.sleep(ahead)  # kept: the slow consumer is the test
         p.wait()
     done = time.monotonic()
     p.stdout.close()
@@ -295,7 +295,7 @@ def stalled_reader(b, ctx, pid, base, total):
     got = []
     with harness.PeakSampler(pid) as s:
         rd.ask(1)                  # the whole log ...
-        time.sleep(STALL_S)        # ... and nothing read meanwhile
+        time.sleep(STALL_S)        # ... and nothing read meanwhile (kept: the stall is the test)
         end = rd.batch(got)
         first = len(got)
         # One batch, full or cut short at the window, from seq 1, then "end".
@@ -314,7 +314,7 @@ def wait_broker_idle(pid, quiet_s=0.5, limit_s=60):
     deadline = time.monotonic() + limit_s
     ticks = cpu_ticks(pid)
     while time.monotonic() < deadline:
-        time.sleep(quiet_s)
+        time.sleep(quiet_s)  # kept: a quiet_s without CPU use is the condition
         now = cpu_ticks(pid)
         if now == ticks:
             return
@@ -333,7 +333,7 @@ def greedy_reader(b, ctx, pid, base, total):
         # Ingest goes on while a replay client is stalled: LATE acks arrive
         # before the reader reads anything.
         late = harness.publish_pipelined(b.ingest, stream("it75late", LATE))
-        time.sleep(STALL_S)
+        time.sleep(STALL_S)  # kept: the stall is the test; then the broker must go idle too
         wait_broker_idle(pid)
         # Resume: take whatever the broker kept for us, until it is quiet.
         got, ends = [], 0

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 import harness
 from harness import Broker
@@ -41,8 +40,9 @@ def test(b):
             k += 1
     t = threading.Thread(target=load)
     t.start()
-    while not during:  # the copy starts while publishes are being committed
-        time.sleep(0.01)
+    # The copy starts while publishes are being committed.
+    harness.wait_for(lambda: during or not t.is_alive(), "the first load batch acknowledged",
+                     timeout=120, interval=0.01)
     backup = os.path.join(b.dir, "backup")
     os.mkdir(backup)
     try:

@@ -88,15 +88,21 @@ def broker_restarts(b, box, before):
     def give(k):
         p.stdin.write("\n".join(sent[k * third:(k + 1) * third]) + "\n")
         p.stdin.flush()
+    acked = lambda: harness.outbox_status(box)["acked"]
     give(0)
-    time.sleep(0.3)
+    harness.wait_for(acked, "acks of the first part", timeout=120,
+                     until=lambda n: n > len(before))
     b.kill()
     give(1)             # while the broker is down: kept, retried
+    # Kept: the broker stays down past the agent's --timeout 1000, so the agent
+    # times out, backs off and reconnects; outlasting that is the test.
     time.sleep(1.5)
+    down = acked()      # nothing is acknowledged while the broker is down
     b.start()
-    time.sleep(0.05)
+    harness.wait_for(acked, "acks from the restarted broker", timeout=120,
+                     until=lambda n: n > down)
     b.kill()            # likely while the backlog goes out
-    time.sleep(0.5)
+    time.sleep(0.5)     # kept: a second outage, shorter than --timeout, is the test
     b.start()
     give(2)
     p.stdin.close()

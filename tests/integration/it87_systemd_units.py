@@ -11,7 +11,6 @@ import re
 import shlex
 import signal
 import subprocess
-import time
 
 import harness
 
@@ -63,36 +62,34 @@ def test(b):
     pre = subprocess.run(command(broker["Service"]["ExecStartPre"], subst), capture_output=True,
                          text=True, timeout=30)
     assert pre.returncode == 0, pre.stderr
-    log = open(os.path.join(b.dir, "unit-broker.log"), "w+")
-    bp = subprocess.Popen(command(broker["Service"]["ExecStart"], subst), stdout=log, stderr=log)
-    deadline = time.monotonic() + 15
-    while "msg=ready" not in open(log.name).read():
-        assert time.monotonic() < deadline and bp.poll() is None, open(log.name).read()
-        time.sleep(0.05)
-    assert f"data_dir={state}/renkei" in open(log.name).read()
+    log_path = os.path.join(b.dir, "unit-broker.log")
+    with open(log_path, "w") as log:
+        bp = subprocess.Popen(command(broker["Service"]["ExecStart"], subst), stdout=log,
+                              stderr=log)
+    b.children.append(bp)  # killed at cleanup if the test fails
+    ready = harness.wait_log_file(log_path, "ready", proc=bp)
+    assert ready["data_dir"] == f"{state}/renkei", ready
 
     # The agent instance 304280, spool to broker.
     ap = subprocess.Popen(command(agent["Service"]["ExecStart"], subst), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
+    b.children.append(ap)
     ev = json.loads(harness.valid_scenario_lines(1)[0])
     spool = os.path.join(state, "renkei-agent", "304280", "spool")
     with open(os.path.join(spool, ".x"), "w", encoding="utf-8") as f:
         f.write(json.dumps(ev, ensure_ascii=False) + "\n")
     os.rename(os.path.join(spool, ".x"), os.path.join(spool, "one.jsonl"))
-    deadline = time.monotonic() + 30
-    while True:
-        stored, _ = b.replay_all()
-        if stored:
-            break
-        assert time.monotonic() < deadline, "the spooled event never reached the broker"
-        time.sleep(0.1)
+    stored = harness.wait_for(lambda: b.replay_all()[0], "the spooled event in the broker's log",
+                              timeout=60)
     assert [e["event"]["event_id"] for e in stored] == [ev["event_id"]]
 
     for proc, u in ((ap, agent), (bp, broker)):
         proc.send_signal(signal.SIGTERM)  # systemctl stop
         rc = proc.wait(timeout=seconds(u["Service"]["TimeoutStopSec"]))
         assert rc == 0, rc
-    assert "msg=stopped" in open(log.name).read()
+    assert harness.log_records(harness.read_log(log_path), "stopped", whole=True), \
+        harness.read_log(log_path)
+    harness.check_clean("broker", harness.read_log(log_path))
 
 
 harness.run(test)

@@ -41,7 +41,7 @@ def test(b):
         # In slices, so the publishing spans the kills and restarts.
         for i in range(0, N, 500):
             seqs.extend(harness.publish_pipelined(b.ingest, events[i:i + 500]))
-            time.sleep(0.15)
+            time.sleep(0.15)  # kept: pacing, so the publishing spans the kills, is the test
         done.set()
 
     t = threading.Thread(target=publish)
@@ -55,7 +55,7 @@ def test(b):
     while not done.is_set():
         procs = [b.subscriber("--cursor", path(f"{name}.cursor"), *args,
                               stdout_path=path(f"{name}.jsonl")) for name, args in kinds.items()]
-        time.sleep(rng.uniform(0.1, 0.6))
+        time.sleep(rng.uniform(0.1, 0.6))  # kept: the random kill moment is the test
         for s in procs:
             s.proc.send_signal(signal.SIGKILL)
             s.proc.wait()

@@ -33,6 +33,7 @@ def bad_messages():
 
 
 def flood(endpoint, stop, sent):
+    """Until `stop`: sent[0] counts the messages sent, sent[1] the connections."""
     ctx = zmq.Context()
     socks = []
     try:
@@ -42,6 +43,7 @@ def flood(endpoint, stop, sent):
             s.sndhwm = 1000
             s.connect(endpoint)
             socks.append(s)
+            sent[1] += 1
             for _ in range(200):
                 for m in bad_messages():
                     try:
@@ -65,12 +67,16 @@ def test(b):
                                       ":quarantine_size_mb=8:thread_local_quarantine_size_kb=64")
     b.start()
     events = [msgpack.packb(e) for e in harness.new_requests("honest", HONEST)]
-    stop, sent = threading.Event(), [0]
+    stop, sent = threading.Event(), [0, 0]
     before = harness.rss_kib(b.proc.pid)
     with harness.PeakSampler(b.proc.pid) as peak:
         t = threading.Thread(target=flood, args=(b.ingest, stop, sent))
         t.start()
-        time.sleep(0.5)
+        # The flood is in full swing: it has dropped its oldest connection for
+        # a new one (it keeps 9), and the broker has refused some of it.
+        harness.wait_for(lambda: sent[1] >= 10 or not t.is_alive(),
+                         "the flood to open its tenth connection")
+        b.wait_log("publish_refused")
         t0 = time.monotonic()
         seqs = harness.publish_pipelined(b.ingest, events)
         secs = time.monotonic() - t0
@@ -85,8 +91,7 @@ def test(b):
     assert len(stored) == HONEST, len(stored)
     assert grown < 200, f"the flood grew the broker by {grown:.0f} MiB"
     # The refusals are summed into a few lines, not one per message.
-    log = b.log()
-    lines = [l for l in log.splitlines() if "msg=publish_refused" in l]
+    lines = b.records("publish_refused")
     assert 0 < len(lines) < 50, len(lines)
     assert b.proc.poll() is None, "the broker died"
 
