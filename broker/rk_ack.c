@@ -1,5 +1,7 @@
 #include "rk_ack.h"
 #include "rk_diag.h"
+#include "rk_mp.h"
+#include "rk_text.h"
 #include "rk_time.h"
 #include "rk_wire.h"
 
@@ -81,17 +83,17 @@ static void send_header(struct rk_ack *a, zmq_msg_t *ident, const struct rk_wire
 }
 
 /* "publish_refused count=N code=C why=...": N refusals since the last such
- * line, C and why those of the latest. Quotes in the reason become ' so
- * the line stays one logfmt record. */
+ * line, C and why those of the latest. The reason quotes client bytes, so
+ * it is quoted as a whole: the record decodes to the message sent. */
 void rk_ack_log_refusals(struct rk_ack *a, int force)
 {
     int64_t now = rk_time_now();
+    char why[RK_TEXT_SIZE(sizeof a->last_why) + 2];
     if (!a->refusals_unlogged || (!force && now - a->refusals_logged_ns < REFUSAL_LOG_EVERY_NS))
         return;
-    for (char *q = a->last_why; (q = strchr(q, '"')) != NULL;)
-        *q = '\'';
-    RK_DIAG(RK_DIAG_INFO, "publish_refused", "count=%llu code=%s why=\"%s\"",
-            a->refusals_unlogged, a->last_code, a->last_why);
+    RK_DIAG(RK_DIAG_INFO, "publish_refused", "count=%llu code=%s why=%s",
+            a->refusals_unlogged, a->last_code,
+            rk_diag_quote(why, sizeof why, a->last_why, strlen(a->last_why)));
     a->refusals_unlogged = 0;
     a->refusals_logged_ns = now;
 }
@@ -101,14 +103,27 @@ void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char
 {
     struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
     snprintf(h.code, sizeof h.code, "%s", code);
-    snprintf(h.message, sizeof h.message, "%s", message);
+    rk_text_escape(h.message, sizeof h.message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
     send_header(a, ident, &h);
     a->counts.refused++;
     rk_metrics_refused(a->metrics, code);
     a->refusals_unlogged++;
     snprintf(a->last_code, sizeof a->last_code, "%s", code);
-    snprintf(a->last_why, sizeof a->last_why, "%s", message);
+    _Static_assert(sizeof a->last_why == sizeof h.message, "the log has the message sent");
+    memcpy(a->last_why, h.message, sizeof a->last_why);
     rk_ack_log_refusals(a, 0);
+}
+
+uint64_t rk_ack_header_corr(const void *hdr, size_t len)
+{
+    struct rk_mp_reader r = {hdr, len, 0};
+    struct rk_mp_val array, version, command, corr;
+    if (rk_mp_next(&r, &array) || array.kind != RK_MP_ARRAY || array.n < 3 ||
+        rk_mp_next(&r, &version) || version.kind != RK_MP_UINT ||
+        version.v.u != RK_WIRE_VERSION || rk_mp_next(&r, &command) ||
+        command.kind != RK_MP_STR || rk_mp_next(&r, &corr) || corr.kind != RK_MP_UINT)
+        return 0;
+    return corr.v.u;
 }
 
 void rk_ack_duplicate(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t seq,

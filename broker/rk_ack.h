@@ -3,7 +3,8 @@
  * for a stored event (or the original of a retry), "acks" gathering one
  * connection's acks of a batch into one message when the client asked for
  * that, and "err" for a refusal. Refusals are counted for /metrics and
- * logged, the first after a quiet spell at once, the rest summed.
+ * logged, the first after a quiet spell at once, the rest summed; the
+ * reason goes into the log line quoted (rk_diag_quote).
  *
  * Answers go out without waiting: a publisher that vanished is not an
  * error (ROUTER drops what it cannot route).
@@ -30,9 +31,22 @@ struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *met
 void rk_ack_destroy(struct rk_ack **ap);
 
 /* "err" with `code` (E_...) and `message` ("field: reason") to the
- * connection `ident` for its publish `corr`. */
+ * connection `ident` for its publish `corr`. Client bytes quoted in
+ * `message` must be escaped already (rk_text); as a last line, any control
+ * character or invalid UTF-8 left in it is escaped too (backslashes are
+ * kept, so escaped parts are not escaped twice), so the reply is always
+ * valid UTF-8 without controls. The message is cut between characters to
+ * the 255 bytes of the wire. */
 void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
                    const char *message);
+
+/* The corr of a header frame that rk_wire_decode refused, when the client
+ * sent one: the third element of a frame that is a MessagePack array of at
+ * least three elements beginning 1 (the version) and a str (any command),
+ * if that element is a uint. 0 otherwise, as for a header that is not a
+ * version-1 array at all. Pure: any thread may call it. (It belongs in
+ * proto/rk_wire as rk_wire_peek_corr; this is its stand-in.) */
+uint64_t rk_ack_header_corr(const void *hdr, size_t len);
 
 /* "ack": the publish `corr` was stored before, at seq (a retry). */
 void rk_ack_duplicate(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t seq,

@@ -77,15 +77,13 @@ static int open_log(struct rk_broker *b)
         RK_DIAG(RK_DIAG_ERROR, "state_open_failed", "why=\"%s\"", rk_strerror(rc));
         return rc;
     }
+    /* refused: aid events stored before enforcement existed, or damaged;
+     * they stay in the log but change no request's state */
     if (st.migrated)
-        RK_DIAG(RK_DIAG_INFO, "migrated", "requests=%zu aid_events=%llu refused=%llu ms=%lld",
-                st.requests, (unsigned long long)st.folded, (unsigned long long)st.refused,
+        RK_DIAG(st.refused ? RK_DIAG_WARN : RK_DIAG_INFO, "migrated", "requests=%zu "
+                "aid_events=%llu refused=%llu ms=%lld", st.requests,
+                (unsigned long long)st.folded, (unsigned long long)st.refused,
                 (long long)((rk_time_now() - t0) / 1000000));
-    if (st.refused)
-        RK_DIAG(RK_DIAG_WARN, "lifecycle_stored_refusals",
-                "events=%llu why=\"the log holds aid events the lifecycle refuses (stored before "
-                "enforcement, or damaged); they are kept but change no request's state; "
-                "renkei-replay --as-of lists them\"", (unsigned long long)st.refused);
     return 0;
 }
 

@@ -30,7 +30,8 @@ struct rk_broker_config {
     int64_t retain_age_ns;         /* delete events received longer ago; 0 = keep */
     uint64_t retain_size;          /* delete the oldest while the log's tables use
                                     * more bytes than this; 0 = keep */
-    int max_message;               /* bytes; larger ingest/replay messages drop the peer */
+    int max_message;               /* bytes; a larger publish is refused, a larger
+                                    * frame (ingest, replay) drops the peer */
     const char *curve_key;         /* secret key file; NULL = plain sockets */
     const char *acl;               /* ACL file (rk_acl); NULL = none */
     int insecure_no_curve;         /* plain sockets allowed off loopback */

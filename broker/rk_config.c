@@ -384,8 +384,9 @@ static const struct key keys[] = {
     {.section = "broker", .name = "max_message", .flag = "max-message", .arg = "BYTES",
      .type = &t_int, .min = 20480, .max = 16777216, .offset = FIELD(broker.max_message),
      .def = "65536",
-     .help = "a publisher sending a larger message (all frames)\n"
-             "is disconnected before the broker reads it;\n"
+     .help = "a publish larger than this in all its frames is\n"
+             "refused (E_TOO_LONG), logged and counted; a single\n"
+             "frame over it disconnects the publisher unseen;\n"
              "events themselves stop at 16384 bytes (E_TOO_LONG);\n"
              "replay requests at 8192 bytes"},
     {.section = "broker", .name = "curve_key", .flag = "curve-key", .arg = "FILE",

@@ -161,13 +161,16 @@ static int allowed(struct rk_feed *f, zmq_msg_t *m)
     int ok = t && ntopics >= 0 &&
              rk_acl_may_read(t, RK_ACL_SUBSCRIBE, (const char (*)[RK_WIRE_TOPIC_MAX])topics,
                              (unsigned)ntopics);
-    if (!ok && f->refused_subscriptions++ % 1000 == 0)
+    if (!ok && f->refused_subscriptions++ % 1000 == 0) {
+        char sub[256]; /* client bytes: quoted and escaped, never raw */
+        size_t len = n > 1 && data[n - 1] == '\n' ? n - 2 : n - 1;
         RK_DIAG(RK_DIAG_WARN, "subscription_refused", "count=%llu tenant=%s key=%s "
-                "subscription=\"%.*s\" why=\"%s\"", f->refused_subscriptions,
+                "subscription=%s why=\"%s\"", f->refused_subscriptions,
                 t ? rk_acl_tenant_name(t) : "-", key ? key : "-",
-                (int)(n > 1 && data[n - 1] == '\n' ? n - 2 : n - 1), data + 1,
+                rk_diag_quote(sub, sizeof sub, data + 1, len),
                 !t ? "key not in the ACL" : ntopics < 0 ? "not a subscription key"
                    : "topics outside the tenant's subscribe list");
+    }
     rk_acl_release(acl);
     return ok;
 }

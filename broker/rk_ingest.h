@@ -48,7 +48,8 @@ struct rk_ingest;
 /* Settings of the ingest socket. */
 struct rk_ingest_options {
     const char *endpoint;
-    int64_t max_message;            /* bytes; a larger message drops the peer */
+    int64_t max_message;            /* bytes; a larger publish is refused (E_TOO_LONG),
+                                     * a larger frame drops the peer */
     const char *curve_secret;       /* NULL: plain */
     struct rk_acl_slot *acl;        /* NULL: no ACL (plain) */
     size_t batch_max;

@@ -1,8 +1,10 @@
 #include "rk_replay.h"
+#include "rk_ack.h"
 #include "rk_reqstate.h"
 #include "rk_zap.h"
 #include "rk_diag.h"
 #include "rk_event.h"
+#include "rk_text.h"
 #include "rk_time.h"
 #include "rk_wire.h"
 
@@ -67,11 +69,14 @@ static int send_hdr(void *sock, zmq_msg_t *ident, const struct rk_wire_hdr *h, i
     return zmq_send(sock, buf, n, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
+/* The message's quoted parts are escaped where they are quoted; escaping
+ * the rest (rk_text, backslashes kept) is the last line, so that no reply
+ * carries a control byte or invalid UTF-8 whatever a message was built of. */
 static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *code, const char *msg)
 {
     struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
     snprintf(h.code, sizeof h.code, "%s", code);
-    snprintf(h.message, sizeof h.message, "%s", msg);
+    rk_text_escape(h.message, sizeof h.message, msg, strlen(msg), RK_TEXT_KEEP_BACKSLASH);
     send_hdr(sock, ident, &h, 0);
 }
 
@@ -516,7 +521,8 @@ static void handle_request(struct rk_replay *rp)
         nframes++;
     }
     if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0)
-        send_err(rp->router, &ident, req.corr, "E_HEADER", "header: not a renkei version-1 header");
+        send_err(rp->router, &ident, rk_ack_header_corr(zmq_msg_data(&hdr), zmq_msg_size(&hdr)),
+                 "E_HEADER", "header: not a renkei version-1 header");
     else if (req.cmd != RK_CMD_REPLAY && req.cmd != RK_CMD_SNAP && req.cmd != RK_CMD_STATE)
         send_err(rp->router, &ident, req.corr, "E_COMMAND", "header.command: the replay socket "
                  "serves only \"replay\", \"snap\" and \"state\"");

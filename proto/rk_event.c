@@ -1,6 +1,7 @@
 #include "rk_event.h"
 #include "rk_mp.h"
 #include "rk_muni.h"
+#include "rk_text.h"
 #include "rk_time.h"
 
 #include <math.h>
@@ -219,6 +220,10 @@ static int vocab_index(const char *const *vocab, const struct rk_mp_val *s)
 
 /* ---- error reporting ---------------------------------------------------- */
 
+/* Bytes of a quoted value in a message: 64 ASCII, or 21 kanji, or 16
+ * escaped bytes, so that the longest reason still fits the 255 bytes. */
+#define QUOTE_MAX 64
+
 struct vctx {
     const unsigned char *end; /* of the event's bytes */
     const char *prefix;   /* "offer", "kpi.update", or "event" before the type is known */
@@ -228,6 +233,7 @@ struct vctx {
     int64_t sent_at;      /* 0 until sent_at has been checked */
     int resource;         /* index into resources[], -1 until known */
     int64_t fiscal_year;
+    char quoted[QUOTE_MAX + 1]; /* the value quote() escaped last */
 };
 
 static enum rk_verr fail(struct vctx *c, enum rk_verr code, const char *field,
@@ -253,13 +259,14 @@ static const char *chars(const struct rk_mp_val *s)
     return (const char *)s->p;
 }
 
-/* Up to 40 bytes of a string for an error message, cut on a UTF-8 boundary. */
-static int clip(const struct rk_mp_val *s)
+/* A string value of the event for its error message, in c->quoted: the
+ * publisher's bytes escaped (rk_text), since the message goes back to
+ * clients that show it as is, and cut between characters to leave the
+ * message room for the rest. */
+static const char *quote(struct vctx *c, const struct rk_mp_val *s)
 {
-    uint32_t n = s->n < 40 ? s->n : 40;
-    while (n > 0 && n < s->n && (s->p[n] & 0xc0) == 0x80)
-        n--;
-    return (int)n;
+    rk_text_escape(c->quoted, sizeof c->quoted, s->p, s->n, 0);
+    return c->quoted;
 }
 
 /* ---- value checks -------------------------------------------------------- */
@@ -279,8 +286,8 @@ static enum rk_verr check_id(struct vctx *c, const char *field, const struct rk_
     if (o->n < 1 || o->n > RK_ID_MAX)
         return fail(c, RK_V_ID, field, "must be 1..64 characters, got %u", o->n);
     if (!rk_event_id_valid(chars(o), o->n))
-        return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%.*s\"",
-                    clip(o), chars(o));
+        return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%s\"",
+                    quote(c, o));
     return RK_V_OK;
 }
 
@@ -298,32 +305,6 @@ int rk_event_id_valid(const char *s, size_t len)
     return 1;
 }
 
-/* Decodes one UTF-8 sequence at s[*i]; returns the code point or -1 for an
- * invalid, overlong or surrogate sequence. */
-static long utf8_next(const unsigned char *s, uint32_t n, uint32_t *i)
-{
-    unsigned b = s[*i];
-    int extra;
-    long cp, min;
-    if (b < 0x80) { (*i)++; return b; }
-    if ((b & 0xe0) == 0xc0) { extra = 1; cp = b & 0x1f; min = 0x80; }
-    else if ((b & 0xf0) == 0xe0) { extra = 2; cp = b & 0x0f; min = 0x800; }
-    else if ((b & 0xf8) == 0xf0) { extra = 3; cp = b & 0x07; min = 0x10000; }
-    else return -1;
-    if (n - *i <= (uint32_t)extra)
-        return -1;
-    for (int k = 1; k <= extra; k++) {
-        unsigned cb = s[*i + (uint32_t)k];
-        if ((cb & 0xc0) != 0x80)
-            return -1;
-        cp = cp << 6 | (cb & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    *i += (uint32_t)extra + 1;
-    return cp;
-}
-
 /* UTF-8 text of at most `max` bytes, no control characters except TAB and
  * LF; `need_content` refuses text that is empty or only white space. */
 static enum rk_verr check_text(struct vctx *c, const char *field, const struct rk_mp_val *o,
@@ -336,14 +317,15 @@ static enum rk_verr check_text(struct vctx *c, const char *field, const struct r
         return fail(c, RK_V_TOO_LONG, field, "must be at most %u bytes, got %u", max, o->n);
     bool blank = true;
     for (uint32_t i = 0; i < o->n;) {
-        uint32_t at = i;
-        long cp = utf8_next(o->p, o->n, &i);
-        if (cp < 0)
-            return fail(c, RK_V_TEXT, field, "invalid UTF-8 at byte %u", at);
+        uint32_t cp;
+        size_t len = rk_text_utf8_char(o->p + i, o->n - i, &cp);
+        if (len == 0)
+            return fail(c, RK_V_TEXT, field, "invalid UTF-8 at byte %u", i);
         if ((cp < 0x20 && cp != '\t' && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
-            return fail(c, RK_V_TEXT, field, "control character U+%04lX at byte %u", cp, at);
+            return fail(c, RK_V_TEXT, field, "control character U+%04X at byte %u", (unsigned)cp, i);
         if (cp != ' ' && cp != '\t' && cp != '\n' && cp != 0x3000)
             blank = false;
+        i += (uint32_t)len;
     }
     if (need_content && blank)
         return fail(c, RK_V_TEXT, field, "must not be empty or blank");
@@ -363,8 +345,7 @@ static enum rk_verr check_vocab(struct vctx *c, const char *field, const struct 
         strncat(list, i ? "|" : "", sizeof list - strlen(list) - 1);
         strncat(list, vocab[i], sizeof list - strlen(list) - 1);
     }
-    return fail(c, RK_V_VOCAB, field, "must be %s, got \"%.*s\"", list, clip(o),
-                chars(o));
+    return fail(c, RK_V_VOCAB, field, "must be %s, got \"%s\"", list, quote(c, o));
 }
 
 /* The taxonomy has 27 items: naming them all would fill the message. */
@@ -374,8 +355,8 @@ static enum rk_verr check_policy_area(struct vctx *c, const char *field, const s
     if (rc || vocab_index(policy_areas, o) >= 0)
         return rc;
     return fail(c, RK_V_POLICY_AREA, field,
-                "must be a KPI taxonomy item such as a.b or u.A.c, got \"%.*s\"",
-                clip(o), chars(o));
+                "must be a KPI taxonomy item such as a.b or u.A.c, got \"%s\"",
+                quote(c, o));
 }
 
 /* An integer field in [lo, hi]; floats are refused, not rounded. */
@@ -426,11 +407,11 @@ static enum rk_verr check_time(struct vctx *c, const char *field, const struct r
         return rc;
     if (rk_time_parse(chars(o), o->n, ns))
         return fail(c, RK_V_TIME, field,
-                    "must be RFC 3339 with seconds and offset, e.g. 2026-02-17T10:24:00+09:00, got \"%.*s\"",
-                    clip(o), chars(o));
+                    "must be RFC 3339 with seconds and offset, e.g. 2026-02-17T10:24:00+09:00, got \"%s\"",
+                    quote(c, o));
     if (*ns < YEAR_2000_NS)
-        return fail(c, RK_V_TIME, field, "must be in the year 2000 or later, got \"%.*s\"",
-                    clip(o), chars(o));
+        return fail(c, RK_V_TIME, field, "must be in the year 2000 or later, got \"%s\"",
+                    quote(c, o));
     return RK_V_OK;
 }
 
@@ -583,11 +564,11 @@ static enum rk_verr index_keys(struct vctx *c, const char *where, struct rk_mp_r
         else if (b && (at = field_index(b, &k, &next_b)) >= 0)
             slot = &vb[at];
         if (!slot)
-            return fail(c, RK_V_UNKNOWN_FIELD, where, "unknown field \"%.*s\" (the schema is strict)",
-                        clip(&k), chars(&k));
+            return fail(c, RK_V_UNKNOWN_FIELD, where, "unknown field \"%s\" (the schema is strict)",
+                        quote(c, &k));
         if (slot->kind != RK_MP_NONE)
-            return fail(c, RK_V_DECODE, where, "field \"%.*s\" appears twice",
-                        clip(&k), chars(&k));
+            return fail(c, RK_V_DECODE, where, "field \"%s\" appears twice",
+                        quote(c, &k));
         if (rk_mp_next(r, slot) ||
             ((slot->kind == RK_MP_MAP || slot->kind == RK_MP_ARRAY) && rk_mp_skip_items(r, slot)))
             return fail(c, RK_V_DECODE, where, "not one complete MessagePack value");
@@ -604,14 +585,13 @@ static enum rk_verr check_muni(struct vctx *c, const char *field, const struct r
     case RK_MUNI_OK:
         return RK_V_OK;
     case RK_MUNI_FORMAT:
-        return fail(c, RK_V_CODE_FORMAT, field, "must be six digits, got \"%.*s\"", clip(o),
-                    chars(o));
+        return fail(c, RK_V_CODE_FORMAT, field, "must be six digits, got \"%s\"", quote(c, o));
     case RK_MUNI_PREFECTURE:
-        return fail(c, RK_V_CODE_PREFECTURE, field, "prefecture must be 01..47, got \"%.*s\"",
-                    clip(o), chars(o));
+        return fail(c, RK_V_CODE_PREFECTURE, field, "prefecture must be 01..47, got \"%s\"",
+                    quote(c, o));
     case RK_MUNI_CHECK_DIGIT:
-        return fail(c, RK_V_CHECK_DIGIT, field, "check digit of %.5s must be %c, got \"%.*s\"",
-                    chars(o), rk_muni_check_digit(chars(o)), clip(o), chars(o));
+        return fail(c, RK_V_CHECK_DIGIT, field, "check digit of %.5s must be %c, got \"%s\"",
+                    chars(o), rk_muni_check_digit(chars(o)), quote(c, o));
     default:
         return fail(c, RK_V_UNKNOWN_MUNICIPALITY, field, "no local government has code %.6s",
                     chars(o));
@@ -625,8 +605,8 @@ static enum rk_verr check_sent_at(struct vctx *c, const struct rk_mp_val *o)
     if (rc)
         return rc;
     if (c->now_ns && ns > c->now_ns + DAY_NS)
-        return fail(c, RK_V_TIME, "sent_at", "more than 24 h ahead of the broker's clock: \"%.*s\"",
-                    clip(o), chars(o));
+        return fail(c, RK_V_TIME, "sent_at", "more than 24 h ahead of the broker's clock: \"%s\"",
+                    quote(c, o));
     c->sent_at = ns;
     return RK_V_OK;
 }
@@ -641,8 +621,8 @@ static enum rk_verr check_resource(struct vctx *c, const struct rk_mp_val *o)
             c->resource = (int)i;
             return RK_V_OK;
         }
-    return fail(c, RK_V_VOCAB, "resource", "not in the resource vocabulary, got \"%.*s\"",
-                clip(o), chars(o));
+    return fail(c, RK_V_VOCAB, "resource", "not in the resource vocabulary, got \"%s\"",
+                quote(c, o));
 }
 
 static enum rk_verr check_unit(struct vctx *c, const struct rk_mp_val *o)
@@ -652,8 +632,8 @@ static enum rk_verr check_unit(struct vctx *c, const struct rk_mp_val *o)
         return rc;
     const char *want = resources[c->resource].unit; /* resource precedes unit in every schema */
     if (!rk_mp_str_is(o, want))
-        return fail(c, RK_V_UNIT, "unit", "%s is counted in %s, got \"%.*s\"",
-                    resources[c->resource].code, want, clip(o), chars(o));
+        return fail(c, RK_V_UNIT, "unit", "%s is counted in %s, got \"%s\"",
+                    resources[c->resource].code, want, quote(c, o));
     return RK_V_OK;
 }
 
@@ -733,8 +713,8 @@ static enum rk_verr check_as_of(struct vctx *c, const char *field, const struct 
             month = month * 10 + (o->p[i] - '0');
     }
     if (!ok || month < 1 || month > 12 || year < 1989 || year > 2101)
-        return fail(c, RK_V_TIME, field, "must be a month YYYY-MM (1989..2101), got \"%.*s\"",
-                    clip(o), chars(o));
+        return fail(c, RK_V_TIME, field, "must be a month YYYY-MM (1989..2101), got \"%s\"",
+                    quote(c, o));
     return RK_V_OK;
 }
 
@@ -878,8 +858,8 @@ static enum rk_verr validate_map(struct vctx *c, struct rk_mp_reader *r,
     enum rk_event_type type = rk_event_type_parse(chars(&type_val), type_val.n);
     if (type == RK_EV_NONE)
         return fail(c, RK_V_EVENT_TYPE, "type", "must be kpi.update or aid.request|offer|accept|"
-                    "dispatch|fulfil|cancel|withdraw, got \"%.*s\"",
-                    clip(&type_val), chars(&type_val));
+                    "dispatch|fulfil|cancel|withdraw, got \"%s\"",
+                    quote(c, &type_val));
     const char *tname = type_names[type];
     const struct field *schema = schemas[type];
     c->prefix = strncmp(tname, "aid.", 4) == 0 ? tname + 4 : tname;

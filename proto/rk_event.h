@@ -68,7 +68,11 @@ struct rk_event_info {
 };
 
 /* Why an event was refused: a code and a message of the form
- * "<type>.<field>: <reason>", e.g. "offer.quantity: must be 1..10000000, got -5". */
+ * "<type>.<field>: <reason>", e.g. "offer.quantity: must be 1..10000000, got -5".
+ * A value or field name of the event quoted in the message ("got \"...\"")
+ * is escaped by rk_text (rk_text.h: \\ and \xHH) and cut to 64 bytes
+ * between characters, so the message is always valid UTF-8 without
+ * control characters or NUL, whatever the event held. */
 struct rk_verror {
     enum rk_verr code;
     char message[256];
