@@ -1,14 +1,15 @@
 /* renkei-agent: a municipality publishes KPI updates and disaster-support
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
-#include "rk_secure.h"
 #include "rk_err.h"
 #include "rk_event.h"
+#include "rk_forward.h"
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
-#include "rk_outbox.h"
 #include "rk_pub.h"
 #include "rk_time.h"
+#include "rk_toolopt.h"
+#include "rk_wire.h" /* RK_DEFAULT_INGEST */
 
 #include <errno.h>
 #include <getopt.h>
@@ -22,7 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_BROKER "tcp://127.0.0.1:7701"
 #define DEFAULT_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -30,11 +30,11 @@ static volatile sig_atomic_t stop_requested; /* SIGTERM or SIGINT in run --spool
 
 enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_OUTBOX = 4 };
 
-/* A publish waiting for its outcome: what to report about it. */
+/* A publish without an outbox waiting for its outcome: what to report
+ * about it. */
 struct inflight {
     uint64_t corr;
-    long line;                     /* 0: an event of an earlier run (outbox) */
-    uint64_t number;               /* its outbox number; 0 without an outbox */
+    long line;
     char event_id[RK_ID_MAX + 1];
 };
 
@@ -51,24 +51,23 @@ struct agent {
     int json;
     int window;
     int timeout_ms;
-    struct rk_pub *pub;
-    struct inflight *slots;   /* `window` entries; corr 0 = free */
+    struct rk_client_options client; /* --broker-key, --key */
+    struct rk_pub *pub;            /* without --outbox */
+    struct inflight *slots;        /* its `window` entries; corr 0 = free */
     unsigned long ok, refused;
     int unreachable;
     /* store and forward (--outbox DIR) */
     const char *outbox_dir;
-    struct rk_outbox *outbox;
+    struct rk_forward *fw;
+    enum rk_forward_state fw_state; /* what the last pump saw */
     int persist;                   /* run: retry forever instead of giving up */
     struct staged stage;
-    uint64_t sent_upto;            /* highest outbox number sent on this connection */
     uint64_t run_first;            /* the first number this run added; 0 = none yet */
     long *run_lines;               /* line of number run_first + i */
     size_t run_count;
-    int send_blocked;              /* the last pump left pending events unsent */
     const char *spool_dir;         /* run --spool DIR */
     const char *spool_file;        /* the spool file being read, for reports */
     int spool_kept;                /* files the last scan had to leave: slows the next */
-    int64_t progress_ns;           /* last answer or new connection */
 };
 
 static void usage(FILE *out)
@@ -110,7 +109,7 @@ static void usage(FILE *out)
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
-        RK_SECURE_HELP
+        RK_TOOLOPT_KEYS_HELP
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -123,28 +122,31 @@ static void usage(FILE *out)
         "  renkei-agent event '{\"type\":\"aid.cancel\",\"event_id\":\"304018-0009\",\n"
         "    \"municipality\":\"304018\",\"sent_at\":\"2026-02-17T15:00:00+09:00\",\n"
         "    \"request_id\":\"REQ-304018-001\",\"reason\":\"generators restored\"}'\n",
-        DEFAULT_BROKER, DEFAULT_WINDOW, DEFAULT_TIMEOUT_MS);
+        RK_DEFAULT_INGEST, DEFAULT_WINDOW, DEFAULT_TIMEOUT_MS);
 }
 
 /* ---- reporting */
 
-static void report_ok(struct agent *a, const struct inflight *f, const struct rk_pub_result *r)
+/* `number`: its outbox number, 0 without an outbox; `line` 0: an event an
+ * earlier run left in the outbox. */
+static void report_ok(struct agent *a, long line, uint64_t number, const char *event_id,
+                      uint64_t seq, int64_t recv_ns)
 {
     char when[RK_TIME_TEXT_MAX];
-    rk_time_format(r->recv_ns, when);
+    rk_time_format(recv_ns, when);
     a->ok++;
-    if (a->json && f->number)
+    if (a->json && number)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
-               "\"outbox_number\":%llu}\n", f->line, f->event_id, (unsigned long long)r->seq, when,
-               (unsigned long long)f->number);
+               "\"outbox_number\":%llu}\n", line, event_id, (unsigned long long)seq, when,
+               (unsigned long long)number);
     else if (a->json)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\"}\n",
-               f->line, f->event_id, (unsigned long long)r->seq, when);
-    else if (f->line == 0) /* an event an earlier run left in the outbox */
-        printf("stored   outbox #%-6llu seq %-8llu %s\n", (unsigned long long)f->number,
-               (unsigned long long)r->seq, f->event_id);
+               line, event_id, (unsigned long long)seq, when);
+    else if (line == 0)
+        printf("stored   outbox #%-6llu seq %-8llu %s\n", (unsigned long long)number,
+               (unsigned long long)seq, event_id);
     else
-        printf("stored   line %-4ld seq %-8llu %s\n", f->line, (unsigned long long)r->seq, f->event_id);
+        printf("stored   line %-4ld seq %-8llu %s\n", line, (unsigned long long)seq, event_id);
 }
 
 static void report_refused(struct agent *a, long line, const char *event_id, const char *code,
@@ -197,7 +199,7 @@ static int collect_one(struct agent *a)
         if (!f)
             continue;   /* an answer to nothing we sent: ignore */
         if (r.ok)
-            report_ok(a, f, &r);
+            report_ok(a, f->line, 0, f->event_id, r.seq, r.recv_ns);
         else
             report_refused(a, f->line, f->event_id, r.code, r.message);
         f->corr = 0;
@@ -214,13 +216,13 @@ static void submit(struct agent *a, long line, const void *event, size_t len)
     struct rk_verror err;
     uint64_t corr;
 
-    if (a->unreachable && !a->outbox)
+    if (a->unreachable && !a->fw)
         return;
     if (rk_event_validate(event, len, rk_time_now(), &info, &err) != RK_V_OK) {
         report_refused(a, line, NULL, rk_verr_name(err.code), err.message);
         return;
     }
-    if (a->outbox) {
+    if (a->fw) {
         /* Kept even when the broker is unreachable: it goes out later. */
         outbox_submit(a, line, event, len);
         return;
@@ -245,7 +247,7 @@ static void drain_all(struct agent *a)
 }
 
 
-/* ---- store and forward: every event goes through the outbox */
+/* ---- store and forward: every event goes through the outbox (rk_forward) */
 
 static void outbox_failed(struct agent *a, const char *what, int rc)
 {
@@ -306,7 +308,7 @@ static int stage_store(struct agent *a, const char *tag)
         abort();
     for (size_t i = 0; i < st->n; p += st->lens[i], i++)
         events[i] = p;
-    rc = rk_outbox_add_tagged(a->outbox, events, st->lens, st->n, tag, &first);
+    rc = rk_forward_add_tagged(a->fw, events, st->lens, st->n, tag, &first);
     free(events);
     if (rc == RK_OK && st->n)
         remember_lines(a, first, st->lines, st->n);
@@ -331,89 +333,21 @@ static long line_of(const struct agent *a, uint64_t number)
     return a->run_lines[number - a->run_first];
 }
 
-/* Sends pending events in number order while the window has room.
- * Returns how many were sent. */
-static int outbox_pump(struct agent *a)
+/* The forwarder recorded the answer in the outbox already. */
+static void on_outcome(void *arg, const struct rk_forward_outcome *o)
 {
-    static unsigned char buf[RK_EVENT_MAX_BYTES];
-    struct rk_event_info info;
-    uint64_t number, corr;
-    size_t len;
-    int sent = 0, rc;
-
-    a->send_blocked = 0;
-    while (rk_pub_in_flight(a->pub) < (size_t)a->window) {
-        rc = rk_outbox_next(a->outbox, a->sent_upto, &number, buf, sizeof buf, &len);
-        if (rc == RK_EOF)
-            break;
-        if (rc)
-            outbox_failed(a, "cannot read", rc);
-        if (rk_pub_send_numbered(a->pub, rk_outbox_producer(a->outbox), number, buf, len,
-                                 &corr) != 0) {
-            a->send_blocked = 1; /* not connected, or the local queue is full */
-            break;
-        }
-        struct inflight *f = slot_for(a, 0);
-        f->corr = corr;
-        f->number = number;
-        f->line = line_of(a, number);
-        if (rk_event_validate(buf, len, 0, &info, NULL) != RK_V_OK)
-            info.event_id[0] = '\0';
-        snprintf(f->event_id, sizeof f->event_id, "%s", info.event_id);
-        a->sent_upto = number;
-        sent++;
-    }
-    return sent;
-}
-
-/* Forgets what is in flight and connects again, so the oldest pending
- * event is sent first; the broker answers what it stored already with the
- * original acknowledgement. */
-static void outbox_reconnect(struct agent *a)
-{
-    rk_pub_destroy(&a->pub);
-    if (rk_pub_new_single(a->broker, &a->pub) != 0) {
-        fprintf(stderr, "renkei-agent: --broker %s: %s\n", a->broker, strerror(errno));
-        exit(EXIT_USAGE);
-    }
-    for (int i = 0; i < a->window; i++)
-        a->slots[i].corr = 0;
-    a->sent_upto = 0;
-    a->progress_ns = rk_time_now();
-}
-
-/* One answer, through the outbox. Returns 0, 1 when the broker asked to
- * retry later (E_STORAGE), -1 on silence. */
-static int outbox_collect_one(struct agent *a, int timeout_ms)
-{
-    struct rk_pub_result r;
-    int rc;
-    for (;;) {
-        if (rk_pub_recv(a->pub, timeout_ms, &r) != 0) {
-            if (errno == EPROTO)
-                continue;
-            return -1;
-        }
-        struct inflight *f = slot_for(a, r.corr);
-        if (!f)
-            continue;
-        f->corr = 0;
-        if (!r.ok && strcmp(r.code, "E_STORAGE") == 0)
-            return 1; /* not stored; stays in the outbox */
-        if ((rc = rk_outbox_answer(a->outbox, f->number, r.ok, r.seq, r.recv_ns)))
-            outbox_failed(a, "cannot record an answer", rc);
-        if (r.ok)
-            report_ok(a, f, &r);
-        else
-            report_refused(a, f->line, f->event_id, r.code, r.message);
-        return 0;
-    }
+    struct agent *a = arg;
+    long line = line_of(a, o->number);
+    if (o->ok)
+        report_ok(a, line, o->number, o->event_id, o->seq, o->recv_ns);
+    else
+        report_refused(a, line, o->event_id, o->code, o->message);
 }
 
 static uint64_t outbox_pending(struct agent *a)
 {
-    struct rk_outbox_status st;
-    int rc = rk_outbox_status(a->outbox, &st);
+    struct rk_forward_status st;
+    int rc = rk_forward_status(a->fw, &st);
     if (rc)
         outbox_failed(a, "cannot read", rc);
     return st.pending;
@@ -427,60 +361,34 @@ static void say_waiting(struct agent *a, const char *why)
             a->outbox_dir);
 }
 
-static int silent_ms(const struct agent *a)
-{
-    int64_t ms = (rk_time_now() - a->progress_ns) / 1000000;
-    return ms > INT32_MAX ? INT32_MAX : (int)ms;
-}
-
-/* Waits up to wait_ms for one answer, or, when nothing is in flight but
- * events could not be sent (no connection yet), for the connection.
- * Returns 0 after an answer, 1 for E_STORAGE, -1 when nothing came. */
-static int outbox_wait(struct agent *a, int wait_ms)
-{
-    if (rk_pub_in_flight(a->pub) > 0)
-        return outbox_collect_one(a, wait_ms);
-    for (int waited = 0; waited < wait_ms; waited += 5) {
-        usleep(5000);
-        if (outbox_pump(a) > 0)
-            return 0;
-    }
-    return -1;
-}
-
 /* Sends everything pending and collects the answers, waiting up to wait_ms
  * at a time. A broker silent for --timeout (or answering E_STORAGE) is
- * waited out for ever with `persist` (the run command), with a new
- * connection each time; otherwise the run ends, the events safe in the
- * outbox. */
+ * waited out for ever with `persist` (the run command): the next pump
+ * backs off and connects again; otherwise the run ends, the events safe in
+ * the outbox. */
 static void outbox_drain(struct agent *a, int wait_ms)
 {
-    int backoff_ms = 200;
     for (;;) {
-        outbox_pump(a);
-        if (rk_pub_in_flight(a->pub) == 0 && !a->send_blocked)
+        int rc = rk_forward_pump(a->fw, wait_ms, &a->fw_state);
+        if (rc)
+            outbox_failed(a, rk_forward_error(a->fw), rc);
+        if (a->fw_state == RK_FORWARD_IDLE)
             return; /* all answered */
-        int rc = outbox_wait(a, wait_ms);
-        if (rc == 0) {
-            a->progress_ns = rk_time_now();
-            backoff_ms = 200;
+        if (a->fw_state == RK_FORWARD_MOVING)
             continue;
-        }
-        if (rc < 0 && silent_ms(a) < a->timeout_ms) {
+        if (a->fw_state == RK_FORWARD_WAITING) {
             if (wait_ms < a->timeout_ms)
                 return; /* the caller has other work; try again later */
             continue;
         }
-        if (!a->persist || stop_requested) {
-            if (stop_requested)
-                return;
-            say_waiting(a, rc < 0 ? "no answer from the broker" : "the broker cannot store now");
-            a->unreachable = 1;
+        if (stop_requested)
             return;
-        }
-        usleep((useconds_t)backoff_ms * 1000);
-        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-        outbox_reconnect(a);
+        if (a->persist)
+            continue;
+        say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? "no answer from the broker"
+                                                        : "the broker cannot store now");
+        a->unreachable = 1;
+        return;
     }
 }
 
@@ -598,7 +506,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
         {"spool", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
-        RK_SECURE_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        RK_TOOLOPT_KEYS_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
@@ -623,13 +531,13 @@ static int parse_options(int argc, char **argv, struct agent *a)
                 return EXIT_USAGE;
             }
             break;
-        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
-        case RK_SECURE_OPT_KEY: my_key = optarg; break;
+        case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }
-    if (rk_secure_options("renkei-agent", broker_key, my_key) != 0)
+    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0)
         return EXIT_USAGE;
     if (optind >= argc) {
         fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush or status); "
@@ -714,7 +622,7 @@ static int spool_finish(struct agent *a, const char *name)
 {
     char path[4096];
     int rc = spool_path(a, TAKEN_PREFIX, name, path, sizeof path);
-    if (rc == RK_OK && (rc = rk_outbox_drop_tag(a->outbox, name)))
+    if (rc == RK_OK && (rc = rk_forward_drop_tag(a->fw, name)))
         return spool_outbox_error(a, path, "its events are in, but not yet its name forgotten",
                                   rc);
     if (rc == RK_OK && unlink(path) != 0 && errno != ENOENT)
@@ -768,10 +676,10 @@ static int spool_take(struct agent *a, const char *name)
         spool_skip(a, name, "cannot take", why);
         return RK_OK;
     }
-    if ((rc = rk_outbox_has_tag(a->outbox, name, &in)))
+    if ((rc = rk_forward_has_tag(a->fw, name, &in)))
         return spool_outbox_error(a, from, "cannot look up whether it was taken", rc);
     /* Already in: an earlier try stored the events, perhaps not to disk. */
-    if (in && (rc = rk_outbox_sync(a->outbox)))
+    if (in && (rc = rk_forward_sync(a->fw)))
         return spool_outbox_error(a, from, "cannot sync the events it left", rc);
     if (!in && (rc = spool_store(a, name, from, &in)))
         return spool_outbox_error(a, from, "cannot store its events", rc);
@@ -832,7 +740,7 @@ static int spool_pause(struct agent *a, int pause_ms)
         pause_ms = pause_ms < SPOOL_RETRY_MAX_MS / 2 ? 2 * pause_ms : SPOOL_RETRY_MAX_MS;
     else
         pause_ms = SPOOL_IDLE_MS;
-    if (a->spool_kept || (rk_pub_in_flight(a->pub) == 0 && !a->send_blocked))
+    if (a->spool_kept || a->fw_state == RK_FORWARD_IDLE)
         usleep((useconds_t)pause_ms * 1000); /* a signal ends it early */
     return pause_ms;
 }
@@ -864,6 +772,20 @@ static int run_spool(struct agent *a)
     return 0;
 }
 
+/* Whether standard input's buffer is empty: poll sees only the pipe, and
+ * the last lines of a burst are often all in the buffer already. */
+static int stdin_buffer_empty(void)
+{
+    return stdin->_IO_read_ptr >= stdin->_IO_read_end; /* glibc's FILE, public */
+}
+
+/* Nothing staged and nothing waiting for the broker: only input can bring
+ * work, so it is waited for without a timeout. */
+static int stream_idle(const struct agent *a)
+{
+    return a->stage.n == 0 && a->fw_state == RK_FORWARD_IDLE;
+}
+
 /* run: JSON lines from standard input for as long as it is open. Each
  * line is in the outbox as soon as no more input is ready (or a window is
  * full), and goes out while the next is read. */
@@ -873,7 +795,7 @@ static int run_stream(struct agent *a)
     struct line_reader lr = {.in = stdin};
 
     for (;;) {
-        while (poll(&in, 1, 0) == 0) {
+        while (stdin_buffer_empty() && poll(&in, 1, stream_idle(a) ? -1 : 0) == 0) {
             stage_flush(a);
             outbox_drain(a, 100);
         }
@@ -887,9 +809,9 @@ static int run_stream(struct agent *a)
 
 static int print_status(struct agent *a)
 {
-    struct rk_outbox_status st;
+    struct rk_forward_status st;
     char when[RK_TIME_TEXT_MAX] = "";
-    int rc = rk_outbox_status(a->outbox, &st);
+    int rc = rk_forward_status(a->fw, &st);
     if (rc)
         outbox_failed(a, "cannot read", rc);
     if (st.last_ack_number)
@@ -927,7 +849,7 @@ static int dispatch(struct agent *a, int argc, char **argv)
     const char *cmd = argv[optind];
     int needs_outbox = strcmp(cmd, "run") == 0 || strcmp(cmd, "flush") == 0 ||
                        strcmp(cmd, "status") == 0;
-    if (needs_outbox && !a->outbox) {
+    if (needs_outbox && !a->fw) {
         fprintf(stderr, "renkei-agent: %s needs --outbox DIR\n", cmd);
         return EXIT_USAGE;
     }
@@ -963,7 +885,7 @@ static int dispatch(struct agent *a, int argc, char **argv)
 
 static void finish(struct agent *a)
 {
-    if (!a->outbox) {
+    if (!a->fw) {
         drain_all(a);
         return;
     }
@@ -972,42 +894,71 @@ static void finish(struct agent *a)
         outbox_drain(a, a->timeout_ms);
 }
 
-int main(int argc, char **argv)
+/* With --outbox: the forwarder, its outbox open and its first connection
+ * made. Returns an exit status, or -1 to go on. */
+static int connect_outbox(struct agent *a)
 {
-    struct agent a = {.broker = DEFAULT_BROKER, .window = DEFAULT_WINDOW,
-                      .timeout_ms = DEFAULT_TIMEOUT_MS};
+    struct rk_forward_options fo = {.client = a->client, .window = (unsigned)a->window,
+                                    .timeout_ms = a->timeout_ms, .on_outcome = on_outcome,
+                                    .arg = a};
     char why[512];
-    int rc = parse_options(argc, argv, &a);
-    if (rc >= 0)
-        return rc;
-    if (a.outbox_dir && rk_outbox_open(a.outbox_dir, &a.outbox, why, sizeof why) != 0) {
+    int rc = rk_forward_open(a->outbox_dir, &a->fw, why, sizeof why);
+    if (rc) {
         fprintf(stderr, "renkei-agent: %s\n", why);
         return EXIT_OUTBOX;
     }
-    if ((a.outbox ? rk_pub_new_single(a.broker, &a.pub) : rk_pub_new(a.broker, &a.pub)) != 0) {
-        fprintf(stderr, "renkei-agent: --broker %s: %s\n", a.broker, strerror(errno));
+    if ((rc = rk_forward_connect(a->fw, a->broker, &fo))) {
+        fprintf(stderr, "renkei-agent: --broker %s: %s\n", a->broker, strerror(rc));
         return EXIT_USAGE;
     }
-    a.slots = calloc((size_t)a.window, sizeof *a.slots);
-    if (!a.slots)
-        abort();
-    a.progress_ns = rk_time_now();
-    rc = dispatch(&a, argc, argv);
-    if (strcmp(argv[optind], "status") != 0) {
-        finish(&a);
-        if (!a.json)
-            fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a.ok, a.refused);
+    return -1;
+}
+
+/* Without an outbox: one publisher and its window. */
+static int connect_direct(struct agent *a)
+{
+    if (rk_pub_open(a->broker, &a->client, &a->pub) != 0) {
+        fprintf(stderr, "renkei-agent: --broker %s: %s\n", a->broker, strerror(errno));
+        return EXIT_USAGE;
     }
+    a->slots = calloc((size_t)a->window, sizeof *a->slots);
+    if (!a->slots)
+        abort();
+    return -1;
+}
+
+/* The command, the last answers and the summary; the exit status. */
+static int execute(struct agent *a, int argc, char **argv)
+{
+    int rc = dispatch(a, argc, argv);
+    if (strcmp(argv[optind], "status") != 0) {
+        finish(a);
+        if (!a->json)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a->ok, a->refused);
+    }
+    if (rc)
+        return rc;
+    if (a->unreachable)
+        return EXIT_UNREACHABLE;
+    return a->refused ? EXIT_REFUSED : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct agent a = {.broker = RK_DEFAULT_INGEST, .window = DEFAULT_WINDOW,
+                      .timeout_ms = DEFAULT_TIMEOUT_MS, .fw_state = RK_FORWARD_WAITING};
+    int rc = parse_options(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    rc = a.outbox_dir ? connect_outbox(&a) : connect_direct(&a);
+    if (rc < 0)
+        rc = execute(&a, argc, argv);
     rk_pub_destroy(&a.pub);
-    rk_outbox_close(&a.outbox);
+    rk_forward_close(&a.fw);
     msgpack_sbuffer_destroy(a.stage.bytes);
     free(a.stage.lens);
     free(a.stage.lines);
     free(a.run_lines);
     free(a.slots);
-    if (rc)
-        return rc;
-    if (a.unreachable)
-        return EXIT_UNREACHABLE;
-    return a.refused ? EXIT_REFUSED : 0;
+    return rc;
 }

@@ -1,11 +1,12 @@
 /* renkei-replay: print the broker's stored history, or a range of it. */
-#include "rk_secure.h"
 #include "rk_asof.h"
 #include "rk_event.h"
 #include "rk_log.h"
 #include "rk_reader.h"
 #include "rk_render.h"
 #include "rk_time.h"
+#include "rk_wire.h" /* RK_DEFAULT_REPLAY */
+#include "rk_toolopt.h"
 #include "rk_topics.h"
 
 #include <errno.h>
@@ -15,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_REPLAY "tcp://127.0.0.1:7703"
-#define DEFAULT_DATA_DIR "./renkei-data"
 
 static void usage(FILE *out)
 {
@@ -61,13 +60,13 @@ static void usage(FILE *out)
         "                           may keep running), names the first bad record, and\n"
         "                           prints the chain head to keep elsewhere\n"
         "  -d, --data-dir DIR       the broker's data directory, for --verify [%s]\n"
-        RK_SECURE_HELP
+        RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
         "\n"
         "A summary (events printed, the log's last sequence) goes to stderr.\n"
         "Exit status: 0 done, 1 refused or a bad record found, 2 usage error,\n"
         "3 the broker did not answer.\n",
-        DEFAULT_REPLAY, DEFAULT_DATA_DIR);
+        RK_DEFAULT_REPLAY, RK_DEFAULT_DATA_DIR);
 }
 
 static int parse_seq(const char *opt, const char *v, uint64_t *out)
@@ -160,12 +159,12 @@ static int verify(const char *data_dir)
 }
 
 /* --as-of: takes only the filters that mean something for a state. */
-static int audit_as_of(const char *endpoint, int timeout_ms, int64_t at_ns,
-                       const struct rk_topic_query *tq, const struct rk_wire_filter *f,
-                       enum rk_render_format format)
+static int audit_as_of(const char *endpoint, const struct rk_client_options *client,
+                       int timeout_ms, int64_t at_ns, const struct rk_topic_query *tq,
+                       const struct rk_wire_filter *f, enum rk_render_format format)
 {
-    struct rk_asof_query q = {.endpoint = endpoint, .timeout_ms = timeout_ms, .at_ns = at_ns,
-                              .family = tq->family, .prefecture = tq->prefecture,
+    struct rk_asof_query q = {.endpoint = endpoint, .client = client, .timeout_ms = timeout_ms,
+                              .at_ns = at_ns, .family = tq->family, .prefecture = tq->prefecture,
                               .municipality = tq->municipality,
                               .request_id = f->request_id[0] ? f->request_id : NULL,
                               .kpi_id = f->kpi_id[0] ? f->kpi_id : NULL};
@@ -194,10 +193,10 @@ int main(int argc, char **argv)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
-        {"as-of", required_argument, NULL, 'O'}, RK_SECURE_LONGOPTS,
+        {"as-of", required_argument, NULL, 'O'}, RK_TOOLOPT_KEYS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    const char *endpoint = DEFAULT_REPLAY, *data_dir = DEFAULT_DATA_DIR;
+    const char *endpoint = RK_DEFAULT_REPLAY, *data_dir = RK_DEFAULT_DATA_DIR;
     int want_verify = 0, want_snapshot = 0;
     struct rk_topic_query tq = {0};
     struct rk_wire_filter filter = {0};
@@ -208,12 +207,13 @@ int main(int argc, char **argv)
     struct rk_reader *r = NULL;
     struct rk_record rec;
     const char *broker_key = NULL, *my_key = NULL;
+    struct rk_client_options client = {0};
 
     while ((c = getopt_long(argc, argv, "r:t:d:h", lo, NULL)) != -1) {
         switch (c) {
         case 'r': endpoint = optarg; break;
-        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
-        case RK_SECURE_OPT_KEY: my_key = optarg; break;
+        case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'V': want_verify = 1; break;
         case 'N': want_snapshot = 1; break;
         case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
         default: fprintf(stderr, "Try 'renkei-replay --help'.\n"); return 2;
         }
     }
-    if (rk_secure_options("renkei-replay", broker_key, my_key) != 0)
+    if (rk_toolopt_keys("renkei-replay", broker_key, my_key, &client) != 0)
         return 2;
     if (optind < argc) {
         fprintf(stderr, "renkei-replay: unexpected argument \"%s\"; try --help\n", argv[optind]);
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (as_of)
-        return audit_as_of(endpoint, timeout_ms, as_of, &tq, &filter, format);
+        return audit_as_of(endpoint, &client, timeout_ms, as_of, &tq, &filter, format);
     if (at && !want_snapshot) {
         fprintf(stderr, "renkei-replay: --at: only with --snapshot (for a range, use --to)\n");
         return 2;
@@ -273,7 +273,7 @@ int main(int argc, char **argv)
     }
     if (build_filter(&tq, &filter) != 0)
         return 2;
-    if (rk_reader_new(endpoint, &r) != 0) {
+    if (rk_reader_open(endpoint, &client, &r) != 0) {
         fprintf(stderr, "renkei-replay: --replay %s: %s\n", endpoint, strerror(errno));
         return 2;
     }

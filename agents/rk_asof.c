@@ -225,7 +225,7 @@ int rk_asof_print(const struct rk_asof_query *q, FILE *out, enum rk_render_forma
     int rc = -1;
 
     why[0] = '\0';
-    if (rk_reader_new(q->endpoint, &r) != 0) {
+    if (rk_reader_open(q->endpoint, q->client, &r) != 0) {
         snprintf(why, why_len, "--replay %s: %s", q->endpoint, strerror(errno));
         goto out;
     }

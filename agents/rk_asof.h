@@ -26,10 +26,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "renkei.h"
 #include "rk_render.h"
 
 struct rk_asof_query {
     const char *endpoint;      /* the broker's replay socket */
+    const struct rk_client_options *client; /* its keys; NULL: plain */
     int timeout_ms;            /* per reply */
     int64_t at_ns;             /* the moment: events received at or before it */
     const char *family;        /* "kpi", "aid" or NULL for both */

@@ -1,5 +1,7 @@
 #include "rk_outbox.h"
 
+#include "rk_be.h"
+
 #include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -31,20 +33,6 @@ struct rk_outbox {
     char producer[RK_OUTBOX_PRODUCER_MAX + 1];
 };
 
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* A u64 meta value; 0 when absent. */
 static int meta_get(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t *out, size_t n)
 {
@@ -58,7 +46,7 @@ static int meta_get(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t *out, 
     if (v.mv_size != 8 * n)
         return RK_EBADREC;
     for (size_t i = 0; i < n; i++)
-        out[i] = get_be64((const unsigned char *)v.mv_data + 8 * i);
+        out[i] = rk_be_get((const unsigned char *)v.mv_data + 8 * i, 8);
     return RK_OK;
 }
 
@@ -67,7 +55,7 @@ static int meta_put(MDB_txn *txn, MDB_dbi meta, const char *key, const uint64_t 
     unsigned char buf[24];
     MDB_val k = {strlen(key), (void *)key}, v = {8 * n, buf};
     for (size_t i = 0; i < n; i++)
-        put_be64(buf + 8 * i, vals[i]);
+        rk_be_put(buf + 8 * i, vals[i], 8);
     return mdb_put(txn, meta, &k, &v, 0);
 }
 
@@ -194,7 +182,7 @@ int rk_outbox_add_tagged(struct rk_outbox *ob, const void *const *events, const 
     *first = next;
     for (size_t i = 0; i < n; i++, next++) {
         MDB_val k = {sizeof key, key}, v = {lens[i], (void *)events[i]};
-        put_be64(key, next);
+        rk_be_put(key, next, 8);
         if ((rc = mdb_put(txn, ob->events, &k, &v, MDB_APPEND)))
             goto abort;
     }
@@ -261,7 +249,7 @@ int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void 
     int rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return rc;
-    put_be64(key, after + 1);
+    rk_be_put(key, after + 1, 8);
     rc = mdb_cursor_open(txn, ob->events, &cur);
     if (rc == 0) {
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -272,7 +260,7 @@ int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void 
     else if (rc == 0 && (k.mv_size != 8 || v.mv_size > cap))
         rc = k.mv_size != 8 ? RK_EBADREC : ENOBUFS;
     if (rc == 0) {
-        *number = get_be64(k.mv_data);
+        *number = rk_be_get(k.mv_data, 8);
         memcpy(buf, v.mv_data, v.mv_size);
         *len = v.mv_size;
     }
@@ -290,7 +278,7 @@ int rk_outbox_answer(struct rk_outbox *ob, uint64_t number, int ok, uint64_t seq
     int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
     if (rc)
         return rc;
-    put_be64(key, number);
+    rk_be_put(key, number, 8);
     rc = mdb_del(txn, ob->events, &k, NULL);
     if (rc == MDB_NOTFOUND) {
         mdb_txn_abort(txn);
@@ -342,7 +330,7 @@ int rk_outbox_status(struct rk_outbox *ob, struct rk_outbox_status *st)
     if (rc == 0 && k.mv_size != 8)
         rc = RK_EBADREC;
     else if (rc == 0)
-        st->first_pending = get_be64(k.mv_data);
+        st->first_pending = rk_be_get(k.mv_data, 8);
     rc = rc == MDB_NOTFOUND ? RK_OK : rc;
 out:
     mdb_txn_abort(txn);

@@ -1,5 +1,5 @@
 #include "rk_pub.h"
-#include "rk_secure.h"
+#include "rk_client.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@ struct pending_cb {
 
 struct rk_pub {
     void *zctx;
+    int own_ctx;
     void *dealer;
     uint64_t next_corr;
     size_t in_flight;
@@ -24,18 +25,13 @@ struct rk_pub {
     struct rk_wire_hdr acks;  /* its header; acks.nacks = 0 when none is held */
 };
 
-static int pub_new(const char *endpoint, int single, struct rk_pub **out)
+/* The socket options of a publisher; `single` as rk_pub_open_single. */
+static int pub_socket(struct rk_pub *p, const struct rk_client_keys *k, int single)
 {
-    struct rk_pub *p = calloc(1, sizeof *p);
     int linger = 0, hwm = 100000, never = -1, immediate = 1;
-    if (!p)
-        abort();
-    *out = NULL;
-    zmq_msg_init(&p->acks_msg);
-    p->zctx = zmq_ctx_new();
     p->dealer = zmq_socket(p->zctx, ZMQ_DEALER);
-    if (!p->dealer || rk_secure_apply(p->dealer) != 0)
-        goto fail;
+    if (!p->dealer || rk_client_keys_apply(k, p->dealer) != 0)
+        return -1;
     zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(p->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
@@ -43,31 +39,51 @@ static int pub_new(const char *endpoint, int single, struct rk_pub **out)
         zmq_setsockopt(p->dealer, ZMQ_RECONNECT_IVL, &never, sizeof never);
         zmq_setsockopt(p->dealer, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
     }
-    if (zmq_connect(p->dealer, endpoint) != 0)
-        goto fail;
+    return 0;
+}
+
+static int pub_open(const char *endpoint, const struct rk_client_options *o, int single,
+                    struct rk_pub **out)
+{
+    struct rk_pub *p = calloc(1, sizeof *p);
+    struct rk_client_keys k;
+    int rc = -1;
+    if (!p)
+        abort();
+    *out = NULL;
+    zmq_msg_init(&p->acks_msg);
+    p->own_ctx = !o || !o->zmq_ctx;
+    p->zctx = p->own_ctx ? zmq_ctx_new() : o->zmq_ctx;
+    /* ZeroMQ keeps the keys it was given: ours are wiped at once. */
+    if (rk_client_keys_load(o, &k, NULL, 0) == 0 && pub_socket(p, &k, single) == 0 &&
+        zmq_connect(p->dealer, endpoint) == 0)
+        rc = 0;
+    rk_client_keys_wipe(&k);
+    if (rc != 0) {
+        int e = errno;
+        rk_pub_destroy(&p);
+        errno = e;
+        return -1;
+    }
     p->next_corr = 1;
     *out = p;
     return 0;
-fail:
-    {
-        int e = errno;
-        if (p->dealer)
-            zmq_close(p->dealer);
-        zmq_ctx_term(p->zctx);
-        free(p);
-        errno = e;
-    }
-    return -1;
+}
+
+int rk_pub_open(const char *endpoint, const struct rk_client_options *o, struct rk_pub **out)
+{
+    return pub_open(endpoint, o, 0, out);
+}
+
+int rk_pub_open_single(const char *endpoint, const struct rk_client_options *o,
+                       struct rk_pub **out)
+{
+    return pub_open(endpoint, o, 1, out);
 }
 
 int rk_pub_new(const char *endpoint, struct rk_pub **out)
 {
-    return pub_new(endpoint, 0, out);
-}
-
-int rk_pub_new_single(const char *endpoint, struct rk_pub **out)
-{
-    return pub_new(endpoint, 1, out);
+    return pub_open(endpoint, NULL, 0, out);
 }
 
 void rk_pub_destroy(struct rk_pub **pp)
@@ -76,8 +92,10 @@ void rk_pub_destroy(struct rk_pub **pp)
     if (!p)
         return;
     zmq_msg_close(&p->acks_msg);
-    zmq_close(p->dealer);
-    zmq_ctx_term(p->zctx);
+    if (p->dealer)
+        zmq_close(p->dealer);
+    if (p->own_ctx)
+        zmq_ctx_term(p->zctx);
     free(p->cbs);
     free(p);
     *pp = NULL;

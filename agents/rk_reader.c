@@ -1,6 +1,5 @@
 #include "rk_reader.h"
-#include "rk_secure.h"
-#include "rk_wire.h"
+#include "rk_client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -43,37 +42,51 @@ struct rk_reader {
     char publisher[RK_WIRE_PUBLISHER_MAX + 1]; /* of the record last returned */
 };
 
+/* One home for the limits: the public names are the protocol's. */
+_Static_assert(RK_FILTER_TOPICS_MAX == RK_WIRE_TOPICS_MAX, "filter topics");
+_Static_assert(RK_FILTER_TOPIC_MAX == RK_WIRE_TOPIC_MAX, "filter topic bytes");
+_Static_assert(RK_FILTER_ID_MAX == RK_WIRE_ID_MAX, "filter id bytes");
+
+int rk_reader_open(const char *endpoint, const struct rk_client_options *o,
+                   struct rk_reader **out)
+{
+    struct rk_reader *r = calloc(1, sizeof *r);
+    struct rk_client_keys k;
+    int linger = 0, rc = -1;
+    if (!r)
+        abort();
+    *out = NULL;
+    r->own_ctx = !o || !o->zmq_ctx;
+    r->zctx = r->own_ctx ? zmq_ctx_new() : o->zmq_ctx;
+    r->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
+    zmq_msg_init(&r->event);
+    /* ZeroMQ keeps the keys it was given: ours are wiped at once. */
+    if (r->dealer && rk_client_keys_load(o, &k, NULL, 0) == 0 &&
+        rk_client_keys_apply(&k, r->dealer) == 0) {
+        zmq_setsockopt(r->dealer, ZMQ_LINGER, &linger, sizeof linger);
+        rc = zmq_connect(r->dealer, endpoint);
+    }
+    rk_client_keys_wipe(&k);
+    if (rc != 0) {
+        int e = errno;
+        rk_reader_destroy(&r);
+        errno = e;
+        return -1;
+    }
+    rk_reader_seek(r, 1, 0);
+    *out = r;
+    return 0;
+}
+
 int rk_reader_new(const char *endpoint, struct rk_reader **out)
 {
-    return rk_reader_new_in(NULL, endpoint, out);
+    return rk_reader_open(endpoint, NULL, out);
 }
 
 int rk_reader_new_in(void *zctx, const char *endpoint, struct rk_reader **out)
 {
-    struct rk_reader *r = calloc(1, sizeof *r);
-    int linger = 0;
-    if (!r)
-        abort();
-    *out = NULL;
-    r->own_ctx = zctx == NULL;
-    r->zctx = zctx ? zctx : zmq_ctx_new();
-    r->dealer = zmq_socket(r->zctx, ZMQ_DEALER);
-    zmq_msg_init(&r->event);
-    if (!r->dealer || rk_secure_apply(r->dealer) != 0)
-        goto fail;
-    zmq_setsockopt(r->dealer, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(r->dealer, endpoint) != 0)
-        goto fail;
-    rk_reader_seek(r, 1, 0);
-    *out = r;
-    return 0;
-fail:
-    {
-        int e = errno;
-        rk_reader_destroy(&r);
-        errno = e;
-    }
-    return -1;
+    struct rk_client_options o = {.zmq_ctx = zctx};
+    return rk_reader_open(endpoint, &o, out);
 }
 
 void rk_reader_destroy(struct rk_reader **rp)
@@ -421,6 +434,40 @@ void rk_reader_filter(struct rk_reader *r, const struct rk_wire_filter *f)
     else
         memset(&r->filter, 0, sizeof r->filter);
     forget_request(r);
+}
+
+/* 1 when the NUL-terminated string fits its array. */
+static int fits(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+int rk_reader_set_filter(struct rk_reader *r, const struct rk_filter *f)
+{
+    struct rk_wire_filter w = {0};
+    if (!f) {
+        rk_reader_filter(r, NULL);
+        return 0;
+    }
+    if (f->ntopics > RK_FILTER_TOPICS_MAX || f->from_ns < 0 || f->to_ns < 0 ||
+        !fits(f->request_id, sizeof f->request_id) || !fits(f->kpi_id, sizeof f->kpi_id)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (unsigned i = 0; i < f->ntopics; i++) {
+        if (!fits(f->topics[i], sizeof f->topics[i])) {
+            errno = EINVAL;
+            return -1;
+        }
+        memcpy(w.topics[i], f->topics[i], sizeof w.topics[i]);
+    }
+    w.from_ns = f->from_ns;
+    w.to_ns = f->to_ns;
+    w.ntopics = f->ntopics;
+    memcpy(w.request_id, f->request_id, sizeof w.request_id);
+    memcpy(w.kpi_id, f->kpi_id, sizeof w.kpi_id);
+    rk_reader_filter(r, &w);
+    return 0;
 }
 
 uint64_t rk_reader_position(const struct rk_reader *r)

@@ -1,6 +1,7 @@
 #include "rk_sub.h"
-#include "rk_secure.h"
+#include "rk_client.h"
 #include "rk_event.h"
+#include "rk_reader.h"
 #include "rk_time.h"
 #include "rk_wire.h"
 
@@ -23,7 +24,8 @@ struct rk_sub {
     int own_ctx;
     void *sub;
     char *replay_endpoint;
-    struct rk_reader *reader;   /* made on first use: most never need one */
+    struct rk_client_keys keys; /* for the reader, made on first use: most */
+    struct rk_reader *reader;   /* never need one */
     char filters[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
     unsigned nfilters;
     uint64_t next;              /* next sequence to deliver or pass over */
@@ -42,13 +44,8 @@ static int64_t now_ms(void)
     return rk_time_now() / 1000000;
 }
 
-int rk_sub_new(const char *feed_endpoint, const char *replay_endpoint, struct rk_sub **out)
-{
-    return rk_sub_new_in(NULL, feed_endpoint, replay_endpoint, out);
-}
-
-int rk_sub_new_in(void *zctx, const char *feed_endpoint, const char *replay_endpoint,
-                  struct rk_sub **out)
+int rk_sub_open(const char *feed_endpoint, const char *replay_endpoint,
+                const struct rk_client_options *o, struct rk_sub **out)
 {
     struct rk_sub *s = calloc(1, sizeof *s);
     int linger = 0;
@@ -57,11 +54,12 @@ int rk_sub_new_in(void *zctx, const char *feed_endpoint, const char *replay_endp
     *out = NULL;
     for (int i = 0; i < 3; i++)
         zmq_msg_init(&s->frames[i]);
-    s->own_ctx = zctx == NULL;
-    s->zctx = zctx ? zctx : zmq_ctx_new();
+    s->own_ctx = !o || !o->zmq_ctx;
+    s->zctx = s->own_ctx ? zmq_ctx_new() : o->zmq_ctx;
     s->replay_endpoint = strdup(replay_endpoint);
     s->sub = zmq_socket(s->zctx, ZMQ_SUB);
-    if (!s->sub || rk_secure_apply(s->sub) != 0 || !s->replay_endpoint)
+    if (!s->sub || !s->replay_endpoint || rk_client_keys_load(o, &s->keys, NULL, 0) != 0 ||
+        rk_client_keys_apply(&s->keys, s->sub) != 0)
         goto fail;
     zmq_setsockopt(s->sub, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(s->sub, feed_endpoint) != 0)
@@ -77,6 +75,18 @@ fail:
     return -1;
 }
 
+int rk_sub_new(const char *feed_endpoint, const char *replay_endpoint, struct rk_sub **out)
+{
+    return rk_sub_open(feed_endpoint, replay_endpoint, NULL, out);
+}
+
+int rk_sub_new_in(void *zctx, const char *feed_endpoint, const char *replay_endpoint,
+                  struct rk_sub **out)
+{
+    struct rk_client_options o = {.zmq_ctx = zctx};
+    return rk_sub_open(feed_endpoint, replay_endpoint, &o, out);
+}
+
 void rk_sub_destroy(struct rk_sub **sp)
 {
     struct rk_sub *s = *sp;
@@ -90,6 +100,7 @@ void rk_sub_destroy(struct rk_sub **sp)
     if (s->own_ctx)
         zmq_ctx_term(s->zctx);
     free(s->replay_endpoint);
+    rk_client_keys_wipe(&s->keys);
     free(s);
     *sp = NULL;
 }
@@ -126,9 +137,10 @@ void rk_sub_subscribe(struct rk_sub *s)
 static int ensure_reader(struct rk_sub *s)
 {
     struct rk_wire_filter f = {0};
+    struct rk_client_options o = rk_client_keys_options(&s->keys, s->own_ctx ? NULL : s->zctx);
     if (s->reader)
         return 0;
-    if (rk_reader_new_in(s->own_ctx ? NULL : s->zctx, s->replay_endpoint, &s->reader) != 0)
+    if (rk_reader_open(s->replay_endpoint, &o, &s->reader) != 0)
         return -1;
     f.ntopics = s->nfilters;
     memcpy(f.topics, s->filters, sizeof f.topics);

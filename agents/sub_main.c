@@ -1,10 +1,11 @@
 /* renkei-sub: follow the live feed, in order and without gaps, and print
  * each matching event as one line. */
 #include "rk_render.h"
-#include "rk_secure.h"
 #include "rk_sub.h"
 #include "rk_time.h"
+#include "rk_toolopt.h"
 #include "rk_topics.h"
+#include "rk_wire.h" /* RK_DEFAULT_FEED, _REPLAY */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_FEED "tcp://127.0.0.1:7702"
-#define DEFAULT_REPLAY "tcp://127.0.0.1:7703"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -37,6 +36,7 @@ struct opts {
     const char *family, *type, *prefecture, *municipality;
     const char *cursor;  /* file holding where to resume */
     int snapshot;
+    struct rk_client_options client;
 };
 
 static void usage(FILE *out)
@@ -68,11 +68,11 @@ static void usage(FILE *out)
         "  -n, --count N            exit after N events\n"
         "      --idle MS            exit after MS milliseconds without a matching event\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
-        RK_SECURE_HELP
+        RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
         "\n"
         "On exit a summary goes to stderr: events printed, gaps filled from the log.\n",
-        DEFAULT_FEED, DEFAULT_REPLAY);
+        RK_DEFAULT_FEED, RK_DEFAULT_REPLAY);
 }
 
 /* Turns the filter options into topic prefixes "<type>/<pp>/<code>". */
@@ -100,7 +100,7 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
-        RK_SECURE_LONGOPTS,
+        RK_TOOLOPT_KEYS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *topics[RK_WIRE_TOPICS_MAX];
@@ -137,8 +137,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
             topics[ntopics++] = optarg;
             break;
         case 'C': o->cursor = optarg; break;
-        case RK_SECURE_OPT_BROKER_KEY: broker_key = optarg; break;
-        case RK_SECURE_OPT_KEY: my_key = optarg; break;
+        case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
+        case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'S': o->snapshot = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-sub --help'.\n"); return 2;
@@ -148,9 +148,9 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         fprintf(stderr, "renkei-sub: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
-    if (rk_secure_options("renkei-sub", broker_key, my_key) != 0)
+    if (rk_toolopt_keys("renkei-sub", broker_key, my_key, &o->client) != 0)
         return 2;
-    if (rk_sub_new(o->feed, o->replay, s) != 0) {
+    if (rk_sub_open(o->feed, o->replay, &o->client, s) != 0) {
         fprintf(stderr, "renkei-sub: cannot connect to %s / %s: %s\n", o->feed, o->replay, strerror(errno));
         return 2;
     }
@@ -271,7 +271,7 @@ static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
     if (rc != 0) {
         fprintf(stderr, "renkei-sub: the broker's feed %s did not answer (%s): is renkei-broker "
                 "running?%s\n", o->feed, rk_sub_error(s),
-                rk_secure_on() ? " With CURVE: is this key in the broker's ACL, allowed these "
+                o->client.broker_key ? " With CURVE: is this key in the broker's ACL, allowed these "
                 "topics, and is --broker-key the broker's?" : "");
         return 3;
     }
@@ -330,7 +330,7 @@ static void announce_snapshot(struct rk_sub *s, long events, int *announced)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.feed = DEFAULT_FEED, .replay = DEFAULT_REPLAY, .count = -1, .idle_ms = -1};
+    struct opts o = {.feed = RK_DEFAULT_FEED, .replay = RK_DEFAULT_REPLAY, .count = -1, .idle_ms = -1};
     struct rk_sub *s = NULL;
     struct rk_delivery d;
     struct cursor c = {.fd = -1};

@@ -16,7 +16,6 @@
 
 #include "rk_log.h"
 #include "rk_wire.h" /* RK_DEFAULT_INGEST, _FEED, _REPLAY */
-#define RK_DEFAULT_DATA_DIR "renkei-data"
 #define RK_DEFAULT_BATCH_MAX 1024
 
 struct rk_broker_config {

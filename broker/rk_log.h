@@ -99,6 +99,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The log's directory when told nothing else (broker and renkei-replay). */
+#define RK_DEFAULT_DATA_DIR "renkei-data"
 #define RK_LOG_SCHEMA 4
 #define RK_LOG_SCHEMA_OLDEST 3    /* the oldest schema rk_log_open reads */
 #define RK_LOG_HASH_BYTES 32

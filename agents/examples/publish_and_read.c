@@ -1,17 +1,24 @@
 /*
- * A program of another team, built against the installed client library:
+ * A program of another team, built against the installed client library
+ * (msgpack-c builds its events; the library itself needs no msgpack):
  *
- *   cc publish_and_read.c $(pkg-config --cflags --libs renkei) -o publish_and_read
+ *   cc publish_and_read.c $(pkg-config --cflags --libs renkei msgpack) -o publish_and_read
  *   ./publish_and_read tcp://127.0.0.1:7701 tcp://127.0.0.1:7703 271004
  *
  * It publishes three KPI updates for one municipality with completion
  * callbacks, one more with the blocking helper, then reads the log back
  * from the first of them and prints each stored event's sequence number.
+ *
+ * With a broker that speaks CURVE, three more arguments: the broker's
+ * public key, the publisher's secret key and the reader's. Each object has
+ * its own: a town's key may publish for the town, an auditor's read it.
+ *
+ *   ./publish_and_read ... 271004 broker.pub town.key auditor.key
  */
 #include <msgpack.h>
-#include <rk_pub.h>
-#include <rk_reader.h>
+#include <renkei.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -79,20 +86,33 @@ int main(int argc, char **argv)
 {
     struct outcome out[3] = {{0}};
     struct rk_pub_result res;
-    struct rk_pub *pub;
-    struct rk_reader *reader;
+    struct rk_pub *pub = NULL;
+    struct rk_reader *reader = NULL;
+    struct rk_client_options as_publisher = {0}, as_reader = {0};
     struct rk_record rec;
     msgpack_sbuffer sb;
+    char why[512];
     int waiting = 3, rc = 1;
 
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s INGEST_ENDPOINT REPLAY_ENDPOINT MUNICIPALITY\n", argv[0]);
+    if (argc != 4 && argc != 7) {
+        fprintf(stderr, "usage: %s INGEST_ENDPOINT REPLAY_ENDPOINT MUNICIPALITY "
+                "[BROKER_KEY PUBLISHER_KEY READER_KEY]\n", argv[0]);
+        return 2;
+    }
+    if (argc == 7) {
+        as_publisher = (struct rk_client_options){.broker_key = argv[4], .client_key = argv[5]};
+        as_reader = (struct rk_client_options){.broker_key = argv[4], .client_key = argv[6]};
+    }
+    if (rk_client_check(&as_publisher, why, sizeof why) != 0 ||
+        rk_client_check(&as_reader, why, sizeof why) != 0) {
+        fprintf(stderr, "%s\n", why);
         return 2;
     }
     msgpack_sbuffer_init(&sb);
-    if (rk_pub_new(argv[1], &pub) != 0 || rk_reader_new(argv[2], &reader) != 0) {
+    if (rk_pub_open(argv[1], &as_publisher, &pub) != 0 ||
+        rk_reader_open(argv[2], &as_reader, &reader) != 0) {
         perror("connect");
-        return 1;
+        goto done;
     }
     for (int i = 0; i < 3; i++) {
         make_event(&sb, argv[3], i);
@@ -108,15 +128,26 @@ int main(int argc, char **argv)
         waiting -= n;
     }
     make_event(&sb, argv[3], 3);
-    if (rk_pub_publish(pub, sb.data, sb.size, 10000, &res) != 0 || !res.ok)
+    if (rk_pub_publish(pub, sb.data, sb.size, 10000, &res) != 0) {
+        fprintf(stderr, "no answer from the broker\n");
         goto done;
+    }
+    if (!res.ok) {
+        fprintf(stderr, "refused: %s: %s\n", res.code, res.message);
+        goto done;
+    }
     for (int i = 0; i < 3; i++)
         printf("published %d: %s seq %llu\n", i, out[i].ok ? "stored" : "refused", out[i].seq);
     printf("published 3: stored seq %llu\n", (unsigned long long)res.seq);
 
     rk_reader_seek(reader, out[0].seq, res.seq);
-    while (rk_reader_next(reader, 10000, &rec) == 0)
+    while ((rc = rk_reader_next(reader, 10000, &rec)) == 0)
         printf("read seq %llu, %zu bytes\n", (unsigned long long)rec.seq, rec.event_len);
+    if (rc != RK_READER_EOF) {
+        fprintf(stderr, "reading: %s\n", errno == EPROTO ? rk_reader_error(reader) : strerror(errno));
+        rc = 1;
+        goto done;
+    }
     rc = 0;
 done:
     rk_reader_destroy(&reader);
