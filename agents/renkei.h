@@ -97,6 +97,10 @@ struct rk_pub_result {
     int64_t recv_ns;
     char code[32];       /* e.g. "E_RANGE", "E_STORAGE" */
     char message[256];   /* e.g. "offer.quantity: must be 1..10000000, got -5" */
+    uint64_t expected;   /* code "E_ORDER": the producer's next number; send its
+                          * unanswered events again from it, in order. Else 0 */
+    int pong;            /* 1: the answer to rk_pub_ping `corr`; the broker is
+                          * alive. Nothing else is set */
 };
 
 /* Creates a publisher connected to `endpoint` (e.g. "tcp://127.0.0.1:7701")
@@ -117,13 +121,23 @@ int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
 
 /* As rk_pub_send, for an idempotent producer: `producer` (1..64 characters
  * of A-Z a-z 0-9 . _ : -, stable across restarts) numbers its events with
- * `number` >= 1, increasing. Sending the same (producer, number) again, on
- * any connection, even after a broker restart, is answered with the
- * original acknowledgement and stores nothing. Numbers may arrive out of
- * order (a retry after a reconnect): each is stored once.
+ * `number` >= 1, each event the number after the one before. Sending the
+ * same (producer, number) again, on any connection, even after a broker
+ * restart, is answered as the first time (the original acknowledgement, or
+ * the original refusal) and stores nothing. The broker stores a producer's
+ * numbers in order only: one above the next is refused with "E_ORDER" and
+ * res->expected, and the sender sends again from there (PROTOCOL.md 3.2
+ * lists what a client must do; rk_forward does all of it).
  * EINVAL for an empty or over-long producer or number 0. */
 int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
                          const void *event, size_t len, uint64_t *corr);
+
+/* Asks the broker whether this connection is alive ("ping"): its answer,
+ * a result with `pong` set and this corr, comes at once, before any
+ * commit, so silence about publishes with a pong means a slow broker, and
+ * no pong a lost connection. Returns 0, or -1 with errno (EAGAIN: queue
+ * full). */
+int rk_pub_ping(struct rk_pub *p, uint64_t *corr);
 
 /* Waits up to `timeout_ms` (-1 = forever) for the next outcome. Returns 0
  * with *res filled, or -1 with errno ETIMEDOUT (nothing arrived) or

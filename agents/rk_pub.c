@@ -181,7 +181,8 @@ static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
     }
     skip_rest(p->dealer);
     if (rk_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), h) != 0 ||
-        (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS)) {
+        (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS &&
+         h->cmd != RK_CMD_PONG)) {
         zmq_msg_close(&m);
         errno = EPROTO;
         return -1;
@@ -213,13 +214,29 @@ int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
     }
     memset(res, 0, sizeof *res);
     res->corr = h.corr;
+    if (h.cmd == RK_CMD_PONG) {
+        res->pong = 1;
+        return 0;
+    }
     res->ok = h.cmd == RK_CMD_ACK;
+    res->expected = h.expected;
     res->seq = h.seq;
     res->recv_ns = h.recv_ns;
     memcpy(res->code, h.code, sizeof res->code);
     memcpy(res->message, h.message, sizeof res->message);
     if (p->in_flight)
         p->in_flight--;
+    return 0;
+}
+
+int rk_pub_ping(struct rk_pub *p, uint64_t *corr)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PING, .corr = p->next_corr};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t n = rk_wire_encode(&h, buf, sizeof buf);
+    if (zmq_send(p->dealer, buf, n, ZMQ_DONTWAIT) < 0)
+        return -1;
+    *corr = p->next_corr++;
     return 0;
 }
 

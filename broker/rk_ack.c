@@ -98,20 +98,40 @@ void rk_ack_log_refusals(struct rk_ack *a, int force)
     a->refusals_logged_ns = now;
 }
 
-void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
-                   const char *message)
+static void refuse(struct rk_ack *a, zmq_msg_t *ident, struct rk_wire_hdr *h,
+                   const char *code, const char *message)
 {
-    struct rk_wire_hdr h = {.cmd = RK_CMD_ERR, .corr = corr};
-    snprintf(h.code, sizeof h.code, "%s", code);
-    rk_text_escape(h.message, sizeof h.message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
-    send_header(a, ident, &h);
+    h->cmd = RK_CMD_ERR;
+    snprintf(h->code, sizeof h->code, "%s", code);
+    rk_text_escape(h->message, sizeof h->message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
+    send_header(a, ident, h);
     a->counts.refused++;
     rk_metrics_refused(a->metrics, code);
     a->refusals_unlogged++;
     snprintf(a->last_code, sizeof a->last_code, "%s", code);
-    _Static_assert(sizeof a->last_why == sizeof h.message, "the log has the message sent");
-    memcpy(a->last_why, h.message, sizeof a->last_why);
+    _Static_assert(sizeof a->last_why == sizeof h->message, "the log has the message sent");
+    memcpy(a->last_why, h->message, sizeof a->last_why);
     rk_ack_log_refusals(a, 0);
+}
+
+void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
+                   const char *message)
+{
+    struct rk_wire_hdr h = {.corr = corr};
+    refuse(a, ident, &h, code, message);
+}
+
+void rk_ack_out_of_order(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t expected,
+                         const char *message)
+{
+    struct rk_wire_hdr h = {.corr = corr, .expected = expected};
+    refuse(a, ident, &h, "E_ORDER", message);
+}
+
+void rk_ack_pong(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PONG, .corr = corr};
+    send_header(a, ident, &h);
 }
 
 uint64_t rk_ack_header_corr(const void *hdr, size_t len)

@@ -40,6 +40,14 @@ void rk_ack_destroy(struct rk_ack **ap);
 void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
                    const char *message);
 
+/* "err" E_ORDER for a numbered publish above its producer's next number,
+ * `expected` (PROTOCOL.md 3.2), with `message` as in rk_ack_refuse. */
+void rk_ack_out_of_order(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t expected,
+                         const char *message);
+
+/* "pong" for a "ping": sent at once, whatever waits for a commit. */
+void rk_ack_pong(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr);
+
 /* The corr of a header frame that rk_wire_decode refused, when the client
  * sent one: the third element of a frame that is a MessagePack array of at
  * least three elements beginning 1 (the version) and a str (any command),

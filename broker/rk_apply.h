@@ -5,10 +5,14 @@
  * Applying a batch is a function of the stored state and the batch alone:
  * it reads no clock (the receive time is an input), opens no socket and
  * keeps nothing a restart would need outside LMDB. In one transaction it
- *   - answers a producer number stored before (this batch included) with
- *     the original's seq: a retry, stored once (every numbered event is
- *     looked up: one read in the open transaction);
- *   - judges each aid event by the lifecycle rules (rk_lifecycle);
+ *   - keeps each producer's numbers in order (PROTOCOL.md 3.2): a number
+ *     used before (this batch included) is answered as it was the first
+ *     time (the original's seq, or the original refusal); a number is used
+ *     only when the one before it is (or the producer is new); a higher one
+ *     is refused OUT_OF_ORDER naming the next, and uses nothing. Every
+ *     numbered event costs one read, and one more when its number is new;
+ *   - judges each aid event by the lifecycle rules (rk_lifecycle), and
+ *     records the number of a numbered event refused there or at admission;
  *   - appends the rest, with their chain hashes, producer numbers and
  *     index entries, and the aid state they change;
  * and commits, or stores nothing. Two logs given the same batches with the
@@ -37,22 +41,36 @@ enum rk_apply_outcome {
     RK_APPLY_STORED = 0,  /* appended: rec.seq, rec.recv_ns */
     RK_APPLY_DUPLICATE,   /* its producer number was stored: rec.seq, rec.recv_ns
                            * are the original's */
-    RK_APPLY_REFUSED,     /* the lifecycle refused it: why; or (why.code
-                           * RK_AID_STORAGE) the stored state of its request is
-                           * damaged, which only that request's events see */
+    RK_APPLY_REFUSED,     /* refused: code, message. By the lifecycle (why says
+                           * how), at admission (admission_code), as a retry of a
+                           * number refused before, or (code E_STORAGE) because
+                           * the stored state of its request is damaged, which
+                           * only that request's events see */
+    RK_APPLY_OUT_OF_ORDER,/* its number is above the producer's next: nothing
+                           * stored or used; `expected` is the next number */
 };
 
-/* One admitted event: validated, allowed by the ACL, numbered. */
+/* One admitted event: validated, allowed by the ACL, numbered; or, with
+ * admission_code, a numbered publish refused at admission, whose number
+ * the batch records as used (when it is the producer's next). */
 struct rk_apply_item {
     struct rk_log_rec rec;        /* in: as rk_log_batch_append takes it */
     struct rk_aid_event aid;      /* in: its lifecycle fields (any type) */
+    const char *admission_code;   /* in: NULL, or the static code it was refused
+                                   * with at admission, `message` then saying why */
     enum rk_apply_outcome outcome;/* out */
-    struct rk_aid_refusal why;    /* out, when RK_APPLY_REFUSED */
+    const char *code;             /* out, REFUSED and OUT_OF_ORDER: static, or
+                                   * code_buf (a refusal read back from the log) */
+    char code_buf[RK_LOG_REFUSAL_CODE_MAX + 1];
+    uint64_t expected;            /* out, OUT_OF_ORDER */
+    struct rk_aid_refusal why;    /* out, when the lifecycle refused it */
+    char message[320];            /* out (in with admission_code): for people,
+                                   * "<type>.<field>: <reason>" */
 };
 
 /* How a batch went, for metrics. */
 struct rk_apply_stats {
-    size_t stored, duplicates, refused;
+    size_t stored, duplicates, refused, out_of_order;
     unsigned map_grown;           /* times the map doubled for it */
 };
 

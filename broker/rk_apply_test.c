@@ -324,24 +324,55 @@ static void test_same_batches_same_log(void)
     remove_dir(c);
 }
 
-/* A retry within the batch that stores the original is answered with the
- * original's seq; a number never stored goes in. */
-static void test_retry_within_batch(void)
+/* Producer numbers in order (PROTOCOL.md 3.2): a retry within the batch
+ * that stores the original is answered with the original's seq; a number
+ * above the next is refused naming the next and uses nothing; a refusal
+ * at admission uses its number, and a retry of it is refused the same way;
+ * a number below the last that holds nothing is refused for good. */
+static void test_numbers_in_order(void)
 {
     char d[] = "/tmp/rk_apply_r.XXXXXX";
-    struct rk_apply_item items[3];
+    struct rk_apply_item items[4];
     struct rk_apply *ap;
     make_dir(d);
     struct rk_log *log = open_log(d, 0);
     RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
-    make_item(&items[0], 0, 0, 7);
+    make_item(&items[0], 0, 0, 7); /* a new producer starts anywhere */
     make_item(&items[1], 1, 0, 7);
-    make_item(&items[2], 2, 1, 3); /* below 7 but never stored: a late one */
-    RK_CHECK(rk_apply_batch(ap, items, 3, 1000, NULL) == 0);
+    make_item(&items[2], 2, 2, 9);
+    make_item(&items[3], 3, 1, 8);
+    RK_CHECK(rk_apply_batch(ap, items, 4, 1000, NULL) == 0);
     RK_CHECK(items[0].outcome == RK_APPLY_STORED && items[0].rec.seq == 1);
     RK_CHECK(items[1].outcome == RK_APPLY_DUPLICATE && items[1].rec.seq == 1);
-    RK_CHECK(items[2].outcome == RK_APPLY_STORED && items[2].rec.seq == 2);
+    RK_CHECK(items[2].outcome == RK_APPLY_OUT_OF_ORDER && items[2].expected == 8);
+    RK_CHECK(strcmp(items[2].code, "E_ORDER") == 0);
+    RK_CHECK(items[3].outcome == RK_APPLY_STORED && items[3].rec.seq == 2);
     RK_CHECK(rk_log_last_seq(log) == 2);
+
+    make_item(&items[0], 0, 2, 9);
+    items[0].admission_code = "E_RANGE";
+    snprintf(items[0].message, sizeof items[0].message, "request.quantity: must be 1..");
+    make_item(&items[1], 1, 2, 9); /* its retry, now valid: still the first answer */
+    make_item(&items[2], 2, 2, 10);
+    make_item(&items[3], 3, 3, 3); /* below the last, never used */
+    RK_CHECK(rk_apply_batch(ap, items, 4, 2000, NULL) == 0);
+    RK_CHECK(items[0].outcome == RK_APPLY_REFUSED && strcmp(items[0].code, "E_RANGE") == 0);
+    RK_CHECK(items[1].outcome == RK_APPLY_REFUSED && strcmp(items[1].code, "E_RANGE") == 0);
+    RK_CHECK(strstr(items[1].message, "refused with E_RANGE") != NULL);
+    RK_CHECK(items[2].outcome == RK_APPLY_STORED && items[2].rec.seq == 3);
+    RK_CHECK(items[3].outcome == RK_APPLY_REFUSED && strcmp(items[3].code, "E_NUMBER") == 0);
+    uint64_t last;
+    RK_CHECK(rk_log_producer_last(log, PRODUCER, strlen(PRODUCER), &last) == 0 && last == 10);
+    rk_apply_destroy(&ap);
+    rk_log_destroy(&log);
+
+    /* the refusal is durable: after a restart, 9 is still used */
+    log = open_log(d, 0);
+    RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
+    make_item(&items[0], 0, 2, 9);
+    RK_CHECK(rk_apply_batch(ap, items, 1, 3000, NULL) == 0);
+    RK_CHECK(items[0].outcome == RK_APPLY_REFUSED && strcmp(items[0].code, "E_RANGE") == 0);
+    RK_CHECK(rk_log_last_seq(log) == 3);
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
     remove_dir(d);
@@ -422,7 +453,7 @@ static void test_damaged_state_refuses_its_events_only(void)
     make_item(&items[1], 2, kpi - 1, 3);
     RK_CHECK(rk_apply_batch(ap, items, 2, 2000, NULL) == 0);
     RK_CHECK(items[0].outcome == RK_APPLY_REFUSED && items[0].why.code == RK_AID_STORAGE);
-    RK_CHECK(strstr(items[0].why.message, "damaged") != NULL);
+    RK_CHECK(strstr(items[0].message, "damaged") != NULL);
     RK_CHECK(items[1].outcome == RK_APPLY_STORED && items[1].rec.seq == 2);
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
@@ -431,7 +462,9 @@ static void test_damaged_state_refuses_its_events_only(void)
     unsigned long before = last_txnid(d);
     log = open_log(d, 0);
     RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
-    make_item(&items[0], 0, first - 1, 10); /* version 1 again: E_DUPLICATE_REQUEST */
+    make_item(&items[0], 0, first - 1, 4); /* version 1 again: E_DUPLICATE_REQUEST */
+    items[0].rec.producer_len = 0; /* a numbered refusal would write its number */
+    items[0].rec.producer_seq = 0;
     RK_CHECK(rk_apply_batch(ap, items, 1, 3000, NULL) == 0 && items[0].outcome == RK_APPLY_REFUSED);
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
@@ -440,8 +473,8 @@ static void test_damaged_state_refuses_its_events_only(void)
 }
 
 /* Retention is an input of the state machine: the same cutoff on two logs
- * keeps them the same, and a retry of a pruned number is stored anew on
- * both. */
+ * keeps them the same, and a retry of a pruned number is refused on both
+ * (E_NUMBER) while the producer's next is stored. */
 static void test_prune_is_an_input(void)
 {
     char a[] = "/tmp/rk_apply_pa.XXXXXX", b[] = "/tmp/rk_apply_pb.XXXXXX";
@@ -462,7 +495,10 @@ static void test_prune_is_an_input(void)
             RK_CHECK(rk_apply_batch(ap, &it, 1, 1000 * (int64_t)(i + 1), NULL) == 0);
         }
         RK_CHECK(rk_apply_prune(ap, 2500, 0, 100, &deleted) == 0 && deleted == 2);
-        make_item(&it, 0, opens[3], 1); /* a pruned number again: stored anew */
+        make_item(&it, 0, opens[3], 1); /* a pruned number again: refused on both */
+        RK_CHECK(rk_apply_batch(ap, &it, 1, 5000, NULL) == 0);
+        RK_CHECK(it.outcome == RK_APPLY_REFUSED && strcmp(it.code, "E_NUMBER") == 0);
+        make_item(&it, 0, opens[3], 4);
         RK_CHECK(rk_apply_batch(ap, &it, 1, 5000, NULL) == 0);
         RK_CHECK(it.outcome == RK_APPLY_STORED && it.rec.seq == 4);
         seqs[k] = it.rec.seq;
@@ -545,7 +581,7 @@ int main(void)
 {
     load_events();
     RK_RUN(test_same_batches_same_log);
-    RK_RUN(test_retry_within_batch);
+    RK_RUN(test_numbers_in_order);
     RK_RUN(test_damaged_state_refuses_its_events_only);
     RK_RUN(test_prune_is_an_input);
     RK_RUN(test_migrates_schema3_once);

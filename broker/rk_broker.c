@@ -161,7 +161,6 @@ static void drain_monitors(struct rk_broker *b)
  * ones are relayed after their acknowledgement. */
 static void answer(struct rk_broker *b, int rc)
 {
-    char message[sizeof ((struct rk_aid_refusal *)0)->message + 64];
     for (size_t i = 0; i < b->batch.n; i++) {
         struct rk_ingest_msg *m = &b->batch.msgs[i];
         struct rk_apply_item *it = &b->batch.items[i];
@@ -170,10 +169,9 @@ static void answer(struct rk_broker *b, int rc)
         } else if (it->outcome == RK_APPLY_DUPLICATE) {
             rk_ack_duplicate(b->ack, &m->ident, m->corr, it->rec.seq, it->rec.recv_ns);
         } else if (it->outcome == RK_APPLY_REFUSED) {
-            /* "aid.offer" -> "offer", as in validation's messages */
-            snprintf(message, sizeof message, "%s.%s: %s",
-                     rk_event_type_name(it->aid.type) + 4, it->why.field, it->why.message);
-            rk_ack_refuse(b->ack, &m->ident, m->corr, rk_aid_err_name(it->why.code), message);
+            rk_ack_refuse(b->ack, &m->ident, m->corr, it->code, it->message);
+        } else if (it->outcome == RK_APPLY_OUT_OF_ORDER) {
+            rk_ack_out_of_order(b->ack, &m->ident, m->corr, it->expected, it->message);
         } else {
             rk_ack_stored(b->ack, &m->ident, m->group_ack, m->corr, it->rec.seq, it->rec.recv_ns);
             rk_feed_relay(b->feed, m->topic, &m->event, it->rec.seq, it->rec.recv_ns);

@@ -197,29 +197,32 @@ static int oversize(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hd
 /* The ACL: the connection's key (libzmq's User-Id, set by rk_zap) must
  * still be listed, and its tenant may publish for the municipality the
  * event claims. Records the key for the log. */
+/* A key outside the ACL is refused at once: it is no tenant, so it may not
+ * use up anyone's producer numbers. A tenant publishing for a municipality
+ * it may not is refused like an invalid event: *code and why are set and
+ * 1 returned. Returns 0 when refused at once. */
 static int may_publish(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hdr,
-                       const struct rk_event_info *info)
+                       const struct rk_event_info *info, const char **code, char *why,
+                       size_t why_len)
 {
     const char *key = zmq_msg_gets(hdr, "User-Id");
     const struct rk_acl_tenant *t = in->acl_now ? rk_acl_find(in->acl_now, key) : NULL;
-    char why[256];
     if (!t) {
         rk_ack_refuse(in->ack, &m->ident, m->corr, "E_FORBIDDEN",
                       "key: this client's key is not in the broker's ACL (revoked?)");
         return 0;
     }
-    if (!rk_acl_may_publish(t, info->municipality)) {
-        snprintf(why, sizeof why, "event.municipality: tenant %s may not publish for %s",
-                 rk_acl_tenant_name(t), info->municipality);
-        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_FORBIDDEN", why);
-        return 0;
-    }
     memcpy(m->publisher, key, RK_KEY_Z85_LEN + 1);
+    if (!rk_acl_may_publish(t, info->municipality)) {
+        *code = "E_FORBIDDEN";
+        snprintf(why, why_len, "event.municipality: tenant %s may not publish for %s",
+                 rk_acl_tenant_name(t), info->municipality);
+    }
     return 1;
 }
 
 /* A producer id must be well formed; whether its number is new, a retry or
- * a late one is rk_apply's to say, in the batch's transaction. Returns 0
+ * out of order is rk_apply's to say, in the batch's transaction. Returns 0
  * when refused. */
 static int admit_number(struct rk_ingest *in, struct rk_ingest_msg *m,
                         const struct rk_wire_hdr *h)
@@ -255,6 +258,53 @@ static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h,
     b->n++;
 }
 
+/* A numbered publish refused for its content or its rights joins the
+ * batch, so that its number is used in order with the stored ones and a
+ * retry gets the same answer (PROTOCOL.md 3.2); others are answered now. */
+static int refuse_event(struct rk_ingest *in, struct rk_ingest_batch *b,
+                        const struct rk_wire_hdr *h, const char *code, const char *why)
+{
+    struct rk_ingest_msg *m = &b->msgs[b->n];
+    if (!h->producer[0]) {
+        rk_ack_refuse(in->ack, &m->ident, h->corr, code, why);
+        return 0;
+    }
+    memcpy(m->producer, h->producer, sizeof m->producer);
+    m->topic[0] = m->entity[0] = '\0';
+    struct rk_apply_item *it = &b->items[b->n];
+    *it = (struct rk_apply_item){
+        .rec = {.producer = m->producer, .producer_len = strlen(m->producer),
+                .producer_seq = h->producer_seq},
+        .admission_code = code};
+    snprintf(it->message, sizeof it->message, "%s", why);
+    b->n++;
+    return 1;
+}
+
+/* The event of a well-formed pub: validated, then the ACL. Returns 1 when
+ * it joined the batch, stored or to be refused there. */
+static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
+                       const struct rk_wire_hdr *h, int64_t now_ns)
+{
+    struct rk_ingest_msg *m = &b->msgs[b->n];
+    struct rk_event_info info;
+    struct rk_aid_event aid;
+    struct rk_verror verr;
+    const char *code = NULL;
+    char why[256];
+    if (!admit_number(in, m, h))
+        return 0;
+    if (rk_aid_event_validate(zmq_msg_data(&m->event), zmq_msg_size(&m->event), now_ns,
+                              &info, &aid, &verr) != RK_V_OK)
+        return refuse_event(in, b, h, rk_verr_name(verr.code), verr.message);
+    if (in->acl && !may_publish(in, m, hdr, &info, &code, why, sizeof why))
+        return 0;
+    if (code)
+        return refuse_event(in, b, h, code, why);
+    admit(b, h, &info, &aid);
+    return 1;
+}
+
 /* Checks a received publish in order; answers the first check it fails.
  * Returns 1 when it joined the batch. */
 static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
@@ -262,9 +312,6 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
     struct rk_wire_hdr h;
-    struct rk_event_info info;
-    struct rk_aid_event aid;
-    struct rk_verror verr;
     int bad = rk_wire_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h) != 0;
     /* A refused header still names its corr when the client sent one. */
     m->corr = bad ? rk_ack_header_corr(zmq_msg_data(hdr), zmq_msg_size(hdr)) : h.corr;
@@ -273,19 +320,17 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
     } else if (bad) {
         rk_ack_refuse(in->ack, &m->ident, m->corr, "E_HEADER",
                       "header: not a renkei version-1 header");
-    } else if (h.cmd != RK_CMD_PUB) {
+    } else if (h.cmd == RK_CMD_PING && body->frames == 1) {
+        rk_ack_pong(in->ack, &m->ident, h.corr);
+    } else if (h.cmd != RK_CMD_PUB && h.cmd != RK_CMD_PING) {
         rk_ack_refuse(in->ack, &m->ident, h.corr, "E_COMMAND",
-                      "header.command: the ingest socket serves only \"pub\"");
-    } else if (body->frames != 2) {
-        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_FRAMES",
-                      "pub: takes exactly one event frame after the header");
-    } else if (rk_aid_event_validate(zmq_msg_data(&m->event), zmq_msg_size(&m->event), now_ns,
-                                     &info, &aid, &verr) != RK_V_OK) {
-        rk_ack_refuse(in->ack, &m->ident, h.corr, rk_verr_name(verr.code), verr.message);
-    } else if ((!in->acl || may_publish(in, m, hdr, &info)) &&
-               admit_number(in, m, &h)) {
-        admit(b, &h, &info, &aid);
-        return 1;
+                      "header.command: the ingest socket serves only \"pub\" and \"ping\"");
+    } else if (body->frames != (h.cmd == RK_CMD_PUB ? 2 : 1)) {
+        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_FRAMES", h.cmd == RK_CMD_PUB ?
+                      "pub: takes exactly one event frame after the header" :
+                      "ping: takes no frame after the header");
+    } else {
+        return judge_event(in, b, hdr, &h, now_ns);
     }
     return 0;
 }

@@ -429,26 +429,85 @@ size_t rk_log_batch_records(const struct rk_log_batch *b)
     return b->n;
 }
 
-int rk_log_batch_producer_find(struct rk_log_batch *b, const void *producer, size_t len,
-                               uint64_t number, int *found, uint64_t *seq, int64_t *recv_ns)
+/* One producers entry's value: an event's (seq, recv_ns), or a refusal's
+ * (0, recv_ns, code). */
+static int parse_number(const MDB_val *v, struct rk_log_number *out)
+{
+    const unsigned char *p = v->mv_data;
+    if (v->mv_size < 16 || v->mv_size > 16 + RK_LOG_REFUSAL_CODE_MAX)
+        return RK_EBADREC;
+    out->seq = rk_be_get(p, 8);
+    out->recv_ns = (int64_t)rk_be_get(p + 8, 8);
+    out->code[0] = '\0';
+    if ((out->seq == 0) != (v->mv_size > 16))
+        return RK_EBADREC;
+    out->state = out->seq ? RK_LOG_NUMBER_STORED : RK_LOG_NUMBER_REFUSED;
+    memcpy(out->code, p + 16, v->mv_size - 16);
+    out->code[v->mv_size - 16] = '\0';
+    return 0;
+}
+
+int rk_log_batch_number(struct rk_log_batch *b, const void *producer, size_t len,
+                        uint64_t number, struct rk_log_number *out)
 {
     unsigned char key[RK_LOG_PRODUCER_MAX + 9];
     MDB_val k, v;
-    *found = 0;
+    *out = (struct rk_log_number){.state = RK_LOG_NUMBER_FREE};
     if (len == 0 || len > RK_LOG_PRODUCER_MAX)
         return EINVAL;
     k = (MDB_val){producer_key(key, producer, len, number), key};
     int rc = mdb_get(b->txn, b->log->producers, &k, &v);
     if (rc == MDB_NOTFOUND)
         return 0;
+    return rc ? rc : parse_number(&v, out);
+}
+
+int rk_log_batch_number_refused(struct rk_log_batch *b, const void *producer, size_t len,
+                                uint64_t number, const char *code)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 9], val[16 + RK_LOG_REFUSAL_CODE_MAX];
+    size_t n = strlen(code);
+    if (len == 0 || len > RK_LOG_PRODUCER_MAX || number == 0 || n == 0 ||
+        n > RK_LOG_REFUSAL_CODE_MAX)
+        return EINVAL;
+    MDB_val k = {producer_key(key, producer, len, number), key}, v = {16 + n, val};
+    rk_be_put(val, 0, 8);
+    rk_be_put(val + 8, (uint64_t)b->recv_ns, 8);
+    memcpy(val + 16, code, n);
+    return mdb_put(b->txn, b->log->producers, &k, &v, MDB_NOOVERWRITE);
+}
+
+/* The highest number of `producer` under an open cursor: the first key
+ * past every "id NUL number" is "id \x01", so step back one from there. */
+static int producer_last_at(MDB_cursor *cur, const void *producer, size_t len, uint64_t *last)
+{
+    unsigned char key[RK_LOG_PRODUCER_MAX + 1];
+    MDB_val k, v;
+    *last = 0;
+    if (len == 0 || len > RK_LOG_PRODUCER_MAX)
+        return EINVAL;
+    memcpy(key, producer, len);
+    key[len] = 1;
+    k = (MDB_val){len + 1, key};
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if (rc == 0 && k.mv_size == len + 9 && memcmp(k.mv_data, producer, len) == 0 &&
+        ((unsigned char *)k.mv_data)[len] == 0)
+        *last = rk_be_get((unsigned char *)k.mv_data + len + 1, 8);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int rk_log_batch_producer_last(struct rk_log_batch *b, const void *producer, size_t len,
+                               uint64_t *last)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(b->txn, b->log->producers, &cur);
     if (rc)
         return rc;
-    if (v.mv_size != 16)
-        return RK_EBADREC;
-    *found = 1;
-    *seq = rk_be_get(v.mv_data, 8);
-    *recv_ns = (int64_t)rk_be_get((unsigned char *)v.mv_data + 8, 8);
-    return 0;
+    rc = producer_last_at(cur, producer, len, last);
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 static int state_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, int *found,
@@ -825,30 +884,15 @@ static void done_lookup(MDB_txn *txn, MDB_cursor *cur)
 
 int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, uint64_t *number)
 {
-    unsigned char key[RK_LOG_PRODUCER_MAX + 9];
     MDB_txn *txn;
     MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
     *number = 0;
     if (len == 0 || len > RK_LOG_PRODUCER_MAX)
         return EINVAL;
-    rc = begin_lookup(log, &txn, &cur);
+    int rc = begin_lookup(log, &txn, &cur);
     if (rc)
         return rc;
-    /* The first key past every "id NUL number" is "id \x01": step back one. */
-    memcpy(key, producer, len);
-    key[len] = 1;
-    k = (MDB_val){len + 1, key};
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 || rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
-    if (rc == 0 && k.mv_size == len + 9 && memcmp(k.mv_data, producer, len) == 0 &&
-        ((unsigned char *)k.mv_data)[len] == 0)
-        *number = rk_be_get((unsigned char *)k.mv_data + len + 1, 8);
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
+    rc = producer_last_at(cur, producer, len, number);
     done_lookup(txn, cur);
     return rc;
 }
@@ -868,11 +912,12 @@ int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, u
         return rc;
     k = (MDB_val){producer_key(key, producer, len, number), key};
     rc = mdb_get(txn, log->producers, &k, &v);
-    if (rc == 0 && v.mv_size == 16) {
-        *seq = rk_be_get(v.mv_data, 8);
-        *recv_ns = (int64_t)rk_be_get((unsigned char *)v.mv_data + 8, 8);
-    } else if (rc == 0) {
-        rc = RK_LOG_EBADREC;
+    struct rk_log_number num;
+    if (rc == 0 && (rc = parse_number(&v, &num)) == 0) {
+        *seq = num.seq;
+        *recv_ns = num.recv_ns;
+        if (num.state != RK_LOG_NUMBER_STORED)
+            rc = RK_LOG_EOF;
     } else if (rc == MDB_NOTFOUND) {
         rc = RK_LOG_EOF;
     }

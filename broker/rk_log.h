@@ -39,7 +39,10 @@
  *                value = sequence (u64), receive time (u64), big-endian;
  *                one entry per event that came with a producer id, written in
  *                the same transaction as the event, so a retry is recognised
- *                across restarts
+ *                across restarts. A number refused for good (PROTOCOL.md 3.2)
+ *                has sequence 0, the refusal's time, then its code (1..31
+ *                bytes of A-Z 0-9 _): it stays used. Retention deletes an
+ *                event's entry with the event; refusal entries stay
  *   "entities": key = entity key (rk_log_entity_key), sequence (u64 BE);
  *                value empty. One entry per event that names an entity: the
  *                history of each KPI x municipality x fiscal year and of each
@@ -105,6 +108,7 @@
 #define RK_LOG_SCHEMA_OLDEST 3    /* the oldest schema rk_log_open reads */
 #define RK_LOG_HASH_BYTES 32
 #define RK_LOG_PRODUCER_MAX RK_WIRE_PRODUCER_MAX /* the protocol's limits, one home */
+#define RK_LOG_REFUSAL_CODE_MAX 31                /* PROTOCOL.md 3.1: err codes */
 #define RK_LOG_ENTITY_MAX RK_ID_MAX
 /* 'K', municipality, fiscal year, length, kpi_id -- or 'A', length, request_id */
 #define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
@@ -225,13 +229,38 @@ enum rk_log_table {
  * *out belongs to the log: it ends with _commit or _abort. */
 int rk_log_batch_begin(struct rk_log *log, int64_t now_ns, struct rk_log_batch **out);
 
-/* Where (producer, number) is stored, counting this batch's own records:
- * *found 1 with *seq and *recv_ns, or *found 0. */
-int rk_log_batch_producer_find(struct rk_log_batch *b, const void *producer, size_t len,
-                               uint64_t number, int *found, uint64_t *seq, int64_t *recv_ns);
+/* What a producer's number is, as a batch sees it (its own writes included). */
+enum rk_log_number_state {
+    RK_LOG_NUMBER_FREE = 0,  /* never used */
+    RK_LOG_NUMBER_STORED,    /* an event is stored under it: seq, recv_ns */
+    RK_LOG_NUMBER_REFUSED,   /* it was refused for good: code */
+};
+struct rk_log_number {
+    enum rk_log_number_state state;
+    uint64_t seq;
+    int64_t recv_ns;         /* STORED: the event's; REFUSED: the refusal's */
+    char code[RK_LOG_REFUSAL_CODE_MAX + 1];
+};
+
+/* Looks up (producer, number) in the batch's transaction. Returns 0 with
+ * *out set, or an error (RK_EBADREC for an entry of the wrong size). */
+int rk_log_batch_number(struct rk_log_batch *b, const void *producer, size_t len,
+                        uint64_t number, struct rk_log_number *out);
+
+/* The highest number `producer` has used, stored or refused (0: none), as
+ * the batch sees it. One cursor seek; the broker asks only when the
+ * number before an arriving one is free. Returns 0 or an error. */
+int rk_log_batch_producer_last(struct rk_log_batch *b, const void *producer, size_t len,
+                               uint64_t *last);
+
+/* Records that (producer, number) was refused for good with `code` (1 to
+ * RK_LOG_REFUSAL_CODE_MAX bytes), so that the number counts as used and a
+ * retry gets the same answer. MDB_KEYEXIST when the number is used. */
+int rk_log_batch_number_refused(struct rk_log_batch *b, const void *producer, size_t len,
+                                uint64_t number, const char *code);
 
 /* Appends one record: sets rec->seq and rec->recv_ns. A producer number
- * stored before gives MDB_KEYEXIST (check with _producer_find first). */
+ * used before gives MDB_KEYEXIST (check with rk_log_batch_number first). */
 int rk_log_batch_append(struct rk_log_batch *b, struct rk_log_rec *rec);
 
 /* A state table's value for `key`, as this batch sees it: *found 1 with
@@ -272,13 +301,14 @@ int rk_log_state_ready(const struct rk_log *log);
 uint64_t rk_log_last_seq(const struct rk_log *log);
 const unsigned char *rk_log_head_hash(const struct rk_log *log);
 
-/* Idempotent publishing. The highest number stored for `producer` (0 when
- * none) in *number. Committed state only: the caller tracks what it has
- * admitted to a batch not yet appended. Returns 0 or an error. */
+/* Idempotent publishing, committed state. The highest number `producer`
+ * has used, stored or refused (0 when none), in *number. Returns 0 or an
+ * error. */
 int rk_log_producer_last(struct rk_log *log, const void *producer, size_t len, uint64_t *number);
 
 /* Where (producer, number) was stored: 0 with *seq and *recv_ns set,
- * RK_LOG_EOF when that number was never stored, or an error. */
+ * RK_LOG_EOF when no event is stored under that number (never used, or
+ * refused), or an error. */
 int rk_log_producer_find(struct rk_log *log, const void *producer, size_t len, uint64_t number,
                          uint64_t *seq, int64_t *recv_ns);
 

@@ -12,7 +12,8 @@
 /* Every code a publish can be refused with (PROTOCOL.md 4.3, 4.6, 5);
  * anything else counts as "other". */
 static const char *const reasons[] = {
-    "E_HEADER", "E_COMMAND", "E_FRAMES", "E_STORAGE", "E_PRODUCER",
+    "E_HEADER", "E_COMMAND", "E_FRAMES", "E_STORAGE", "E_PRODUCER", "E_ORDER", "E_NUMBER",
+    "E_FORBIDDEN",
     "E_DECODE", "E_TOO_LONG", "E_TYPE", "E_MISSING", "E_UNKNOWN_FIELD", "E_EVENT_TYPE",
     "E_ID", "E_VOCAB", "E_UNIT", "E_RANGE", "E_TEXT", "E_TIME", "E_CODE_FORMAT",
     "E_CODE_PREFECTURE", "E_CHECK_DIGIT", "E_UNKNOWN_MUNICIPALITY", "E_POLICY_AREA",

@@ -12,7 +12,8 @@ static const char *const cmd_names[] = {
     [RK_CMD_REPLAY] = "replay", [RK_CMD_EVT] = "evt", [RK_CMD_END] = "end",
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
     [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks", [RK_CMD_EVTS] = "evts",
-    [RK_CMD_STATE] = "state", [RK_CMD_REQS] = "reqs",
+    [RK_CMD_STATE] = "state", [RK_CMD_REQS] = "reqs", [RK_CMD_PING] = "ping",
+    [RK_CMD_PONG] = "pong",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
@@ -21,7 +22,7 @@ static const unsigned cmd_arity[] = {
     [RK_CMD_PUB] = 3, [RK_CMD_ACK] = 5, [RK_CMD_ERR] = 5, [RK_CMD_REPLAY] = 6,
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
     [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5, [RK_CMD_EVTS] = 4,
-    [RK_CMD_STATE] = 5, [RK_CMD_REQS] = 6,
+    [RK_CMD_STATE] = 5, [RK_CMD_REQS] = 6, [RK_CMD_PING] = 3, [RK_CMD_PONG] = 3,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -246,13 +247,15 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int reads = h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP;
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
+    int ordered_err = h->cmd == RK_CMD_ERR && h->expected;
     /* a read's flags come after its filter, so they bring one, if empty */
     int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
                    (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
-                      (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u));
+                      (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u) +
+                      (ordered_err ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
     put_lit(&w, name);
     put_uint(&w, h->corr);
@@ -275,6 +278,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     case RK_CMD_ERR:
         put_text(&w, h->code, sizeof h->code);
         put_text(&w, h->message, sizeof h->message);
+        if (ordered_err)
+            put_uint(&w, h->expected);
         break;
     case RK_CMD_REPLAY:
         put_uint(&w, h->from_seq);
@@ -549,8 +554,10 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return -1;
         return h->cmd == RK_CMD_LIVE ? get_text(r, h->topic, sizeof h->topic, 0) : 0;
     case RK_CMD_ERR:
-        return get_text(r, h->code, sizeof h->code, 0) ||
-               get_text(r, h->message, sizeof h->message, 0) ? -1 : 0;
+        if (get_text(r, h->code, sizeof h->code, 0) ||
+            get_text(r, h->message, sizeof h->message, 0))
+            return -1;
+        return n >= 6 ? get_uint(r, &h->expected) : 0;
     case RK_CMD_REPLAY:
         if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c) || c > UINT32_MAX)
             return -1;

@@ -98,6 +98,8 @@ enum rk_wire_cmd {
     RK_CMD_EVTS,
     RK_CMD_STATE,   /* client -> replay: the requests' current state (PROTOCOL.md 3.6) */
     RK_CMD_REQS,    /* replay -> client: one batch of it */
+    RK_CMD_PING,    /* client -> ingest: is this connection alive? (3.2) */
+    RK_CMD_PONG,    /* ingest -> client: yes, answered at once */
 };
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
@@ -136,6 +138,8 @@ struct rk_wire_hdr {
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
+    uint64_t expected;   /* err E_ORDER: the number the producer must send next;
+                          * 0 = absent (other errs) */
     size_t nacks;        /* acks: (corr, seq) pairs not yet taken by rk_wire_acks_next */
     const unsigned char *acks; /* acks: the next pair, inside the decoded buffer */
 };

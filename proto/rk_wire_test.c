@@ -145,6 +145,32 @@ static void test_lenient_where_documented(void)
     RK_CHECK(rk_wire_decode(signed_pos, sizeof signed_pos, &out) == 0 && out.corr == 5);
 }
 
+/* PROTOCOL.md 3.2: E_ORDER's sixth element, and ping / pong. */
+static void test_order_and_ping(void)
+{
+    struct rk_wire_hdr e = {.cmd = RK_CMD_ERR, .corr = 7, .code = "E_ORDER", .message = "m",
+                            .expected = 300}, out;
+    unsigned char buf[64];
+    /* [1, "err", 7, "E_ORDER", "m", 300] */
+    static const unsigned char order[] = {0x96, 0x01, 0xa3, 'e', 'r', 'r', 0x07, 0xa7, 'E', '_',
+                                          'O', 'R', 'D', 'E', 'R', 0xa1, 'm', 0xcd, 0x01, 0x2c};
+    RK_CHECK(rk_wire_encode(&e, buf, sizeof buf) == sizeof order);
+    RK_CHECK(memcmp(buf, order, sizeof order) == 0);
+    RK_CHECK(rk_wire_decode(order, sizeof order, &out) == 0 && out.expected == 300);
+    /* other errors keep five elements, and decode with expected 0 */
+    e.expected = 0;
+    RK_CHECK(rk_wire_encode(&e, buf, sizeof buf) == sizeof order - 3 && buf[0] == 0x95);
+    RK_CHECK(rk_wire_decode(buf, sizeof order - 3, &out) == 0 && out.expected == 0);
+
+    static const unsigned char ping[] = {0x93, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0x09};
+    struct rk_wire_hdr p = {.cmd = RK_CMD_PING, .corr = 9};
+    RK_CHECK(rk_wire_encode(&p, buf, sizeof buf) == sizeof ping);
+    RK_CHECK(memcmp(buf, ping, sizeof ping) == 0);
+    p.cmd = RK_CMD_PONG;
+    roundtrip(&p, &out);
+    RK_CHECK(out.cmd == RK_CMD_PONG && out.corr == 9);
+}
+
 static void test_idempotent_pub(void)
 {
     struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
@@ -743,6 +769,7 @@ int main(void)
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
+    RK_RUN(test_order_and_ping);
     RK_RUN(test_pub_flags);
     RK_RUN(test_acks);
     RK_RUN(test_packed_replay);

@@ -1,7 +1,9 @@
-"""Idempotent publishing: a retried (producer, number) is stored once and
-answered with its original acknowledgement, also across a broker restart and
-from a new connection; a number that arrives late (after higher ones) is
-stored, once."""
+"""Idempotent publishing in order (PROTOCOL.md 3.2): a retried (producer,
+number) is stored once and answered with its original acknowledgement, also
+across a broker restart and from a new connection; a number above the next
+is refused with E_ORDER naming the next, and stores nothing; a refusal for
+the event's content uses its number, and a retry of it gets the same
+refusal; "ping" is answered with "pong"."""
 import json
 
 import msgpack
@@ -50,7 +52,7 @@ def events(n):
 def test(b):
     b.start()
     ctx = zmq.Context()
-    ev = events(15)
+    ev = events(16)
     c = Client(ctx, b.ingest)
 
     # 1..10 pipelined in one burst, so they share group-commit batches.
@@ -78,38 +80,58 @@ def test(b):
     r = c2.publish(ev[10], 11)
     assert r[1] == "ack" and r[3] == 11, r
 
-    # Skipping ahead is allowed (13 after 11); 12 arriving late is stored,
-    # and its retry is answered with its own ack.
+    # Skipping ahead is refused: 13 after 11 names 12 as the next, in a sixth
+    # element, and uses nothing up.
     r = c2.publish(ev[11], 13)
+    assert r[1] == "err" and r[3] == "E_ORDER" and r[5] == 12, r
+    assert "expected 12" in r[4], r
+    r = c2.publish(ev[11], 12)
     assert r[1] == "ack" and r[3] == 12, r
-    late = ev[12]
-    r = c2.publish(late, 12)
+    r = c2.publish(ev[12], 13)
     assert r[1] == "ack" and r[3] == 13, r
-    r = c2.publish(late, 12)
-    assert r[1] == "ack" and r[3] == 13, r
+    r = c2.publish(ev[11], 12)
+    assert r[1] == "ack" and r[3] == 12, r
 
     # Bad producer fields are refused with a reason; nothing is stored.
     r = c2.publish(ev[0], 1, producer="has space")
     assert r[1] == "err" and r[3] == "E_PRODUCER", r
     r = c2.publish(ev[0], 0)
     assert r[1] == "err" and r[3] == "E_HEADER", r
-    # An invalid event keeps its validation error even with a fresh number.
+    # An invalid event is refused and uses its number: its retry, even
+    # with valid bytes, gets the same code; the next number goes on.
     bad = dict(ev[13], quantity=-5)
     r = c2.publish(bad, 14)
     assert r[1] == "err" and r[3] == "E_RANGE", r
-    # ...and does not use the number up.
     r = c2.publish(ev[13], 14)
+    assert r[1] == "err" and r[3] == "E_RANGE" and "when first sent" in r[4], r
+    r = c2.publish(ev[13], 15)
     assert r[1] == "ack" and r[3] == 14, r
+    b.stop()
+    b.start()
+    c3 = Client(ctx, b.ingest)
+    r = c3.publish(ev[13], 14)
+    assert r[1] == "err" and r[3] == "E_RANGE", r  # durable
+    # A number below the last that holds nothing is refused for good.
+    r = c3.publish(ev[15], 2, producer=PRODUCER + "-b")
+    assert r[1] == "ack" and r[3] == 15, r
+    r = c3.publish(ev[15], 1, producer=PRODUCER + "-b")
+    assert r[1] == "err" and r[3] == "E_NUMBER", r
+    c2 = c3
+
+    # ping: answered at once with its corr.
+    c2.corr += 1
+    c2.sock.send_multipart([msgpack.packb([1, "ping", c2.corr])])
+    assert c2.reply() == [1, "pong", c2.corr]
 
     # Publishers without a producer id are unaffected.
     r = c2.publish(ev[14])
-    assert r[1] == "ack" and r[3] == 15, r
+    assert r[1] == "ack" and r[3] == 16, r
 
     stored, _ = b.replay_all()
     ids = [e["event"]["event_id"] for e in stored]
-    assert [e["seq"] for e in stored] == list(range(1, 16)), ids
-    assert len(ids) == len(set(ids)), f"an event was stored twice: {ids}"
-    assert ids[:12] == [f"304280-idem-{i}" for i in range(12)], ids
+    assert [e["seq"] for e in stored] == list(range(1, 17)), ids
+    assert ids == [f"304280-idem-{i}" for i in range(14)] + ["304280-idem-15",
+                                                             "304280-idem-14"], ids
     ctx.destroy(linger=0)
 
 

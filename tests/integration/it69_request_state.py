@@ -14,43 +14,10 @@ import zmq
 
 import harness
 
-TIMEOUT_MS = 10000
+TIMEOUT_MS = harness.STATE_TIMEOUT_MS
 
 
-def ask(sock, corr, limit, cursor=b"", flt=None):
-    hdr = [1, "state", corr, limit, cursor] + ([flt] if flt is not None else [])
-    sock.send(msgpack.packb(hdr, use_bin_type=True))
-    if not sock.poll(TIMEOUT_MS):
-        raise AssertionError("no reply to state")
-    frames = sock.recv_multipart()
-    head = msgpack.unpackb(frames[0], raw=False)
-    assert head[2] == corr, head
-    return head, frames
-
-
-def state_all(sock, limit, flt=None):
-    """Every page; returns {request_id: state} and the seqs of the pages."""
-    got, seqs, cursor, corr = {}, [], b"", 100
-    while True:
-        corr += 1
-        head, frames = ask(sock, corr, limit, cursor, flt)
-        assert head[1] == "reqs", head
-        _, _, _, seq, cursor, count = head
-        reqs = msgpack.unpackb(frames[1], raw=False)
-        assert len(frames) == 2 and len(reqs) == count <= limit, (head, len(reqs))
-        seqs.append(seq)
-        for r in reqs:
-            assert r["request_id"] not in got, "a request came twice"
-            got[r.pop("request_id")] = r
-        if not cursor:
-            return got, seqs
-
-
-def as_expected(r):
-    """A wire state in the oracle's shape: offers keyed by offer_id."""
-    r = dict(r)
-    r["offers"] = {o.pop("offer_id"): o for o in (dict(x) for x in r["offers"])}
-    return r
+ask, state_all, as_expected = harness.state_ask, harness.state_all, harness.state_as_expected
 
 
 def check_errors(sock):
