@@ -522,6 +522,14 @@ static int get_read_tail(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t
     return n >= 8 ? get_uint(r, &h->flags) : 0;
 }
 
+/* Any uint is a valid limit (PROTOCOL.md 3.4); one too large for the field
+ * becomes the largest it holds: the broker reads every limit over 1000 as
+ * 1000 anyway. */
+static uint32_t limit_of(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -559,20 +567,20 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return -1;
         return n >= 6 ? get_uint(r, &h->expected) : 0;
     case RK_CMD_REPLAY:
-        if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c) || c > UINT32_MAX)
+        if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c))
             return -1;
         h->from_seq = a;
         h->to_seq = b;
-        h->limit = (uint32_t)c;
+        h->limit = limit_of(c);
         return get_read_tail(r, h, n);
     case RK_CMD_EVTS:
         return get_uint(r, &h->nrecords);
     case RK_CMD_SNAP:
-        if (get_uint(r, &a) || get_uint(r, &c) || c > UINT32_MAX ||
+        if (get_uint(r, &a) || get_uint(r, &c) ||
             get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->at_seq = a;
-        h->limit = (uint32_t)c;
+        h->limit = limit_of(c);
         return get_read_tail(r, h, n);
     case RK_CMD_SNAPEND:
         if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
@@ -580,10 +588,9 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
         h->has_sent = 1;
         return get_uint(r, &h->sent);
     case RK_CMD_STATE:
-        if (get_uint(r, &c) || c > UINT32_MAX ||
-            get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+        if (get_uint(r, &c) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
-        h->limit = (uint32_t)c;
+        h->limit = limit_of(c);
         return n >= 6 ? get_filter(r, &h->filter) : 0;
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))

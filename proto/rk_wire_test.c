@@ -171,6 +171,16 @@ static void test_order_and_ping(void)
     RK_CHECK(out.cmd == RK_CMD_PONG && out.corr == 9);
 }
 
+/* A limit of any size is a limit, not a malformed header. */
+static void test_huge_limit_read_as_largest(void)
+{
+    struct rk_wire_hdr out;
+    /* [1, "replay", 1, 1, 0, 2^40] */
+    static const unsigned char replay[] = {0x96, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                           0x01, 0x00, 0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0};
+    RK_CHECK(rk_wire_decode(replay, sizeof replay, &out) == 0 && out.limit == UINT32_MAX);
+}
+
 static void test_idempotent_pub(void)
 {
     struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
@@ -769,6 +779,7 @@ int main(void)
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
+    RK_RUN(test_huge_limit_read_as_largest);
     RK_RUN(test_order_and_ping);
     RK_RUN(test_pub_flags);
     RK_RUN(test_acks);
