@@ -467,18 +467,18 @@ static void outbox_drain(struct agent *a, int wait_ms)
                 return; /* the caller has other work; try again later */
             continue;
         }
-        /* Held events keep a service going, not one whose input has ended. */
-        if (a->fw_state == RK_FORWARD_HELD && a->persist && !a->input_done) {
-            if (wait_ms < a->timeout_ms)
-                return; /* the pump waits for the next retry, a little at a time */
-            continue;
-        }
         if (stop_requested)
             return;
-        if (a->persist)
+        /* Held events wait for their retry (the next pump waits for it, a
+         * little at a time) while input may still come; once it has
+         * ended, they wait in the outbox for the next run. */
+        if (a->fw_state == RK_FORWARD_HELD && !a->input_done)
+            return;
+        if (a->persist && a->fw_state != RK_FORWARD_HELD)
             continue;
         say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? "no answer from the broker"
-                       : a->fw_state == RK_FORWARD_HELD ? "the broker refused some events for now"
+                       : a->fw_state == RK_FORWARD_HELD ? "the broker refused some events for now "
+                                                          "(held: see status)"
                                                         : "the broker cannot store now");
         a->unreachable = 1;
         return;

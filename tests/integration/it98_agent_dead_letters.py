@@ -11,7 +11,8 @@ A real broker with CURVE keys and an ACL, on TCP:
    municipality yet: the key-rotation slip) holds the event in `run
    --spool`; the refusal line reaches the agent's stdout pipe while the
    agent still runs; once the ACL allows it (rewritten, SIGHUP) the agent's
-   own retry stores it, without any command.
+   own retry stores it, without any command. A one-shot send with a held
+   event still sends the others (exit 3); the next flush tries it at once.
 """
 import json
 import os
@@ -186,6 +187,19 @@ def held_forbidden(b, ag, acl, pubs):
     assert st["held"] == 1 and st["rejected"] == 0, st
     assert st["held_last"]["code"] == "E_FORBIDDEN" and LOCAL_ISO.match(st["next_retry"]), st
 
+    # A one-shot send: the held event does not stop the others; exit 3.
+    one = Agent(b, os.path.join(b.dir, "box3"), ag.key_args)
+    early = request("early", "304280")
+    rest = [request(f"r{i}") for i in range(300)]
+    p3 = one.run("--json", "--window", "16", "send", stdin="".join(json.dumps(e) + "\n" for e in [early] + rest),
+                 rc=3)
+    res = [json.loads(l) for l in p3.stdout.splitlines()]
+    assert sum(r["ok"] for r in res) == 300 and [r["event_id"] for r in res if not r["ok"]] == \
+        [early["event_id"]], p3.stdout[-2000:]
+    assert "held" in p3.stderr, p3.stderr
+    st = harness.outbox_status(one.box)
+    assert (st["pending"], st["held"], st["acked"]) == (0, 1, 300), st
+
     # The operator fixes the ACL; the agent is not touched.
     with open(acl, "w") as f:
         f.write(acl_text(pubs, ", 304280"))
@@ -196,7 +210,11 @@ def held_forbidden(b, ag, acl, pubs):
     assert running and line["ok"] is True and line["event_id"] == other["event_id"], line
     st = harness.outbox_status(ag.box)
     assert (st["pending"], st["held"], st["rejected"]) == (0, 0, 0), st
-    assert stored_event_ids(b, ag.key_args)[-2:] == [own["event_id"], other["event_id"]]
+    assert stored_event_ids(b, ag.key_args)[-1] == other["event_id"]
+    # The one-shot's held event goes at the next run, at once.
+    p3 = one.run("--json", "flush", rc=0)
+    assert [json.loads(l)["event_id"] for l in p3.stdout.splitlines()] == [early["event_id"]]
+    assert harness.outbox_status(one.box)["held"] == 0
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 0
     reader.join(timeout=30)
