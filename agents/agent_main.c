@@ -1014,6 +1014,9 @@ static int list_rejected(struct agent *a)
                               r.message, "refused_at", json_time_or_null(r.last_ns),
                               "first_refused_at", json_time_or_null(r.first_ns), "refusals",
                               (json_int_t)r.attempts);
+        if (!o) /* never hide one: json_pack refuses only what is not text */
+            o = json_pack("{s:I,s:s}", "outbox_number", (json_int_t)number, "error",
+                          "this dead letter's code or message is not valid text");
         json_object_set_new(o, "event", ev ? ev : json_null());
         print_json(a, o);
         after = number;

@@ -3,6 +3,7 @@
 #include "rk_event.h"
 #include "rk_outbox.h"
 #include "rk_pub.h"
+#include "rk_text.h"
 #include "rk_time.h"
 
 #include <errno.h>
@@ -333,29 +334,33 @@ static int64_t hold_delay_ns(uint32_t attempts)
 }
 
 /* A refusal: the event is held (a code that may pass later, within its
- * time) or becomes a dead letter. Fills the outcome's held and retry_ns. */
+ * time) or becomes a dead letter. Fills *ref (kept as the outcome's code
+ * and message: valid UTF-8, as stored) and the outcome's held, retry_ns. */
 static int refuse(struct rk_forward *f, const struct slot *s, const struct rk_pub_result *r,
-                  struct rk_forward_outcome *o)
+                  struct rk_outbox_refusal *ref, struct rk_forward_outcome *o)
 {
     const struct retryable *how = retryable(r->code);
-    struct rk_outbox_refusal ref;
     int64_t now = rk_time_now();
-    int found, rc = rk_outbox_held(f->outbox, s->number, &ref, &found);
+    int found, rc = rk_outbox_held(f->outbox, s->number, ref, &found);
     if (rc)
         return rc;
     if (!found)
-        ref.first_ns = now;
-    ref.attempts++;
-    ref.last_ns = now;
-    snprintf(ref.code, sizeof ref.code, "%s", r->code);
-    snprintf(ref.message, sizeof ref.message, "%s", r->message);
-    if (how && (!how->max_ns || now - ref.first_ns < how->max_ns)) {
-        ref.retry_ns = now + hold_delay_ns(ref.attempts);
+        ref->first_ns = now;
+    ref->attempts++;
+    ref->last_ns = now;
+    /* Escaped and cut between characters: what is kept is always text. */
+    rk_text_escape(ref->code, sizeof ref->code, r->code, strlen(r->code), RK_TEXT_KEEP_BACKSLASH);
+    rk_text_escape(ref->message, sizeof ref->message, r->message, strlen(r->message),
+                   RK_TEXT_KEEP_BACKSLASH);
+    o->code = ref->code;
+    o->message = ref->message;
+    if (how && (!how->max_ns || now - ref->first_ns < how->max_ns)) {
+        ref->retry_ns = now + hold_delay_ns(ref->attempts);
         o->held = 1;
-        o->retry_ns = ref.retry_ns;
-        return rk_outbox_hold(f->outbox, s->number, &ref);
+        o->retry_ns = ref->retry_ns;
+        return rk_outbox_hold(f->outbox, s->number, ref);
     }
-    return rk_outbox_reject(f->outbox, s->number, &ref);
+    return rk_outbox_reject(f->outbox, s->number, ref);
 }
 
 /* Recorded before it is reported, so that no report names an event the
@@ -366,9 +371,10 @@ static int record(struct rk_forward *f, const struct slot *s, const struct rk_pu
 {
     struct rk_forward_outcome o = {s->number, s->event_id, r->ok, r->seq, r->recv_ns, r->code,
                                    r->message, 0, 0};
+    struct rk_outbox_refusal ref;
     int was_held = 0;
     int rc = r->ok ? rk_outbox_ack(f->outbox, s->number, r->seq, r->recv_ns, &was_held)
-                   : refuse(f, s, r, &o);
+                   : refuse(f, s, r, &ref, &o);
     if (rc == RK_OK && was_held)
         rc = rk_outbox_retry_now(f->outbox, s->number, rk_time_now());
     if (rc)
