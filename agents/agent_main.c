@@ -939,8 +939,7 @@ static void print_status_text(struct agent *a, const struct rk_outbox_status *st
         printf("held: refused for now and tried again by the running agent; next try at %s; "
                "last refusal (outbox #%llu): %s: %s\n", when,
                (unsigned long long)st->held_last_number,
-               *st->held_last.code ? st->held_last.code : "(resent, not yet sent)",
-               st->held_last.message);
+               st->held_last.code, st->held_last.message);
     }
     if (st->rejected)
         printf("rejected: refused for good; list them with renkei-agent --outbox %s rejected, "

@@ -679,6 +679,8 @@ static int held_status(struct rk_outbox *ob, MDB_txn *txn, struct rk_outbox_stat
             rc = RK_EBADREC;
             break;
         }
+        if (!r.code[0])
+            continue; /* moved back by resend, not refused since: pending */
         st->held++;
         if (!st->held_next_ns || r.retry_ns < st->held_next_ns)
             st->held_next_ns = r.retry_ns;

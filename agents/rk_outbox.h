@@ -77,7 +77,9 @@ struct rk_outbox_status {
     uint64_t last_number;      /* the number the newest event got; 0 when none yet */
     uint64_t acked;            /* events acknowledged over the outbox's life */
     uint64_t refused;          /* events refused for good over its life (made dead letters) */
-    uint64_t held;             /* pending events refused for now, waiting for a retry */
+    uint64_t held;             /* pending events refused for now, waiting for a retry
+                                * (one moved back by resend counts as pending until
+                                * it is refused again) */
     int64_t held_next_ns;      /* the earliest retry among them; 0 when none */
     struct rk_outbox_refusal held_last; /* the held event refused last; zeroed when none */
     uint64_t held_last_number; /* and its number */
