@@ -449,8 +449,9 @@ struct rk_forward_status {
     uint64_t last_ack_seq;      /* its sequence number in the broker's log */
     int64_t last_ack_recv_ns;   /* and the broker's receive time; all 0 when none */
     size_t in_flight;           /* sent on this forwarder's connection, unanswered */
-    int64_t silent_ms;          /* since its last answer or new connection; 0
-                                 * when not connected */
+    int64_t silent_ms;          /* since its last answer, new connection, or
+                                 * publish into an empty window; 0 when not
+                                 * connected */
 };
 
 /* Opens the outbox in `dir`, creating the directory (mode 0700) and the

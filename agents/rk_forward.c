@@ -115,7 +115,7 @@ struct rk_forward {
     int64_t next_due_ns;          /* the earliest retry among those not due; 0: none */
     int was_held;                 /* the last pump said RK_FORWARD_HELD */
     int backoff_ms;
-    int64_t progress_ns;          /* last answer or new connection */
+    int64_t progress_ns;          /* last answer, new connection, or publish into an empty window */
     unsigned char *buf;           /* an event read from the outbox */
     char error[320];
 };
@@ -244,9 +244,14 @@ static int send_one(struct rk_forward *f, uint64_t number, size_t len)
     struct rk_event_info info;
     struct slot *s;
     uint64_t corr;
+    /* Silence counts from the first publish of a burst, not from the
+     * last answer before an idle or held spell. */
+    int was_idle = in_flight(f) == 0;
     if (!f->pub || rk_pub_send_numbered(f->pub, rk_outbox_producer(f->outbox), number, f->buf,
                                         len, &corr) != 0)
         return -1;
+    if (was_idle)
+        f->progress_ns = rk_time_now();
     s = slot_of(f, 0);
     s->corr = corr;
     s->number = number;
