@@ -118,7 +118,8 @@ static void test_hold_reject_resend_discard(void)
     RK_CHECK(rk_outbox_resend(ob, 3, 500, &n) == RK_OK && n == 1);
     RK_CHECK(rk_outbox_held(ob, 3, &got, &found) == RK_OK && found && got.retry_ns == 500 &&
              got.code[0] == '\0' && got.attempts == 0);
-    RK_CHECK(rk_outbox_get(ob, 3, buf, sizeof buf, &len) == RK_OK && memcmp(buf, "event-2", 7) == 0);
+    RK_CHECK(rk_outbox_get(ob, 3, buf, sizeof buf, &len) == RK_OK &&
+             memcmp(buf, "event-2", 7) == 0);
     RK_CHECK(rk_outbox_status(ob, &st) == RK_OK && st.pending == 2 && st.held == 0);
     RK_CHECK(rk_outbox_ack(ob, 3, 12, 13, &was_held) == RK_OK && was_held);
     /* Discard: 2 is gone for good; --all on an empty table deletes nothing. */

@@ -197,8 +197,8 @@ def held_forbidden(b, ag, acl, pubs):
     one = Agent(b, os.path.join(b.dir, "box3"), ag.key_args)
     early = request("early", "304280")
     rest = [request(f"r{i}") for i in range(300)]
-    p3 = one.run("--json", "--window", "16", "send", stdin="".join(json.dumps(e) + "\n" for e in [early] + rest),
-                 rc=3)
+    text = "".join(json.dumps(e) + "\n" for e in [early] + rest)
+    p3 = one.run("--json", "--window", "16", "send", stdin=text, rc=3)
     res = [json.loads(l) for l in p3.stdout.splitlines()]
     assert sum(r["ok"] for r in res) == 300 and [r["event_id"] for r in res if not r["ok"]] == \
         [early["event_id"]], p3.stdout[-2000:]
