@@ -9,6 +9,7 @@
 #include "rk_event.h"
 #include "rk_forward.h"
 #include "rk_test.h"
+#include "rk_time.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ struct stub {
     atomic_ullong storage_once;  /* this number gets one E_STORAGE */
     atomic_ullong refuse;        /* this number is refused, E_RANGE */
     atomic_ullong forbid;        /* this number is refused, E_FORBIDDEN, while set */
+    atomic_ullong state;         /* this number is refused, E_STATE */
     atomic_int stop;
     pthread_mutex_t mu;
     uint64_t seq_of[MAX_NUMBER]; /* what a stored number got */
@@ -70,6 +72,10 @@ static void answer(struct stub *s, const struct rk_wire_hdr *h, struct rk_wire_h
         r->cmd = RK_CMD_ERR;
         strcpy(r->code, "E_FORBIDDEN");
         strcpy(r->message, "may not publish");
+    } else if (n == atomic_load(&s->state)) {
+        r->cmd = RK_CMD_ERR;
+        strcpy(r->code, "E_STATE");
+        strcpy(r->message, "request is cancelled");
     } else if (n == atomic_load(&s->refuse)) {
         r->cmd = RK_CMD_ERR;
         strcpy(r->code, "E_RANGE");
@@ -368,6 +374,47 @@ static void test_forbidden_holds_one(void)
     stub_stop(&s);
 }
 
+/* A lifecycle refusal holds its event for a day, then makes it a dead
+ * letter: event 1 was first refused 25 hours ago, event 2 just now. */
+static void test_lifecycle_held_a_day(void)
+{
+    struct stub s;
+    struct outcomes out = {0};
+    struct rk_outbox_status st;
+    struct rk_outbox *ob;
+    struct rk_forward *f;
+    struct rk_outbox_refusal old = {.code = "E_STATE", .attempts = 30};
+    const void *ev[2] = {"event-1", "event-2"};
+    size_t lens[2] = {7, 7};
+    uint64_t first;
+    char box[128];
+
+    stub_start(&s);
+    snprintf(box, sizeof box, "%s/outbox", s.dir);
+    RK_CHECK(rk_outbox_open(box, &ob, NULL, 0) == RK_OK);
+    RK_CHECK(rk_outbox_add(ob, ev, lens, 2, &first) == RK_OK && first == 1);
+    old.first_ns = old.last_ns = rk_time_now() - 25 * 3600 * RK_NS_PER_SEC;
+    old.retry_ns = old.last_ns + 300 * RK_NS_PER_SEC;
+    RK_CHECK(rk_outbox_hold(ob, 1, &old) == RK_OK);
+    rk_outbox_close(&ob);
+    atomic_store(&s.state, 1);
+    f = open_connected(&s, &out); /* a new run: held events are due at once */
+    RK_CHECK(f && pump_until(f, RK_FORWARD_IDLE) == RK_FORWARD_IDLE);
+    RK_CHECK(out.n == 2 && out.number[0] == 1 && !out.ok[0] && !out.held[0]);
+    RK_CHECK(strcmp(out.code[0], "E_STATE") == 0 && out.ok[1]);
+    RK_CHECK(rk_forward_outbox_status(f, &st) == RK_OK && st.rejected == 1 && st.held == 0);
+    rk_forward_close(&f);
+
+    atomic_store(&s.state, 3);
+    f = open_connected(&s, &out);
+    RK_CHECK(f && rk_forward_add(f, ev, lens, 1, &first) == RK_OK && first == 3);
+    RK_CHECK(pump_until(f, RK_FORWARD_HELD) == RK_FORWARD_HELD);
+    RK_CHECK(out.n == 3 && out.number[2] == 3 && out.held[2]);
+    RK_CHECK(rk_forward_outbox_status(f, &st) == RK_OK && st.rejected == 1 && st.held == 1);
+    rk_forward_close(&f);
+    stub_stop(&s);
+}
+
 /* Closed with events unanswered, reopened: they go out, none twice. */
 static void test_reopen_sends_what_waits(void)
 {
@@ -398,6 +445,7 @@ int main(void)
     RK_RUN(test_silence_resends_from_oldest);
     RK_RUN(test_storage_holds_refusal_dead);
     RK_RUN(test_forbidden_holds_one);
+    RK_RUN(test_lifecycle_held_a_day);
     RK_RUN(test_reopen_sends_what_waits);
     return rk_test_result();
 }
