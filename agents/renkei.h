@@ -360,8 +360,13 @@ const char *rk_reader_error(const struct rk_reader *r);
  *
  * Every event given to rk_forward_add is written (fsync) to an outbox, a
  * small LMDB environment in a directory of its own, before the call
- * returns, and leaves it only when the broker has answered: stored (with
- * its sequence number) or refused for good. Events are numbered under the
+ * returns, and leaves it only when the broker has stored it (with its
+ * sequence number). A refusal that may pass later (E_STORAGE, E_FORBIDDEN,
+ * a lifecycle code another event can change) holds the event: it stays
+ * and is tried again, 1 s after the refusal, then at most 5 min apart. Any
+ * other refusal makes it a dead letter, kept in the outbox with its code,
+ * message and time until an operator resends or discards it
+ * (renkei-agent rejected, resend, discard). Events are numbered under the
  * outbox's producer id, made when the outbox is, and published as an
  * idempotent producer, so the broker stores each one once however often it
  * goes out: after a lost link, a broker restart, or this process killed
@@ -372,13 +377,15 @@ const char *rk_reader_error(const struct rk_reader *r);
  * rk_forward_pump sends, oldest first, at most `window` at a time, on a
  * connection that never reconnects by itself: what reaches the broker is
  * always a prefix of what was sent. When the broker has been silent for
- * timeout_ms, or answers E_STORAGE (it cannot store now), the pump says so
- * (RK_FORWARD_SILENT, RK_FORWARD_CANNOT_STORE); the next pump first waits a
- * back-off (0.2 s, doubling up to 5 s while no answer comes) and then makes
- * a new connection, on which every unanswered event goes out again from the
- * oldest. So the broker stores events in outbox order. A program that
- * would rather give up (a one-shot sender) stops pumping at the first of
- * those states: its events stay in the outbox for the next run.
+ * timeout_ms the pump says so (RK_FORWARD_SILENT); the next pump first
+ * waits a back-off (0.2 s, doubling up to 5 s while no answer comes) and
+ * then makes a new connection, on which every unanswered event goes out
+ * again from the oldest. So the broker stores events in outbox order, but
+ * for held events: one held for E_FORBIDDEN or a lifecycle code does not
+ * hold back the events after it; while one is held for E_STORAGE no new
+ * event goes out. A program that would rather give up (a one-shot sender)
+ * stops pumping at RK_FORWARD_SILENT, RK_FORWARD_CANNOT_STORE or
+ * RK_FORWARD_HELD: its events stay in the outbox for the next run.
  *
  * Each answer is recorded in the outbox and then handed to the
  * on_outcome callback, from inside rk_forward_pump.
@@ -408,19 +415,26 @@ enum rk_forward_state {
                               * timeout_ms */
     RK_FORWARD_SILENT,       /* no answer (or no connection) for timeout_ms:
                               * the next pump backs off and reconnects */
-    RK_FORWARD_CANNOT_STORE, /* the broker answered E_STORAGE: the event stays;
-                              * the next pump backs off and reconnects */
+    RK_FORWARD_CANNOT_STORE, /* the broker answered E_STORAGE: the event is
+                              * held (below), and no new event goes out */
+    RK_FORWARD_HELD,         /* nothing in flight, but held events wait for their
+                              * next try; the first HELD in a row returns at
+                              * once, the next ones wait (up to wait_ms) for
+                              * the earliest retry */
 };
 
 /* The broker's answer to one event. Strings are valid during the callback. */
 struct rk_forward_outcome {
     uint64_t number;         /* the outbox number rk_forward_add gave it */
     const char *event_id;    /* its event_id; "" when it has none */
-    int ok;                  /* 1 = stored, 0 = refused for good (gone from the outbox) */
+    int ok;                  /* 1 = stored, 0 = refused (held or a dead letter) */
     uint64_t seq;            /* stored: its sequence number in the broker's log */
     int64_t recv_ns;         /* stored: the broker's receive time */
     const char *code;        /* refused: e.g. "E_RANGE"; "" when stored */
     const char *message;     /* refused: the broker's reason; "" when stored */
+    int held;                /* refused: 1 = held, tried again from retry_ns;
+                              * 0 = a dead letter, kept in the outbox */
+    int64_t retry_ns;        /* held: its next try */
 };
 
 /* May not call rk_forward_pump or rk_forward_close on the same forwarder. */
@@ -438,17 +452,20 @@ struct rk_forward_options {
 
 struct rk_forward_status {
     char producer[65];          /* the id events are numbered under */
-    uint64_t pending;           /* events in the outbox waiting for an answer */
+    uint64_t pending;           /* events in the outbox waiting for an answer,
+                                 * held ones included */
     uint64_t first_pending;     /* the oldest one's number; 0 when none */
     uint64_t last_number;       /* the number the newest event got; 0 when none yet */
     uint64_t acked;             /* events acknowledged over the outbox's life */
-    uint64_t refused;           /* events refused for good over its life */
+    uint64_t refused;           /* events refused for good over its life (each
+                                 * kept as a dead letter until discarded) */
     uint64_t last_ack_number;   /* the last acknowledged event: its number, */
     uint64_t last_ack_seq;      /* its sequence number in the broker's log */
     int64_t last_ack_recv_ns;   /* and the broker's receive time; all 0 when none */
     size_t in_flight;           /* sent on this forwarder's connection, unanswered */
-    int64_t silent_ms;          /* since its last answer or new connection; 0
-                                 * when not connected */
+    int64_t silent_ms;          /* since its last answer, new connection, or
+                                 * publish into an empty window; 0 when not
+                                 * connected */
 };
 
 /* Opens the outbox in `dir`, creating the directory (mode 0700) and the
