@@ -84,6 +84,20 @@ static const struct retryable *retryable(const char *code)
     return NULL;
 }
 
+/* Whether the broker used the event's number refusing it (PROTOCOL.md
+ * 3.2): then the event is a new one when sent again, under a new number.
+ * Refusals of the message, not of the event, use nothing: a message over
+ * max_message is E_TOO_LONG too, but its message begins "message:". */
+static int uses_number(const char *code, const char *message)
+{
+    static const char *const keep[] = {"E_ORDER", "E_STORAGE", "E_NOT_LEADER", "E_HEADER",
+                                       "E_COMMAND", "E_FRAMES", "E_PRODUCER"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++)
+        if (strcmp(code, keep[i]) == 0)
+            return 0;
+    return !(strcmp(code, "E_TOO_LONG") == 0 && strncmp(message, "message:", 8) == 0);
+}
+
 int rk_forward_code_retryable(const char *code)
 {
     return retryable(code) != NULL;
@@ -110,6 +124,8 @@ struct rk_forward {
     uint64_t sent_upto;           /* highest outbox number sent on this connection */
     int blocked;                  /* the last send left pending events unsent */
     int stalled;                  /* the next pump backs off and reconnects */
+    int rewind;                   /* E_ORDER: the next pump reconnects at once and
+                                   * sends again from the oldest pending event */
     uint64_t held;                /* held events the last send saw */
     int stop_new;                 /* one of them stops new events (STOP_NEW) */
     int64_t next_due_ns;          /* the earliest retry among those not due; 0: none */
@@ -261,6 +277,22 @@ static int send_one(struct rk_forward *f, uint64_t number, size_t len)
     return 0;
 }
 
+/* A due held event whose number the broker used goes out as a new event,
+ * under a new number after all the others, once every pending one before
+ * it has gone out (so the numbers reach the broker in order). EAGAIN
+ * while some have not. */
+static int renumber_held(struct rk_forward *f, uint64_t *number)
+{
+    uint64_t next;
+    size_t len;
+    int rc = rk_outbox_next(f->outbox, f->sent_upto, &next, f->buf, RK_EVENT_MAX_BYTES, &len);
+    if (rc == RK_OK)
+        return EAGAIN;
+    if (rc != RK_EOF || (rc = rk_outbox_renumber(f->outbox, *number, number)) != RK_OK)
+        return fail(f, "cannot renumber a held event", rc);
+    return RK_OK;
+}
+
 /* The held events, oldest first: those due and not in flight go out while
  * the window has room. Notes how many are held, whether one stops new
  * events, and the earliest retry of those not due. */
@@ -288,6 +320,11 @@ static int send_held(struct rk_forward *f, int *sent)
         }
         if (f->blocked || in_flight(f) >= f->window || slot_has(f, number))
             continue;
+        if (r.number_used && (rc = renumber_held(f, &number)) != RK_OK) {
+            if (rc == EAGAIN)
+                continue;
+            return rc;
+        }
         rc = rk_outbox_get(f->outbox, number, f->buf, RK_EVENT_MAX_BYTES, &len);
         if (rc == RK_EOF)
             continue; /* answered meanwhile */
@@ -357,6 +394,7 @@ static int refuse(struct rk_forward *f, const struct slot *s, const struct rk_pu
     rk_text_escape(ref->code, sizeof ref->code, r->code, strlen(r->code), RK_TEXT_KEEP_BACKSLASH);
     rk_text_escape(ref->message, sizeof ref->message, r->message, strlen(r->message),
                    RK_TEXT_KEEP_BACKSLASH);
+    ref->number_used = uses_number(r->code, r->message);
     o->code = ref->code;
     o->message = ref->message;
     if (how && (!how->max_ns || now - ref->first_ns < how->max_ns)) {
@@ -403,9 +441,15 @@ static int take_answers(struct rk_forward *f, int wait_ms, int *got, int *storag
                 continue;
             return RK_OK;
         }
-        if (!(s = slot_of(f, r.corr)))
+        if (r.pong || !(s = slot_of(f, r.corr)))
             continue; /* an answer to nothing sent on this connection */
         s->corr = 0;
+        if (!r.ok && strcmp(r.code, "E_ORDER") == 0) {
+            /* an earlier one was lost with a connection: it and all after
+             * it go again, in order, on a new one */
+            f->rewind = 1;
+            return RK_OK;
+        }
         if (!r.ok && strcmp(r.code, "E_STORAGE") == 0)
             *storage = 1; /* held: it stays in the outbox */
         if ((rc = record(f, s, &r)))
@@ -443,7 +487,9 @@ static int wait_answers(struct rk_forward *f, int wait_ms, enum rk_forward_state
         f->progress_ns = rk_time_now();
         f->backoff_ms = BACKOFF_FIRST_MS;
     }
-    if (storage)
+    if (f->rewind)
+        *state = RK_FORWARD_WAITING; /* the next pump sends again */
+    else if (storage)
         *state = RK_FORWARD_CANNOT_STORE; /* held; the connection stays */
     else if (got)
         *state = RK_FORWARD_MOVING;
@@ -472,6 +518,11 @@ int rk_forward_pump(struct rk_forward *f, int wait_ms, enum rk_forward_state *st
 
     if (!f->endpoint)
         return fail(f, "not connected", ENOTCONN);
+    if (f->rewind) {
+        f->rewind = 0;
+        if (connect_new(f) != 0)
+            return fail(f, "cannot connect again", errno);
+    }
     if (f->stalled && reconnect(f) != RK_OK) {
         *state = RK_FORWARD_SILENT;
         return RK_OK;

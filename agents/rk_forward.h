@@ -30,18 +30,23 @@
  * run may follow the fix) and when an earlier held event of the outbox is
  * acknowledged.
  *
- * Order. The broker stores events in outbox order, with one exception: an
- * event held for its own reason (E_FORBIDDEN, a lifecycle code) does not
- * hold back the events after it, which may be stored before it. Stopping
- * everything behind it instead would let one event a key may never send
- * (or one whose request was cancelled meanwhile) stop the agent for good.
- * Nothing is lost this way: producer numbers need not arrive in order
- * (PROTOCOL.md 3.2: "a 4 arriving after the 5 is stored"), a refused
- * number is not used up, and an event after a held one that depends on it
- * is refused with a lifecycle code, held in turn, and tried again as soon
- * as the held one is stored. While an event is held for E_STORAGE or
- * E_NOT_LEADER (the broker takes nothing now) no new event goes out, so
- * outbox order is kept then. */
+ * Order. The broker stores a producer's numbers in order only (PROTOCOL.md
+ * 3.2), and the outbox number is the producer number, so the broker stores
+ * events in outbox order, with one exception: an event held for its own
+ * reason (E_FORBIDDEN, a lifecycle code) does not hold back the events
+ * after it. The broker used its number refusing it, so when it is due it
+ * goes out as a new event: renumbered to the end of the outbox
+ * (rk_outbox_renumber) once every pending event before it has gone out,
+ * and so stored after them. Stopping everything behind it instead would
+ * let one event a key may never send (or one whose request was cancelled
+ * meanwhile) stop the agent for good. Nothing is lost this way: an event
+ * after a held one that depends on it is refused with a lifecycle code,
+ * held in turn, and tried again as soon as the held one is stored. While
+ * an event is held for E_STORAGE or E_NOT_LEADER (the broker takes
+ * nothing now, and used no number) no new event goes out, and it is sent
+ * again under its own number. An E_ORDER (an earlier publish was lost with
+ * a connection) makes the next pump reconnect at once and send again from
+ * the oldest pending event. */
 
 /* 1 when a refusal with `code` holds the event, 0 when it makes it a dead
  * letter. */

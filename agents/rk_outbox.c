@@ -26,9 +26,12 @@
 #define TAG_MAX 255
 
 /* A refusal's record: first, last, retry (u64 BE each), attempts (u32
- * BE), code (u8 length + bytes), message (u16 BE length + bytes); a dead
- * letter's value is that record followed by the event's bytes. */
-#define REFUSAL_FIXED (8 + 8 + 8 + 4 + 1 + 2)
+ * BE), flags (u8: 1 = the number was used), code (u8 length + bytes),
+ * message (u16 BE length + bytes); a dead letter's value is that record
+ * followed by the event's bytes. */
+#define REFUSAL_FIXED (8 + 8 + 8 + 4 + 1 + 1 + 2)
+#define OFF_FLAGS 28
+#define OFF_CODE 29
 #define REFUSAL_MAX (REFUSAL_FIXED + RK_OUTBOX_CODE_MAX + RK_OUTBOX_MESSAGE_MAX)
 
 struct rk_outbox {
@@ -302,10 +305,11 @@ static size_t refusal_pack(const struct rk_outbox_refusal *r, unsigned char *out
     rk_be_put(p + 8, (uint64_t)r->last_ns, 8);
     rk_be_put(p + 16, (uint64_t)r->retry_ns, 8);
     rk_be_put(p + 24, r->attempts, 4);
-    p[28] = (unsigned char)cl;
-    memcpy(p + 29, r->code, cl);
-    rk_be_put(p + 29 + cl, ml, 2);
-    memcpy(p + 31 + cl, r->message, ml);
+    p[OFF_FLAGS] = r->number_used ? 1 : 0;
+    p[OFF_CODE] = (unsigned char)cl;
+    memcpy(p + OFF_CODE + 1, r->code, cl);
+    rk_be_put(p + OFF_CODE + 1 + cl, ml, 2);
+    memcpy(p + OFF_CODE + 3 + cl, r->message, ml);
     return REFUSAL_FIXED + cl + ml;
 }
 
@@ -315,17 +319,18 @@ static int refusal_unpack(const MDB_val *v, struct rk_outbox_refusal *r, size_t 
     const unsigned char *p = v->mv_data;
     size_t cl, ml;
     memset(r, 0, sizeof *r);
-    if (v->mv_size < REFUSAL_FIXED || (cl = p[28]) > RK_OUTBOX_CODE_MAX ||
-        v->mv_size < REFUSAL_FIXED + cl ||
-        (ml = rk_be_get(p + 29 + cl, 2)) > RK_OUTBOX_MESSAGE_MAX ||
+    if (v->mv_size < REFUSAL_FIXED || p[OFF_FLAGS] > 1 ||
+        (cl = p[OFF_CODE]) > RK_OUTBOX_CODE_MAX || v->mv_size < REFUSAL_FIXED + cl ||
+        (ml = rk_be_get(p + OFF_CODE + 1 + cl, 2)) > RK_OUTBOX_MESSAGE_MAX ||
         v->mv_size < REFUSAL_FIXED + cl + ml)
         return RK_EBADREC;
     r->first_ns = (int64_t)rk_be_get(p, 8);
     r->last_ns = (int64_t)rk_be_get(p + 8, 8);
     r->retry_ns = (int64_t)rk_be_get(p + 16, 8);
     r->attempts = (uint32_t)rk_be_get(p + 24, 4);
-    memcpy(r->code, p + 29, cl);
-    memcpy(r->message, p + 31 + cl, ml);
+    r->number_used = p[OFF_FLAGS];
+    memcpy(r->code, p + OFF_CODE + 1, cl);
+    memcpy(r->message, p + OFF_CODE + 3 + cl, ml);
     *used = REFUSAL_FIXED + cl + ml;
     return RK_OK;
 }
@@ -595,6 +600,7 @@ static int resend_one(struct rk_outbox *ob, MDB_txn *txn, const MDB_val *k, cons
     MDB_val nk = {sizeof key, key}, e, h = {0, rec};
     if (rc)
         return rc;
+    again.number_used = r.number_used; /* then it goes out under a new one */
     /* Copied first: a put may move the pages key and value are on. */
     memcpy(key, k->mv_data, sizeof key);
     e.mv_size = v->mv_size - used;
@@ -663,6 +669,75 @@ int rk_outbox_discard(struct rk_outbox *ob, uint64_t number, uint64_t *deleted)
 {
     return dead_walk(ob, number, 0, 0, deleted);
 }
+/* Moves the value of `from` in `dbi` to `to`, when there is one. */
+static int move_value(MDB_txn *txn, MDB_dbi dbi, uint64_t from, uint64_t to)
+{
+    unsigned char fk[8], tk[8], *copy;
+    MDB_val k = {8, fk}, nk = {8, tk}, v;
+    rk_be_put(fk, from, 8);
+    rk_be_put(tk, to, 8);
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return RK_OK;
+    if (rc)
+        return rc;
+    /* copied first: the put may move the page the value is on */
+    if (!(copy = malloc(v.mv_size ? v.mv_size : 1)))
+        abort();
+    memcpy(copy, v.mv_data, v.mv_size);
+    v.mv_data = copy;
+    if (!(rc = mdb_del(txn, dbi, &k, NULL)))
+        rc = mdb_put(txn, dbi, &nk, &v, MDB_APPEND);
+    free(copy);
+    return rc;
+}
+
+/* The hold moved to `to`: its new number is unused, so a later resend
+ * keeps it. */
+static int renumber_hold(struct rk_outbox *ob, MDB_txn *txn, uint64_t to)
+{
+    unsigned char key[8], rec[REFUSAL_MAX];
+    struct rk_outbox_refusal r;
+    MDB_val k = {sizeof key, key}, v;
+    size_t used;
+    rk_be_put(key, to, 8);
+    int rc = mdb_get(txn, ob->held, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return RK_OK;
+    if (rc || (rc = refusal_unpack(&v, &r, &used)))
+        return rc;
+    r.number_used = 0;
+    v = (MDB_val){refusal_pack(&r, rec), rec};
+    return mdb_put(txn, ob->held, &k, &v, 0);
+}
+
+int rk_outbox_renumber(struct rk_outbox *ob, uint64_t number, uint64_t *new_number)
+{
+    MDB_txn *txn;
+    MDB_val k, v;
+    unsigned char key[8];
+    uint64_t next;
+    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    rk_be_put(key, number, 8);
+    k = (MDB_val){sizeof key, key};
+    if ((rc = mdb_get(txn, ob->events, &k, &v)) == MDB_NOTFOUND)
+        rc = RK_EOF;
+    if (rc || (rc = meta_get(txn, ob->meta, K_NEXT, &next, 1)))
+        goto abort;
+    if ((rc = move_value(txn, ob->events, number, next)) ||
+        (rc = move_value(txn, ob->held, number, next)) || (rc = renumber_hold(ob, txn, next)))
+        goto abort;
+    *new_number = next++;
+    if ((rc = meta_put(txn, ob->meta, K_NEXT, &next, 1)))
+        goto abort;
+    return mdb_txn_commit(txn);
+abort:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 /* The held events' count, earliest retry and last refusal, into *st. */
 static int held_status(struct rk_outbox *ob, MDB_txn *txn, struct rk_outbox_status *st)
 {

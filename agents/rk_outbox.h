@@ -67,6 +67,9 @@ struct rk_outbox_refusal {
     int64_t last_ns;    /* the last one: for a dead letter, when it was refused for good */
     int64_t retry_ns;   /* held: not sent again before this; 0 for a dead letter */
     uint32_t attempts;  /* refusals so far */
+    int number_used;    /* 1: the broker used the event's number for the refusal
+                         * (PROTOCOL.md 3.2), so it goes out again under a new
+                         * one (rk_outbox_renumber); 0: under the same */
 };
 
 /* What `renkei-agent status` shows. */
@@ -164,6 +167,12 @@ int rk_outbox_hold(struct rk_outbox *ob, uint64_t number, const struct rk_outbox
  * attempts unchanged. */
 int rk_outbox_retry_now(struct rk_outbox *ob, uint64_t after, int64_t now_ns);
 
+/* Moves pending event `number` (with its hold, if any) to the end of the
+ * outbox: it takes the number the next added event would have, in
+ * *new_number. For an event whose number the broker used refusing it: sent
+ * again, it is a new event. RK_EOF when it is not pending. */
+int rk_outbox_renumber(struct rk_outbox *ob, uint64_t number, uint64_t *new_number);
+
 /* The broker stored event `number` as `seq` at `recv_ns`: it leaves the
  * outbox (and its hold, if any; *was_held, may be NULL, says whether it
  * had one). An ack for a number no longer pending (a second answer after a
@@ -185,9 +194,9 @@ int rk_outbox_next_dead(struct rk_outbox *ob, uint64_t after, uint64_t *number,
 /* Moves dead letter `number` (0: all of them) back to pending under the
  * same number, in one transaction, and counts in *moved how many moved
  * (0: no such dead letter). Each is also held with code "", due at once,
- * so an agent already running takes it at its next pump (the producer
- * number is the same; the broker did not store it, so it is not a
- * duplicate). */
+ * so an agent already running takes it at its next pump; its
+ * number_used is kept, so one whose number the broker used is renumbered
+ * when it goes out. */
 int rk_outbox_resend(struct rk_outbox *ob, uint64_t number, int64_t now_ns, uint64_t *moved);
 
 /* Deletes dead letter `number` (0: all of them) for good, in one
