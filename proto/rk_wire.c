@@ -432,47 +432,107 @@ static int key_is(const char *k, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(k, lit, n) == 0;
 }
 
+/* Every byte of `s` in `allowed` (a ctype-free test: the wire's rules). */
+static int all_of(const char *s, int (*allowed)(unsigned char))
+{
+    for (; *s; s++)
+        if (!allowed((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int topic_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && c != '|'; /* printable ASCII, no space or | */
+}
+
+static int id_byte(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+static int digit_byte(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* No topic at all is no filter, and an empty prefix would select
+ * everything: both are refused, never read as "everything". */
 static int get_topics(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
     uint64_t n;
-    if (get_count(r, RK_MP_ARRAY, &n) || n > RK_WIRE_TOPICS_MAX)
+    if (get_count(r, RK_MP_ARRAY, &n) || n == 0 || n > RK_WIRE_TOPICS_MAX)
         return -1;
     f->ntopics = (unsigned)n;
     for (unsigned i = 0; i < f->ntopics; i++)
-        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1) || !f->topics[i][0])
-            return -1; /* an empty prefix would select everything */
+        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1) || !f->topics[i][0] ||
+            !all_of(f->topics[i], topic_byte))
+            return -1;
     return 0;
 }
 
+/* A uint time; one past INT64_MAX is as far as a time goes. */
+static int get_time(struct rk_mp_reader *r, int64_t *out)
+{
+    uint64_t v;
+    if (get_uint(r, &v))
+        return -1;
+    *out = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+    return 0;
+}
+
+static const char *const filter_keys[] = {"from_time", "to_time", "topics", "request_id",
+                                           "kpi_id", "requester"};
+
+/* The filter key `k`'s place in filter_keys, or -1. */
+static int filter_key(const char *k, size_t klen)
+{
+    for (int i = 0; i < (int)(sizeof filter_keys / sizeof *filter_keys); i++)
+        if (key_is(k, klen, filter_keys[i]))
+            return i;
+    return -1;
+}
+
+/* One filter value, by its key's place in filter_keys. An id must be an
+ * id ("" is none: ignoring it would return everything); a requester is a
+ * prefecture or municipality code. */
+static int get_filter_value(struct rk_mp_reader *r, struct rk_wire_filter *f, int key)
+{
+    char *id;
+    switch (key) {
+    case 0:
+        return get_time(r, &f->from_ns);
+    case 1:
+        return get_time(r, &f->to_ns);
+    case 2:
+        return get_topics(r, f);
+    case 3:
+    case 4:
+        id = key == 4 ? f->kpi_id : f->request_id;
+        return get_text(r, id, RK_WIRE_ID_MAX + 1, 1) || !id[0] || !all_of(id, id_byte) ? -1 : 0;
+    default:
+        return get_text(r, f->requester, sizeof f->requester, 1) || !f->requester[0] ||
+                       !all_of(f->requester, digit_byte) ? -1 : 0;
+    }
+}
+
 /* Unknown filter keys are refused: ignoring one would widen the selection
- * without the client knowing. */
+ * without the client knowing; so is a key given twice. */
 static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
-    uint64_t n, v;
+    uint64_t n;
+    unsigned seen = 0;
     if (get_count(r, RK_MP_MAP, &n) || n > 6)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
         const char *k;
         size_t klen;
-        if (get_str(r, &k, &klen))
+        int key;
+        if (get_str(r, &k, &klen) || (key = filter_key(k, klen)) < 0 || (seen & (1u << key)) ||
+            get_filter_value(r, f, key))
             return -1;
-        if (key_is(k, klen, "from_time") || key_is(k, klen, "to_time")) {
-            if (get_uint(r, &v) || v > INT64_MAX)
-                return -1;
-            *(key_is(k, klen, "to_time") ? &f->to_ns : &f->from_ns) = (int64_t)v;
-        } else if (key_is(k, klen, "topics")) {
-            if (get_topics(r, f))
-                return -1;
-        } else if (key_is(k, klen, "request_id") || key_is(k, klen, "kpi_id")) {
-            char *dst = key_is(k, klen, "kpi_id") ? f->kpi_id : f->request_id;
-            if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1) || !dst[0])
-                return -1; /* "" is no id: ignoring it would return everything */
-        } else if (key_is(k, klen, "requester")) {
-            if (get_text(r, f->requester, sizeof f->requester, 1) || !f->requester[0])
-                return -1;
-        } else {
-            return -1;
-        }
+        seen |= 1u << key;
     }
     return 0;
 }

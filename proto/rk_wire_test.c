@@ -181,6 +181,59 @@ static void test_huge_limit_read_as_largest(void)
     RK_CHECK(rk_wire_decode(replay, sizeof replay, &out) == 0 && out.limit == UINT32_MAX);
 }
 
+/* A replay header [1, "replay", 1, 1, 0, 10, {key: value}] whose value is
+ * a str, or an array of one str when `in_array`, or (for NULL) an empty
+ * array; decoded into *out. */
+static int decode_filter(const char *key, const char *value, int in_array,
+                         struct rk_wire_hdr *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 7);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "replay", 6);
+    for (int i = 0; i < 4; i++)
+        msgpack_pack_uint8(&pk, i == 3 ? 10 : i == 2 ? 0 : 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    if (in_array || !value)
+        msgpack_pack_array(&pk, value ? 1 : 0);
+    if (value)
+        msgpack_pack_str_with_body(&pk, value, strlen(value));
+    int rc = rk_wire_decode(sb.data, sb.size, out);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* A filter value is what it says or it is refused (PROTOCOL.md 3.4): never
+ * read as "everything". */
+static void test_filter_values_checked(void)
+{
+    struct rk_wire_hdr out;
+    RK_CHECK(decode_filter("topics", "aid.request/30", 1, &out) == 0 && out.filter.ntopics == 1);
+    RK_CHECK(decode_filter("topics", NULL, 1, &out) == -1);           /* [] */
+    RK_CHECK(decode_filter("topics", "aid request", 1, &out) == -1);  /* space */
+    RK_CHECK(decode_filter("topics", "aid|kpi", 1, &out) == -1);
+    RK_CHECK(decode_filter("topics", "\xe3\x81\x82", 1, &out) == -1); /* あ */
+    RK_CHECK(decode_filter("request_id", "REQ-1", 0, &out) == 0);
+    RK_CHECK(decode_filter("request_id", "bad id", 0, &out) == -1);
+    RK_CHECK(decode_filter("kpi_id", "K/1", 0, &out) == -1);
+    /* a key given twice: [1, "replay", 1, 1, 0, 10, {"kpi_id": "a", "kpi_id": "b"}] */
+    static const unsigned char twice[] = {0x97, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                          0x01, 0x00, 0x0a, 0x82, 0xa6, 'k', 'p', 'i', '_', 'i',
+                                          'd', 0xa1, 'a', 0xa6, 'k', 'p', 'i', '_', 'i', 'd',
+                                          0xa1, 'b'};
+    RK_CHECK(rk_wire_decode(twice, sizeof twice, &out) == -1);
+    /* to_time of any uint: beyond 2^63 - 1 it is as late as a time goes */
+    static const unsigned char late[] = {0x97, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                         0x01, 0x00, 0x0a, 0x81, 0xa7, 't', 'o', '_', 't', 'i',
+                                         'm', 'e', 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff};
+    RK_CHECK(rk_wire_decode(late, sizeof late, &out) == 0 && out.filter.to_ns == INT64_MAX);
+}
+
 static void test_idempotent_pub(void)
 {
     struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
@@ -779,6 +832,7 @@ int main(void)
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
+    RK_RUN(test_filter_values_checked);
     RK_RUN(test_huge_limit_read_as_largest);
     RK_RUN(test_order_and_ping);
     RK_RUN(test_pub_flags);
