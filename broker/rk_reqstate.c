@@ -165,6 +165,7 @@ int rk_reqstate_answer(struct rk_log *log, const struct rk_wire_hdr *req,
         msgpack_sbuffer_write(frame, b.body.data, b.body.size);
         *reply = (struct rk_wire_hdr){.cmd = RK_CMD_REQS, .corr = req->corr,
                                       .seq = rk_log_reader_head(r), .nrecords = b.count};
+        snprintf(reply->log_id, sizeof reply->log_id, "%s", rk_log_id(log));
         if (b.last_len > RK_WIRE_CURSOR_MAX)
             rc = RK_EBADREC; /* a stored key longer than any request_id */
         else if (b.last_len)

@@ -246,13 +246,16 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int reads = h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP;
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
+    int with_id = (h->cmd == RK_CMD_TICK || h->cmd == RK_CMD_END || h->cmd == RK_CMD_SNAPEND ||
+                   h->cmd == RK_CMD_REQS) && h->log_id[0];
     /* a read's flags come after its filter, so they bring one, if empty */
     int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
                    (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
-                      (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u));
+                      (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u) +
+                      (with_id ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
     put_lit(&w, name);
     put_uint(&w, h->corr);
@@ -323,6 +326,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     default:
         break;
     }
+    if (with_id)
+        put_id(&w, h->log_id, sizeof h->log_id);
     return w.err == RK_OK ? w.len : 0;
 }
 
@@ -517,6 +522,14 @@ static int get_read_tail(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t
     return n >= 8 ? get_uint(r, &h->flags) : 0;
 }
 
+/* The optional log identity, element `at` of `n`: a str of 1..32 bytes. */
+static int get_log_id(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n, uint64_t at)
+{
+    if (n < at)
+        return 0;
+    return get_text(r, h->log_id, sizeof h->log_id, 1);
+}
+
 static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -547,7 +560,9 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return 0;
         if (get_uint(r, &h->prev_seq) || h->prev_seq >= h->seq + (h->cmd == RK_CMD_TICK))
             return -1;
-        return h->cmd == RK_CMD_LIVE ? get_text(r, h->topic, sizeof h->topic, 0) : 0;
+        if (h->cmd == RK_CMD_TICK)
+            return get_log_id(r, h, n, 7);
+        return get_text(r, h->topic, sizeof h->topic, 0);
     case RK_CMD_ERR:
         return get_text(r, h->code, sizeof h->code, 0) ||
                get_text(r, h->message, sizeof h->message, 0) ? -1 : 0;
@@ -571,7 +586,7 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
         if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->has_sent = 1;
-        return get_uint(r, &h->sent);
+        return get_uint(r, &h->sent) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_STATE:
         if (get_uint(r, &c) || c > UINT32_MAX ||
             get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
@@ -581,14 +596,16 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
-        return get_uint(r, &h->nrecords);
+        return get_uint(r, &h->nrecords) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;
         h->next_seq = a;
         h->head_seq = b;
         h->has_sent = n >= 6;
-        return n >= 6 ? get_uint(r, &h->sent) : 0;
+        if (n >= 6 && get_uint(r, &h->sent))
+            return -1;
+        return get_log_id(r, h, n, 7);
     default:
         return 0;
     }
