@@ -281,7 +281,8 @@ class Subscriber:
     Output goes to a pipe, or appended to `stdout_path` (needed for more
     than a pipe's worth of lines, or to resume with --cursor)."""
 
-    STARTED = ("following from seq", "resuming from seq", "starting with a snapshot")
+    STARTED = ("following from seq", "resuming from seq", "starting with a snapshot",
+               "starting with the state")
 
     def __init__(self, broker, args, stdout_path=None):
         self.err_path = os.path.join(broker.dir, f"sub-{time.monotonic_ns()}.err")

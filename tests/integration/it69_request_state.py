@@ -35,7 +35,7 @@ def state_all(sock, limit, flt=None):
         corr += 1
         head, frames = ask(sock, corr, limit, cursor, flt)
         assert head[1] == "reqs", head
-        _, _, _, seq, cursor, count = head
+        _, _, _, seq, cursor, count = head[:6]  # later fields: log_id (3.7)
         reqs = msgpack.unpackb(frames[1], raw=False)
         assert len(frames) == 2 and len(reqs) == count <= limit, (head, len(reqs))
         seqs.append(seq)

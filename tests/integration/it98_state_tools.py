@@ -1,0 +1,160 @@
+"""Request state through the library and the tools (PROTOCOL.md 3.6): the
+broker's fold is the only fold.
+
+The shared disaster scenario is published. Then `renkei-replay --state`
+(JSON lines, and the table) must say, request for request, what the
+broker says on the wire (a raw "state" client, as it69) and what the
+scenario oracle (disaster_scenario_expected.json) says the final states
+are, consistent with the log's head; its requester and request filters
+select exactly those requests. `renkei-sub --state` prints the same state
+first, consistent with seq S, and then every event stored after S, with
+no gap and nothing twice, including events stored while it starts."""
+import json
+import os
+import signal
+import subprocess
+
+import msgpack
+import zmq
+
+import harness
+
+TIMEOUT_MS = 10000
+
+
+def wire_state(b, flt=None):
+    """Every page of the broker's own answer: {request_id: map}, seqs."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(b.replay)
+    got, seqs, cursor, corr = {}, [], b"", 0
+    while True:
+        corr += 1
+        sock.send(msgpack.packb([1, "state", corr, 7, cursor] + ([flt] if flt else []),
+                                use_bin_type=True))
+        assert sock.poll(TIMEOUT_MS), "no reply to state"
+        frames = sock.recv_multipart()
+        head = msgpack.unpackb(frames[0], raw=False)
+        assert head[1] == "reqs", head
+        seqs.append(head[3])
+        cursor = head[4]
+        for r in msgpack.unpackb(frames[1], raw=False):
+            got[r["request_id"]] = r
+        if not cursor:
+            break
+    sock.close()
+    ctx.term()
+    return got, seqs, head
+
+
+def as_expected(r):
+    r = dict(r)
+    r.pop("request_id")
+    r["offers"] = {o.pop("offer_id"): o for o in (dict(x) for x in r["offers"])}
+    return r
+
+
+def is_summary(line):
+    return isinstance(line.get("state"), dict)
+
+
+def replay_state(b, *args):
+    lines, err = b.replay_all("--state", *args)
+    assert lines and is_summary(lines[-1]), lines[-1:]
+    summary = lines[-1]["state"]
+    reqs = {}
+    for l in lines[:-1]:
+        assert l.pop("kind") == "request", l
+        assert l.pop("state_seq") == summary["seq"], l
+        reqs[l["request_id"]] = l
+    assert summary["requests"] == len(reqs), summary
+    return reqs, summary, err
+
+
+def check_replay_state(b, stored, expected):
+    wire, seqs, head = wire_state(b)
+    assert set(seqs) == {stored}, seqs
+    reqs, summary, err = replay_state(b)
+    assert summary["seq"] == stored, summary
+    assert summary["log_id"] == head[6] == b.ready["log_id"], (summary, head)
+    assert reqs == wire, "renkei-replay --state differs from the broker's answer"
+    assert {k: as_expected(v) for k, v in reqs.items()} == expected
+    want_by = {}
+    for v in expected.values():
+        want_by[v["state"]] = want_by.get(v["state"], 0) + 1
+    assert {k: n for k, n in summary["by_state"].items() if n} == want_by, summary
+    assert f"consistent with seq {stored}" in err, err
+    # filters: the requester (prefecture, town) and one request
+    for opt, val in (("--prefecture", "30"), ("--municipality", "304018")):
+        part, _, _ = replay_state(b, opt, val)
+        want = {k for k, v in expected.items() if v["requester"].startswith(val)}
+        assert want and set(part) == want, (opt, sorted(part), sorted(want))
+    one = sorted(expected)[3]
+    part, _, _ = replay_state(b, "--request", one)
+    assert list(part) == [one] and part[one] == wire[one]
+    # the table for people: one line per request, with its state, and a summary
+    p = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay, "--state",
+                        "--format", "table"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = p.stdout.splitlines()
+    for rid, v in expected.items():
+        line = next((r for r in rows if r.startswith(rid + " ")), None)
+        assert line and f" {v['state']} " in line, (rid, line)
+    assert rows[-1].startswith(f"{len(expected)} requests as of log seq {stored}"), rows[-1]
+    # what a state cannot select is refused, naming the option
+    p = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay, "--state",
+                        "--kpi", "KPI-1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--state" in p.stderr, p.stderr
+    return wire
+
+
+def check_sub_state(b, stored, wire):
+    """State first, consistent with S, then the events after S: no gap."""
+    extra = harness.new_request_lines("itstate", 6)
+    path = os.path.join(b.dir, "sub-state.jsonl")
+    last = stored + len(extra)
+    sub = b.subscriber("--state", stdout_path=path)
+    # after its state: these come through the feed (or the replay after S)
+    b.agent("send", stdin="\n".join(extra[:3]) + "\n", check_rc=0)
+    b.agent("send", stdin="\n".join(extra[3:]) + "\n", check_rc=0)
+
+    def last_seq():
+        with open(path) as f:
+            lines = f.read().splitlines()
+        return json.loads(lines[-1]).get("seq") if lines else None
+    harness.wait_for(last_seq, "renkei-sub --state to print the last event",
+                     until=lambda v: v == last)
+    sub.proc.send_signal(signal.SIGTERM)
+    out = sub.wait()
+    states = [l for l in out if l.get("kind") == "request"]
+    summary = next(l["state"] for l in out if is_summary(l))
+    events = [l for l in out if "seq" in l and "event" in l]
+    s = summary["seq"]
+    assert s == stored, summary
+    assert summary["requests"] == len(states), summary
+    assert out.index(next(l for l in out if is_summary(l))) == len(states), \
+        "the state comes first, then its summary, then events"
+    # the state is the broker's: the scenario's requests as the wire says,
+    # plus the new ones published before S
+    got = {l["request_id"]: {k: v for k, v in l.items() if k not in ("kind", "state_seq")}
+           for l in states}
+    assert got == wire, "renkei-sub --state differs from the broker's answer"
+    # then every event after S, in order, none missing, none twice
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(s + 1, stored + len(extra) + 1)), (s, seqs)
+    assert "consistent with seq" in sub.stderr(), sub.stderr()
+
+
+def test(b):
+    expected = harness.scenario_expected()["final_states"]
+    b.start()
+    _, res, _ = b.agent("send", stdin="".join(l + "\n" for l in harness.scenario_lines()))
+    stored = sum(1 for r in res if r["ok"])
+    assert stored == harness.scenario_expected()["summary"]["accepted"], stored
+    wire = check_replay_state(b, stored, expected)
+    check_sub_state(b, stored, wire)
+
+
+if __name__ == "__main__":
+    harness.run(test)
