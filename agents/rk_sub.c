@@ -196,7 +196,7 @@ static int read_feed(struct rk_sub *s, struct rk_wire_hdr *h, enum rk_wire_cmd *
  * events than ours; following it would skip or mix events silently. */
 static int check_log(struct rk_sub *s, const char *id, uint64_t head, uint64_t next)
 {
-    if (id && id[0])
+    if (id && id[0] && id != s->broker_id)
         snprintf(s->broker_id, sizeof s->broker_id, "%s", id);
     s->broker_head = head;
     if (s->stale)
