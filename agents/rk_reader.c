@@ -499,13 +499,15 @@ const char *rk_reader_log_id(const struct rk_reader *r)
 
 /* ---- request state (PROTOCOL.md 3.6)
  *
- * The broker's answer is the only fold: this part asks, pages, and makes
- * the pages agree on one sequence. Each page is read from its own
- * snapshot, so when pages came at seqs s1 <= ... <= S, the requests of a
- * page below S might have changed in (s_k, S]. The aid events of that
+ * The broker's answer is the only fold: this part asks and pages. Every
+ * page after the first asks for the first page's seq (at_seq), so all are
+ * of one moment. A broker from before at_seq answers each page as of its
+ * own moment; when pages then came at seqs s1 <= ... <= S, the requests of
+ * a page below S might have changed in (s_k, S]. The aid events of that
  * stretch (a replay, read only for their request_id) name the ones that
  * did, or that were made meanwhile behind the cursor; those are asked
- * again one by one, which may move S on; a few rounds settle it. */
+ * again one by one, which may move S on; a few rounds settle it while the
+ * log is not busy (EAGAIN otherwise). */
 
 #define STATE_ROUNDS 8
 
@@ -594,10 +596,10 @@ static int state_put(struct state_run *run, const unsigned char *p, size_t len, 
 /* Asks one page; returns 0 with its items in, RK_READER_EOF when the
  * cursor says it was the last, -1 on a timeout or refusal. */
 static int state_page(struct rk_reader *r, struct state_run *run, const struct rk_wire_filter *f,
-                      int timeout_ms)
+                      uint64_t at, int timeout_ms)
 {
     struct rk_wire_hdr h = {.cmd = RK_CMD_STATE, .corr = ++r->last_corr,
-                            .limit = RK_REPLAY_LIMIT_MAX, .filter = *f};
+                            .limit = RK_REPLAY_LIMIT_MAX, .filter = *f, .at_seq = at};
     unsigned char buf[RK_WIRE_HDR_MAX];
     memcpy(h.cursor, r->cursor, r->cursor_len);
     h.cursor_len = r->cursor_len;
@@ -628,8 +630,8 @@ static int state_page(struct rk_reader *r, struct state_run *run, const struct r
         return -1;
     }
     for (uint32_t i = 0; i < a.n; i++) {
-        size_t at = mr.off;
-        if (rk_mp_skip(&mr) || state_put(run, p + at, mr.off - at, h.seq) != 0) {
+        size_t start = mr.off;
+        if (rk_mp_skip(&mr) || state_put(run, p + start, mr.off - start, h.seq) != 0) {
             snprintf(r->error, sizeof r->error, "reqs: request %u of the page is not a map with "
                      "a request_id", (unsigned)i);
             errno = EPROTO;
@@ -701,7 +703,7 @@ static int state_refresh(struct rk_reader *r, struct state_run *run, int timeout
         if (!run->v[i].map)
             run->v[i].seq = 0;
         r->cursor_len = 0;
-        if (state_page(r, run, &f, timeout_ms) < 0)
+        if (state_page(r, run, &f, 0, timeout_ms) < 0)
             return -1;
     }
     size_t k = 0;
@@ -768,8 +770,22 @@ int rk_reader_state(struct rk_reader *r, const char *request_id, const char *req
     r->snapshot = 0;
     r->cursor_len = 0;
     r->error[0] = '\0';
-    while ((rc = state_page(r, &run, &f, timeout_ms)) == 0)
-        ;
+    /* Every page after the first asks for the first's moment; a broker
+     * from before at_seq ignores it, and then the pages are settled here. */
+    for (int attempt = 0;; attempt++) {
+        while ((rc = state_page(r, &run, &f, run.seq, timeout_ms)) == 0)
+            ;
+        if (rc < 0 && errno == EPROTO && strncmp(r->error, "E_PRUNED", 8) == 0 && attempt < 3) {
+            /* retention moved on under the first page's moment: again */
+            for (size_t i = 0; i < run.n; i++)
+                item_clear(&run.v[i]);
+            run.n = 0;
+            run.seq = 0;
+            r->cursor_len = 0;
+            continue;
+        }
+        break;
+    }
     if (rc == RK_READER_EOF)
         rc = state_settle(r, &run, request_id, timeout_ms);
     r->filter = saved;

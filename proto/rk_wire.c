@@ -249,13 +249,14 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int with_id = (h->cmd == RK_CMD_TICK || h->cmd == RK_CMD_END || h->cmd == RK_CMD_SNAPEND ||
                    h->cmd == RK_CMD_REQS) && h->log_id[0];
     /* a read's flags come after its filter, so they bring one, if empty */
+    int state_at = h->cmd == RK_CMD_STATE && h->at_seq;
     int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
-                   (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
+                   (h->cmd == RK_CMD_STATE && (rk_wire_filter_active(&h->filter) || state_at));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
                       (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u) +
-                      (with_id ? 1u : 0u));
+                      (with_id ? 1u : 0u) + (state_at ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
     put_lit(&w, name);
     put_uint(&w, h->corr);
@@ -309,6 +310,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_bin(&w, h->cursor, h->cursor_len);
         if (filtered)
             put_filter(&w, &h->filter);
+        if (state_at)
+            put_uint(&w, h->at_seq);
         break;
     case RK_CMD_REQS:
         put_uint(&w, h->seq);
@@ -592,7 +595,9 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->limit = (uint32_t)c;
-        return n >= 6 ? get_filter(r, &h->filter) : 0;
+        if (n >= 6 && get_filter(r, &h->filter))
+            return -1;
+        return n >= 7 ? get_uint(r, &h->at_seq) : 0;
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;

@@ -26,7 +26,7 @@
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}]
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}, flags]
  *   snapend [1, "snapend", corr, at_seq, cursor, sent, log_id]
- *   state  [1, "state",  corr, limit, cursor], optionally {filter}
+ *   state  [1, "state",  corr, limit, cursor], optionally {filter}, then at_seq
  *   reqs   [1, "reqs",   corr, seq, cursor, count, log_id] + requests frame
  *
  * `log_id` (32 hex digits, the identity of the broker's log, PROTOCOL.md
@@ -127,8 +127,8 @@ struct rk_wire_hdr {
     uint32_t limit;      /* replay, snap, state: most events (requests) in this
                           * batch, 1..RK_REPLAY_LIMIT_MAX */
     struct rk_wire_filter filter; /* replay, snap: optional */
-    uint64_t at_seq;     /* snap: the sequence the state is wanted at, 0 = the
-                          * head now; snapend: the one it is consistent with */
+    uint64_t at_seq;     /* snap, state: the sequence the state is wanted at, 0 =
+                          * the head now; snapend: the one it is consistent with */
     unsigned char cursor[RK_WIRE_CURSOR_MAX]; /* snap: resume after this entity
                           * (empty: from the start); snapend: where the next
                           * batch resumes (empty: the snapshot is complete) */

@@ -782,9 +782,30 @@ static void test_log_id(void)
     RK_CHECK_STR(out.log_id, "ab");
 }
 
+/* state's at_seq follows the filter, which then goes out even when empty. */
+static void test_state_at_seq(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr in = {.cmd = RK_CMD_STATE, .corr = 5, .limit = 10, .at_seq = 77}, out;
+    size_t n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x97);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 77 &&
+             !rk_wire_filter_active(&out.filter));
+    in.at_seq = 0;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x95);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 0);
+    snprintf(in.filter.requester, sizeof in.filter.requester, "30");
+    in.at_seq = 9;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 9);
+    RK_CHECK_STR(out.filter.requester, "30");
+}
+
 int main(void)
 {
     RK_RUN(test_log_id);
+    RK_RUN(test_state_at_seq);
     RK_RUN(test_subscription_keys);
     RK_RUN(test_roundtrip_every_command);
     RK_RUN(test_documented_bytes);
