@@ -396,15 +396,17 @@ struct rk_state {
 /* Reads the state of every request, or of the one `request_id` (NULL: all),
  * or of those whose requester's code starts with `requester` (2 digits: a
  * prefecture, 6: a municipality; NULL: any), all consistent with one
- * sequence out->seq: the broker answers in pages, each as of its own
- * moment, and the reader asks again for the requests that the aid events
- * between the pages changed, until all agree. To follow on live, apply
+ * sequence out->seq: the broker answers in pages of up to 1000, and every
+ * page after the first asks for the first one's moment (PROTOCOL.md 3.6,
+ * at_seq). With a broker from before that, the reader asks again for the
+ * requests that the aid events between the pages changed, until all
+ * agree. To follow on live, apply
  * events from out->seq + 1 (rk_sub_start(s, seq + 1)). Fills *out (free
  * with rk_state_free) and returns 0, or -1 with errno: EINVAL (a bad
  * argument), ETIMEDOUT (the broker did not answer within timeout_ms, per
  * reply), EPROTO (it refused or sent what is not a state; text in
- * rk_reader_error), EAGAIN (the log kept changing for 8 rounds: ask
- * again). Afterwards the reader iterates from sequence 1 again with its
+ * rk_reader_error), EAGAIN (an old broker, and the log kept changing
+ * for 8 rounds: ask again). Afterwards the reader iterates from sequence 1 again with its
  * filter as before (rk_reader_seek to go elsewhere). */
 int rk_reader_state(struct rk_reader *r, const char *request_id, const char *requester,
                     int timeout_ms, struct rk_state *out);
