@@ -146,6 +146,10 @@ def test(b):
     cursor = os.path.join(b.dir, "archive.cursor")
     live = b.subscriber("--cursor", cursor, "--from", "1", stdout_path=archive)
     harness.wait_for(live.received, "the archive to hold 19 events", until=lambda n: n >= 19)
+    # one told beforehand to start over on a new log, following live
+    relaxed_out = os.path.join(b.dir, "relaxed.jsonl")
+    relaxed = b.subscriber("--from", "1", "--restart-on-new-log", stdout_path=relaxed_out)
+    harness.wait_for(relaxed.received, "the relaxed one to hold 19", until=lambda n: n >= 19)
     harness.wait_for(lambda: cursor_of(cursor), "the cursor at 20 of the first log",
                      until=lambda c: c == (20, first))
 
@@ -172,6 +176,23 @@ def test(b):
 
     new20 = publish(b, "forked", 1)
     assert new20 == [20], new20
+    # the relaxed one marked the break and read the new log from seq 1
+    def relaxed_lines():
+        with open(relaxed_out) as f:
+            return [json.loads(l) for l in f.read().splitlines()]
+    harness.wait_for(relaxed_lines, "the relaxed subscriber to print the new seq 20",
+                     until=lambda ls: any("new_log" in l for l in ls) and
+                     ls[-1].get("seq") == 20 and "new_log" not in ls[-1] and
+                     ls[-1]["event"]["request_id"].endswith("forked0"))
+    lines = relaxed_lines()
+    at = next(i for i, l in enumerate(lines) if "new_log" in l)
+    assert [l["seq"] for l in lines[:at]] == list(range(1, 25)), lines[:at]
+    assert lines[at]["new_log"]["log_id"] == second and \
+        lines[at]["new_log"]["previous_log_id"] == first, lines[at]
+    assert [l["seq"] for l in lines[at + 1:]] == list(range(1, 21))
+    assert "warning" in relaxed.stderr() and first in relaxed.stderr(), relaxed.stderr()
+    relaxed.proc.terminate()
+    relaxed.wait()
     assert set(wire_ids(b).values()) == {second}
     with open(archive) as f:
         before = [json.loads(l) for l in f]
