@@ -80,6 +80,9 @@ static int open_log(struct rk_broker *b)
                 "log_id=%s previous_log_id=%s last_seq=%llu why=\"%s\"", rk_log_id(b->log),
                 rk_log_id_previous(b->log)[0] ? rk_log_id_previous(b->log) : "none",
                 (unsigned long long)rk_log_last_seq(b->log), rk_log_id_reason(b->log));
+    if (rk_log_id_marker_error(b->log))
+        RK_DIAG(RK_DIAG_WARN, "log_identity_marker_failed", "why=\"%s\"",
+                rk_log_id_marker_error(b->log));
     if ((rc = rk_apply_open(&b->apply, b->log, migration_progress, NULL, &st)) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "state_open_failed", "why=\"%s\"", rk_strerror(rc));
         return rc;

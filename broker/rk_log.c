@@ -177,7 +177,7 @@ static int open_tables(struct rk_log *log, const char *dir, char *why, size_t wh
     }
     if ((rc = mdb_txn_commit(txn)) != 0)
         return rc;
-    return rk_log__identity_commit(log, why, why_len);
+    return rk_log__identity_commit(log);
 }
 
 /* A read-only open finds the tables the writer made; it creates nothing. */

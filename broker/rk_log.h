@@ -437,6 +437,11 @@ const char *rk_log_id_reason(const struct rk_log *log);
 /* The identity it had before this open gave it a new one ("" if none). */
 const char *rk_log_id_previous(const struct rk_log *log);
 
+/* Why the marker beside data.mdb could not be written at this open (a
+ * full disk), or NULL. The log works; the next open gives it a new
+ * identity. Static to the log. */
+const char *rk_log_id_marker_error(const struct rk_log *log);
+
 /* The writer epoch: opens for writing and clean closes, counted since the
  * identity was made. */
 uint64_t rk_log_epoch(const struct rk_log *log);

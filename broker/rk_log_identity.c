@@ -183,12 +183,22 @@ int rk_log__identity_open(struct rk_log *log, MDB_txn *txn, const char *dir)
     return rk_log__write_mark(txn, log->meta, "epoch", log->epoch);
 }
 
-int rk_log__identity_commit(struct rk_log *log, char *why, size_t why_len)
+/* A marker that cannot be written (a full disk) does not keep the broker
+ * from starting: it can still serve reads. The next open then finds the
+ * marker behind and gives a new identity, the safe side. */
+int rk_log__identity_commit(struct rk_log *log)
 {
     int rc = marker_write(log);
-    if (rc && why)
-        snprintf(why, why_len, "cannot write %s/" MARKER_NAME ": %s", log->dir, strerror(rc));
-    return rc;
+    if (rc)
+        snprintf(log->marker_error, sizeof log->marker_error,
+                 "cannot write %s/" MARKER_NAME ": %s; the next start will give the log a "
+                 "new identity", log->dir, strerror(rc));
+    return 0;
+}
+
+const char *rk_log_id_marker_error(const struct rk_log *log)
+{
+    return log->marker_error[0] ? log->marker_error : NULL;
 }
 
 /* A clean close moves the epoch on, so a backup taken during this session

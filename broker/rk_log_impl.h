@@ -91,6 +91,7 @@ struct rk_log {
     char id_hex[RK_LOG_ID_HEX], prev_hex[RK_LOG_ID_HEX];
     const char *id_why;     /* why it got a new identity at this open; NULL: it kept it */
     uint64_t epoch, inode;
+    char marker_error[300];
 };
 
 /* The one write transaction in progress; it lives in struct rk_log. */
@@ -173,8 +174,9 @@ int rk_log__identity_read(struct rk_log *log, MDB_txn *txn);
 /* Open for writing, in the open transaction: keeps or renews the identity
  * and bumps the epoch. */
 int rk_log__identity_open(struct rk_log *log, MDB_txn *txn, const char *dir);
-/* After that transaction committed: writes the marker. */
-int rk_log__identity_commit(struct rk_log *log, char *why, size_t why_len);
+/* After that transaction committed: writes the marker (a failure is kept
+ * for rk_log_id_marker_error, not returned). */
+int rk_log__identity_commit(struct rk_log *log);
 /* Clean close: bumps the epoch in both. */
 void rk_log__identity_close(struct rk_log *log);
 
