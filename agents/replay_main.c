@@ -141,6 +141,8 @@ static int verify(const char *data_dir)
         return 2;
     }
     rc = rk_log_verify(log, &v, show_progress, 1000000, NULL);
+    char id[RK_LOG_ID_HEX];
+    snprintf(id, sizeof id, "%s", rk_log_id(log)); /* "" before any broker with identities */
     rk_log_destroy(&log);
     if (rc) {
         fprintf(stderr, "renkei-replay: reading %s: %s\n", data_dir, rk_log_strerror(rc));
@@ -156,8 +158,8 @@ static int verify(const char *data_dir)
         return 1;
     }
     printf("{\"ok\":true,\"records\":%llu,\"first_seq\":%llu,\"last_seq\":%llu,"
-           "\"chain_head\":\"%s\"}\n", (unsigned long long)v.records,
-           (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head);
+           "\"chain_head\":\"%s\",\"log_id\":\"%s\"}\n", (unsigned long long)v.records,
+           (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head, id);
     fprintf(stderr, "renkei-replay: chain verified: %llu records; chain head %s\n",
             (unsigned long long)v.records, head);
     return 0;

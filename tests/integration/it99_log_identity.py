@@ -156,6 +156,9 @@ def test(b):
     backup = os.path.join(b.dir, "backup")  # the guide's backup, section 6
     os.mkdir(backup)
     subprocess.run(["mdb_copy", "-c", b.data, backup], check=True, timeout=60)
+    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", backup],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and json.loads(p.stdout)["log_id"] == first, p.stdout
     old = publish(b, "after", 5)
     assert old == list(range(20, 25))
     harness.wait_for(live.received, "the archive to hold 24 events", until=lambda n: n >= 24)
