@@ -22,6 +22,10 @@
  *
  * Any doubt gives a new identity: a subscriber then stops and says so,
  * which costs an operator a look; the other mistake costs a silent fork.
+ * So does a crash between the meta commit and the marker's rename (a
+ * window of one fsync), and with durability=os a power cut that loses the
+ * epoch's commit: rightly so, since it may have lost acknowledged events
+ * whose numbers the log will give again.
  * What this cannot see: a restore of the whole disk, marker included (a VM
  * snapshot), and a backup taken during the session that a crash (kill -9,
  * power cut) ended, put back over data.mdb in place. deploy/README.md's
