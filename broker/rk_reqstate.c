@@ -100,16 +100,28 @@ struct batch {
     size_t why_len;
 };
 
+/* 1 when record `seq` is the aid.request version 1 that made a request. */
+static int is_creation(struct batch *b, uint64_t seq)
+{
+    struct rk_log_view v;
+    struct rk_aid_event ev;
+    return rk_log_reader_get(b->r, seq, &v) == 0 &&
+           rk_aid_event_parse(v.event, v.event_len, &ev, NULL, 0) == RK_V_OK &&
+           ev.type == RK_EV_AID_REQUEST && ev.version == 1;
+}
+
 /* The seqs of request `id`'s events up to b->at, newest first, into
- * b->seqs. *n 0: it was made after b->at. *changed: it has an event after
- * b->at, so the stored state is not the one at b->at. */
-static int history(struct batch *b, const char *id, size_t *n, int *changed)
+ * b->seqs. *changed: it has an event after b->at, so the stored state is
+ * not the one at b->at. *n 0 then: it was made after b->at, or retention
+ * deleted all its events up to then (*pruned). */
+static int history(struct batch *b, const char *id, size_t *n, int *changed, int *pruned)
 {
     struct rk_log_tags t = {.type = RK_EV_AID_REQUEST, .entity = id, .entity_len = strlen(id)};
     struct rk_log_entity e = {0};
-    uint64_t p;
+    uint64_t p, first;
     e.key_len = rk_log_entity_key(&t, e.key);
     *n = 0;
+    *pruned = 0;
     int rc = rk_log_reader_entity_prev(b->r, &e, UINT64_MAX, &p);
     if (rc)
         return rc == RK_LOG_EOF ? 0 : rc;
@@ -125,7 +137,18 @@ static int history(struct batch *b, const char *id, size_t *n, int *changed)
         }
         b->seqs[(*n)++] = p;
     }
-    return rc == RK_LOG_EOF ? 0 : rc;
+    if (rc != RK_LOG_EOF)
+        return rc;
+    if (*n > 0)
+        return 0;
+    /* nothing up to b->at: made later, unless its making was deleted */
+    for (rc = rk_log_reader_entity_prev(b->r, &e, UINT64_MAX, &first); rc == 0;)
+        if ((rc = rk_log_reader_entity_prev(b->r, &e, first, &p)) == 0)
+            first = p;
+    if (rc != RK_LOG_EOF)
+        return rc;
+    *pruned = !is_creation(b, first);
+    return 0;
 }
 
 /* The request as it was after event b->at: its stored events up to then,
@@ -137,7 +160,7 @@ static int fold_at(struct batch *b, const char *id, int *exists)
     struct rk_log_view v;
     struct rk_aid_event ev;
     size_t n;
-    int changed = 0, rc = history(b, id, &n, &changed);
+    int changed = 0, pruned = 0, rc = history(b, id, &n, &changed, &pruned);
     *exists = 1;
     if (rc || !changed)
         return rc;
@@ -149,7 +172,7 @@ static int fold_at(struct batch *b, const char *id, int *exists)
         if (rk_aid_event_parse(v.event, v.event_len, &ev, NULL, 0) == RK_V_OK)
             rk_aid_apply(b->one, &ev, NULL);
     }
-    if (*exists && rk_aid_request_count(b->one) == 0) {
+    if (pruned || (*exists && rk_aid_request_count(b->one) == 0)) {
         /* its aid.request is gone: retention deleted the start of its history */
         snprintf(b->code, 32, "E_PRUNED");
         snprintf(b->why, b->why_len, "at_seq: retention deleted the first events of request "

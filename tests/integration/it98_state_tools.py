@@ -8,12 +8,17 @@ scenario oracle (disaster_scenario_expected.json) says the final states
 are, consistent with the log's head; its requester and request filters
 select exactly those requests. `renkei-sub --state` prints the same state
 first, consistent with seq S, and then every event stored after S, with
-no gap and nothing twice, including events stored while it starts."""
+no gap and nothing twice, including events stored while it starts. Under
+load, states of more than one page (3,000 requests) are each consistent
+with their seq (the broker answers every page at the first one's moment,
+at_seq); an older moment is the broker's own fold of a request's events,
+and E_PRUNED where retention deleted them."""
 import json
 import os
 import signal
 import subprocess
 import threading
+import time
 
 import msgpack
 import zmq
@@ -216,6 +221,52 @@ def check_consistent_under_load(b):
           f"at {len(seqs)} different seqs, each consistent with its own")
 
 
+def check_pruned_moment():
+    """A state at an older moment needs the request's events up to then:
+    when retention deleted them, the broker says E_PRUNED, never a state
+    missing the request or folded from half its history."""
+    b = harness.Broker(extra=["--durability", "os", "--retain-age", "2s"])
+    try:
+        b.start()
+        first = harness.new_requests("itprune", 1)[0]
+        assert publish_events(b, [first]) == [1]
+        time.sleep(2.5)  # kept: outliving --retain-age 2s is the point
+        later = publish_events(b, harness.new_requests("itkeep", 3))
+        harness.wait_for(lambda: b.replay_all()[0][0]["seq"], "seq 1 to be deleted",
+                         interval=0.1, until=lambda s: s == later[0])
+        cancel = {"type": "aid.cancel", "event_id": first["event_id"] + "-x",
+                  "municipality": first["municipality"], "sent_at": first["sent_at"],
+                  "request_id": first["request_id"], "reason": "not needed any more"}
+        (c,) = publish_events(b, [cancel])
+        rid = first["request_id"]
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(b.replay)
+        for corr, at in ((1, c - 1), (2, 0)):
+            sock.send(msgpack.packb([1, "state", corr, 10, b"", {"request_id": rid}, at],
+                                    use_bin_type=True))
+            assert sock.poll(TIMEOUT_MS)
+            frames = sock.recv_multipart()
+            head = msgpack.unpackb(frames[0], raw=False)
+            if at:
+                assert head[1] == "err" and head[3] == "E_PRUNED" and rid in head[4], head
+            else:
+                assert head[1] == "reqs" and head[3] == c, head
+                assert msgpack.unpackb(frames[1], raw=False)[0]["state"] == "cancelled"
+        sock.close()
+        ctx.term()
+        reqs, summary, _ = replay_state(b)
+        assert summary["seq"] == c and reqs[rid]["state"] == "cancelled", summary
+        b.stop()
+    finally:
+        b.cleanup()
+
+
+def publish_events(b, events):
+    return harness.publish_pipelined(b.ingest, [msgpack.packb(e) for e in events])
+
+
 def test(b):
     expected = harness.scenario_expected()["final_states"]
     b.start()
@@ -225,6 +276,7 @@ def test(b):
     wire = check_replay_state(b, stored, expected)
     check_sub_state(b, stored, wire)
     check_consistent_under_load(b)
+    check_pruned_moment()
 
 
 if __name__ == "__main__":
