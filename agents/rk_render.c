@@ -172,7 +172,7 @@ int rk_render_request(FILE *out, enum rk_render_format fmt, uint64_t seq, const 
         for (int w = rk_render_display_width(who); w < 22 && strlen(who) + 1 < sizeof who; w++)
             strcat(who, " ");
         rc = fprintf(out, "%-18s %s %-11s %s %lld %s: accepted %lld, dispatched %lld, received "
-                     "%lld, in transit %lld; %zu offers\n", str_field(m, "request_id"), who,
+                     "%lld, in transit %lld; offers: %zu\n", str_field(m, "request_id"), who,
                      str_field(m, "state"), str_field(m, "resource"), int_field(m, "quantity"),
                      str_field(m, "unit"), int_field(m, "accepted"), int_field(m, "dispatched"),
                      int_field(m, "fulfilled"), int_field(m, "in_transit"),
