@@ -264,6 +264,34 @@ int64_t rk_sub_silent_ms(const struct rk_sub *s);
 /* Text of the last failure, or "". */
 const char *rk_sub_error(const struct rk_sub *s);
 
+/* Log identity (PROTOCOL.md 3.7). A broker's log has an identity that
+ * changes when the log is restored from a backup or replaced by a copy:
+ * then its sequence numbers may name other events than before. A
+ * subscriber keeps the identity of the log its position counts in, and
+ * stops rather than follow another log silently: rk_sub_start and
+ * rk_sub_next fail with errno ESTALE, and rk_sub_error names both
+ * identities and sequences, when the broker's identity is not that one,
+ * or the broker's log ends below the position. A program that keeps a
+ * durable position keeps the identity beside it.
+ *
+ * rk_sub_set_log_id: before starting, the identity `log_id` (32 lowercase
+ * hex digits) the position given to rk_sub_start counts in; NULL or "":
+ * not known, the broker's is taken as it is. Returns 0, or -1 with errno
+ * EINVAL for another string. A broker from before identities says none;
+ * then only the head is checked. */
+int rk_sub_set_log_id(struct rk_sub *s, const char *log_id);
+
+/* The identity of the log the subscriber follows: set, or taken from the
+ * broker at the start ("" until then, or from a broker without one).
+ * Owned by the subscriber. */
+const char *rk_sub_log_id(const struct rk_sub *s);
+
+/* After ESTALE: take the broker's present log as the one to follow, and
+ * deliver from sequence `from` of it (1: the whole log, whose first part
+ * may be events delivered before; 0: from now on). Returns 0, or -1 with
+ * errno (EINVAL: the subscriber was never started). */
+int rk_sub_restart_new_log(struct rk_sub *s, uint64_t from);
+
 /* ---- rk_reader: reading the broker's log through its replay socket
  *
  * A reader is an iterator over a sequence range. It fetches the range in
@@ -355,6 +383,56 @@ uint64_t rk_reader_snapshot_seq(const struct rk_reader *r);
 
 /* "<code>: <message>" of the last error reply, or "". */
 const char *rk_reader_error(const struct rk_reader *r);
+
+/* ---- request state: what the broker says each disaster-support request
+ * is in (PROTOCOL.md 3.6), folded by the broker from its log, so a client
+ * never folds the lifecycle itself. */
+struct rk_request_state {
+    const char *request_id;  /* NUL-terminated */
+    const char *requester;   /* the municipality that asked, six digits */
+    const char *state;       /* "open", "in_progress", "fulfilled", "cancelled" */
+    const void *map;         /* the broker's whole map of the request, MessagePack:
+                              * quantities, accepted, dispatched, fulfilled,
+                              * in_transit, its offers... (PROTOCOL.md 3.6) */
+    size_t map_len;
+};
+
+struct rk_state {
+    uint64_t seq;            /* every request's state is the one after event seq
+                              * and every event before it, none after */
+    size_t count;
+    struct rk_request_state *requests; /* `count`, in bytewise order of request_id */
+    char log_id[33];         /* the broker's log identity ("" from an older broker) */
+    void *internal;          /* the library's; rk_state_free frees it all */
+    size_t internal_n;
+};
+
+/* Reads the state of every request, or of the one `request_id` (NULL: all),
+ * or of those whose requester's code starts with `requester` (2 digits: a
+ * prefecture, 6: a municipality; NULL: any), all consistent with one
+ * sequence out->seq: the broker answers in pages of up to 1000, and every
+ * page after the first asks for the first one's moment (PROTOCOL.md 3.6,
+ * at_seq). With a broker from before that, the reader asks again for the
+ * requests that the aid events between the pages changed, until all
+ * agree. To follow on live, apply
+ * events from out->seq + 1 (rk_sub_start(s, seq + 1)). Fills *out (free
+ * with rk_state_free) and returns 0, or -1 with errno: EINVAL (a bad
+ * argument), ETIMEDOUT (the broker did not answer within timeout_ms, per
+ * reply), EPROTO (it refused or sent what is not a state; text in
+ * rk_reader_error), EAGAIN (an old broker, and the log kept changing
+ * for 8 rounds: ask again). Afterwards the reader iterates from sequence 1 again with its
+ * filter as before (rk_reader_seek to go elsewhere). */
+int rk_reader_state(struct rk_reader *r, const char *request_id, const char *requester,
+                    int timeout_ms, struct rk_state *out);
+
+/* Frees what rk_reader_state filled in and zeroes *st. */
+void rk_state_free(struct rk_state *st);
+
+/* The identity of the broker's log (32 hex digits) as of the latest batch
+ * of a range, snapshot or state; "" before any, or from a broker without
+ * identities. When it changes between two batches, the log was restored
+ * or replaced meanwhile (rk_sub_set_log_id). Owned by the reader. */
+const char *rk_reader_log_id(const struct rk_reader *r);
 
 /* ---- rk_forward: store and forward
  *

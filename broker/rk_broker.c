@@ -73,6 +73,16 @@ static int open_log(struct rk_broker *b)
         RK_DIAG(RK_DIAG_ERROR, "log_open_failed", "dir=%s why=\"%s\"", cfg->data_dir, why);
         return rc;
     }
+    /* A new identity of a log that had one: subscribers' positions in the
+     * old history mean nothing here, and they will say so. */
+    if (rk_log_id_reason(b->log))
+        RK_DIAG(rk_log_id_previous(b->log)[0] ? RK_DIAG_WARN : RK_DIAG_INFO, "new_log_id",
+                "log_id=%s previous_log_id=%s last_seq=%llu why=\"%s\"", rk_log_id(b->log),
+                rk_log_id_previous(b->log)[0] ? rk_log_id_previous(b->log) : "none",
+                (unsigned long long)rk_log_last_seq(b->log), rk_log_id_reason(b->log));
+    if (rk_log_id_marker_error(b->log))
+        RK_DIAG(RK_DIAG_WARN, "log_identity_marker_failed", "why=\"%s\"",
+                rk_log_id_marker_error(b->log));
     if ((rc = rk_apply_open(&b->apply, b->log, migration_progress, NULL, &st)) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "state_open_failed", "why=\"%s\"", rk_strerror(rc));
         return rc;
@@ -100,9 +110,11 @@ static int open_network(struct rk_broker *b)
                                    .max_message = cfg->max_message, .curve_secret = secret,
                                    .acl = acl, .batch_max = (size_t)cfg->batch_max};
     b->metrics = rk_metrics_new();
+    rk_metrics_log_id(b->metrics, rk_log_id(b->log));
     if (rk_ingest_open(&b->ingest, b->zctx, &io) != 0 ||
         rk_feed_open(&b->feed, b->zctx, cfg->feed_endpoint, secret, acl) != 0)
         return -1;
+    rk_feed_set_log_id(b->feed, rk_log_id(b->log));
     b->ack = rk_ack_new(rk_ingest_socket(b->ingest), (size_t)cfg->batch_max, b->metrics);
     rk_ingest_set_ack(b->ingest, b->ack);
     if (rk_replay_start_secure(&b->replay, b->zctx, b->log, cfg->replay_endpoint, secret, acl,
@@ -286,11 +298,12 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
         goto out;
     RK_DIAG(RK_DIAG_INFO, "ready",
             "ingest=%s feed=%s replay=%s data_dir=%s durability=%s map_size_mib=%llu "
-            "last_seq=%llu chain_head=%s",
+            "last_seq=%llu chain_head=%s log_id=%s log_epoch=%llu",
             cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint, cfg->data_dir,
             cfg->durability == RK_LOG_OS ? "os" : "full",
             (unsigned long long)(rk_log_map_size(b.log) >> 20),
-            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
+            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), rk_log_id(b.log),
+            (unsigned long long)rk_log_epoch(b.log));
     rc = loop(&b, stop, reload);
     rk_ack_log_refusals(b.ack, 1);
     struct rk_ack_counts c = rk_ack_counts(b.ack);

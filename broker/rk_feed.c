@@ -31,6 +31,7 @@ struct rk_feed {
     unsigned generation;            /* names the monitor after a rebind */
     struct rk_groups *groups;
     int64_t next_tick_ns;
+    char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* said in every tick */
     unsigned long long bad_subscriptions, refused_subscriptions;
     /* The live header is over 1 KiB: built once, not zeroed per event. */
     struct rk_wire_hdr live;
@@ -134,12 +135,18 @@ void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint6
     rk_groups_match(f->groups, topic, seq, send_on_group, f);
 }
 
+void rk_feed_set_log_id(struct rk_feed *f, const char *log_id)
+{
+    snprintf(f->log_id, sizeof f->log_id, "%s", log_id);
+}
+
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns)
 {
     if (now_ns < f->next_tick_ns)
         return;
     struct rk_wire_hdr live = f->live;
     f->live = (struct rk_wire_hdr){.cmd = RK_CMD_TICK, .seq = head, .recv_ns = now_ns};
+    memcpy(f->live.log_id, f->log_id, sizeof f->live.log_id);
     f->event = NULL;
     rk_groups_each(f->groups, send_on_group, f);
     f->live = live;

@@ -41,6 +41,10 @@ void rk_feed_notices(struct rk_feed *f, uint64_t head);
 void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint64_t seq,
                    int64_t recv_ns);
 
+/* The identity of the log the feed relays (rk_log_id), said in every tick
+ * (PROTOCOL.md 3.7). Copied. */
+void rk_feed_set_log_id(struct rk_feed *f, const char *log_id);
+
 /* Tells every group the head, at most once per tick interval. */
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns);
 

@@ -144,7 +144,7 @@ int rk_log__each_record_from(MDB_txn *txn, MDB_dbi events, uint64_t from, record
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int open_tables(struct rk_log *log, char *why, size_t why_len)
+static int open_tables(struct rk_log *log, const char *dir, char *why, size_t why_len)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(log->env, NULL, 0, &txn);
@@ -169,11 +169,15 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
         rc = load_head(log, txn);
     if (!rc)
         rc = rk_log__index_catch_up(log, txn);
+    if (!rc)
+        rc = rk_log__identity_open(log, txn, dir);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
     }
-    return mdb_txn_commit(txn);
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return rc;
+    return rk_log__identity_commit(log);
 }
 
 /* A read-only open finds the tables the writer made; it creates nothing. */
@@ -202,6 +206,8 @@ static int open_tables_readonly(struct rk_log *log)
         rc = mdb_dbi_open(txn, state_names[t], 0, &log->state[t]);
     if (!rc)
         rc = load_head(log, txn);
+    if (!rc)
+        rc = rk_log__identity_read(log, txn);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -237,8 +243,11 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
         return open_tables_readonly(log);
     /* The first open of a log written before "places" indexes it whole,
      * which can take more room than the map has left. */
-    while ((rc = open_tables(log, why, why_len)) == MDB_MAP_FULL && rk_log__grow_map(log) == 0)
-        ;
+    while ((rc = open_tables(log, dir, why, why_len)) == MDB_MAP_FULL &&
+           rk_log__grow_map(log) == 0) {
+        free(log->dir); /* open_tables starts again */
+        log->dir = NULL;
+    }
     return rc;
 }
 
@@ -325,6 +334,7 @@ fail:
         snprintf(why, why_len, "cannot open log in %s: %s", dir, rk_log_strerror(rc));
     if (log->env)
         mdb_env_close(log->env);
+    free(log->dir);
     free(log);
     return rc;
 }
@@ -336,7 +346,9 @@ void rk_log_destroy(struct rk_log **logp)
         return;
     /* Saves the next start the catch-up; a failure here only costs that. */
     rk_log_index_flush(log, 0, 1);
+    rk_log__identity_close(log);
     mdb_env_close(log->env);
+    free(log->dir);
     free(log->iq.v);
     free(log->pq.seq);
     free(log->pq.pp);

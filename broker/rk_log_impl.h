@@ -86,6 +86,12 @@ struct rk_log {
     int64_t iq_since_ns;
     uint64_t indexed;
     struct rk_log_batch *open_batch;
+    /* rk_log_identity.c: who this log is (rk_log.h, "log_id") */
+    char *dir;
+    char id_hex[RK_LOG_ID_HEX], prev_hex[RK_LOG_ID_HEX];
+    const char *id_why;     /* why it got a new identity at this open; NULL: it kept it */
+    uint64_t epoch, inode;
+    char marker_error[300];
 };
 
 /* The one write transaction in progress; it lives in struct rk_log. */
@@ -160,6 +166,19 @@ void rk_log__drop_queued(struct rk_log *log, uint64_t through);
 /* Retention: deletes the places chunks that hold only records up to `through`. */
 int rk_log__places_prune(struct rk_log *log, MDB_txn *txn, uint64_t through);
 void rk_log__places_close(struct rk_log_reader *r);
+
+/* ---- rk_log_identity.c: the log's identity and the marker beside it */
+
+/* Read-only open: the identity in "meta", if any. */
+int rk_log__identity_read(struct rk_log *log, MDB_txn *txn);
+/* Open for writing, in the open transaction: keeps or renews the identity
+ * and bumps the epoch. */
+int rk_log__identity_open(struct rk_log *log, MDB_txn *txn, const char *dir);
+/* After that transaction committed: writes the marker (a failure is kept
+ * for rk_log_id_marker_error, not returned). */
+int rk_log__identity_commit(struct rk_log *log);
+/* Clean close: bumps the epoch in both. */
+void rk_log__identity_close(struct rk_log *log);
 
 /* ---- rk_log.c: the core */
 

@@ -248,14 +248,17 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
     int ordered_err = h->cmd == RK_CMD_ERR && h->expected;
+    int with_id = (h->cmd == RK_CMD_TICK || h->cmd == RK_CMD_END || h->cmd == RK_CMD_SNAPEND ||
+                   h->cmd == RK_CMD_REQS) && h->log_id[0];
     /* a read's flags come after its filter, so they bring one, if empty */
+    int state_at = h->cmd == RK_CMD_STATE && h->at_seq;
     int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
-                   (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
+                   (h->cmd == RK_CMD_STATE && (rk_wire_filter_active(&h->filter) || state_at));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
                       (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u) +
-                      (ordered_err ? 1u : 0u));
+                      (ordered_err ? 1u : 0u) + (with_id ? 1u : 0u) + (state_at ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
     put_lit(&w, name);
     put_uint(&w, h->corr);
@@ -311,6 +314,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_bin(&w, h->cursor, h->cursor_len);
         if (filtered)
             put_filter(&w, &h->filter);
+        if (state_at)
+            put_uint(&w, h->at_seq);
         break;
     case RK_CMD_REQS:
         put_uint(&w, h->seq);
@@ -328,6 +333,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     default:
         break;
     }
+    if (with_id)
+        put_id(&w, h->log_id, sizeof h->log_id);
     return w.err == RK_OK ? w.len : 0;
 }
 
@@ -590,6 +597,14 @@ static uint32_t limit_of(uint64_t v)
     return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* The optional log identity, element `at` of `n`: a str of 1..32 bytes. */
+static int get_log_id(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n, uint64_t at)
+{
+    if (n < at)
+        return 0;
+    return get_text(r, h->log_id, sizeof h->log_id, 1);
+}
+
 static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -620,7 +635,9 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return 0;
         if (get_uint(r, &h->prev_seq) || h->prev_seq >= h->seq + (h->cmd == RK_CMD_TICK))
             return -1;
-        return h->cmd == RK_CMD_LIVE ? get_text(r, h->topic, sizeof h->topic, 0) : 0;
+        if (h->cmd == RK_CMD_TICK)
+            return get_log_id(r, h, n, 7);
+        return get_text(r, h->topic, sizeof h->topic, 0);
     case RK_CMD_ERR:
         if (get_text(r, h->code, sizeof h->code, 0) ||
             get_text(r, h->message, sizeof h->message, 0))
@@ -646,23 +663,27 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
         if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->has_sent = 1;
-        return get_uint(r, &h->sent);
+        return get_uint(r, &h->sent) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_STATE:
         if (get_uint(r, &c) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->limit = limit_of(c);
-        return n >= 6 ? get_filter(r, &h->filter) : 0;
+        if (n >= 6 && get_filter(r, &h->filter))
+            return -1;
+        return n >= 7 ? get_uint(r, &h->at_seq) : 0;
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
-        return get_uint(r, &h->nrecords);
+        return get_uint(r, &h->nrecords) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;
         h->next_seq = a;
         h->head_seq = b;
         h->has_sent = n >= 6;
-        return n >= 6 ? get_uint(r, &h->sent) : 0;
+        if (n >= 6 && get_uint(r, &h->sent))
+            return -1;
+        return get_log_id(r, h, n, 7);
     default:
         return 0;
     }

@@ -822,8 +822,79 @@ static void test_acks_at_every_boundary(void)
     }
 }
 
+/* The log identity rides after the last element of tick, end, snapend and
+ * reqs (PROTOCOL.md 3.7); a header without it still decodes, with "". */
+static void test_log_id(void)
+{
+    static const char id[] = "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6";
+    static const enum rk_wire_cmd cmds[] = {RK_CMD_TICK, RK_CMD_END, RK_CMD_SNAPEND, RK_CMD_REQS};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        struct rk_wire_hdr in = {.cmd = cmds[i], .corr = 3, .seq = 19, .recv_ns = 1,
+                                 .prev_seq = 19, .sent = 2, .next_seq = 4, .head_seq = 19}, out;
+        memcpy(in.log_id, id, sizeof id);
+        size_t n = rk_wire_encode(&in, buf, sizeof buf);
+        RK_CHECK(n > 0 && buf[0] == 0x97); /* one element more than before */
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0);
+        RK_CHECK_STR(out.log_id, id);
+        RK_CHECK(out.cmd == cmds[i] && out.corr == 3);
+        in.log_id[0] = '\0';
+        n = rk_wire_encode(&in, buf, sizeof buf);
+        RK_CHECK(n > 0 && buf[0] == 0x96);
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.log_id[0] == '\0');
+    }
+    /* the documented tick, byte for byte */
+    static const unsigned char tick[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x13, 0xcf,
+                                         0x18, 0x94, 0xf3, 0x3d, 0xc7, 0x2a, 0x8d, 0x15, 0x13,
+                                         0xd9, 0x20};
+    struct rk_wire_hdr t = {.cmd = RK_CMD_TICK, .seq = 19, .recv_ns = 1771308000123456789,
+                            .prev_seq = 19};
+    memcpy(t.log_id, id, sizeof id);
+    size_t n = rk_wire_encode(&t, buf, sizeof buf);
+    RK_CHECK(n == sizeof tick + 32 && memcmp(buf, tick, sizeof tick) == 0 &&
+             memcmp(buf + sizeof tick, id, 32) == 0);
+    /* longer than 32 bytes, or not a str: malformed, not cut */
+    static const unsigned char long_id[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                            0x01, 0x00, 0xd9, 33, 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a'};
+    struct rk_wire_hdr out;
+    RK_CHECK(rk_wire_decode(long_id, sizeof long_id, &out) != 0);
+    static const unsigned char int_id[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                           0x01, 0x00, 0x05};
+    RK_CHECK(rk_wire_decode(int_id, sizeof int_id, &out) != 0);
+    /* later elements still ignored */
+    static const unsigned char more[] = {0x98, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                         0x01, 0x00, 0xa2, 'a', 'b', 0xc0};
+    RK_CHECK(rk_wire_decode(more, sizeof more, &out) == 0);
+    RK_CHECK_STR(out.log_id, "ab");
+}
+
+/* state's at_seq follows the filter, which then goes out even when empty. */
+static void test_state_at_seq(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr in = {.cmd = RK_CMD_STATE, .corr = 5, .limit = 10, .at_seq = 77}, out;
+    size_t n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x97);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 77 &&
+             !rk_wire_filter_active(&out.filter));
+    in.at_seq = 0;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x95);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 0);
+    snprintf(in.filter.requester, sizeof in.filter.requester, "30");
+    in.at_seq = 9;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 9);
+    RK_CHECK_STR(out.filter.requester, "30");
+}
+
 int main(void)
 {
+    RK_RUN(test_log_id);
+    RK_RUN(test_state_at_seq);
     RK_RUN(test_subscription_keys);
     RK_RUN(test_roundtrip_every_command);
     RK_RUN(test_documented_bytes);
