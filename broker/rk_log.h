@@ -190,6 +190,15 @@ struct rk_log_view {
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len);
 
+/* When the disk had no room for the writes rk_log_open makes (after a
+ * crash, the entity index's trailing part), the log opens all the same,
+ * for reading: this returns that write's error (ENOSPC, EDQUOT,
+ * MDB_MAP_FULL), 0 when there was none. Those writes are made before the
+ * next batch, index write or prune, which fail with the same kind of error
+ * until there is room; once one succeeds this returns 0. The writer's
+ * thread. */
+int rk_log_open_write_error(const struct rk_log *log);
+
 /* Opens an existing log for reading only (another process, such as the
  * running broker, may be writing it). Appends fail with EACCES. Same
  * errors as rk_log_open; ENOENT when `dir` holds no log. */

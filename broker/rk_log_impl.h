@@ -73,6 +73,7 @@ struct rk_log {
     int has_state;      /* 0: a read-only open of a schema-3 log */
     int state_ready;    /* the state tables hold the fold of the records */
     int readonly;
+    int open_write_rc;  /* the open could not write (a full disk): its error, until done */
     unsigned grown;
     uint64_t last_seq;
     int64_t last_recv_ns;
@@ -158,6 +159,9 @@ int rk_log__index_due(struct rk_log *log, int64_t now_ns);
 void rk_log__queues_clear(struct rk_log *log);
 /* At open for writing: queues what the indexes lack, from the records. */
 int rk_log__index_catch_up(struct rk_log *log, MDB_txn *txn);
+/* Before any write: the writes the open could not make (open_write_rc), in
+ * their own transaction. 0 when done or none; else that write's error. */
+int rk_log__finish_open(struct rk_log *log);
 /* Queued entries: drop those after `last`; keep those in (after, through];
  * drop those up to `through`. */
 void rk_log__drop_queued_after(struct rk_log *log, uint64_t last);
