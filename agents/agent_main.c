@@ -1,6 +1,7 @@
 /* renkei-agent: a municipality publishes KPI updates and disaster-support
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
+#include "rk_agentconf.h"
 #include "rk_err.h"
 #include "rk_event.h"
 #include "rk_forward.h"
@@ -110,6 +111,9 @@ static void usage(FILE *out)
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
         RK_TOOLOPT_KEYS_HELP
+        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
+        "                         and window from the [agent] section of FILE (INI;\n"
+        "                         renkei-agent(1)); options given here win over it\n"
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -499,6 +503,27 @@ static int run_kpi(struct agent *a, const char *path)
     return 0;
 }
 
+static struct rk_agentconf conf; /* --config FILE; freed by main */
+
+/* The file's settings, which the options then override. */
+static int apply_config(const char *path, struct agent *a, const char **broker_key,
+                        const char **my_key)
+{
+    if (rk_agentconf_load(path, &conf, stderr) != 0)
+        return -1;
+    if (conf.broker)
+        a->broker = conf.broker;
+    a->outbox_dir = conf.outbox;
+    a->spool_dir = conf.spool;
+    if (conf.timeout_ms)
+        a->timeout_ms = conf.timeout_ms;
+    if (conf.window)
+        a->window = conf.window;
+    *broker_key = conf.broker_key;
+    *my_key = conf.key;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct agent *a)
 {
     static const struct option opts[] = {
@@ -506,13 +531,18 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
         {"spool", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
-        RK_TOOLOPT_KEYS_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
     const char *broker_key = NULL, *my_key = NULL;
+    const char *conf_path = rk_agentconf_find(argc, argv);
+    if (conf_path && apply_config(conf_path, a, &broker_key, &my_key) != 0)
+        return EXIT_USAGE;
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
+        case 1003: break; /* --config: read above */
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
@@ -960,5 +990,6 @@ int main(int argc, char **argv)
     free(a.stage.lines);
     free(a.run_lines);
     free(a.slots);
+    rk_agentconf_release(&conf);
     return rc;
 }
