@@ -111,6 +111,9 @@ static void usage(FILE *out)
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
         RK_TOOLOPT_KEYS_HELP
+        "      --encoding ENC     kpi: the file's encoding, auto, utf-8 or cp932\n"
+        "                         (Shift_JIS, Excel's \"CSV\" on Japanese Windows) [auto:\n"
+        "                         UTF-8 with or without a BOM, else CP932 if it is]\n"
         "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
         "                         and window from the [agent] section of FILE (INI;\n"
         "                         renkei-agent(1)); options given here win over it\n"
@@ -131,15 +134,41 @@ static void usage(FILE *out)
 
 /* ---- reporting */
 
+/* The kpi command: rows are published under one producer, numbered by
+ * their content (rk_kpi_event_number), so the broker answers a row it
+ * already has with its first acknowledgement, received before this run. */
+static struct {
+    int active;
+    char producer[RK_KPI_PRODUCER_MAX + 1];
+    int64_t started_ns;
+    unsigned long again;          /* rows the broker had before this run */
+    const char *encoding;         /* --encoding */
+} kpi;
+
+static const char *kpi_again(int64_t recv_ns)
+{
+    if (!kpi.active || recv_ns >= kpi.started_ns)
+        return NULL;
+    kpi.again++;
+    return "stored before";
+}
+
 /* `number`: its outbox number, 0 without an outbox; `line` 0: an event an
  * earlier run left in the outbox. */
 static void report_ok(struct agent *a, long line, uint64_t number, const char *event_id,
                       uint64_t seq, int64_t recv_ns)
 {
     char when[RK_TIME_TEXT_MAX];
+    const char *again = kpi_again(recv_ns);
     rk_time_format(recv_ns, when);
     a->ok++;
-    if (a->json && number)
+    if (again && !a->json)
+        printf("already  line %-4ld seq %-8llu %s (%s; nothing new)\n", line,
+               (unsigned long long)seq, event_id, again);
+    else if (again)
+        printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
+               "\"already_stored\":true}\n", line, event_id, (unsigned long long)seq, when);
+    else if (a->json && number)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
                "\"outbox_number\":%llu}\n", line, event_id, (unsigned long long)seq, when,
                (unsigned long long)number);
@@ -234,7 +263,9 @@ static void submit(struct agent *a, long line, const void *event, size_t len)
     while (rk_pub_in_flight(a->pub) >= (size_t)a->window)
         if (collect_one(a) != 0)
             return;
-    if (rk_pub_send(a->pub, event, len, &corr) != 0) {
+    if ((kpi.active ? rk_pub_send_numbered(a->pub, kpi.producer,
+                                           rk_kpi_event_number(info.event_id), event, len, &corr)
+                    : rk_pub_send(a->pub, event, len, &corr)) != 0) {
         report_refused(a, line, info.event_id, "E_SEND", strerror(errno));
         return;
     }
@@ -479,23 +510,35 @@ static void on_kpi_row(void *arg, long line, const void *event, size_t len, cons
 
 static int run_kpi(struct agent *a, const char *path)
 {
-    FILE *in = strcmp(path, "-") != 0 ? fopen(path, "r") : stdin;
-    char why[256];
-    if (!in) {
-        fprintf(stderr, "renkei-agent: cannot open %s: %s\n", path, strerror(errno));
+    enum rk_kpi_encoding enc = RK_KPI_AUTO;
+    char why[512], *text = NULL;
+    const char *used = NULL;
+    size_t len = 0;
+    FILE *in;
+    if (kpi.encoding && rk_kpi_encoding_parse(kpi.encoding, &enc) != 0) {
+        fprintf(stderr, "renkei-agent: --encoding: must be auto, utf-8 or cp932, got \"%s\"\n",
+                kpi.encoding);
         return EXIT_USAGE;
     }
+    if (rk_kpi_load(path, enc, &text, &len, &used, why, sizeof why) != 0) {
+        fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
+        return EXIT_USAGE;
+    }
+    if (strcmp(used, "utf-8") != 0)
+        fprintf(stderr, "renkei-agent: %s: read as %s, converted to UTF-8\n", path, used);
+    if (!a->fw) {
+        kpi.active = rk_kpi_producer(a->client.client_key, kpi.producer) == 0;
+        kpi.started_ns = rk_time_now();
+    }
+    in = fmemopen(text, len ? len : 1, "r");
+    if (!in)
+        abort();
     /* JSON lines start with '{'; a CSV file starts with its header. */
-    int c, json;
-    while ((c = getc(in)) == ' ' || c == '\t' || c == '\r' || c == '\n')
-        ;
-    json = c == '{';
-    if (c != EOF)
-        ungetc(c, in);
-    int rc = (json ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(), on_kpi_row, a, why,
-                                                          sizeof why);
-    if (in != stdin)
-        fclose(in);
+    size_t skip = strspn(text, " \t\r\n");
+    int rc = (text[skip] == '{' ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(),
+                                                                   on_kpi_row, a, why, sizeof why);
+    fclose(in);
+    free(text);
     if (rc != 0) {
         fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
         return EXIT_USAGE;
@@ -532,6 +575,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"spool", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
+        {"encoding", required_argument, NULL, 1004},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -543,6 +587,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 1003: break; /* --config: read above */
+        case 1004: kpi.encoding = optarg; break;
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
@@ -963,7 +1008,11 @@ static int execute(struct agent *a, int argc, char **argv)
     int rc = dispatch(a, argc, argv);
     if (strcmp(argv[optind], "status") != 0) {
         finish(a);
-        if (!a->json)
+        if (!a->json && kpi.active)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu already stored before (the same "
+                    "rows sent again: nothing new), %lu refused\n", a->ok - kpi.again,
+                    kpi.again, a->refused);
+        else if (!a->json)
             fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a->ok, a->refused);
     }
     if (rc)
