@@ -1,5 +1,6 @@
 """deploy/renkei-broker.service.in and deploy/renkei-agent@.service.in, as
-CMake configures them for the install prefix: the hardening a prefecture's
+`cmake --install` writes them for the prefix of the install (the configured
+one, and another given with --prefix): the hardening a prefecture's
 IT office expects is there, `systemd-analyze verify` finds nothing to say
 (when systemd is installed), and the very command lines the units run work
 as the units' user, renkei, in the secured setup the guide describes: a
@@ -25,9 +26,24 @@ HARDENING = ("ProtectSystem", "ReadWritePaths", "StateDirectory", "NoNewPrivileg
 USER = "renkei"
 
 
-def unit_text(build, name):
-    with open(os.path.join(build, "deploy", name), encoding="utf-8") as f:
-        return f.read()
+def installed_units(prefix=None):
+    """The units as `cmake --install` writes them, into a scratch DESTDIR."""
+    build = os.environ["RK_BUILD_DIR"]
+    root = tempfile.mkdtemp(prefix="rk-it87-install-")
+    try:
+        cmd = ["cmake", "--install", build] + (["--prefix", prefix] if prefix else [])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                           env=dict(os.environ, DESTDIR=root))
+        assert p.returncode == 0, p.stdout + p.stderr
+        where = (prefix or cache_value(build, "CMAKE_INSTALL_PREFIX")) + "/lib/systemd/system"
+        out = {}
+        for name in ("renkei-broker.service", "renkei-agent@.service"):
+            with open(root + where + "/" + name, encoding="utf-8") as f:
+                out[name] = f.read()
+        assert os.path.isdir(root + "/etc/renkei/agent")
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def unit(text):
@@ -75,18 +91,10 @@ def check_units_text(broker, agent, prefix):
 
 
 def check_other_prefix():
-    """A second configure (no build) with another prefix: the units follow it."""
-    tree = tempfile.mkdtemp(prefix="rk-it87-prefix-")
-    try:
-        p = subprocess.run(["cmake", "-S", harness.SOURCE, "-B", tree,
-                            "-DCMAKE_INSTALL_PREFIX=/opt/renkei-it87"],
-                           capture_output=True, text=True, timeout=240)
-        assert p.returncode == 0, p.stdout + p.stderr
-        b = unit(unit_text(tree, "renkei-broker.service"))
-        a = unit(unit_text(tree, "renkei-agent@.service"))
-        check_units_text(b, a, "/opt/renkei-it87")
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
+    """Installed with another --prefix: the units follow it."""
+    texts = installed_units("/opt/renkei-it87")
+    check_units_text(unit(texts["renkei-broker.service"]), unit(texts["renkei-agent@.service"]),
+                     "/opt/renkei-it87")
 
 
 def verify_with_systemd(work, texts, prefix):
@@ -240,7 +248,7 @@ def run_as_unit_user(b, broker, agent, prefix):
 def test(b):
     build = os.environ["RK_BUILD_DIR"]
     prefix = cache_value(build, "CMAKE_INSTALL_PREFIX")
-    texts = {n: unit_text(build, n) for n in ("renkei-broker.service", "renkei-agent@.service")}
+    texts = installed_units()
     for n, t in texts.items():
         assert "@RK_" not in t, n
     broker, agent = unit(texts["renkei-broker.service"]), unit(texts["renkei-agent@.service"])
