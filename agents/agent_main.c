@@ -134,6 +134,38 @@ static void usage(FILE *out)
 
 /* ---- reporting */
 
+static struct rk_agentconf conf;   /* --config FILE; freed by main */
+static const char *conf_path;      /* that FILE, or NULL */
+
+/* The command that sends what waits, with this run's endpoint and keys, so
+ * that it works as printed. */
+static const char *flush_command(const struct agent *a, char *buf, size_t len)
+{
+    const char *w[12];
+    int n = 0;
+    w[n++] = "renkei-agent";
+    if (conf_path) {
+        w[n++] = "--config";
+        w[n++] = conf_path;
+    }
+    if (!conf_path || (conf.broker && strcmp(a->broker, conf.broker) != 0) ||
+        (!conf.broker && strcmp(a->broker, RK_DEFAULT_INGEST) != 0)) {
+        w[n++] = "--broker";
+        w[n++] = a->broker;
+    }
+    if (a->client.broker_key && (!conf_path || a->client.broker_key != conf.broker_key)) {
+        w[n++] = "--broker-key";
+        w[n++] = a->client.broker_key;
+        w[n++] = "--key";
+        w[n++] = a->client.client_key;
+    }
+    w[n++] = "--outbox";
+    w[n++] = a->outbox_dir;
+    w[n++] = "flush";
+    w[n] = NULL;
+    return rk_toolopt_shell_line(buf, len, w);
+}
+
 /* The kpi command: rows are published under one producer, numbered by
  * their content (rk_kpi_event_number), so the broker answers a row it
  * already has with its first acknowledgement, received before this run. */
@@ -390,10 +422,10 @@ static uint64_t outbox_pending(struct agent *a)
 
 static void say_waiting(struct agent *a, const char *why)
 {
+    char cmd[2048];
     fprintf(stderr, "renkei-agent: %s; %llu events wait in the outbox %s and go out, in "
-            "order, the next time renkei-agent runs with it (e.g. renkei-agent --outbox %s "
-            "flush)\n", why, (unsigned long long)outbox_pending(a), a->outbox_dir,
-            a->outbox_dir);
+            "order, the next time renkei-agent runs with it (e.g. %s)\n", why,
+            (unsigned long long)outbox_pending(a), a->outbox_dir, flush_command(a, cmd, sizeof cmd));
 }
 
 /* Sends everything pending and collects the answers, waiting up to wait_ms
@@ -546,7 +578,6 @@ static int run_kpi(struct agent *a, const char *path)
     return 0;
 }
 
-static struct rk_agentconf conf; /* --config FILE; freed by main */
 
 /* The file's settings, which the options then override. */
 static int apply_config(const char *path, struct agent *a, const char **broker_key,
@@ -581,7 +612,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
     int c;
     char *end;
     const char *broker_key = NULL, *my_key = NULL;
-    const char *conf_path = rk_agentconf_find(argc, argv);
+    conf_path = rk_agentconf_find(argc, argv);
     if (conf_path && apply_config(conf_path, a, &broker_key, &my_key) != 0)
         return EXIT_USAGE;
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
@@ -612,7 +643,8 @@ static int parse_options(int argc, char **argv, struct agent *a)
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }
-    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0)
+    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0 ||
+        rk_toolopt_endpoint("renkei-agent", "--broker", a->broker) != 0)
         return EXIT_USAGE;
     if (optind >= argc) {
         fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush or status); "
