@@ -43,6 +43,17 @@ def test(b):
     print("it81:", p.stderr.strip().splitlines()[0])
 
     d = b.dir
+    # A mistake in the config file: FILE:LINE: key: reason, exit 2.
+    bad = os.path.join(d, "bad.conf")
+    with open(bad, "w", encoding="utf-8") as f:
+        f.write("[agent]\nbroker = tcp://127.0.0.1:1\nbrokr_key = x\ntimeout = soon\n")
+    p = agent("--config", bad, "event", json.dumps(ev))
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{bad}:3: brokr_key: unknown key in [agent]" in p.stderr, p.stderr
+    assert f'{bad}:4: timeout: must be 1..86400000, got "soon"' in p.stderr, p.stderr
+    p = agent("--config", os.path.join(d, "missing.conf"), "event", json.dumps(ev))
+    assert p.returncode == 2 and "missing.conf: cannot read" in p.stderr, p.stderr
+
     keys(d, "broker")
     town = keys(d, "town")
     acl = os.path.join(d, "acl.ini")
