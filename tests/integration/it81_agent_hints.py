@@ -72,7 +72,7 @@ def test(b):
                           "--key", os.path.join(d, "town.key")]))
     printed = []
     for i, (label, how) in enumerate(cases):
-        box = os.path.join(d, f"box-{label}")
+        box = os.path.join(d, f"town's box {label}")  # printed quoted, pasted as is
         e = harness.renamed(ev, f"h{i}")
         p = agent(*how, "--outbox", box, "--timeout", "300", "event", json.dumps(e))
         assert p.returncode == 3, (p.returncode, p.stderr)   # nobody listens yet
@@ -83,10 +83,10 @@ def test(b):
 
     b.start()
     for cmd, event_id in printed:
-        words = shlex.split(cmd)
-        assert words[0] == "renkei-agent"
-        p = subprocess.run([harness.tool("renkei-agent")] + words[1:], capture_output=True,
-                           text=True, timeout=120)
+        assert shlex.split(cmd)[0] == "renkei-agent"
+        # Pasted into a shell as printed, the programs on PATH.
+        p = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PATH=harness.BIN + ":" + os.environ["PATH"]))
         assert p.returncode == 0, (cmd, p.returncode, p.stderr)
         assert event_id in p.stdout, p.stdout
     r = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay, "--broker-key",
