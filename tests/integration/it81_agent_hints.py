@@ -1,5 +1,6 @@
 """renkei-agent's errors say what happened and its hints work as printed:
-an endpoint without a scheme gets the tcp:// form; when the broker (a CURVE
+an endpoint without a scheme gets the tcp:// form (renkei-sub and
+renkei-replay too); when the broker (a CURVE
 broker on TCP, the secured setup) is down, the agent prints the command
 that sends what waits in its outbox, with this run's config file or
 endpoint and keys, and that command, run as printed once the broker is up,
@@ -41,6 +42,12 @@ def test(b):
     assert "--broker 127.0.0.1:18701: no transport; write tcp://127.0.0.1:18701" in p.stderr, \
         p.stderr
     print("it81:", p.stderr.strip().splitlines()[0])
+    for tool, opt in (("renkei-sub", "--feed"), ("renkei-sub", "--replay"),
+                      ("renkei-replay", "--replay")):
+        p = subprocess.run([harness.tool(tool), opt, "127.0.0.1:18702"], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 2 and f"{opt} 127.0.0.1:18702: no transport; write " \
+            "tcp://127.0.0.1:18702" in p.stderr, (tool, opt, p.returncode, p.stderr)
 
     d = b.dir
     # A mistake in the config file: FILE:LINE: key: reason, exit 2.
