@@ -3,7 +3,10 @@
 one, and another given with --prefix): the hardening a prefecture's
 IT office expects is there, `systemd-analyze verify` finds nothing to say
 (when systemd is installed), and the very command lines the units run work
-as the units' user, renkei, in the secured setup the guide describes: a
+as the units' user, renkei, in the secured setup the guide describes (its
+commands of sections 2, 2a and 4 are taken from deploy/README.md, between
+the it87:* markers, and run as written, with an editor and systemctl stood
+in for): a
 CURVE broker whose secret key stays 0600 root and reaches the service as a
 systemd credential ($CREDENTIALS_DIRECTORY, %d), and the agent instance
 304280 taking its broker and keys from /etc/renkei/agent/304280.conf, a
@@ -147,35 +150,79 @@ def keys(d, name):
     return p.stdout.strip()
 
 
+def guide_block(name, lang="sh"):
+    with open(os.path.join(harness.SOURCE, "deploy", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(rf"<!-- {name} -->\s*```{lang}\n(.*?)```\s*<!-- /{name} -->", text, re.S)
+    assert m, f"deploy/README.md has no ```{lang} block between <!-- {name} --> markers"
+    return m.group(1)
+
+
+def run_guide(work, name, subst, edits):
+    """Runs a block of the guide with sh -e, as written but for `subst`;
+    $EDITOR writes the file's content from `edits`, systemctl only logs."""
+    script = guide_block(name)
+    for k, v in subst.items():
+        script = script.replace(k, v)
+    tools = os.path.join(work, "guide-bin")
+    os.makedirs(tools, exist_ok=True)
+    with open(os.path.join(tools, "edits.json"), "w", encoding="utf-8") as f:
+        json.dump(edits, f)
+    with open(os.path.join(tools, "editor"), "w") as f:
+        f.write("#!/usr/bin/python3\nimport json, sys\n"
+                f"edits = json.load(open({os.path.join(tools, 'edits.json')!r}))\n"
+                "open(sys.argv[1], 'w').write(edits[sys.argv[1]])\n")
+    with open(os.path.join(tools, "systemctl"), "w") as f:
+        f.write(f"#!/bin/sh\necho \"$@\" >> {os.path.join(tools, 'systemctl.log')}\n")
+    for t in ("editor", "systemctl"):
+        os.chmod(os.path.join(tools, t), 0o755)
+    p = subprocess.run(["sh", "-e", "-c", script], cwd=work, capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, EDITOR=os.path.join(tools, "editor"),
+                                             PATH=f"{tools}:{harness.BIN}:{os.environ['PATH']}"))
+    assert p.returncode == 0, (name, p.stdout, p.stderr)
+    return p
+
+
 def run_as_unit_user(b, broker, agent, prefix):
     pw = ensure_user()
     work = b.dir
     os.chmod(work, 0o755)
     etc = os.path.join(work, "etc", "renkei")
-    os.makedirs(os.path.join(etc, "agent"))
-    # Guide, 2a: the broker's keys, as root; the agent's, owned by renkei.
-    broker_pub = keys(etc, "broker")
-    town_pub = keys(os.path.join(etc, "agent"), "304280")
-    shutil.copy(os.path.join(etc, "broker.pub"), os.path.join(etc, "agent", "broker.pub"))
-    os.chown(os.path.join(etc, "agent", "304280.key"), pw.pw_uid, pw.pw_gid)
-    assert os.stat(os.path.join(etc, "broker.key")).st_mode & 0o777 == 0o600
-    with open(os.path.join(etc, "acl.ini"), "w", encoding="utf-8") as f:
-        f.write(f"[tenant kushimoto-town]\nkey = {town_pub}\npublish = 304280\n"
-                "subscribe = *\nreplay = *\n")
+    os.makedirs(os.path.dirname(etc))
     ports = {r: harness.free_port() for r in ("ingest", "feed", "replay")}
-    with open(os.path.join(harness.SOURCE, "deploy", "renkei.conf.example"), encoding="utf-8") as f:
-        conf = f.read()
-    for role, port in ports.items():
-        conf = re.sub(rf"^{role} = .*$", f"{role} = tcp://127.0.0.1:{port}", conf, flags=re.M)
-    conf = conf.replace("#curve_key = /etc/renkei/broker.key", "curve_key = /etc/renkei/broker.key")
-    conf = conf.replace("#acl = /etc/renkei/acl.ini", "acl = /etc/renkei/acl.ini")
-    conf = conf.replace("/etc/renkei/", etc + "/")
-    with open(os.path.join(etc, "renkei.conf"), "w", encoding="utf-8") as f:
-        f.write(conf)
+    subst = {"/etc/renkei": etc, "/usr/local/share/doc/renkei/": harness.SOURCE + "/deploy/"}
+    conf = guide_block("it87:conf", "ini")
+    for (role, port), guide_port in zip(ports.items(), (7701, 7702, 7703)):
+        conf = conf.replace(f"{role} = tcp://0.0.0.0:{guide_port}\n",
+                            f"{role} = tcp://0.0.0.0:{port}\n")
+    conf = conf.replace("/etc/renkei", etc)
+    assert all(f":{port}\n" in conf for port in ports.values()), conf
+    # Section 2: the broker's keys, its config as 2a gives it; the ACL
+    # lists, for now, only the prefecture's own reader.
+    hq = os.path.join(work, "hq")
+    os.makedirs(hq)
+    hq_pub = keys(hq, "hq")
+    acl = f"[tenant osaka-pref-disaster-hq]\nkey = {hq_pub}\nsubscribe = *\nreplay = *\n"
+    p = run_guide(work, "it87:broker", subst, {f"{etc}/renkei.conf": conf,
+                                               f"{etc}/acl.ini": acl})
+    assert ": ok: " in p.stdout, p.stdout
+    broker_pub = open(os.path.join(etc, "broker.pub")).read().strip()
+    assert os.stat(os.path.join(etc, "broker.key")).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.join(etc, "broker.key")).st_uid == 0
+    # Section 4, on the town's machine: broker.pub as received.
+    shutil.copy(os.path.join(etc, "broker.pub"), os.path.join(work, "broker.pub"))
     ingest = f"tcp://127.0.0.1:{ports['ingest']}"
-    with open(os.path.join(etc, "agent", "304280.conf"), "w", encoding="utf-8") as f:
-        f.write(f"[agent]\nbroker = {ingest}\nbroker_key = /etc/renkei/agent/broker.pub\n"
-                "key = /etc/renkei/agent/304280.key\n".replace("/etc/renkei/", etc + "/"))
+    run_guide(work, "it87:agent", dict(subst, **{"tcp://broker.pref.example.lg.jp:7701": ingest}),
+              {})
+    with open(os.path.join(work, "guide-bin", "systemctl.log")) as f:
+        assert f.read().split() == ["enable", "--now", "renkei-agent@304280"]
+    key = os.path.join(etc, "agent", "304280.key")
+    assert os.stat(key).st_uid == pw.pw_uid and os.stat(key).st_mode & 0o777 == 0o600
+    # 2a, a new municipality: its .pub line into the ACL.
+    town_pub = open(os.path.join(etc, "agent", "304280.pub")).read().strip()
+    with open(os.path.join(etc, "acl.ini"), "a", encoding="utf-8") as f:
+        f.write(f"\n[tenant kushimoto-town]\nkey = {town_pub}\npublish = 304280\n"
+                "subscribe = *\nreplay = *\n")
 
     # What systemd makes before ExecStart: the state directories (owned by
     # the user) and the credentials directory (the key copied, 0400, owned
@@ -196,12 +243,21 @@ def run_as_unit_user(b, broker, agent, prefix):
 
     subst = {prefix + "/sbin/": harness.BIN + "/", prefix + "/bin/": harness.BIN + "/",
              "/etc/renkei/": etc + "/", "%d": creds, "%S": state, "%i": "304280"}
+    os.chmod(etc, 0o755)
     env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
     bs = broker["Service"]
     pre = subprocess.run(as_user(command(bs["ExecStartPre"], subst)), capture_output=True,
                          text=True, timeout=30, env=env)
     assert pre.returncode == 0, pre.stdout + pre.stderr
     print("it87: ExecStartPre as renkei:", pre.stdout.strip()[:200], "...")
+    # Without the credential (the old unit's way: the 0600 root file read
+    # directly) the same check refuses, rather than a start failing in a loop.
+    direct = [os.path.join(etc, "broker.key") if w == "@KEY@" else w
+              for w in command(bs["ExecStartPre"].replace("%d/broker.key", "@KEY@"), subst)]
+    bad = subprocess.run(as_user(direct), capture_output=True, text=True, timeout=30, env=env)
+    assert bad.returncode == 2 and f"not readable by {USER} (Permission denied)" in bad.stderr, \
+        (bad.returncode, bad.stderr)
+    print("it87: the root-only key read directly as renkei:", bad.stderr.strip())
     log_path = os.path.join(work, "unit-broker.log")
     with open(log_path, "w") as log:
         bp = subprocess.Popen(as_user(command(bs["ExecStart"], subst)), stdout=log, stderr=log,
