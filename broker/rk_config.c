@@ -928,9 +928,12 @@ static void check_data_dir(struct check *c)
     }
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
         problem(c, "data_dir", "%s is not a directory", dir);
-    else if (access(dir, W_OK | X_OK) != 0)
+    else if (access(dir, W_OK | X_OK) != 0 && strcmp(dir, d) == 0)
         problem(c, "data_dir", "%s: not writable by %s (%s)", dir, whoami(who, sizeof who),
                 strerror(errno));
+    else if (access(dir, W_OK | X_OK) != 0)
+        problem(c, "data_dir", "%s cannot be created: %s is not writable by %s (%s)", d, dir,
+                whoami(who, sizeof who), strerror(errno));
 }
 
 int rk_config_check(const struct rk_config *cfg, const char *config_path, FILE *err)
