@@ -1,6 +1,7 @@
 /* renkei-agent: a municipality publishes KPI updates and disaster-support
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
+#include "rk_agentconf.h"
 #include "rk_err.h"
 #include "rk_event.h"
 #include "rk_forward.h"
@@ -128,6 +129,12 @@ static void usage(FILE *out)
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
         RK_TOOLOPT_KEYS_HELP
+        "      --encoding ENC     kpi: the file's encoding, auto, utf-8 or cp932\n"
+        "                         (Shift_JIS, Excel's \"CSV\" on Japanese Windows) [auto:\n"
+        "                         UTF-8 with or without a BOM, else CP932 if it is]\n"
+        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
+        "                         and window from the [agent] section of FILE (INI;\n"
+        "                         renkei-agent(1)); options given here win over it\n"
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -146,15 +153,73 @@ static void usage(FILE *out)
 
 /* ---- reporting */
 
+static struct rk_agentconf conf;   /* --config FILE; freed by main */
+static const char *conf_path;      /* that FILE, or NULL */
+
+/* The command that sends what waits, with this run's endpoint and keys, so
+ * that it works as printed. */
+static const char *flush_command(const struct agent *a, char *buf, size_t len)
+{
+    const char *w[12];
+    int n = 0;
+    w[n++] = "renkei-agent";
+    if (conf_path) {
+        w[n++] = "--config";
+        w[n++] = conf_path;
+    }
+    if (!conf_path || (conf.broker && strcmp(a->broker, conf.broker) != 0) ||
+        (!conf.broker && strcmp(a->broker, RK_DEFAULT_INGEST) != 0)) {
+        w[n++] = "--broker";
+        w[n++] = a->broker;
+    }
+    if (a->client.broker_key && (!conf_path || a->client.broker_key != conf.broker_key)) {
+        w[n++] = "--broker-key";
+        w[n++] = a->client.broker_key;
+        w[n++] = "--key";
+        w[n++] = a->client.client_key;
+    }
+    w[n++] = "--outbox";
+    w[n++] = a->outbox_dir;
+    w[n++] = "flush";
+    w[n] = NULL;
+    return rk_toolopt_shell_line(buf, len, w);
+}
+
+/* The kpi command: each row is published as the one event of its own
+ * producer (rk_kpi_row_producer), so the broker answers a row it already
+ * has with its first acknowledgement, received before this run. */
+static struct {
+    int active;
+    char producer[RK_KPI_PRODUCER_MAX + 1];
+    int64_t started_ns;
+    unsigned long again;          /* rows the broker had before this run */
+    const char *encoding;         /* --encoding */
+} kpi;
+
+static const char *kpi_again(int64_t recv_ns)
+{
+    if (!kpi.active || recv_ns >= kpi.started_ns)
+        return NULL;
+    kpi.again++;
+    return "stored before";
+}
+
 /* `number`: its outbox number, 0 without an outbox; `line` 0: an event an
  * earlier run left in the outbox. */
 static void report_ok(struct agent *a, long line, uint64_t number, const char *event_id,
                       uint64_t seq, int64_t recv_ns)
 {
     char when[RK_TIME_TEXT_MAX];
+    const char *again = kpi_again(recv_ns);
     rk_time_format(recv_ns, when);
     a->ok++;
-    if (a->json && number)
+    if (again && !a->json)
+        printf("already  line %-4ld seq %-8llu %s (%s; nothing new)\n", line,
+               (unsigned long long)seq, event_id, again);
+    else if (again)
+        printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
+               "\"already_stored\":true}\n", line, event_id, (unsigned long long)seq, when);
+    else if (a->json && number)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
                "\"outbox_number\":%llu}\n", line, event_id, (unsigned long long)seq, when,
                (unsigned long long)number);
@@ -277,7 +342,11 @@ static void submit(struct agent *a, long line, const void *event, size_t len)
     while (rk_pub_in_flight(a->pub) >= (size_t)a->window)
         if (collect_one(a) != 0)
             return;
-    if (rk_pub_send(a->pub, event, len, &corr) != 0) {
+    char row_producer[RK_KPI_PRODUCER_MAX + 1];
+    if (kpi.active)
+        rk_kpi_row_producer(kpi.producer, info.event_id, row_producer);
+    if ((kpi.active ? rk_pub_send_numbered(a->pub, row_producer, 1, event, len, &corr)
+                    : rk_pub_send(a->pub, event, len, &corr)) != 0) {
         report_refused(a, line, info.event_id, "E_SEND", strerror(errno));
         return;
     }
@@ -441,10 +510,10 @@ static uint64_t outbox_pending(struct agent *a)
 
 static void say_waiting(struct agent *a, const char *why)
 {
+    char cmd[2048];
     fprintf(stderr, "renkei-agent: %s; %llu events wait in the outbox %s and go out, in "
-            "order, the next time renkei-agent runs with it (e.g. renkei-agent --outbox %s "
-            "flush)\n", why, (unsigned long long)outbox_pending(a), a->outbox_dir,
-            a->outbox_dir);
+            "order, the next time renkei-agent runs with it (e.g. %s)\n", why,
+            (unsigned long long)outbox_pending(a), a->outbox_dir, flush_command(a, cmd, sizeof cmd));
 }
 
 /* Sends everything pending and collects the answers, waiting up to wait_ms
@@ -568,27 +637,59 @@ static void on_kpi_row(void *arg, long line, const void *event, size_t len, cons
 
 static int run_kpi(struct agent *a, const char *path)
 {
-    FILE *in = strcmp(path, "-") != 0 ? fopen(path, "r") : stdin;
-    char why[256];
-    if (!in) {
-        fprintf(stderr, "renkei-agent: cannot open %s: %s\n", path, strerror(errno));
+    enum rk_kpi_encoding enc = RK_KPI_AUTO;
+    char why[512], *text = NULL;
+    const char *used = NULL;
+    size_t len = 0;
+    FILE *in;
+    if (kpi.encoding && rk_kpi_encoding_parse(kpi.encoding, &enc) != 0) {
+        fprintf(stderr, "renkei-agent: --encoding: must be auto, utf-8 or cp932, got \"%s\"\n",
+                kpi.encoding);
         return EXIT_USAGE;
     }
+    if (rk_kpi_load(path, enc, &text, &len, &used, why, sizeof why) != 0) {
+        fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
+        return EXIT_USAGE;
+    }
+    if (strcmp(used, "utf-8") != 0)
+        fprintf(stderr, "renkei-agent: %s: read as %s, converted to UTF-8\n", path, used);
+    if (!a->fw) {
+        kpi.active = rk_kpi_producer(a->client.client_key, kpi.producer) == 0;
+        kpi.started_ns = rk_time_now();
+    }
+    in = fmemopen(text, len ? len : 1, "r");
+    if (!in)
+        abort();
     /* JSON lines start with '{'; a CSV file starts with its header. */
-    int c, json;
-    while ((c = getc(in)) == ' ' || c == '\t' || c == '\r' || c == '\n')
-        ;
-    json = c == '{';
-    if (c != EOF)
-        ungetc(c, in);
-    int rc = (json ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(), on_kpi_row, a, why,
-                                                          sizeof why);
-    if (in != stdin)
-        fclose(in);
+    size_t skip = strspn(text, " \t\r\n");
+    int rc = (text[skip] == '{' ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(),
+                                                                   on_kpi_row, a, why, sizeof why);
+    fclose(in);
+    free(text);
     if (rc != 0) {
         fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+
+/* The file's settings, which the options then override. */
+static int apply_config(const char *path, struct agent *a, const char **broker_key,
+                        const char **my_key)
+{
+    if (rk_agentconf_load(path, &conf, stderr) != 0)
+        return -1;
+    if (conf.broker)
+        a->broker = conf.broker;
+    a->outbox_dir = conf.outbox;
+    a->spool_dir = conf.spool;
+    if (conf.timeout_ms)
+        a->timeout_ms = conf.timeout_ms;
+    if (conf.window)
+        a->window = conf.window;
+    *broker_key = conf.broker_key;
+    *my_key = conf.key;
     return 0;
 }
 
@@ -599,13 +700,20 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
         {"spool", required_argument, NULL, 's'}, {"all", no_argument, NULL, 'A'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
-        RK_TOOLOPT_KEYS_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
+        {"encoding", required_argument, NULL, 1004},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
     const char *broker_key = NULL, *my_key = NULL;
+    conf_path = rk_agentconf_find(argc, argv);
+    if (conf_path && apply_config(conf_path, a, &broker_key, &my_key) != 0)
+        return EXIT_USAGE;
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
+        case 1003: break; /* --config: read above */
+        case 1004: kpi.encoding = optarg; break;
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
@@ -631,7 +739,8 @@ static int parse_options(int argc, char **argv, struct agent *a)
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }
-    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0)
+    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0 ||
+        rk_toolopt_endpoint("renkei-agent", "--broker", a->broker) != 0)
         return EXIT_USAGE;
     if (optind >= argc) {
         fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush, status, "
@@ -1188,7 +1297,11 @@ static int execute(struct agent *a, int argc, char **argv)
     int rc = dispatch(a, argc, argv);
     {
         finish(a);
-        if (!a->json && a->held)
+        if (!a->json && kpi.active)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu already stored before (the same "
+                    "rows sent again: nothing new), %lu refused, %lu held (kept, tried "
+                    "again)\n", a->ok - kpi.again, kpi.again, a->refused, a->held);
+        else if (!a->json && a->held)
             fprintf(stderr, "renkei-agent: %lu stored, %lu refused, %lu held (kept, tried "
                     "again)\n", a->ok, a->refused, a->held);
         else if (!a->json)
@@ -1232,5 +1345,6 @@ int main(int argc, char **argv)
     free(a.stage.lines);
     free(a.run_lines);
     free(a.slots);
+    rk_agentconf_release(&conf);
     return rc;
 }

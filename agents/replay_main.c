@@ -306,7 +306,8 @@ int main(int argc, char **argv)
         default: fprintf(stderr, "Try 'renkei-replay --help'.\n"); return 2;
         }
     }
-    if (rk_toolopt_keys("renkei-replay", broker_key, my_key, &client) != 0)
+    if (rk_toolopt_keys("renkei-replay", broker_key, my_key, &client) != 0 ||
+        (!want_verify && rk_toolopt_endpoint("renkei-replay", "--replay", endpoint) != 0))
         return 2;
     if (optind < argc) {
         fprintf(stderr, "renkei-replay: unexpected argument \"%s\"; try --help\n", argv[optind]);

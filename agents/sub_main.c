@@ -168,7 +168,9 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         fprintf(stderr, "renkei-sub: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
-    if (rk_toolopt_keys("renkei-sub", broker_key, my_key, &o->client) != 0)
+    if (rk_toolopt_keys("renkei-sub", broker_key, my_key, &o->client) != 0 ||
+        rk_toolopt_endpoint("renkei-sub", "--feed", o->feed) != 0 ||
+        rk_toolopt_endpoint("renkei-sub", "--replay", o->replay) != 0)
         return 2;
     if (o->state && (o->snapshot || o->from)) {
         fprintf(stderr, "renkei-sub: --state: starts at the state's seq; not with --snapshot "

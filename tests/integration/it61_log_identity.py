@@ -66,15 +66,15 @@ def restore_block():
 
 def run_restore(b, backup):
     """The guide's restore: its shell lines as one script, as written but
-    for the paths; systemctl stop/start are this broker's stop and start
-    (the unit's DynamicUser gives the directory to its user; here the test
-    owns it already); journalctl is the broker's own log."""
+    for the paths and the owner (this test's user, not renkei); systemctl
+    stop/start are this broker's stop and start; journalctl is the broker's
+    own log."""
     lines = restore_block()
     assert lines[0].startswith("systemctl stop") and lines[-2].startswith("systemctl start"), lines
     assert lines[-1].startswith("journalctl"), lines
     script = "\n".join(l for l in lines[1:-2]).replace("/var/lib/renkei", b.data).replace(
-        "/backup/renkei-2026-02-17", backup)
-    assert "mdb_copy" in script and "mv " in script, script
+        "/backup/renkei-2026-02-17", backup).replace("chown -R renkei:", "chown -R \"$(id -un)\":")
+    assert "mdb_copy" in script and "mv " in script and "chown" in script, script
     b.stop()
     subprocess.run(["bash", "-euc", script], check=True, timeout=60)
     assert os.path.isdir(b.data + ".replaced-" + time.strftime("%Y-%m-%d")), os.listdir(b.dir)
