@@ -41,12 +41,14 @@ static void take_state(void *arg, json_t *req, uint64_t seq)
 
 static void link_state(struct rk_gw_follow *f, int up, const char *why)
 {
+    char q[600];
     if (up != f->linked) {
         if (up)
             RK_DIAG(RK_DIAG_INFO, "broker_reached", "seq=%llu",
                     (unsigned long long)rk_gw_model_position(f->m));
         else
-            RK_DIAG(RK_DIAG_WARN, "broker_unreachable", "why=\"%s\"", why);
+            RK_DIAG(RK_DIAG_WARN, "broker_unreachable", "why=%s",
+                    rk_diag_quote(q, sizeof q, why, strlen(why)));
     }
     f->linked = up;
     rk_gw_model_set_link(f->m, up, up ? "" : why);
@@ -80,14 +82,15 @@ static int read_all(struct rk_gw_follow *f, struct rk_reader *r, int towns_only)
                                        json_string_value(json_object_get(ev, "municipality")) : "",
                              rec.seq, rec.recv_ns);
         else
-            rk_gw_model_apply(f->m, rec.seq, rec.recv_ns, ev);
+            rk_gw_model_apply_uncounted(f->m, rec.seq, rec.recv_ns, ev);
         json_decref(ev);
     }
     return rc == RK_READER_EOF ? 0 : -1;
 }
 
-/* Steps 2 and 3 of the start (see the header). */
-static int read_log(struct rk_gw_follow *f, char *why, size_t why_len)
+/* Steps 2 and 3 of the start (see the header), each up to `upto`, where
+ * following starts, so that every event is counted in its town once. */
+static int read_log(struct rk_gw_follow *f, uint64_t upto, char *why, size_t why_len)
 {
     struct rk_client_options o = client(f);
     struct rk_reader *r = NULL;
@@ -100,22 +103,27 @@ static int read_log(struct rk_gw_follow *f, char *why, size_t why_len)
     memset(&flt, 0, sizeof flt);
     flt.ntopics = 1;
     snprintf(flt.topics[0], sizeof flt.topics[0], "aid.request/");
-    rk_reader_seek(r, 1, 0);
+    rk_reader_seek(r, 1, upto);
+    if (!upto)
+        goto done; /* an empty log: nothing to read */
     if (rk_reader_set_filter(r, &flt) || read_all(f, r, 0))
         goto out;
     memset(&flt, 0, sizeof flt);
     flt.from_ns = rk_time_now() - f->o.town_window_s * 1000000000LL;
-    rk_reader_seek(r, 1, 0);
+    rk_reader_seek(r, 1, upto);
     if (flt.from_ns > 0 && (rk_reader_set_filter(r, &flt) || read_all(f, r, 1)))
         goto out;
     memset(&flt, 0, sizeof flt);
     flt.ntopics = 1;
     snprintf(flt.topics[0], sizeof flt.topics[0], "kpi.");
-    rk_reader_seek(r, 1, 0);
+    rk_reader_seek(r, 1, upto);
     if (rk_reader_set_filter(r, &flt))
         goto out;
-    rk_reader_snapshot(r, 0);
+    rk_reader_snapshot(r, upto);
     rc = read_all(f, r, 0);
+    goto out;
+done:
+    rc = 0;
 out:
     if (rc)
         snprintf(why, why_len, "reading the log: %s",
@@ -131,7 +139,7 @@ static uint64_t load(struct rk_gw_follow *f)
     while (!atomic_load(&f->stop)) {
         uint64_t s = 0;
         int rc = rk_gw_state_all(f->state, TRIES, take_state, f->m, &s);
-        if (rc == 0 && read_log(f, why, sizeof why) == 0) {
+        if (rc == 0 && read_log(f, s, why, sizeof why) == 0) {
             link_state(f, 1, "");
             return s + 1;
         }
@@ -225,7 +233,9 @@ static void *run(void *arg)
     while (!atomic_load(&f->stop)) {
         int n = take_batch(f, batch);
         if (n < 0) {
-            RK_DIAG(RK_DIAG_WARN, "feed_failed", "why=\"%s\"", rk_sub_error(f->sub));
+            char q[600];
+            const char *e = rk_sub_error(f->sub);
+            RK_DIAG(RK_DIAG_WARN, "feed_failed", "why=%s", rk_diag_quote(q, sizeof q, e, strlen(e)));
             if (!subscribe(f, rk_sub_position(f->sub)))
                 break;
             continue;

@@ -176,7 +176,7 @@ static void touch_town(struct rk_gw_model *m, const char *code, uint64_t seq, in
 void rk_gw_model_town(struct rk_gw_model *m, const char *code, uint64_t seq, int64_t recv_ns)
 {
     pthread_mutex_lock(&m->mu);
-    touch_town(m, code, seq, recv_ns, 0);
+    touch_town(m, code, seq, recv_ns, 1);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -214,11 +214,11 @@ static void take_kpi(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, json_
     json_object_set_new(m->kpis, key, k);
 }
 
-void rk_gw_model_apply(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, json_t *ev)
+static void apply(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, json_t *ev, int count)
 {
     const char *type = str(ev, "type");
     pthread_mutex_lock(&m->mu);
-    touch_town(m, str(ev, "municipality"), seq, recv_ns, 1);
+    touch_town(m, str(ev, "municipality"), seq, recv_ns, count);
     if (strcmp(type, "kpi.update") == 0) {
         take_kpi(m, seq, recv_ns, ev);
     } else if (strncmp(type, "aid.", 4) == 0 && *str(ev, "request_id")) {
@@ -231,6 +231,17 @@ void rk_gw_model_apply(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, jso
         }
     }
     pthread_mutex_unlock(&m->mu);
+}
+
+void rk_gw_model_apply(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, json_t *ev)
+{
+    apply(m, seq, recv_ns, ev, 1);
+}
+
+void rk_gw_model_apply_uncounted(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns,
+                                 json_t *ev)
+{
+    apply(m, seq, recv_ns, ev, 0);
 }
 
 /* A request as the API shows it: without the model's bookkeeping. */

@@ -17,7 +17,8 @@
  *     quantity, offered, accepted, dispatched, received, in_transit, state,
  *     offers[], deadline, location{lat,lon,place}, note, created_at,
  *     updated_at, last_seq
- *   town: code, name, prefecture, last_published, last_seq, events, silent
+ *   town: code, name, prefecture, last_published, last_seq, silent, events
+ *     (those of the start's window, --town-window, and every one since)
  *   kpi: kpi_id, municipality, municipality_name, fiscal_year,
  *     policy_area, name, unit, aggregation, baseline, target, current,
  *     project, region, seq, recv_time
@@ -48,7 +49,14 @@ void rk_gw_model_set_state(struct rk_gw_model *m, json_t *st);
  * for a kpi.update (the later seq wins). */
 void rk_gw_model_apply(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, json_t *ev);
 
-/* A town known to have published at `recv_ns` (from a scan at start). */
+/* As rk_gw_model_apply, without counting the event in its town's
+ * "events" (for the start's read of every aid.request, which the read of
+ * the towns' window counts already). */
+void rk_gw_model_apply_uncounted(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns,
+                                 json_t *ev);
+
+/* A town known to have published at `recv_ns` (from a scan at start);
+ * counted in its "events". */
 void rk_gw_model_town(struct rk_gw_model *m, const char *code, uint64_t seq, int64_t recv_ns);
 
 /* Appends an event to the stream ring as one SSE data line (seq, recv_time,
