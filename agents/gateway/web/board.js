@@ -21,6 +21,7 @@ const board = {
   seq: 0,                // every event below it is reflected
   silentAfter: 900,
   resources: {},         // code -> Japanese name
+  units: {},             // unit -> Japanese unit
   live: 0,               // events taken from the stream
   source: null,
 };
@@ -33,6 +34,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(
 function age(iso) {
   if (!iso) return "-";
   const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 60) return `${Math.floor(s)}秒`;
   if (s < 3600) return `${Math.floor(s / 60)}分`;
   if (s < 86400) return `${Math.floor(s / 3600)}時間${Math.floor((s % 3600) / 60)}分`;
   return `${Math.floor(s / 86400)}日${Math.floor((s % 86400) / 3600)}時間`;
@@ -73,10 +75,12 @@ async function loadResources() {
     const rows = parseCSV(await (await fetch("data/aid_resources.csv")).text());
     const head = rows.shift();
     const code = head.indexOf("code"), name = head.indexOf("name_ja");
-    for (const r of rows) board.resources[r[code]] = r[name];
+    const unit = head.indexOf("unit"), unitJa = head.indexOf("unit_ja");
+    for (const r of rows) { board.resources[r[code]] = r[name]; board.units[r[unit]] = r[unitJa]; }
   } catch (e) { console.warn("resource names:", e); }
 }
-const resourceName = (code) => board.resources[code] ? `${board.resources[code]}` : code;
+const resourceName = (code) => board.resources[code] ?? code;
+const unitName = (unit) => board.units[unit] || unit;
 
 // ---- requests table
 
@@ -114,7 +118,7 @@ function rowHTML(r) {
   return `<td>${esc(r.request_id)}</td>` +
     `<td>${esc(r.requester_name ?? r.requester)}<small> ${esc(r.prefecture_name ?? "")}</small></td>` +
     `<td>${esc(resourceName(r.resource))}</td>` +
-    `<td class="num">${r.quantity} ${esc(r.unit)}</td><td class="num">${r.offered}</td>` +
+    `<td class="num">${r.quantity} ${esc(unitName(r.unit))}</td><td class="num">${r.offered}</td>` +
     `<td class="num">${r.accepted}</td><td class="num">${r.dispatched}</td><td class="num">${r.received}</td>` +
     `<td><span class="urg ${esc(r.urgency)}">${URGENCY[r.urgency] ?? esc(r.urgency)}</span></td>` +
     `<td class="${overdue ? "overdue" : ""}">${fmtTime(r.deadline)}</td>` +
@@ -171,9 +175,15 @@ async function initMap() {
   markerLayer = L.layerGroup().addTo(map);
 }
 
+let fitted = false;
 function renderMarkers(rows) {
   if (!markerLayer) return;
   markerLayer.clearLayers();
+  const pts = rows.filter((r) => typeof r.location?.lat === "number").map((r) => [r.location.lat, r.location.lon]);
+  if (!fitted && pts.length) {
+    fitted = true;
+    map.fitBounds(L.latLngBounds(pts).pad(0.6), { maxZoom: 9 });
+  }
   for (const r of rows) {
     const loc = r.location;
     if (!loc || typeof loc.lat !== "number") continue;
@@ -181,7 +191,7 @@ function renderMarkers(rows) {
     L.circleMarker([loc.lat, loc.lon], { radius, color: "#222", weight: 1,
       fillColor: STATE_COLOR[r.state] ?? "#555", fillOpacity: 0.85 })
       .bindTooltip(`${esc(r.requester_name ?? r.requester)}: ${esc(resourceName(r.resource))} ` +
-        `${r.quantity}${esc(r.unit)}（${STATE[r.state] ?? ""}・${URGENCY[r.urgency] ?? ""}）<br>${esc(loc.place ?? "")}`)
+        `${r.quantity}${esc(unitName(r.unit))}（${STATE[r.state] ?? ""}・${URGENCY[r.urgency] ?? ""}）<br>${esc(loc.place ?? "")}`)
       .on("click", () => openTimeline(r.request_id))
       .addTo(markerLayer);
   }
@@ -193,7 +203,7 @@ function gist(ev) {
   const e = ev.event ?? {};
   const parts = [];
   if (e.offer_id) parts.push(e.offer_id);
-  if (e.quantity !== undefined) parts.push(`数量 ${e.quantity}${e.unit ? " " + e.unit : ""}`);
+  if (e.quantity !== undefined) parts.push(`数量 ${e.quantity}${e.unit ? " " + unitName(e.unit) : ""}`);
   if (e.eta) parts.push(`到着予定 ${fmtTime(e.eta)}`);
   if (e.reason) parts.push(`理由: ${e.reason}`);
   if (e.note) parts.push(e.note);
@@ -203,11 +213,11 @@ function gist(ev) {
 async function openTimeline(id) {
   const r = await getJSON(`api/requests/${encodeURIComponent(id)}`);
   $("#timeline-title").textContent = `${r.request_id} ${r.requester_name ?? r.requester}: ${resourceName(r.resource)}`;
-  $("#timeline-summary").innerHTML = `状態 <b>${STATE[r.state] ?? esc(r.state)}</b> ・ 要請 ${r.quantity} ${esc(r.unit)} ・ ` +
+  $("#timeline-summary").innerHTML = `状態 <b>${STATE[r.state] ?? esc(r.state)}</b> ・ 要請 ${r.quantity} ${esc(unitName(r.unit))} ・ ` +
     `申出 ${r.offered} ・ 受諾 ${r.accepted} ・ 発送 ${r.dispatched} ・ 受領 ${r.received} ・ 期限 ${fmtTime(r.deadline)}` +
     (r.location?.place ? `<br>場所: ${esc(r.location.place)}` : "");
   $("#timeline-events").innerHTML = r.timeline.map((t) =>
-    `<tr><td>${fmtTime(t.recv_time)}</td><td>${t.seq}</td><td>${esc(t.municipality_name ?? t.event?.municipality)}</td>` +
+    `<tr><td>${fmtTime(t.recv_time)}</td><td>${fmtTime(t.event?.sent_at)}</td><td>${t.seq}</td><td>${esc(t.municipality_name ?? t.event?.municipality)}</td>` +
     `<td>${TYPE[t.event?.type] ?? esc(t.event?.type)}</td><td>${gist(t)}</td></tr>`).join("");
   $("#timeline").hidden = false;
   $("#timeline").dataset.requestId = id;
@@ -273,8 +283,8 @@ function renderKpis() {
     animation: false,
     title: { text: "KPI 進捗（基準値 0% → 目標値 100%）", left: "center", textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
-    legend: { top: 28, data: areas.map((a) => AREA[a]) },
-    grid: { left: 260, right: 40, top: 64, bottom: 24 },
+    legend: { top: 30, data: areas.map((a) => AREA[a]) },
+    grid: { left: 260, right: 40, top: 70, bottom: 24 },
     xAxis: { type: "value", name: "%", max: (v) => Math.max(100, Math.ceil(v.max / 10) * 10) },
     yAxis: { type: "category", inverse: true, data: list.map((k) => `${k.name}（${k.municipality_name ?? k.municipality}）`),
       axisLabel: { width: 240, overflow: "truncate" } },
@@ -337,7 +347,12 @@ function follow() {
   es.onopen = () => setLink(true, "ライブ");
   es.onmessage = (e) => take(JSON.parse(e.data));
   es.addEventListener("reset", () => { es.close(); loadAll().then(follow); });
-  es.onerror = () => setLink(false, "再接続中");
+  es.onerror = () => {
+    setLink(false, "再接続中");
+    // A refused answer (not a dropped link) closes an EventSource for good:
+    // start a new one from where the board is.
+    if (es.readyState === EventSource.CLOSED) setTimeout(follow, 2000);
+  };
 }
 
 async function loadAll() {
@@ -385,7 +400,8 @@ async function start() {
   }
   follow();
   // Ages and silence change with time alone.
-  setInterval(() => { renderTowns(); renderRequests(); }, 10000);
+  setInterval(renderTowns, 1000);
+  setInterval(renderRequests, 10000);
   document.body.dataset.ready = "1";
 }
 
