@@ -252,6 +252,16 @@ static json_t *shown(json_t *r)
     return c;
 }
 
+/* A town as the API shows it: its last publish as a time. */
+static json_t *town_shown(json_t *t)
+{
+    json_t *c = json_deep_copy(t);
+    int64_t last = num(t, "last_ns");
+    json_object_del(c, "last_ns");
+    json_object_set_new(c, "last_published", last ? time_json(last) : json_null());
+    return c;
+}
+
 void rk_gw_model_push(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, const char *topic,
                       json_t *ev)
 {
@@ -267,7 +277,7 @@ void rk_gw_model_push(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, cons
     const char *town = str(ev, "municipality");
     json_t *t = json_object_get(m->towns, town);
     if (t)
-        json_object_set(line, "town", t);
+        json_object_set_new(line, "town", town_shown(t));
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (m->len == m->cap) {
         struct ring_entry *old = &m->ring[m->head];
@@ -361,10 +371,8 @@ char *rk_gw_model_towns(struct rk_gw_model *m, int64_t now_ns, int64_t silent_s)
     pthread_mutex_lock(&m->mu);
     json_object_set_new(out, "seq", json_integer((json_int_t)m->position));
     json_object_foreach(m->towns, code, t) {
-        json_t *c = json_deep_copy(t);
+        json_t *c = town_shown(t);
         int64_t last = num(t, "last_ns");
-        json_object_del(c, "last_ns");
-        json_object_set_new(c, "last_published", last ? time_json(last) : json_null());
         json_object_set_new(c, "silent_s", json_integer((now_ns - last) / 1000000000));
         json_object_set_new(c, "silent", json_boolean(now_ns - last > silent_s * 1000000000));
         json_array_append_new(list, c);

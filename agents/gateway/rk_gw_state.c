@@ -85,7 +85,8 @@ static int ask(struct rk_gw_state *s, uint64_t corr, const char *id, const unsig
     h.limit = PAGE;
     if (id)
         snprintf(h.filter.request_id, sizeof h.filter.request_id, "%s", id);
-    memcpy(h.cursor, cursor, cursor_len);
+    if (cursor_len)
+        memcpy(h.cursor, cursor, cursor_len);
     h.cursor_len = cursor_len;
     size_t n = rk_wire_encode(&h, buf, sizeof buf);
     if (!n)

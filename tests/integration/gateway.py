@@ -20,7 +20,10 @@ WEB = os.path.join(BUILD, "share", "renkei", "web")
 class Gateway:
     """renkei-gateway on a free loopback port, following broker `b`."""
 
+    made = []  # every gateway of this test, for dumping logs on a failure
+
     def __init__(self, b, *extra):
+        Gateway.made.append(self)
         self.b = b
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,6 +45,14 @@ class Gateway:
 
     def log(self):
         return harness.read_log(self.log_path)
+
+    def dump(self):
+        """Every run's log on stderr, for a failing test."""
+        import sys
+        for i in range(1, self.starts + 1):
+            path = os.path.join(self.b.dir, f"gateway-{i}.log")
+            if os.path.exists(path):
+                sys.stderr.write(f"---- gateway log {i} ----\n{harness.read_log(path)}\n")
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)

@@ -123,6 +123,7 @@ def check_stream(gw, b):
     assert kind == "message" and int(sid) == seq == msg["seq"], (kind, sid, msg)
     assert msg["request"]["request_id"] == json.loads(line[0])["request_id"], msg
     assert msg["request"]["state"] == "open" and msg["topic"].startswith("aid.request/"), msg
+    assert msg["town"]["code"] == msg["event"]["municipality"] and msg["town"]["last_published"], msg
     # Resuming: Last-Event-ID wins over ?from.
     ((_, sid, _),) = gw.stream("/api/stream?from=1", 1, {"Last-Event-ID": str(seq - 1)})
     assert int(sid) == seq, sid
@@ -146,6 +147,30 @@ def check_restart(gw, b):
     assert gw.proc.poll() is None, gw.log()
 
 
+def check_unit(b):
+    """deploy/renkei-gateway.service: hardened, and its ExecStart runs."""
+    import configparser
+    import shlex
+    import subprocess
+    u = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    u.optionxform = str
+    u.read(os.path.join(harness.SOURCE, "deploy", "renkei-gateway.service"), encoding="utf-8")
+    svc = u["Service"]
+    for k in ("DynamicUser", "ProtectSystem", "NoNewPrivileges", "PrivateTmp", "Restart"):
+        assert k in svc, k
+    port = harness.free_port()
+    line = (svc["ExecStart"].replace("/usr/local/sbin/", harness.BIN + "/")
+            .replace("/usr/local/share/renkei/web", gateway.WEB)
+            .replace("$RENKEI_GATEWAY_OPTS", f"--feed {b.feed} --replay {b.replay} --port {port}"))
+    log = os.path.join(b.dir, "unit-gateway.log")
+    with open(log, "w") as f:
+        p = subprocess.Popen(shlex.split(line), stdout=f, stderr=f)
+    b.children.append(p)
+    harness.wait_log_file(log, "following", proc=p)
+    p.terminate()
+    assert p.wait(timeout=30) == 0, harness.read_log(log)
+
+
 def test(b):
     b.start()
     stored = gateway.publish_scenario(b)
@@ -162,8 +187,18 @@ def test(b):
     check_towns_kpis(gw, nkpis)
     check_stream(gw, b)
     check_restart(gw, b)
+    check_unit(b)
     gw.stop()
 
 
+def test_logged(b):
+    try:
+        test(b)
+    except BaseException:
+        for gw in gateway.Gateway.made:
+            gw.dump()
+        raise
+
+
 if __name__ == "__main__":
-    harness.run(test)
+    harness.run(test_logged)

@@ -191,5 +191,14 @@ def test(b):
     gw.stop()
 
 
+def test_logged(b):
+    try:
+        test(b)
+    except BaseException:
+        for gw in gateway.Gateway.made:
+            gw.dump()
+        raise
+
+
 if __name__ == "__main__":
-    harness.run(test)
+    harness.run(test_logged)
