@@ -21,7 +21,7 @@ const board = {
   seq: 0,                // every event below it is reflected
   silentAfter: 900,
   resources: {},         // code -> Japanese name
-  units: {},             // unit -> Japanese unit
+  units: {},             // resource code -> its unit in Japanese
   live: 0,               // events taken from the stream
   source: null,
 };
@@ -75,12 +75,12 @@ async function loadResources() {
     const rows = parseCSV(await (await fetch("data/aid_resources.csv")).text());
     const head = rows.shift();
     const code = head.indexOf("code"), name = head.indexOf("name_ja");
-    const unit = head.indexOf("unit"), unitJa = head.indexOf("unit_ja");
-    for (const r of rows) { board.resources[r[code]] = r[name]; board.units[r[unit]] = r[unitJa]; }
+    const unitJa = head.indexOf("unit_ja");
+    for (const r of rows) { board.resources[r[code]] = r[name]; board.units[r[code]] = r[unitJa]; }
   } catch (e) { console.warn("resource names:", e); }
 }
 const resourceName = (code) => board.resources[code] ?? code;
-const unitName = (unit) => board.units[unit] || unit;
+const unitName = (resource, unit) => board.units[resource] || unit;
 
 // ---- requests table
 
@@ -115,14 +115,14 @@ function refreshFilterChoices() {
 function rowHTML(r) {
   const overdue = r.deadline && new Date(r.deadline) < Date.now() &&
     (r.state === "open" || r.state === "in_progress");
-  return `<td>${esc(r.request_id)}</td>` +
+  return `<td>${esc(r.request_id)}</td><td class="st">${STATE[r.state] ?? esc(r.state)}</td>` +
     `<td>${esc(r.requester_name ?? r.requester)}<small> ${esc(r.prefecture_name ?? "")}</small></td>` +
     `<td>${esc(resourceName(r.resource))}</td>` +
-    `<td class="num">${r.quantity} ${esc(unitName(r.unit))}</td><td class="num">${r.offered}</td>` +
+    `<td class="num">${r.quantity} ${esc(unitName(r.resource, r.unit))}</td><td class="num">${r.offered}</td>` +
     `<td class="num">${r.accepted}</td><td class="num">${r.dispatched}</td><td class="num">${r.received}</td>` +
     `<td><span class="urg ${esc(r.urgency)}">${URGENCY[r.urgency] ?? esc(r.urgency)}</span></td>` +
     `<td class="${overdue ? "overdue" : ""}">${fmtTime(r.deadline)}</td>` +
-    `<td>${age(r.created_at)}</td><td class="st">${STATE[r.state] ?? esc(r.state)}</td>`;
+    `<td>${age(r.created_at)}</td>`;
 }
 
 let flashIds = new Set();
@@ -182,7 +182,7 @@ function renderMarkers(rows) {
   const pts = rows.filter((r) => typeof r.location?.lat === "number").map((r) => [r.location.lat, r.location.lon]);
   if (!fitted && pts.length) {
     fitted = true;
-    map.fitBounds(L.latLngBounds(pts).pad(0.6), { maxZoom: 9 });
+    map.fitBounds(L.latLngBounds(pts).pad(0.3), { maxZoom: 9, animate: false });
   }
   for (const r of rows) {
     const loc = r.location;
@@ -191,7 +191,7 @@ function renderMarkers(rows) {
     L.circleMarker([loc.lat, loc.lon], { radius, color: "#222", weight: 1,
       fillColor: STATE_COLOR[r.state] ?? "#555", fillOpacity: 0.85 })
       .bindTooltip(`${esc(r.requester_name ?? r.requester)}: ${esc(resourceName(r.resource))} ` +
-        `${r.quantity}${esc(unitName(r.unit))}（${STATE[r.state] ?? ""}・${URGENCY[r.urgency] ?? ""}）<br>${esc(loc.place ?? "")}`)
+        `${r.quantity}${esc(unitName(r.resource, r.unit))}（${STATE[r.state] ?? ""}・${URGENCY[r.urgency] ?? ""}）<br>${esc(loc.place ?? "")}`)
       .on("click", () => openTimeline(r.request_id))
       .addTo(markerLayer);
   }
@@ -199,11 +199,11 @@ function renderMarkers(rows) {
 
 // ---- a request's timeline
 
-function gist(ev) {
+function gist(ev, resource) {
   const e = ev.event ?? {};
   const parts = [];
   if (e.offer_id) parts.push(e.offer_id);
-  if (e.quantity !== undefined) parts.push(`数量 ${e.quantity}${e.unit ? " " + unitName(e.unit) : ""}`);
+  if (e.quantity !== undefined) parts.push(`数量 ${e.quantity} ${unitName(resource, e.unit ?? "")}`);
   if (e.eta) parts.push(`到着予定 ${fmtTime(e.eta)}`);
   if (e.reason) parts.push(`理由: ${e.reason}`);
   if (e.note) parts.push(e.note);
@@ -213,12 +213,12 @@ function gist(ev) {
 async function openTimeline(id) {
   const r = await getJSON(`api/requests/${encodeURIComponent(id)}`);
   $("#timeline-title").textContent = `${r.request_id} ${r.requester_name ?? r.requester}: ${resourceName(r.resource)}`;
-  $("#timeline-summary").innerHTML = `状態 <b>${STATE[r.state] ?? esc(r.state)}</b> ・ 要請 ${r.quantity} ${esc(unitName(r.unit))} ・ ` +
+  $("#timeline-summary").innerHTML = `状態 <b>${STATE[r.state] ?? esc(r.state)}</b> ・ 要請 ${r.quantity} ${esc(unitName(r.resource, r.unit))} ・ ` +
     `申出 ${r.offered} ・ 受諾 ${r.accepted} ・ 発送 ${r.dispatched} ・ 受領 ${r.received} ・ 期限 ${fmtTime(r.deadline)}` +
     (r.location?.place ? `<br>場所: ${esc(r.location.place)}` : "");
   $("#timeline-events").innerHTML = r.timeline.map((t) =>
     `<tr><td>${fmtTime(t.recv_time)}</td><td>${fmtTime(t.event?.sent_at)}</td><td>${t.seq}</td><td>${esc(t.municipality_name ?? t.event?.municipality)}</td>` +
-    `<td>${TYPE[t.event?.type] ?? esc(t.event?.type)}</td><td>${gist(t)}</td></tr>`).join("");
+    `<td>${TYPE[t.event?.type] ?? esc(t.event?.type)}</td><td>${gist(t, r.resource)}</td></tr>`).join("");
   $("#timeline").hidden = false;
   $("#timeline").dataset.requestId = id;
 }
