@@ -35,6 +35,7 @@ struct opts {
     const char *feed, *replay, *bind, *web;
     long port, silent_s, window_s, ring, timeout_ms;
     const char *broker_key, *key;
+    const char *ingest, *tokens;
 };
 
 static void usage(FILE *out)
@@ -48,6 +49,7 @@ static void usage(FILE *out)
         "Options:\n"
         "  -f, --feed ENDPOINT      broker live feed [%s]\n"
         "  -r, --replay ENDPOINT    broker replay socket (state, timelines) [%s]\n"
+        "  -i, --ingest ENDPOINT    broker ingest socket, for posted events [%s]\n"
         RK_TOOLOPT_KEYS_HELP
         "      --bind ADDR          IPv4 address to listen on [127.0.0.1]\n"
         "  -p, --port PORT          HTTP port [7780]\n"
@@ -58,13 +60,16 @@ static void usage(FILE *out)
         "                           last publishes [86400]\n"
         "      --ring N             recent events kept for resuming streams [65536]\n"
         "      --timeout-ms MS      one broker answer, before asking again [5000]\n"
+        "      --tokens FILE        accept POST /api/events with bearer tokens: lines of\n"
+        "                           TOKEN TENANT [KEYFILE] (the tenant's secret key);\n"
+        "                           without it, posting is off\n"
         "  -h, --help               this text\n"
         "      --version            the version\n"
         "\n"
         "API (JSON; see renkei-gateway(8)): /api/requests, /api/requests/ID,\n"
         "/api/towns, /api/kpis, /api/events?from=SEQ (NDJSON), /api/stream (SSE),\n"
-        "/api/status. Stops cleanly on SIGTERM or SIGINT.\n",
-        RK_DEFAULT_FEED, RK_DEFAULT_REPLAY, RK_GW_WEB_DIR);
+        "/api/status; POST /api/events with --tokens. Stops cleanly on SIGTERM or SIGINT.\n",
+        RK_DEFAULT_FEED, RK_DEFAULT_REPLAY, RK_DEFAULT_INGEST, RK_GW_WEB_DIR);
 }
 
 static int number(const char *name, const char *v, long min, long max, long *out)
@@ -81,7 +86,7 @@ static int number(const char *name, const char *v, long min, long max, long *out
     return 0;
 }
 
-enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION };
+enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION, O_TOKENS };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -91,12 +96,15 @@ static int parse(int argc, char **argv, struct opts *o)
         {"web", required_argument, NULL, O_WEB}, {"silent-after", required_argument, NULL, O_SILENT},
         {"town-window", required_argument, NULL, O_WINDOW}, {"ring", required_argument, NULL, O_RING},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, O_VERSION}, RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, O_VERSION}, {"ingest", required_argument, NULL, 'i'},
+        {"tokens", required_argument, NULL, O_TOKENS}, RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
     int c, bad = 0;
-    while ((c = getopt_long(argc, argv, "f:r:p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:r:i:p:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': o->feed = optarg; break;
         case 'r': o->replay = optarg; break;
+        case 'i': o->ingest = optarg; break;
+        case O_TOKENS: o->tokens = optarg; break;
         case O_BIND: o->bind = optarg; break;
         case 'p': bad |= number("--port", optarg, 1, 65535, &o->port); break;
         case O_WEB: o->web = optarg; break;
@@ -134,21 +142,27 @@ static int check_web(const char *dir)
 int main(int argc, char **argv)
 {
     struct opts o = {RK_DEFAULT_FEED, RK_DEFAULT_REPLAY, "127.0.0.1", RK_GW_WEB_DIR,
-                     7780, 900, 86400, 65536, 5000, NULL, NULL};
+                     7780, 900, 86400, 65536, 5000, NULL, NULL, RK_DEFAULT_INGEST, NULL};
     struct rk_client_options client = {0};
     struct rk_gw_follow *follow = NULL;
     struct rk_gw_http *http = NULL;
+    struct rk_gw_post *post = NULL;
     char why[300];
     int rc = 1;
     if (parse(argc, argv, &o) || check_web(o.web) ||
         rk_toolopt_keys("renkei-gateway", o.broker_key, o.key, &client))
         return 2;
+    if (o.tokens && rk_gw_post_open(o.tokens, o.ingest, o.broker_key, (int)o.timeout_ms, &post,
+                                    why, sizeof why)) {
+        fprintf(stderr, "renkei-gateway: %s\n", why);
+        return 2;
+    }
     void *zctx = zmq_ctx_new();
     client.zmq_ctx = zctx;
     struct rk_gw_model *m = rk_gw_model_new((size_t)o.ring);
     struct rk_gw_follow_options fo = {o.feed, o.replay, client, o.window_s, (int)o.timeout_ms};
     struct rk_gw_http_options ho = {o.bind, (uint16_t)o.port, o.web, o.replay, client,
-                                    o.silent_s, (int)o.timeout_ms};
+                                    o.silent_s, (int)o.timeout_ms, post};
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -171,6 +185,7 @@ out:
     rk_gw_model_close(m);
     rk_gw_http_stop(&http);
     rk_gw_follow_stop(&follow);
+    rk_gw_post_close(&post);
     rk_gw_model_destroy(&m);
     zmq_ctx_term(zctx);
     if (rc == 0)

@@ -18,6 +18,16 @@
 #define EVENTS_LIMIT_DEFAULT 1000
 #define EVENTS_LIMIT_MAX 10000
 #define KEEPALIVE_S 15
+/* A posted body: a batch of RK_GW_POST_BATCH_MAX events of the broker's
+ * 16 KiB each, as JSON, fits. */
+#define POST_BODY_MAX (24u << 20)
+
+/* One POST's body, gathered across the upload calls. */
+struct upload {
+    char *buf;
+    size_t len, cap;
+    int too_big;
+};
 
 struct rk_gw_http {
     struct rk_gw_model *m;
@@ -483,6 +493,81 @@ static enum MHD_Result file(struct rk_gw_http *h, struct MHD_Connection *c, cons
     return rc;
 }
 
+/* ---- POST /api/events */
+
+static enum MHD_Result post_events(struct rk_gw_http *h, struct MHD_Connection *c,
+                                   struct upload *u)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *tenant = NULL;
+    json_error_t jerr;
+    char why[400];
+    if (!h->o.post)
+        return send_error(c, 405, "E_METHOD", "method",
+                          "posting events is off: the gateway was started without --tokens");
+    if (auth && strncmp(auth, "Bearer ", 7) == 0)
+        tenant = rk_gw_post_tenant(h->o.post, auth + 7);
+    if (!tenant)
+        return send_error(c, 401, "E_AUTH", "Authorization",
+                          auth ? "Authorization: not a token this gateway knows"
+                               : "Authorization: required, \"Bearer TOKEN\" of your tenant");
+    if (u->too_big)
+        return send_error(c, 413, "E_TOO_LARGE", "body", "body: over 24 MiB; post fewer events");
+    json_t *body = json_loadb(u->buf ? u->buf : "", u->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!body) {
+        snprintf(why, sizeof why, "body: not JSON (line %d, column %d: %s)", jerr.line,
+                 jerr.column, jerr.text);
+        return send_error(c, 400, "E_JSON", "body", why);
+    }
+    size_t n = json_is_array(body) ? json_array_size(body) : 1;
+    if ((!json_is_object(body) && !json_is_array(body)) || n == 0 || n > RK_GW_POST_BATCH_MAX) {
+        json_decref(body);
+        snprintf(why, sizeof why, "body: one event (a JSON object) or an array of 1..%d",
+                 RK_GW_POST_BATCH_MAX);
+        return send_error(c, 400, "E_JSON", "body", why);
+    }
+    json_t *results = rk_gw_post_publish(h->o.post, tenant, body);
+    json_decref(body);
+    int all = 1;
+    size_t i;
+    json_t *r;
+    json_array_foreach(results, i, r)
+        all &= json_is_true(json_object_get(r, "ok"));
+    return send_jsonv(c, all ? 200 : 422,
+                      json_pack("{s:s,s:o}", "tenant", tenant, "results", results));
+}
+
+static int take_upload(struct upload *u, const char *data, size_t n)
+{
+    if (u->too_big || u->len + n > POST_BODY_MAX) {
+        u->too_big = 1;
+        return 0;
+    }
+    if (u->len + n > u->cap) {
+        u->cap = (u->len + n) * 2;
+        u->buf = realloc(u->buf, u->cap);
+        if (!u->buf)
+            abort();
+    }
+    memcpy(u->buf + u->len, data, n);
+    u->len += n;
+    return 0;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **state,
+                      enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)c;
+    (void)why;
+    struct upload *u = *state;
+    if (u && u != (void *)1) {
+        free(u->buf);
+        free(u);
+    }
+    *state = NULL;
+}
+
 /* ---- routing */
 
 static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *url,
@@ -492,18 +577,25 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
     struct rk_gw_http *h = cls;
     (void)version;
     (void)upload;
+    int posting = strcmp(method, "POST") == 0 && strcmp(url, "/api/events") == 0;
     if (!*state) {
-        /* The first call has seen the headers only; answer on the second. */
-        *state = (void *)1;
+        /* The first call has seen the headers only; answer on a later one. */
+        *state = posting ? calloc(1, sizeof(struct upload)) : (void *)1;
+        if (!*state)
+            abort();
         return MHD_YES;
     }
     if (*upload_size) {
-        *upload_size = 0; /* nothing here takes a body yet */
+        if (posting)
+            take_upload(*state, upload, *upload_size);
+        *upload_size = 0; /* other methods' bodies are not read */
         return MHD_YES;
     }
+    if (posting)
+        return post_events(h, c, *state);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return send_error(c, 405, "E_METHOD", "method",
-                          "only GET is served; posting events is not yet implemented");
+                          "only GET is served, and POST of /api/events");
     if (strcmp(url, "/api/requests") == 0)
         return api_requests(h, c);
     if (strncmp(url, "/api/requests/", 14) == 0)
@@ -544,7 +636,8 @@ int rk_gw_http_start(struct rk_gw_model *m, const struct rk_gw_http_options *o,
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                 MHD_USE_ERROR_LOG,
                             o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_NOTIFY_COMPLETED,
+                            completed, NULL, MHD_OPTION_END);
     if (!h->d) {
         int e = errno ? errno : EADDRINUSE;
         snprintf(why, why_len, "cannot listen on %s:%u: %s", o->bind, o->port, strerror(e));

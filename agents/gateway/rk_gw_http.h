@@ -9,6 +9,8 @@
  *   GET /api/events?from=SEQ[&limit=N]  NDJSON, one stored event a line
  *   GET /api/stream[?from=SEQ]          text/event-stream, id: = seq
  *   GET /api/status
+ *   POST /api/events                    one event or an array, as JSON, with
+ *                                       "Authorization: Bearer TOKEN" (rk_gw_post)
  *   GET /anything-else                  a file of the web directory
  *
  * Every answer of /api is JSON (UTF-8, non-ASCII as \u escapes); an error
@@ -32,6 +34,7 @@
 
 #include "renkei.h"
 #include "rk_gw_model.h"
+#include "rk_gw_post.h"
 
 struct rk_gw_http_options {
     const char *bind;      /* an IPv4 address, e.g. "127.0.0.1" */
@@ -42,6 +45,7 @@ struct rk_gw_http_options {
     int64_t silent_s;      /* a town is silent after this long (default of
                             * /api/towns' silent_after) */
     int timeout_ms;        /* one broker answer */
+    struct rk_gw_post *post; /* NULL: POST is refused */
 };
 
 struct rk_gw_http;

@@ -69,6 +69,14 @@ def check_errors(gw):
         raise AssertionError("POST was accepted")
     except urllib.error.HTTPError as e:
         assert e.code == 405 and json.loads(e.read())["error"]["field"] == "method"
+    # Posting events is off without --tokens (it98b has it on).
+    req = urllib.request.Request(gw.url + "/api/events", data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=10)
+        raise AssertionError("POST /api/events was accepted without --tokens")
+    except urllib.error.HTTPError as e:
+        err = json.loads(e.read())["error"]
+        assert e.code == 405 and "--tokens" in err["reason"], err
 
 
 def check_timeline(gw, b):
