@@ -144,9 +144,11 @@ def test(b):
                          "the board loaded", timeout=30)
         load_ms = (time.monotonic() - t0) * 1000
         wait_board_equals_broker(d, b, "after the scenario")
+        want = len(gateway.broker_states(b))
         harness.wait_for(lambda: d.execute_script(
-            "return document.querySelectorAll('#map path.leaflet-interactive, #map svg path').length > 5"),
-            "outlines and markers on the map")
+            "return [renkeiBoard.outlines > 100, renkeiBoard.markers]"),
+            "Natural Earth's outlines and a marker per request on the map",
+            until=lambda v: v == [True, want])
         shot(d, "board-requests-map.png")
         live_ms = check_live(d, b, "it99a")
 

@@ -12,6 +12,10 @@ const TYPE = { "aid.request": "要請", "aid.offer": "申出", "aid.accept": "�
   "aid.dispatch": "発送", "aid.fulfil": "受領", "aid.cancel": "取消", "aid.withdraw": "申出撤回",
   "kpi.update": "KPI更新" };
 const AREA = { a: "ア 経済成長のけん引", i: "イ 高次の都市機能の集積・強化", u: "ウ 生活関連機能サービスの向上" };
+// The table shows the most pressing rows only: a centre with 10,000 open
+// requests filters; it does not scroll through them. Counts and the map
+// cover every request.
+const MAX_ROWS = 500;
 const STATE_COLOR = { open: "#d32f2f", in_progress: "#f9a825", fulfilled: "#2e7d32", cancelled: "#9e9e9e" };
 
 const board = {
@@ -139,9 +143,10 @@ function renderRequests() {
     URGENCY_ORDER[a.urgency] - URGENCY_ORDER[b.urgency] || String(a.deadline).localeCompare(String(b.deadline)));
   for (const s of Object.keys(counts)) $(`#count-${s}`).textContent = counts[s];
   $("#count-all").textContent = board.requests.size;
-  $("#shown").textContent = `${rows.length} 件を表示`;
+  $("#shown").textContent = rows.length > MAX_ROWS
+    ? `該当 ${rows.length} 件のうち上位 ${MAX_ROWS} 件を表示（絞り込みで他も表示）` : `${rows.length} 件を表示`;
   const body = document.createElement("tbody");
-  for (const r of rows) {
+  for (const r of rows.slice(0, MAX_ROWS)) {
     const tr = document.createElement("tr");
     tr.className = `state-${r.state} urgency-${r.urgency}` + (flashIds.has(r.request_id) ? " flash" : "");
     tr.dataset.requestId = r.request_id;
@@ -159,7 +164,8 @@ function renderRequests() {
 let map, markerLayer;
 
 async function initMap() {
-  map = L.map("map", { zoomSnap: 0.25, attributionControl: true }).fitBounds([[30.0, 128.5], [45.6, 146.0]]);
+  // Canvas, not SVG: thousands of markers stay fast.
+  map = L.map("map", { zoomSnap: 0.25, attributionControl: true, preferCanvas: true }).fitBounds([[30.0, 128.5], [45.6, 146.0]]);
   map.attributionControl.setPrefix(false);
   map.attributionControl.addAttribution("境界: Natural Earth (world-atlas)");
   try {
@@ -171,6 +177,7 @@ async function initMap() {
         : { color: "#9aa5a0", weight: 0.5, fillColor: "#e3e6e1", fillOpacity: 1 },
       interactive: false,
     }).addTo(map);
+    board.outlines = land.features.length;
   } catch (e) { console.warn("outlines:", e); }
   markerLayer = L.layerGroup().addTo(map);
 }
@@ -195,6 +202,7 @@ function renderMarkers(rows) {
       .on("click", () => openTimeline(r.request_id))
       .addTo(markerLayer);
   }
+  board.markers = markerLayer.getLayers().length;
 }
 
 // ---- a request's timeline
@@ -304,17 +312,18 @@ async function loadKpis() {
 
 // ---- the live stream
 
+// At most one render per 250 ms however fast events come.
 let renderPending = false;
 function scheduleRender() {
   if (renderPending) return;
   renderPending = true;
-  requestAnimationFrame(() => {
+  setTimeout(() => requestAnimationFrame(() => {
     renderPending = false;
     renderRequests();
     renderTowns();
     $("#seq").textContent = board.seq;
     $("#updated").textContent = new Date().toLocaleTimeString("ja-JP", { hour12: false });
-  });
+  }), 250);
 }
 
 let kpiReload = null;
