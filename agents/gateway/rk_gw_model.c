@@ -14,8 +14,22 @@ struct ring_entry {
     char *line;
 };
 
+/* A request's place in the listing: what the filters compare and its JSON
+ * text, made again only after the request changed, so that a listing of
+ * 10,000 requests copies text instead of building JSON. */
+struct row {
+    json_t *r;          /* the request, owned by `requests` */
+    int dirty;
+    char requester[8], prefecture[3], resource[48], urgency[12], state[16];
+    char *text;
+    size_t len;
+};
+
 struct rk_gw_model {
     pthread_mutex_t mu;
+    struct row *rows;   /* in the order the requests were first seen */
+    size_t nrows, rows_cap;
+    json_t *row_of;     /* request_id -> index in rows */
     pthread_cond_t grew;
     json_t *requests;   /* request_id -> request */
     json_t *towns;      /* code -> town */
@@ -41,6 +55,7 @@ struct rk_gw_model *rk_gw_model_new(size_t ring)
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->grew, NULL);
     m->requests = json_object();
+    m->row_of = json_object();
     m->towns = json_object();
     m->kpis = json_object();
     m->position = 1;
@@ -56,6 +71,10 @@ void rk_gw_model_destroy(struct rk_gw_model **mp)
     for (size_t i = 0; i < m->len; i++)
         free(m->ring[(m->head + i) % m->cap].line);
     free(m->ring);
+    for (size_t i = 0; i < m->nrows; i++)
+        free(m->rows[i].text);
+    free(m->rows);
+    json_decref(m->row_of);
     json_decref(m->requests);
     json_decref(m->towns);
     json_decref(m->kpis);
@@ -99,14 +118,28 @@ static json_t *name_or_null(const char *name)
     return name ? json_string(name) : json_null();
 }
 
+/* The request `id`, made when new, and marked as changed: every caller
+ * changes it. */
 static json_t *request_slot(struct rk_gw_model *m, const char *id)
 {
     json_t *r = json_object_get(m->requests, id);
+    json_t *at = json_object_get(m->row_of, id);
     if (!r) {
         r = json_object();
         json_object_set_new(r, "request_id", json_string(id));
         json_object_set_new(m->requests, id, r);
+        if (m->nrows == m->rows_cap) {
+            m->rows_cap = m->rows_cap ? 2 * m->rows_cap : 1024;
+            m->rows = realloc(m->rows, m->rows_cap * sizeof *m->rows);
+            if (!m->rows)
+                abort();
+        }
+        memset(&m->rows[m->nrows], 0, sizeof m->rows[0]);
+        m->rows[m->nrows].r = r;
+        at = json_integer((json_int_t)m->nrows++);
+        json_object_set_new(m->row_of, id, at);
     }
+    m->rows[json_integer_value(at)].dirty = 1;
     return r;
 }
 
@@ -320,15 +353,53 @@ void rk_gw_model_close(struct rk_gw_model *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-static int matches(json_t *r, const struct rk_gw_req_filter *f)
+static json_t *shown(json_t *r);
+
+/* Takes the request's filter fields and text anew. */
+static void refresh_row(struct row *w)
 {
-    if (!json_object_get(r, "state"))
+    snprintf(w->requester, sizeof w->requester, "%s", str(w->r, "requester"));
+    snprintf(w->prefecture, sizeof w->prefecture, "%s", str(w->r, "prefecture"));
+    snprintf(w->resource, sizeof w->resource, "%s", str(w->r, "resource"));
+    snprintf(w->urgency, sizeof w->urgency, "%s", str(w->r, "urgency"));
+    snprintf(w->state, sizeof w->state, "%s", str(w->r, "state"));
+    free(w->text);
+    json_t *c = shown(w->r);
+    w->text = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(c);
+    if (!w->text)
+        abort();
+    w->len = strlen(w->text);
+    w->dirty = 0;
+}
+
+static int matches(const struct row *w, const struct rk_gw_req_filter *f)
+{
+    if (!w->state[0])
         return 0; /* seen in an event, its state not yet asked */
-    return (!f->prefecture || strcmp(str(r, "prefecture"), f->prefecture) == 0) &&
-           (!f->requester || strcmp(str(r, "requester"), f->requester) == 0) &&
-           (!f->resource || strcmp(str(r, "resource"), f->resource) == 0) &&
-           (!f->urgency || strcmp(str(r, "urgency"), f->urgency) == 0) &&
-           (!f->state || strcmp(str(r, "state"), f->state) == 0);
+    return (!f->prefecture || strcmp(w->prefecture, f->prefecture) == 0) &&
+           (!f->requester || strcmp(w->requester, f->requester) == 0) &&
+           (!f->resource || strcmp(w->resource, f->resource) == 0) &&
+           (!f->urgency || strcmp(w->urgency, f->urgency) == 0) &&
+           (!f->state || strcmp(w->state, f->state) == 0);
+}
+
+struct text {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->buf = realloc(t->buf, t->cap);
+        if (!t->buf)
+            abort();
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = 0;
 }
 
 static char *dump(json_t *o)
@@ -342,17 +413,27 @@ static char *dump(json_t *o)
 
 char *rk_gw_model_requests(struct rk_gw_model *m, const struct rk_gw_req_filter *f)
 {
-    json_t *out = json_object(), *list = json_array(), *r;
-    const char *id;
+    struct text t = {0};
+    char head[64];
+    size_t count = 0;
+    put(&t, "{\"requests\":[", 13);
     pthread_mutex_lock(&m->mu);
-    json_object_set_new(out, "seq", json_integer((json_int_t)m->position));
-    json_object_foreach(m->requests, id, r)
-        if (matches(r, f))
-            json_array_append_new(list, shown(r));
+    uint64_t seq = m->position;
+    for (size_t i = 0; i < m->nrows; i++) {
+        struct row *w = &m->rows[i];
+        if (w->dirty)
+            refresh_row(w);
+        if (!matches(w, f))
+            continue;
+        if (count++)
+            put(&t, ",", 1);
+        put(&t, w->text, w->len);
+    }
     pthread_mutex_unlock(&m->mu);
-    json_object_set_new(out, "count", json_integer((json_int_t)json_array_size(list)));
-    json_object_set_new(out, "requests", list);
-    return dump(out);
+    int n = snprintf(head, sizeof head, "],\"count\":%zu,\"seq\":%llu}", count,
+                     (unsigned long long)seq);
+    put(&t, head, (size_t)n);
+    return t.buf;
 }
 
 json_t *rk_gw_model_request(struct rk_gw_model *m, const char *id)

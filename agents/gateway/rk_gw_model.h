@@ -85,8 +85,8 @@ struct rk_gw_req_filter {
     const char *state;
 };
 
-/* {"seq": S, "count": N, "requests": [...]}: every request the filter
- * selects, in request_id order, as of position S - 1 (S = the position:
+/* {"requests": [...], "count": N, "seq": S}: every request the filter
+ * selects, in the order the gateway first saw them, as of position S - 1 (S = the position:
  * follow the stream from S). Caller frees. */
 char *rk_gw_model_requests(struct rk_gw_model *m, const struct rk_gw_req_filter *f);
 

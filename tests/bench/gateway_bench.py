@@ -105,7 +105,7 @@ def main():
             return
         if subprocess.run(["which", "wrk"], capture_output=True).returncode == 0:
             rid = f"REQ-{codes[0]}-bench0"
-            for path in ("/api/status", f"/api/requests?requester={codes[0]}",
+            for path in ("/api/status", "/api/requests", f"/api/requests?requester={codes[0]}",
                          f"/api/requests/{rid}", "/api/kpis", "/index.html"):
                 wrk(gw, path)
         else:
