@@ -35,7 +35,7 @@ struct opts {
     const char *feed, *replay, *bind, *web;
     long port, silent_s, window_s, ring, timeout_ms;
     const char *broker_key, *key;
-    const char *ingest, *tokens;
+    const char *ingest, *tokens, *tls_cert, *tls_key;
 };
 
 static void usage(FILE *out)
@@ -63,6 +63,8 @@ static void usage(FILE *out)
         "      --tokens FILE        accept POST /api/events with bearer tokens: lines of\n"
         "                           TOKEN TENANT [KEYFILE] (the tenant's secret key);\n"
         "                           without it, posting is off\n"
+        "      --tls-cert FILE      serve HTTPS with this PEM certificate (chain) ...\n"
+        "      --tls-key FILE       ... and its PEM private key\n"
         "  -h, --help               this text\n"
         "      --version            the version\n"
         "\n"
@@ -86,7 +88,7 @@ static int number(const char *name, const char *v, long min, long max, long *out
     return 0;
 }
 
-enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION, O_TOKENS };
+enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION, O_TOKENS, O_CERT, O_KEY };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -97,7 +99,8 @@ static int parse(int argc, char **argv, struct opts *o)
         {"town-window", required_argument, NULL, O_WINDOW}, {"ring", required_argument, NULL, O_RING},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION}, {"ingest", required_argument, NULL, 'i'},
-        {"tokens", required_argument, NULL, O_TOKENS}, RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
+        {"tokens", required_argument, NULL, O_TOKENS}, {"tls-cert", required_argument, NULL, O_CERT},
+        {"tls-key", required_argument, NULL, O_KEY}, RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "f:r:i:p:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -105,6 +108,8 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'r': o->replay = optarg; break;
         case 'i': o->ingest = optarg; break;
         case O_TOKENS: o->tokens = optarg; break;
+        case O_CERT: o->tls_cert = optarg; break;
+        case O_KEY: o->tls_key = optarg; break;
         case O_BIND: o->bind = optarg; break;
         case 'p': bad |= number("--port", optarg, 1, 65535, &o->port); break;
         case O_WEB: o->web = optarg; break;
@@ -142,7 +147,7 @@ static int check_web(const char *dir)
 int main(int argc, char **argv)
 {
     struct opts o = {RK_DEFAULT_FEED, RK_DEFAULT_REPLAY, "127.0.0.1", RK_GW_WEB_DIR,
-                     7780, 900, 86400, 65536, 5000, NULL, NULL, RK_DEFAULT_INGEST, NULL};
+                     7780, 900, 86400, 65536, 5000, NULL, NULL, RK_DEFAULT_INGEST, NULL, NULL, NULL};
     struct rk_client_options client = {0};
     struct rk_gw_follow *follow = NULL;
     struct rk_gw_http *http = NULL;
@@ -162,7 +167,7 @@ int main(int argc, char **argv)
     struct rk_gw_model *m = rk_gw_model_new((size_t)o.ring);
     struct rk_gw_follow_options fo = {o.feed, o.replay, client, o.window_s, (int)o.timeout_ms};
     struct rk_gw_http_options ho = {o.bind, (uint16_t)o.port, o.web, o.replay, client,
-                                    o.silent_s, (int)o.timeout_ms, post};
+                                    o.silent_s, (int)o.timeout_ms, post, o.tls_cert, o.tls_key};
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -176,8 +181,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "renkei-gateway: %s\n", why);
         goto out;
     }
-    RK_DIAG(RK_DIAG_INFO, "ready", "url=http://%s:%ld/ feed=\"%s\" replay=\"%s\"", o.bind,
-            o.port, o.feed, o.replay);
+    RK_DIAG(RK_DIAG_INFO, "ready", "url=%s://%s:%ld/ feed=\"%s\" replay=\"%s\"",
+            o.tls_cert ? "https" : "http", o.bind, o.port, o.feed, o.replay);
     while (!stop_requested)
         pause();
     rc = 0;

@@ -33,6 +33,7 @@ struct rk_gw_http {
     struct rk_gw_model *m;
     struct rk_gw_http_options o;
     struct MHD_Daemon *d;
+    char *cert, *key;   /* PEM texts, kept while the daemon runs */
 };
 
 /* ---- answers */
@@ -616,6 +617,30 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
     return file(h, c, url);
 }
 
+/* The whole file at `path` as a string (caller frees), or NULL with errno. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    if (!f)
+        return NULL;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    int bad = ferror(f);
+    fclose(f);
+    fclose(mem);
+    if (bad || len == 0) {
+        free(buf);
+        errno = bad ? EIO : EINVAL;
+        return NULL;
+    }
+    return buf;
+}
+
 int rk_gw_http_start(struct rk_gw_model *m, const struct rk_gw_http_options *o,
                      struct rk_gw_http **out, char *why, size_t why_len)
 {
@@ -628,19 +653,51 @@ int rk_gw_http_start(struct rk_gw_model *m, const struct rk_gw_http_options *o,
         snprintf(why, why_len, "--bind %s: not an IPv4 address", o->bind);
         return EINVAL;
     }
+    char *cert = NULL, *key = NULL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG;
+    if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+        snprintf(why, why_len, "--tls-cert and --tls-key go together");
+        return EINVAL;
+    }
+    if (o->tls_cert) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(why, why_len, "--tls-cert: this libmicrohttpd was built without TLS");
+            return ENOTSUP;
+        }
+        const char *bad = !(cert = slurp(o->tls_cert)) ? o->tls_cert
+                          : !(key = slurp(o->tls_key)) ? o->tls_key : NULL;
+        if (bad) {
+            int e = errno;
+            snprintf(why, why_len, "%s: cannot read it: %s", bad, strerror(e));
+            free(cert);
+            return e;
+        }
+        flags |= MHD_USE_TLS;
+    }
     struct rk_gw_http *h = calloc(1, sizeof *h);
     if (!h)
         abort();
     h->m = m;
     h->o = *o;
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                MHD_USE_ERROR_LOG,
-                            o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_NOTIFY_COMPLETED,
-                            completed, NULL, MHD_OPTION_END);
+    /* libmicrohttpd takes the PEM texts only with TLS on, and keeps the
+     * pointers: they live as long as the daemon. */
+    h->cert = cert;
+    h->key = key;
+    h->d = cert ? MHD_start_daemon(flags, o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
+                                   MHD_OPTION_CONNECTION_LIMIT, 512u,
+                                   MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                                   MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
+                                   MHD_OPTION_END)
+                : MHD_start_daemon(flags, o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
+                                   MHD_OPTION_CONNECTION_LIMIT, 512u,
+                                   MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!h->d) {
         int e = errno ? errno : EADDRINUSE;
-        snprintf(why, why_len, "cannot listen on %s:%u: %s", o->bind, o->port, strerror(e));
+        snprintf(why, why_len, "cannot listen on %s:%u%s: %s", o->bind, o->port,
+                 o->tls_cert ? " with TLS (is the key the certificate's?)" : "", strerror(e));
+        free(h->cert);
+        free(h->key);
         free(h);
         return e;
     }
@@ -653,6 +710,8 @@ void rk_gw_http_stop(struct rk_gw_http **hp)
     if (!hp || !*hp)
         return;
     MHD_stop_daemon((*hp)->d);
+    free((*hp)->cert);
+    free((*hp)->key);
     free(*hp);
     *hp = NULL;
 }

@@ -46,13 +46,15 @@ struct rk_gw_http_options {
                             * /api/towns' silent_after) */
     int timeout_ms;        /* one broker answer */
     struct rk_gw_post *post; /* NULL: POST is refused */
+    const char *tls_cert, *tls_key; /* PEM files: HTTPS (GnuTLS); NULL: plain HTTP */
 };
 
 struct rk_gw_http;
 
 /* Starts listening. The options' strings and `m` must outlive the server.
  * Returns 0, or an errno value with a sentence in `why` (EADDRINUSE: the
- * port is taken; EINVAL: a bad bind address). */
+ * port is taken; EINVAL: a bad bind address; ENOTSUP: TLS asked of a
+ * libmicrohttpd without it; a file's errno when a TLS file cannot be read). */
 int rk_gw_http_start(struct rk_gw_model *m, const struct rk_gw_http_options *o,
                      struct rk_gw_http **out, char *why, size_t why_len);
 

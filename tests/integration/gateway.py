@@ -28,6 +28,7 @@ class Gateway:
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = list(extra)
+        self.ssl = None  # an ssl.SSLContext for a gateway with --tls-cert
         self.starts = 0
         self.proc = None
 
@@ -68,7 +69,7 @@ class Gateway:
         """(status, body as text) of GET path."""
         req = urllib.request.Request(self.url + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30, context=self.ssl) as r:
                 return r.status, r.read().decode("utf-8")
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode("utf-8")
@@ -90,7 +91,7 @@ class Gateway:
         """The first `n` SSE messages of GET path, as (event, id, data)."""
         req = urllib.request.Request(self.url + path, headers=headers or {})
         out, cur = [], {}
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=self.ssl) as r:
             assert r.headers["Content-Type"].startswith("text/event-stream"), r.headers
             for raw in r:
                 line = raw.decode("utf-8").rstrip("\n")

@@ -33,7 +33,7 @@ def post(gw, body, token=None):
     req = urllib.request.Request(gw.url + "/api/events", data=data, method="POST",
                                  headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=gw.ssl) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -121,6 +121,35 @@ replay = *
     ids = [e["event"].get("request_id") for e in stored]
     assert ids == ["REQ-271004-p1", "REQ-281000-p4"], ids
     gw.stop()
+    check_tls(b, d, tok, curve)
+
+
+def check_tls(b, d, tok, curve):
+    """With --tls-cert and --tls-key the same API is served over HTTPS only."""
+    import ssl
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    gw = gateway.Gateway(b, "--ingest", b.ingest, "--tokens", os.path.join(d, "tokens"),
+                         "--tls-cert", cert, "--tls-key", key, *curve)
+    gw.url = gw.url.replace("http://", "https://")
+    gw.ssl = ssl.create_default_context(cafile=cert)
+    gw.start()
+    assert "url=https://" in gw.log(), gw.log()
+    status, body = post(gw, event("t1", "271004"), tok["osaka"])
+    assert status == 200 and body["results"][0]["ok"], body
+    assert gw.json("/api/status")["broker"]["connected"] in (True, False)
+    try:
+        urllib.request.urlopen(gw.url.replace("https://", "http://") + "/api/status", timeout=10)
+        raise AssertionError("plain HTTP answered on the TLS port")
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        assert not isinstance(e, urllib.error.HTTPError), e
+    gw.stop()
+    p = subprocess.run([harness.tool("renkei-gateway"), "--web", gateway.WEB, "--tls-cert", cert,
+                        "--port", str(harness.free_port())], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "--tls-key" in p.stderr, (p.returncode, p.stderr)
 
 
 def test_logged(b):
