@@ -171,14 +171,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    /* Listening first: a taken port or a bad certificate stops the start
+     * at once; the API serves an empty model until the follower has loaded. */
+    if (rk_gw_http_start(m, &ho, &http, why, sizeof why)) {
+        fprintf(stderr, "renkei-gateway: %s\n", why);
+        goto out;
+    }
     int e = rk_gw_follow_start(m, &fo, &follow);
     if (e) {
         fprintf(stderr, "renkei-gateway: cannot follow %s / %s: %s\n", o.feed, o.replay,
                 strerror(e));
-        goto out;
-    }
-    if (rk_gw_http_start(m, &ho, &http, why, sizeof why)) {
-        fprintf(stderr, "renkei-gateway: %s\n", why);
         goto out;
     }
     RK_DIAG(RK_DIAG_INFO, "ready", "url=%s://%s:%ld/ feed=\"%s\" replay=\"%s\"",

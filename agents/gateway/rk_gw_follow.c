@@ -139,6 +139,8 @@ static uint64_t load(struct rk_gw_follow *f)
     while (!atomic_load(&f->stop)) {
         uint64_t s = 0;
         int rc = rk_gw_state_all(f->state, TRIES, take_state, f->m, &s);
+        if (rc == ECANCELED)
+            break;
         if (rc == 0 && read_log(f, s, why, sizeof why) == 0) {
             link_state(f, 1, "");
             return s + 1;
@@ -262,6 +264,8 @@ int rk_gw_follow_start(struct rk_gw_model *m, const struct rk_gw_follow_options 
     f->o = *o;
     f->linked = -1;
     rc = rk_gw_state_open(o->client.zmq_ctx, o->replay, &o->client, o->timeout_ms, &f->state);
+    if (rc == 0)
+        rk_gw_state_cancel_on(f->state, &f->stop);
     if (rc == 0)
         rc = pthread_create(&f->thread, NULL, run, f);
     if (rc) {

@@ -23,8 +23,28 @@ struct rk_gw_state {
     struct rk_client_keys keys;
     int timeout_ms;
     uint64_t corr;
+    const atomic_int *cancel;
     char error[320];
 };
+
+void rk_gw_state_cancel_on(struct rk_gw_state *s, const atomic_int *flag)
+{
+    s->cancel = flag;
+}
+
+/* Waits up to the timeout for a reply, in slices, so that a cancel is seen:
+ * 1 when one is there, 0 on the timeout, -1 when cancelled. */
+static int wait_reply(struct rk_gw_state *s)
+{
+    zmq_pollitem_t it = {s->dealer, 0, ZMQ_POLLIN, 0};
+    for (int left = s->timeout_ms; left > 0; left -= 100) {
+        if (s->cancel && atomic_load(s->cancel))
+            return -1;
+        if (zmq_poll(&it, 1, left < 100 ? left : 100) > 0)
+            return 1;
+    }
+    return 0;
+}
 
 static int connect_new(struct rk_gw_state *s)
 {
@@ -97,17 +117,18 @@ static int ask(struct rk_gw_state *s, uint64_t corr, const char *id, const unsig
 }
 
 /* One reply: its header in *h and, for "reqs", its requests as a JSON
- * array in *reqs (caller decrefs). ETIMEDOUT when nothing came in time;
+ * array in *reqs (caller decrefs). ETIMEDOUT when nothing came in time,
+ * ECANCELED when told to give up;
  * EAGAIN for a reply that is not understood (skipped by the caller). */
 static int receive(struct rk_gw_state *s, struct rk_wire_hdr *h, json_t **reqs)
 {
-    zmq_pollitem_t it = {s->dealer, 0, ZMQ_POLLIN, 0};
     zmq_msg_t f0, f1;
     int rc = EAGAIN, more = 0;
     size_t more_len = sizeof more;
     *reqs = NULL;
-    if (zmq_poll(&it, 1, s->timeout_ms) <= 0)
-        return ETIMEDOUT;
+    int w = wait_reply(s);
+    if (w <= 0)
+        return w < 0 ? ECANCELED : ETIMEDOUT;
     zmq_msg_init(&f0);
     zmq_msg_init(&f1);
     if (zmq_msg_recv(&f0, s->dealer, 0) < 0) {
@@ -191,6 +212,8 @@ int rk_gw_state_all(struct rk_gw_state *s, int tries, rk_gw_state_fn fn, void *a
         int rc = ask(s, corr, NULL, cursor, cursor_len);
         if (rc == 0)
             rc = reply_to(s, corr, &h, &reqs);
+        if (rc == ECANCELED)
+            return rc;
         if (rc == ETIMEDOUT || (rc && rc != EPROTO)) {
             snprintf(s->error, sizeof s->error, "the broker did not answer \"state\" in %d ms",
                      s->timeout_ms);
@@ -256,6 +279,8 @@ int rk_gw_state_some(struct rk_gw_state *s, const char *const *ids, size_t n, in
             rc = some_window(s, ids + at, k, fn, arg);
             if (rc != ETIMEDOUT)
                 break;
+            if (s->cancel && atomic_load(s->cancel))
+                return ECANCELED;
             /* Answers already taken are taken again: harmless, a state is
              * a value, not a change. */
             connect_new(s);

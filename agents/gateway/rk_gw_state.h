@@ -18,6 +18,7 @@
 #define RK_GW_STATE_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,7 +39,8 @@ void rk_gw_state_close(struct rk_gw_state **sp);
 typedef void (*rk_gw_state_fn)(void *arg, json_t *req, uint64_t seq);
 
 /* Every request, in pages of 1000. Returns 0, ETIMEDOUT after `tries`
- * unanswered attempts of one page, or EPROTO when the broker refused (its
+ * unanswered attempts of one page, ECANCELED (rk_gw_state_cancel_on), or
+ * EPROTO when the broker refused (its
  * "<code>: <message>" in rk_gw_state_error). *min_seq gets the smallest
  * seq of the pages (0 for an empty log): every event up to it is in. */
 int rk_gw_state_all(struct rk_gw_state *s, int tries, rk_gw_state_fn fn, void *arg,
@@ -49,6 +51,10 @@ int rk_gw_state_all(struct rk_gw_state *s, int tries, rk_gw_state_fn fn, void *a
  * the broker does not know is skipped. Same returns as rk_gw_state_all. */
 int rk_gw_state_some(struct rk_gw_state *s, const char *const *ids, size_t n, int tries,
                      rk_gw_state_fn fn, void *arg);
+
+/* A flag another thread sets to give up: a call waiting for the broker
+ * then returns ECANCELED within 100 ms. NULL: none. */
+void rk_gw_state_cancel_on(struct rk_gw_state *s, const atomic_int *flag);
 
 /* Text of the last failure, or "". */
 const char *rk_gw_state_error(const struct rk_gw_state *s);

@@ -24,6 +24,7 @@ class Gateway:
 
     def __init__(self, b, *extra):
         Gateway.made.append(self)
+        self.name = f"gateway{len(Gateway.made)}"
         self.b = b
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -34,7 +35,7 @@ class Gateway:
 
     def start(self):
         self.starts += 1
-        self.log_path = os.path.join(self.b.dir, f"gateway-{self.starts}.log")
+        self.log_path = os.path.join(self.b.dir, f"{self.name}-{self.starts}.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [harness.tool("renkei-gateway"), "--feed", self.b.feed, "--replay", self.b.replay,
@@ -51,9 +52,9 @@ class Gateway:
         """Every run's log on stderr, for a failing test."""
         import sys
         for i in range(1, self.starts + 1):
-            path = os.path.join(self.b.dir, f"gateway-{i}.log")
+            path = os.path.join(self.b.dir, f"{self.name}-{i}.log")
             if os.path.exists(path):
-                sys.stderr.write(f"---- gateway log {i} ----\n{harness.read_log(path)}\n")
+                sys.stderr.write(f"---- {self.name} log {i} ----\n{harness.read_log(path)}\n")
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
