@@ -1,4 +1,5 @@
 #include "rk_gw_http.h"
+#include "rk_asof.h"
 #include "rk_json.h"
 #include "rk_muni.h"
 #include "rk_text.h"
@@ -339,6 +340,43 @@ static enum MHD_Result api_events(struct rk_gw_http *h, struct MHD_Connection *c
     return sent;
 }
 
+/* ---- /api/asof: the board as of a past moment, for an auditor */
+
+static enum MHD_Result api_asof(struct rk_gw_http *h, struct MHD_Connection *c)
+{
+    const char *t = arg(c, "time"), *pref = arg(c, "prefecture");
+    char why[800], q[RK_TEXT_SIZE(80)];
+    int64_t at = 0;
+    if (unknown_arg(c, (const char *const[]){"time", "prefecture", NULL}))
+        return send_error(c, 400, "E_PARAM", "query", "/api/asof takes only time and prefecture");
+    if (!t || rk_time_parse(t, strlen(t), &at)) {
+        snprintf(why, sizeof why, "time: required, an RFC 3339 time with an offset, e.g. "
+                 "2026-02-17T15:00:00+09:00; got \"%s\"", quoted(q, sizeof q, t ? t : ""));
+        return send_error(c, 400, "E_PARAM", "time", why);
+    }
+    if (pref && (!digits(pref, 2) || !rk_muni_prefecture(pref)))
+        return send_error(c, 400, "E_PARAM", "prefecture",
+                          "prefecture: must be a two-digit prefecture code 01..47, e.g. 27");
+    struct rk_asof_query aq = {.endpoint = h->o.replay, .client = &h->o.client,
+                               .timeout_ms = h->o.timeout_ms, .at_ns = at, .prefecture = pref};
+    char *body = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&body, &len);
+    if (!out)
+        abort();
+    int rc = rk_asof_print(&aq, out, RK_RENDER_JSON, why, sizeof why);
+    fclose(out);
+    if (rc) {
+        free(body);
+        return send_error(c, 503, "E_BROKER", "broker", why);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/x-ndjson; charset=utf-8");
+    enum MHD_Result sent = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return sent;
+}
+
 /* ---- /api/stream: server-sent events */
 
 struct stream {
@@ -609,6 +647,8 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
         return api_events(h, c);
     if (strcmp(url, "/api/stream") == 0)
         return api_stream(h, c);
+    if (strcmp(url, "/api/asof") == 0)
+        return api_asof(h, c);
     if (strcmp(url, "/api/status") == 0)
         return send_json(c, 200, rk_gw_model_status(h->m));
     if (strncmp(url, "/api/", 5) == 0 || strcmp(url, "/api") == 0)

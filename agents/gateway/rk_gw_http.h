@@ -8,6 +8,8 @@
  *   GET /api/kpis[?municipality=CODE&region=NAME]
  *   GET /api/events?from=SEQ[&limit=N]  NDJSON, one stored event a line
  *   GET /api/stream[?from=SEQ]          text/event-stream, id: = seq
+ *   GET /api/asof?time=RFC3339[&prefecture=NN]  NDJSON: every KPI and request as
+ *                                       of then (rk_asof, as renkei-replay --as-of)
  *   GET /api/status
  *   POST /api/events                    one event or an array, as JSON, with
  *                                       "Authorization: Bearer TOKEN" (rk_gw_post)

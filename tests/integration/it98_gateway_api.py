@@ -12,6 +12,7 @@ and misses nothing."""
 import csv
 import json
 import os
+import urllib.parse
 
 import gateway
 import harness
@@ -155,6 +156,29 @@ def check_restart(gw, b):
     assert gw.proc.poll() is None, gw.log()
 
 
+def check_asof(gw, last_scenario_seq):
+    """/api/asof: the requests as they were when the scenario had been played,
+    before the requests the later checks published."""
+    import datetime
+    # A microsecond before the first event after them (times go out in µs).
+    status, body = gw.get(f"/api/events?from={last_scenario_seq + 1}&limit=1")
+    after = json.loads(body.splitlines()[0])["recv_time"]
+    then = (datetime.datetime.fromisoformat(after.replace("Z", "+00:00")) -
+            datetime.timedelta(microseconds=1)).isoformat()
+    status, body = gw.get("/api/asof?time=" + urllib.parse.quote(then))
+    lines = [json.loads(l) for l in body.splitlines()]
+    assert status == 200 and lines[-1]["as_of"]["seq"] == last_scenario_seq, (status, lines[-1:])
+    reqs = {l["request_id"]: l["state"] for l in lines if l.get("kind") == "request"}
+    expected = harness.scenario_expected()["final_states"]
+    assert reqs == {k: v["state"] for k, v in expected.items()}, reqs
+    status, body = gw.get("/api/asof?time=2001-01-01T00:00:00Z&prefecture=30")
+    lines = [json.loads(l) for l in body.splitlines()]
+    assert status == 200 and lines[-1]["as_of"]["requests"] == 0, lines
+    gw.error("/api/asof", 400, "time")
+    gw.error("/api/asof?time=yesterday", 400, "time")
+    gw.error("/api/asof?time=2026-02-17T15:00:00%2B09:00&prefecture=48", 400, "prefecture")
+
+
 def check_unit(b):
     """deploy/renkei-gateway.service: hardened, and its ExecStart runs."""
     import configparser
@@ -195,6 +219,7 @@ def test(b):
     check_towns_kpis(gw, nkpis)
     check_stream(gw, b)
     check_restart(gw, b)
+    check_asof(gw, stored + nkpis)
     check_unit(b)
     gw.stop()
 

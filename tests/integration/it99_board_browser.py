@@ -109,6 +109,23 @@ def check_kpis(d):
     shot(d, "board-kpis.png")
 
 
+def check_audit(d, b):
+    """The audit view as of a minute from now: every request as the broker
+    has it now (nothing is published meanwhile)."""
+    view(d, "audit")
+    d.execute_script("""
+        const t = new Date(Date.now() + 60000), p = (n) => String(n).padStart(2, '0');
+        document.querySelector('#audit-form input[name=time]').value =
+          `${t.getFullYear()}-${p(t.getMonth() + 1)}-${p(t.getDate())}T${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}`;
+        document.querySelector('#audit-form button').click();""")
+    want = gateway.broker_states(b)
+    harness.wait_for(lambda: d.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#audit tbody tr')]"
+        ".map(tr => [tr.dataset.requestId, tr.dataset.state]))"), "the audit table",
+        until=lambda got: got == want, timeout=30)
+    shot(d, "board-audit.png")
+
+
 def check_silent(d, b):
     """One town publishes: it is not silent; then, SILENT_S seconds on without
     another event from it, it is."""
@@ -176,6 +193,7 @@ def test(b):
         d.find_element(By.ID, "timeline-close").click()
 
         check_kpis(d)
+        check_audit(d, b)
         check_silent(d, b)
         print(f"board load {load_ms:.0f} ms (page to every request shown); new event to "
               f"its row {live_ms:.0f} ms, after a broker restart {after_ms:.0f} ms")

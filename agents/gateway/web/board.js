@@ -310,6 +310,32 @@ async function loadKpis() {
   renderKpis();
 }
 
+// ---- audit: the requests as of a past moment (/api/asof, the broker's log)
+
+async function showAsOf(e) {
+  e?.preventDefault();
+  const local = new FormData($("#audit-form")).get("time");
+  if (!local) return;
+  const when = new Date(local);
+  const r = await fetch(`api/asof?time=${encodeURIComponent(when.toISOString())}`, { cache: "no-store" });
+  const text = await r.text();
+  if (!r.ok) { $("#audit-summary").textContent = JSON.parse(text).error?.reason ?? r.status; return; }
+  const lines = text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const sum = lines.at(-1)?.as_of ?? {};
+  const reqs = lines.filter((l) => l.kind === "request");
+  const by = sum.by_state ?? {};
+  $("#audit-summary").textContent = `${fmtTime(sum.time)} 時点（seq ${sum.seq}）: 要請 ${sum.requests} 件 — ` +
+    Object.entries(STATE).map(([k, v]) => `${v} ${by[k] ?? 0}`).join(" ・ ") + ` ・ KPI ${sum.kpis} 件`;
+  $("#audit tbody").innerHTML = reqs.map((q) => {
+    const name = board.requests.get(q.request_id)?.requester_name ?? board.towns.get(q.requester)?.name ?? q.requester;
+    return `<tr class="state-${esc(q.state)} urgency-${esc(q.urgency)}" data-request-id="${esc(q.request_id)}" data-state="${esc(q.state)}">` +
+      `<td>${esc(q.request_id)}</td><td>${STATE[q.state] ?? esc(q.state)}</td><td>${esc(name)}</td>` +
+      `<td>${esc(resourceName(q.resource))}</td><td class="num">${q.quantity} ${esc(unitName(q.resource, q.unit))}</td>` +
+      `<td class="num">${q.accepted}</td><td class="num">${q.dispatched}</td><td class="num">${q.fulfilled}</td></tr>`;
+  }).join("");
+  $("#audit").dataset.seq = sum.seq;
+}
+
 // ---- the live stream
 
 // At most one render per 250 ms however fast events come.
@@ -395,6 +421,7 @@ function initViews() {
     if (tr) openTimeline(tr.dataset.requestId);
   });
   $("#timeline-close").addEventListener("click", () => { $("#timeline").hidden = true; });
+  $("#audit-form").addEventListener("submit", showAsOf);
 }
 
 async function start() {
