@@ -65,6 +65,8 @@ static void usage(FILE *out)
         "                           without it, posting is off\n"
         "      --tls-cert FILE      serve HTTPS with this PEM certificate (chain) ...\n"
         "      --tls-key FILE       ... and its PEM private key\n"
+        "      --log-level LEVEL    error, warn, info or debug (libmicrohttpd's messages,\n"
+        "                           such as a client gone mid-answer) [info]\n"
         "  -h, --help               this text\n"
         "      --version            the version\n"
         "\n"
@@ -88,7 +90,7 @@ static int number(const char *name, const char *v, long min, long max, long *out
     return 0;
 }
 
-enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION, O_TOKENS, O_CERT, O_KEY };
+enum { O_BIND = 2001, O_WEB, O_SILENT, O_WINDOW, O_RING, O_TIMEOUT, O_VERSION, O_TOKENS, O_CERT, O_KEY, O_LEVEL };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -100,7 +102,8 @@ static int parse(int argc, char **argv, struct opts *o)
         {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION}, {"ingest", required_argument, NULL, 'i'},
         {"tokens", required_argument, NULL, O_TOKENS}, {"tls-cert", required_argument, NULL, O_CERT},
-        {"tls-key", required_argument, NULL, O_KEY}, RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
+        {"tls-key", required_argument, NULL, O_KEY}, {"log-level", required_argument, NULL, O_LEVEL},
+        RK_TOOLOPT_KEYS_LONGOPTS, {NULL, 0, NULL, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "f:r:i:p:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -110,6 +113,17 @@ static int parse(int argc, char **argv, struct opts *o)
         case O_TOKENS: o->tokens = optarg; break;
         case O_CERT: o->tls_cert = optarg; break;
         case O_KEY: o->tls_key = optarg; break;
+        case O_LEVEL: {
+            int l = rk_diag_parse_level(optarg);
+            if (l < 0) {
+                fprintf(stderr, "renkei-gateway: --log-level: error, warn, info or debug, got "
+                        "\"%s\"\n", optarg);
+                bad = 1;
+            } else {
+                rk_diag_threshold = (enum rk_diag_level)l;
+            }
+            break;
+        }
         case O_BIND: o->bind = optarg; break;
         case 'p': bad |= number("--port", optarg, 1, 65535, &o->port); break;
         case O_WEB: o->web = optarg; break;

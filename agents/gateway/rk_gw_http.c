@@ -1,5 +1,6 @@
 #include "rk_gw_http.h"
 #include "rk_asof.h"
+#include "rk_diag.h"
 #include "rk_json.h"
 #include "rk_muni.h"
 #include "rk_text.h"
@@ -9,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -657,6 +659,19 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
     return file(h, c, url);
 }
 
+/* libmicrohttpd's own messages (mostly a client gone mid-answer, routine
+ * for a stream a browser tab closes), as logfmt lines at debug level. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char text[512], q[600];
+    (void)cls;
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        len--;
+    RK_DIAG(RK_DIAG_DEBUG, "http", "what=%s", rk_diag_quote(q, sizeof q, text, len));
+}
+
 /* The whole file at `path` as a string (caller frees), or NULL with errno. */
 static char *slurp(const char *path)
 {
@@ -727,11 +742,13 @@ int rk_gw_http_start(struct rk_gw_model *m, const struct rk_gw_http_options *o,
     h->d = cert ? MHD_start_daemon(flags, o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
                                    MHD_OPTION_CONNECTION_LIMIT, 512u,
                                    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                    MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
                                    MHD_OPTION_END)
                 : MHD_start_daemon(flags, o->port, NULL, NULL, route, h, MHD_OPTION_SOCK_ADDR, &sa,
                                    MHD_OPTION_CONNECTION_LIMIT, 512u,
-                                   MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+                                   MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!h->d) {
         int e = errno ? errno : EADDRINUSE;
         snprintf(why, why_len, "cannot listen on %s:%u%s: %s", o->bind, o->port,

@@ -24,6 +24,75 @@ import gateway
 import harness
 
 SHOTS = os.path.join(gateway.BUILD, "screenshots")
+
+
+class Cutter:
+    """A TCP relay between the browser and the gateway that can cut every
+    connection it carries and refuse new ones for a while: a dropped link,
+    with the gateway itself still up."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target = target_port
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.lock = threading.Lock()
+        self.conns = []
+        self.down = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.down:
+                    c.close()
+                    continue
+                u = socket.create_connection(("127.0.0.1", self.target))
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        import socket
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+        with self.lock:
+            self.down = True
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.conns = []
+
+    def restore(self):
+        with self.lock:
+            self.down = False
 SILENT_S = 4
 
 
@@ -109,6 +178,27 @@ def check_kpis(d):
     shot(d, "board-kpis.png")
 
 
+def check_dropped_stream(d, b, cutter):
+    """The link to the gateway drops (the gateway stays up); events published
+    meanwhile reach the board when the browser's EventSource comes back by
+    itself with Last-Event-ID: resumed, not reloaded."""
+    before = d.execute_script("return [renkeiBoard.opens, renkeiBoard.resets, renkeiBoard.live]")
+    cutter.cut()
+    harness.wait_for(lambda: d.execute_script("return renkeiBoard.source.readyState") != 1,
+                     "the board to see its stream cut")
+    lines = harness.new_request_lines("it99d", 3)
+    gateway.publish_lines(b, lines)
+    cutter.restore()
+    ids = {json.loads(l)["request_id"] for l in lines}
+    harness.wait_for(lambda: ids <= set(rows(d)), "events published during the cut on the board",
+                     timeout=30)
+    after = d.execute_script("return [renkeiBoard.opens, renkeiBoard.resets, renkeiBoard.live]")
+    # Came back by itself, no reload, and exactly the three new events came:
+    # the stream went on after the last id the browser had, not from ?from.
+    assert after[0] > before[0] and after[1] == before[1], (before, after)
+    assert after[2] - before[2] == 3, (before, after)
+
+
 def check_audit(d, b):
     """The audit view as of a minute from now: every request as the broker
     has it now (nothing is published meanwhile)."""
@@ -153,10 +243,11 @@ def test(b):
     gateway.publish_scenario(b)
     gateway.publish_kpis(b)
     gw = gateway.Gateway(b, "--silent-after", str(SILENT_S)).start()
+    cutter = Cutter(gw.port)
     d = browser()
     try:
         t0 = time.monotonic()
-        d.get(gw.url + "/")
+        d.get(f"http://127.0.0.1:{cutter.port}/")
         harness.wait_for(lambda: d.execute_script("return document.body.dataset.ready === '1'"),
                          "the board loaded", timeout=30)
         load_ms = (time.monotonic() - t0) * 1000
@@ -168,6 +259,7 @@ def test(b):
             until=lambda v: v == [True, want])
         shot(d, "board-requests-map.png")
         live_ms = check_live(d, b, "it99a")
+        check_dropped_stream(d, b, cutter)
 
         # The broker dies and comes back: the board follows on, no reload.
         b.kill()

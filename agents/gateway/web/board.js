@@ -27,6 +27,8 @@ const board = {
   resources: {},         // code -> Japanese name
   units: {},             // resource code -> its unit in Japanese
   live: 0,               // events taken from the stream
+  resets: 0,             // times the gateway said "take the state again"
+  opens: 0,              // times the stream (re)connected
   source: null,
 };
 window.renkeiBoard = board; // for people debugging in the console, and the browser test
@@ -379,9 +381,9 @@ function follow() {
   // by itself, so a dropped connection resumes where it left off.
   const es = new EventSource(`api/stream?from=${board.seq}`);
   board.source = es;
-  es.onopen = () => setLink(true, "ライブ");
+  es.onopen = () => { board.opens++; setLink(true, "ライブ"); };
   es.onmessage = (e) => take(JSON.parse(e.data));
-  es.addEventListener("reset", () => { es.close(); loadAll().then(follow); });
+  es.addEventListener("reset", () => { board.resets++; es.close(); loadAll().then(follow); });
   es.onerror = () => {
     setLink(false, "再接続中");
     // A refused answer (not a dropped link) closes an EventSource for good:
