@@ -175,7 +175,18 @@ def check_kpis(d):
     want = sorted((r["kpi_id"], (float(r["baseline_value"]), float(r["target_value"]),
                                  float(r["current_value"]))) for r in latest.values())
     assert got == want, (got, want)
+    harness.wait_for(lambda: d.execute_script(
+        "return document.querySelectorAll('#kpi-years canvas').length > 0"), "the by-year chart")
     shot(d, "board-kpis.png")
+    # One municipality's KPIs only.
+    d.execute_script("const s = document.querySelector('#kpi-filter select');"
+                     "s.value = 'm:281000'; s.dispatchEvent(new Event('change', {bubbles: true}));")
+    kobe = d.execute_script("return [...document.querySelectorAll('#kpis tbody tr')]"
+                            ".map(tr => tr.dataset.kpiId)")
+    assert kobe == sorted(k for k, c in latest if c == "281000") and kobe, kobe
+    shot(d, "board-kpis-kobe.png")
+    d.execute_script("const s = document.querySelector('#kpi-filter select');"
+                     "s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true}));")
 
 
 def check_dropped_stream(d, b, cutter):

@@ -268,9 +268,31 @@ function progress(k) {
   return span === 0 ? null : Math.round(((k.current.value - k.baseline.value) / span) * 1000) / 10;
 }
 
+// "r:NAME" a city region, "m:CODE" a municipality, "" everything.
+function kpiScope() {
+  return new FormData($("#kpi-filter")).get("scope") ?? "";
+}
+
+function inScope(k, scope) {
+  return !scope || (scope.startsWith("r:") ? k.region === scope.slice(2) : k.municipality === scope.slice(2));
+}
+
+function fillKpiScopes() {
+  const sel = $("#kpi-filter select[name=scope]");
+  const keep = sel.value;
+  const regions = [...new Set(board.kpis.map((k) => k.region).filter(Boolean))].sort();
+  const munis = new Map(board.kpis.map((k) => [k.municipality, k.municipality_name ?? k.municipality]));
+  sel.length = 1;
+  for (const r of regions) sel.add(new Option(`圏域: ${r}`, `r:${r}`));
+  for (const [code, name] of [...munis].sort()) sel.add(new Option(`自治体: ${name}`, `m:${code}`));
+  sel.value = keep;
+}
+
 function latestKpis() {
   const latest = new Map();
+  const scope = kpiScope();
   for (const k of board.kpis) {
+    if (!inScope(k, scope)) continue;
     const key = `${k.kpi_id}|${k.municipality}`;
     if (!latest.has(key) || latest.get(key).fiscal_year < k.fiscal_year) latest.set(key, k);
   }
@@ -305,10 +327,43 @@ function renderKpis() {
         lineStyle: { color: "#b71c1c", type: "dashed" }, label: { formatter: "目標" } } : undefined,
     })),
   }, true);
+  renderKpiYears(list);
+}
+
+// Each KPI over the fiscal years: 0% at its baseline's year, then each
+// year's current value, toward 100% at the target's year.
+let kpiYears;
+function renderKpiYears(list) {
+  kpiYears ??= echarts.init($("#kpi-years"));
+  const scope = kpiScope();
+  const years = new Set();
+  const series = list.map((latest) => {
+    const pts = board.kpis.filter((k) => k.kpi_id === latest.kpi_id && k.municipality === latest.municipality && inScope(k, scope))
+      .sort((a, b) => a.fiscal_year - b.fiscal_year)
+      .map((k) => [String(k.fiscal_year), progress({ ...latest, current: k.current })]);
+    const all = [[String(latest.baseline.fy), 0], ...pts];
+    for (const [y] of all) years.add(y);
+    years.add(String(latest.target.fy));
+    return { name: `${latest.name}（${latest.municipality_name ?? latest.municipality}）`, type: "line",
+      data: all, symbolSize: 7, connectNulls: true };
+  });
+  const axis = [...years].sort();
+  kpiYears.setOption({
+    animation: false,
+    title: { text: "年度別の進捗（基準年度 0% → 目標 100%）", left: "center", textStyle: { fontSize: 14 } },
+    tooltip: { trigger: "axis" },
+    legend: { type: "scroll", bottom: 0 },
+    grid: { left: 60, right: 40, top: 40, bottom: 60 },
+    xAxis: { type: "category", data: axis, name: "年度", axisLabel: { formatter: (y) => `${y}年度` } },
+    yAxis: { type: "value", name: "%", max: (v) => Math.max(100, Math.ceil(v.max / 10) * 10) },
+    series: series.map((s, i) => i ? s : { ...s, markLine: { symbol: "none", data: [{ yAxis: 100 }],
+      lineStyle: { color: "#b71c1c", type: "dashed" }, label: { formatter: "目標" } } }),
+  }, true);
 }
 
 async function loadKpis() {
   board.kpis = (await getJSON("api/kpis")).kpis;
+  fillKpiScopes();
   renderKpis();
 }
 
@@ -407,6 +462,7 @@ function initFilters() {
   fillSelect("urgency", Object.entries(URGENCY));
   fillSelect("state", Object.entries(STATE));
   $("#filters").addEventListener("change", renderRequests);
+  $("#kpi-filter").addEventListener("change", renderKpis);
 }
 
 function initViews() {
@@ -414,7 +470,7 @@ function initViews() {
     b.addEventListener("click", () => {
       for (const x of document.querySelectorAll("nav button")) x.classList.toggle("active", x === b);
       for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${b.dataset.view}`;
-      if (b.dataset.view === "kpis") { renderKpis(); kpiChart?.resize(); }
+      if (b.dataset.view === "kpis") { renderKpis(); kpiChart?.resize(); kpiYears?.resize(); }
       if (b.dataset.view === "requests") map?.invalidateSize();
     });
   }
