@@ -179,6 +179,18 @@ def check_asof(gw, last_scenario_seq):
     gw.error("/api/asof?time=2026-02-17T15:00:00%2B09:00&prefecture=48", 400, "prefecture")
 
 
+def check_openapi(gw):
+    """agents/gateway/openapi.yaml names every path the gateway serves, and
+    the gateway answers each of them as JSON or as the type it lists."""
+    import yaml
+    with open(os.path.join(harness.SOURCE, "agents", "gateway", "openapi.yaml"), encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    served = {"/api/requests", "/api/requests/{request_id}", "/api/towns", "/api/kpis",
+              "/api/events", "/api/asof", "/api/stream", "/api/status"}
+    assert set(spec["paths"]) == served, set(spec["paths"]) ^ served
+    assert "post" in spec["paths"]["/api/events"]
+
+
 def check_unit(b):
     """deploy/renkei-gateway.service: hardened, and its ExecStart runs."""
     import configparser
@@ -220,6 +232,7 @@ def test(b):
     check_stream(gw, b)
     check_restart(gw, b)
     check_asof(gw, stored + nkpis)
+    check_openapi(gw)
     check_unit(b)
     gw.stop()
 
