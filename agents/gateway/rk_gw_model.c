@@ -9,6 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The ring's lines together: an event's line carries its request's whole
+ * state, so a count alone would not bound the memory. */
+#define RING_BYTES (64u << 20)
+
 struct ring_entry {
     uint64_t seq;
     char *line;
@@ -36,6 +40,7 @@ struct rk_gw_model {
     json_t *kpis;       /* "kpi_id|municipality|fy" -> kpi */
     struct ring_entry *ring;
     size_t cap, head, len; /* oldest at head */
+    size_t bytes;       /* of the lines in the ring, at most RING_BYTES */
     uint64_t floor;     /* the lowest seq a stream may resume from */
     uint64_t position;
     int closed;
@@ -312,15 +317,20 @@ void rk_gw_model_push(struct rk_gw_model *m, uint64_t seq, int64_t recv_ns, cons
     if (t)
         json_object_set_new(line, "town", town_shown(t));
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (m->len == m->cap) {
+    if (!text)
+        abort();
+    size_t n = strlen(text);
+    while (m->len && (m->len == m->cap || m->bytes + n > RING_BYTES)) {
         struct ring_entry *old = &m->ring[m->head];
         m->floor = old->seq + 1;
+        m->bytes -= strlen(old->line);
         free(old->line);
         m->head = (m->head + 1) % m->cap;
         m->len--;
     }
     m->ring[(m->head + m->len) % m->cap] = (struct ring_entry){seq, text};
     m->len++;
+    m->bytes += n;
     pthread_cond_broadcast(&m->grew);
     pthread_mutex_unlock(&m->mu);
     json_decref(line);

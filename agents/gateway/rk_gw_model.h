@@ -33,7 +33,7 @@
 struct rk_gw_model;
 
 /* `ring` is how many of the latest events the stream keeps for resuming
- * clients (at least 16). */
+ * clients (at least 16); fewer when their lines pass 64 MiB together. */
 struct rk_gw_model *rk_gw_model_new(size_t ring);
 void rk_gw_model_destroy(struct rk_gw_model **mp);
 

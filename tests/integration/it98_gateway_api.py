@@ -179,6 +179,20 @@ def check_asof(gw, last_scenario_seq):
     gw.error("/api/asof?time=2026-02-17T15:00:00%2B09:00&prefecture=48", 400, "prefecture")
 
 
+def check_ring(b):
+    """A gateway that keeps 16 events: a stream resuming inside them goes
+    on; one resuming before them is told to take the state again."""
+    gw = gateway.Gateway(b, "--ring", "16").start()
+    seqs = gateway.publish_lines(b, harness.new_request_lines("it98ring", 20))
+    harness.wait_for(lambda: gw.json("/api/status")["seq"] > seqs[-1], "the gateway at the head")
+    ((_, sid, _),) = gw.stream("/api/stream", 1, {"Last-Event-ID": str(seqs[-3])})
+    assert int(sid) == seqs[-2], (sid, seqs)
+    ((kind, _, data),) = gw.stream("/api/stream", 1, {"Last-Event-ID": str(seqs[0])})
+    assert kind == "reset" and json.loads(data)["seq"] == seqs[-1] + 1, (kind, data)
+    assert gw.json("/api/status")["stream"] == {"resume_from": seqs[-16], "events": 16}
+    gw.stop()
+
+
 def check_openapi(gw):
     """agents/gateway/openapi.yaml names every path the gateway serves, and
     the gateway answers each of them as JSON or as the type it lists."""
@@ -233,6 +247,7 @@ def test(b):
     check_restart(gw, b)
     check_asof(gw, stored + nkpis)
     check_openapi(gw)
+    check_ring(b)
     check_unit(b)
     gw.stop()
 
