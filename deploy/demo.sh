@@ -12,9 +12,10 @@ cmake --build "$root/build/plain" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 bin="$root/build/plain/bin"
 demo="$root/deploy/demo"
 work=$(mktemp -d)
-broker_pid= sub_pid=
+broker_pid= sub_pid= gateway_pid=
 cleanup() {
     [ -n "$sub_pid" ] && kill "$sub_pid" 2>/dev/null || true
+    [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null || true
     if [ -n "$broker_pid" ]; then
         kill -TERM "$broker_pid" 2>/dev/null || true
         wait "$broker_pid" 2>/dev/null || true
@@ -39,6 +40,20 @@ done
 first=$(sed -n 's/.*last_seq=\([0-9]*\).*/\1/p' "$work/broker.log" | head -n 1)
 first=$((first + 1))
 
+echo "== the disaster board (renkei-gateway): open http://127.0.0.1:${RENKEI_BOARD_PORT:-7780}/ in a browser"
+"$bin/renkei-gateway" --port "${RENKEI_BOARD_PORT:-7780}" --web "$root/build/plain/share/renkei/web" \
+    2>"$work/gateway.log" &
+gateway_pid=$!
+i=0
+until grep -q 'msg=following' "$work/gateway.log"; do
+    if ! kill -0 "$gateway_pid" 2>/dev/null || [ $i -gt 100 ]; then
+        echo "renkei-gateway did not start (port ${RENKEI_BOARD_PORT:-7780} taken? set RENKEI_BOARD_PORT):" >&2
+        cat "$work/gateway.log" >&2
+        exit 1
+    fi
+    i=$((i + 1)); sleep 0.1
+done
+
 echo "== a disaster-response centre subscribes (renkei-sub --format table)"
 "$bin/renkei-sub" --format table --idle 2000 2>"$work/sub.err" &
 sub_pid=$!
@@ -60,5 +75,10 @@ echo
 echo "== audit: the stored history of this run (renkei-replay --from $first --format table)"
 "$bin/renkei-replay" --from "$first" --format table
 echo
+if [ -t 0 ]; then
+    echo "The board is live at http://127.0.0.1:${RENKEI_BOARD_PORT:-7780}/ (publish more with"
+    echo "build/plain/bin/renkei-agent send FILE). Press Enter to stop the broker and the board."
+    read -r _ || true
+fi
 echo "Done. The log stays in ./renkei-data; 'build/plain/bin/renkei-replay' prints all of it"
 echo "as JSON lines once a broker runs again."

@@ -8,7 +8,15 @@ libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev libjansson-dev libcsv-dev
 libmicrohttpd-dev
 lmdb-utils groff-base python3 python3-zmq python3-msgpack
 dpkg-dev
-clang"
+clang
+chromium chromium-driver python3-selenium python3-yaml fonts-ipafont-gothic openssl"
+# The board's browser libraries are installed at build time by `npm ci`
+# (agents/gateway/web/package-lock.json). Debian's nodejs and npm do it;
+# a machine with Node.js from elsewhere (its npm on PATH) keeps its own,
+# since Debian's npm would conflict with it.
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES="$PACKAGES nodejs npm"
+fi
 
 missing=""
 for p in $PACKAGES; do

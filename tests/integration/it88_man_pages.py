@@ -9,7 +9,7 @@ import harness
 
 PAGES = {"renkei-broker": "renkei-broker.8", "renkei-agent": "renkei-agent.1",
          "renkei-sub": "renkei-sub.1", "renkei-replay": "renkei-replay.1",
-         "renkei-keys": "renkei-keys.1"}
+         "renkei-keys": "renkei-keys.1", "renkei-gateway": "renkei-gateway.8"}
 
 
 def render(page):
