@@ -134,6 +134,18 @@ void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint6
     rk_groups_match(f->groups, topic, seq, send_on_group, f);
 }
 
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
+                         uint64_t seq, int64_t recv_ns)
+{
+    zmq_msg_t m;
+    if (rk_groups_count(f->groups) == 0)
+        return;
+    zmq_msg_init_size(&m, len);
+    memcpy(zmq_msg_data(&m), event, len);
+    rk_feed_relay(f, topic, &m, seq, recv_ns);
+    zmq_msg_close(&m);
+}
+
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns)
 {
     if (now_ns < f->next_tick_ns)

@@ -41,6 +41,11 @@ void rk_feed_notices(struct rk_feed *f, uint64_t head);
 void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint64_t seq,
                    int64_t recv_ns);
 
+/* As rk_feed_relay, for an event that is a slice of a bigger frame (a
+ * "pubs"): copied once into a message of its own when anyone listens. */
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
+                         uint64_t seq, int64_t recv_ns);
+
 /* Tells every group the head, at most once per tick interval. */
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns);
 
