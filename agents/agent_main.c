@@ -1,11 +1,13 @@
 /* renkei-agent: a municipality publishes KPI updates and disaster-support
  * events to the broker and learns, for each, its sequence number or why it
  * was refused. */
+#include "rk_agentconf.h"
 #include "rk_err.h"
 #include "rk_event.h"
 #include "rk_forward.h"
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
+#include "rk_outbox.h"
 #include "rk_pub.h"
 #include "rk_time.h"
 #include "rk_toolopt.h"
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_WINDOW 256
@@ -54,13 +57,15 @@ struct agent {
     struct rk_client_options client; /* --broker-key, --key */
     struct rk_pub *pub;            /* without --outbox */
     struct inflight *slots;        /* its `window` entries; corr 0 = free */
-    unsigned long ok, refused;
+    unsigned long ok, refused, held;
+    int all;                       /* resend / discard --all */
     int unreachable;
     /* store and forward (--outbox DIR) */
     const char *outbox_dir;
     struct rk_forward *fw;
     enum rk_forward_state fw_state; /* what the last pump saw */
     int persist;                   /* run: retry forever instead of giving up */
+    int input_done;                /* the input has ended: held events wait for the next run */
     struct staged stage;
     uint64_t run_first;            /* the first number this run added; 0 = none yet */
     long *run_lines;               /* line of number run_first + i */
@@ -93,7 +98,14 @@ static void usage(FILE *out)
         "                     is removed) until SIGTERM; write a file under another\n"
         "                     name and rename it in when it is complete\n"
         "  flush              (with --outbox) send what waits in the outbox\n"
-        "  status             (with --outbox) what waits, and the last acknowledgement\n"
+        "  status             (with --outbox) what waits: pending, held (next try, last\n"
+        "                     refusal) and rejected events, and the last acknowledgement\n"
+        "  rejected           (with --outbox) the dead letters, one JSON line each: outbox\n"
+        "                     number, producer and its number, code, message, refused_at\n"
+        "                     (local time) and the event\n"
+        "  resend NUMBER...|--all  (with --outbox) dead letters back to pending: the\n"
+        "                     running agent, or the next run or flush, sends them again\n"
+        "  discard NUMBER...|--all (with --outbox) delete dead letters for good\n"
         "\n"
         "Options:\n"
         "  -b, --broker ENDPOINT  broker ingest endpoint [%s]\n"
@@ -103,19 +115,33 @@ static void usage(FILE *out)
         "                         the broker has answered. Events the broker did not\n"
         "                         answer wait there, across restarts of either side,\n"
         "                         and go out first, in order, next time; numbered under\n"
-        "                         the outbox's producer id, so none is stored twice\n"
+        "                         the outbox's producer id, so none is stored twice.\n"
+        "                         A refusal that may pass later (E_FORBIDDEN, E_STORAGE,\n"
+        "                         a lifecycle code such as E_UNKNOWN_REQUEST) holds the\n"
+        "                         event: it stays and is tried again, 1 s later, then at\n"
+        "                         most 5 min apart (lifecycle codes for a day). Any other\n"
+        "                         refusal makes it a dead letter: kept, never deleted\n"
+        "                         but by discard (see rejected, resend, discard)\n"
+        "      --all              with resend or discard: every dead letter\n"
         "  -s, --spool DIR        with run: the directory to take event files from\n"
         "  -j, --json             report one JSON object per event instead of text\n"
         "  -w, --window N         publishes in flight at once, 1..10000 [%d]\n"
         "  -t, --timeout MS       give up when the broker has not answered for MS\n"
         "                         milliseconds [%d]\n"
         RK_TOOLOPT_KEYS_HELP
+        "      --encoding ENC     kpi: the file's encoding, auto, utf-8 or cp932\n"
+        "                         (Shift_JIS, Excel's \"CSV\" on Japanese Windows) [auto:\n"
+        "                         UTF-8 with or without a BOM, else CP932 if it is]\n"
+        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
+        "                         and window from the [agent] section of FILE (INI;\n"
+        "                         renkei-agent(1)); options given here win over it\n"
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
         "with its line number and the others are still sent.\n"
         "Exit status: 0 all stored, 1 some refused or invalid, 2 usage error,\n"
-        "3 the broker did not answer (with --outbox: the events wait there),\n"
+        "3 the broker did not answer or held events (with --outbox: the events wait\n"
+        "there),\n"
         "4 the outbox cannot be opened or written.\n"
         "\n"
         "Example:\n"
@@ -127,15 +153,73 @@ static void usage(FILE *out)
 
 /* ---- reporting */
 
+static struct rk_agentconf conf;   /* --config FILE; freed by main */
+static const char *conf_path;      /* that FILE, or NULL */
+
+/* The command that sends what waits, with this run's endpoint and keys, so
+ * that it works as printed. */
+static const char *flush_command(const struct agent *a, char *buf, size_t len)
+{
+    const char *w[12];
+    int n = 0;
+    w[n++] = "renkei-agent";
+    if (conf_path) {
+        w[n++] = "--config";
+        w[n++] = conf_path;
+    }
+    if (!conf_path || (conf.broker && strcmp(a->broker, conf.broker) != 0) ||
+        (!conf.broker && strcmp(a->broker, RK_DEFAULT_INGEST) != 0)) {
+        w[n++] = "--broker";
+        w[n++] = a->broker;
+    }
+    if (a->client.broker_key && (!conf_path || a->client.broker_key != conf.broker_key)) {
+        w[n++] = "--broker-key";
+        w[n++] = a->client.broker_key;
+        w[n++] = "--key";
+        w[n++] = a->client.client_key;
+    }
+    w[n++] = "--outbox";
+    w[n++] = a->outbox_dir;
+    w[n++] = "flush";
+    w[n] = NULL;
+    return rk_toolopt_shell_line(buf, len, w);
+}
+
+/* The kpi command: each row is published as the one event of its own
+ * producer (rk_kpi_row_producer), so the broker answers a row it already
+ * has with its first acknowledgement, received before this run. */
+static struct {
+    int active;
+    char producer[RK_KPI_PRODUCER_MAX + 1];
+    int64_t started_ns;
+    unsigned long again;          /* rows the broker had before this run */
+    const char *encoding;         /* --encoding */
+} kpi;
+
+static const char *kpi_again(int64_t recv_ns)
+{
+    if (!kpi.active || recv_ns >= kpi.started_ns)
+        return NULL;
+    kpi.again++;
+    return "stored before";
+}
+
 /* `number`: its outbox number, 0 without an outbox; `line` 0: an event an
  * earlier run left in the outbox. */
 static void report_ok(struct agent *a, long line, uint64_t number, const char *event_id,
                       uint64_t seq, int64_t recv_ns)
 {
     char when[RK_TIME_TEXT_MAX];
+    const char *again = kpi_again(recv_ns);
     rk_time_format(recv_ns, when);
     a->ok++;
-    if (a->json && number)
+    if (again && !a->json)
+        printf("already  line %-4ld seq %-8llu %s (%s; nothing new)\n", line,
+               (unsigned long long)seq, event_id, again);
+    else if (again)
+        printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
+               "\"already_stored\":true}\n", line, event_id, (unsigned long long)seq, when);
+    else if (a->json && number)
         printf("{\"line\":%ld,\"event_id\":\"%s\",\"ok\":true,\"seq\":%llu,\"recv_time\":\"%s\","
                "\"outbox_number\":%llu}\n", line, event_id, (unsigned long long)seq, when,
                (unsigned long long)number);
@@ -168,6 +252,34 @@ static void report_refused(struct agent *a, long line, const char *event_id, con
                a->spool_file ? " " : "", line, event_id && *event_id ? event_id : "-", code,
                message);
     }
+}
+
+/* `ns` as local time, ISO 8601 with the offset: 2026-02-17T15:00:00+09:00. */
+static void local_time(int64_t ns, char *out, size_t cap)
+{
+    time_t t = (time_t)(ns / RK_NS_PER_SEC);
+    struct tm tm;
+    char z[8];
+    if (!localtime_r(&t, &tm) || !strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm) ||
+        !strftime(z, sizeof z, "%z", &tm) || strlen(z) != 5) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, "%.3s:%s", z, z + 3);
+}
+
+/* One compact JSON line on stdout; takes the reference. */
+static void print_json(struct agent *a, json_t *o)
+{
+    char *s;
+    if (o && a->spool_file)
+        json_object_set_new(o, "file", json_string(a->spool_file));
+    s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    json_decref(o);
 }
 
 /* ---- the publish window */
@@ -230,7 +342,11 @@ static void submit(struct agent *a, long line, const void *event, size_t len)
     while (rk_pub_in_flight(a->pub) >= (size_t)a->window)
         if (collect_one(a) != 0)
             return;
-    if (rk_pub_send(a->pub, event, len, &corr) != 0) {
+    char row_producer[RK_KPI_PRODUCER_MAX + 1];
+    if (kpi.active)
+        rk_kpi_row_producer(kpi.producer, info.event_id, row_producer);
+    if ((kpi.active ? rk_pub_send_numbered(a->pub, row_producer, 1, event, len, &corr)
+                    : rk_pub_send(a->pub, event, len, &corr)) != 0) {
         report_refused(a, line, info.event_id, "E_SEND", strerror(errno));
         return;
     }
@@ -333,6 +449,43 @@ static long line_of(const struct agent *a, uint64_t number)
     return a->run_lines[number - a->run_first];
 }
 
+/* A refusal that may pass later: the event stays, and is tried again. */
+static void report_held(struct agent *a, long line, const struct rk_forward_outcome *o)
+{
+    char when[40];
+    local_time(o->retry_ns, when, sizeof when);
+    a->held++;
+    if (a->json) {
+        json_t *j = json_pack("{s:I,s:s,s:b,s:b,s:s,s:s,s:I,s:s}", "line", (json_int_t)line,
+                              "event_id", o->event_id, "ok", 0, "held", 1, "code", o->code,
+                              "error", o->message, "outbox_number", (json_int_t)o->number,
+                              "retry_at", when);
+        print_json(a, j);
+    } else {
+        printf("HELD     %s%soutbox #%llu line %ld %s %s: %s; kept, tried again at %s\n",
+               a->spool_file ? a->spool_file : "", a->spool_file ? " " : "",
+               (unsigned long long)o->number, line, *o->event_id ? o->event_id : "-", o->code,
+               o->message, when);
+    }
+}
+
+/* A refusal for good: the event is a dead letter, listed by `rejected`. */
+static void report_dead(struct agent *a, long line, const struct rk_forward_outcome *o)
+{
+    a->refused++;
+    if (a->json) {
+        json_t *j = json_pack("{s:I,s:s,s:b,s:s,s:s,s:I,s:b}", "line", (json_int_t)line,
+                              "event_id", o->event_id, "ok", 0, "code", o->code, "error",
+                              o->message, "outbox_number", (json_int_t)o->number, "rejected", 1);
+        print_json(a, j);
+    } else {
+        printf("REFUSED  %s%soutbox #%llu line %ld %s %s: %s; kept as a dead letter (renkei-agent "
+               "--outbox %s rejected)\n", a->spool_file ? a->spool_file : "",
+               a->spool_file ? " " : "", (unsigned long long)o->number, line,
+               *o->event_id ? o->event_id : "-", o->code, o->message, a->outbox_dir);
+    }
+}
+
 /* The forwarder recorded the answer in the outbox already. */
 static void on_outcome(void *arg, const struct rk_forward_outcome *o)
 {
@@ -340,8 +493,10 @@ static void on_outcome(void *arg, const struct rk_forward_outcome *o)
     long line = line_of(a, o->number);
     if (o->ok)
         report_ok(a, line, o->number, o->event_id, o->seq, o->recv_ns);
+    else if (o->held)
+        report_held(a, line, o);
     else
-        report_refused(a, line, o->event_id, o->code, o->message);
+        report_dead(a, line, o);
 }
 
 static uint64_t outbox_pending(struct agent *a)
@@ -355,10 +510,10 @@ static uint64_t outbox_pending(struct agent *a)
 
 static void say_waiting(struct agent *a, const char *why)
 {
+    char cmd[2048];
     fprintf(stderr, "renkei-agent: %s; %llu events wait in the outbox %s and go out, in "
-            "order, the next time renkei-agent runs with it (e.g. renkei-agent --outbox %s "
-            "flush)\n", why, (unsigned long long)outbox_pending(a), a->outbox_dir,
-            a->outbox_dir);
+            "order, the next time renkei-agent runs with it (e.g. %s)\n", why,
+            (unsigned long long)outbox_pending(a), a->outbox_dir, flush_command(a, cmd, sizeof cmd));
 }
 
 /* Sends everything pending and collects the answers, waiting up to wait_ms
@@ -383,9 +538,16 @@ static void outbox_drain(struct agent *a, int wait_ms)
         }
         if (stop_requested)
             return;
-        if (a->persist)
+        /* Held events wait for their retry (the next pump waits for it, a
+         * little at a time) while input may still come; once it has
+         * ended, they wait in the outbox for the next run. */
+        if (a->fw_state == RK_FORWARD_HELD && !a->input_done)
+            return;
+        if (a->persist && a->fw_state != RK_FORWARD_HELD)
             continue;
         say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? "no answer from the broker"
+                       : a->fw_state == RK_FORWARD_HELD ? "the broker refused some events for now "
+                                                          "(held: see status)"
                                                         : "the broker cannot store now");
         a->unreachable = 1;
         return;
@@ -475,27 +637,59 @@ static void on_kpi_row(void *arg, long line, const void *event, size_t len, cons
 
 static int run_kpi(struct agent *a, const char *path)
 {
-    FILE *in = strcmp(path, "-") != 0 ? fopen(path, "r") : stdin;
-    char why[256];
-    if (!in) {
-        fprintf(stderr, "renkei-agent: cannot open %s: %s\n", path, strerror(errno));
+    enum rk_kpi_encoding enc = RK_KPI_AUTO;
+    char why[512], *text = NULL;
+    const char *used = NULL;
+    size_t len = 0;
+    FILE *in;
+    if (kpi.encoding && rk_kpi_encoding_parse(kpi.encoding, &enc) != 0) {
+        fprintf(stderr, "renkei-agent: --encoding: must be auto, utf-8 or cp932, got \"%s\"\n",
+                kpi.encoding);
         return EXIT_USAGE;
     }
+    if (rk_kpi_load(path, enc, &text, &len, &used, why, sizeof why) != 0) {
+        fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
+        return EXIT_USAGE;
+    }
+    if (strcmp(used, "utf-8") != 0)
+        fprintf(stderr, "renkei-agent: %s: read as %s, converted to UTF-8\n", path, used);
+    if (!a->fw) {
+        kpi.active = rk_kpi_producer(a->client.client_key, kpi.producer) == 0;
+        kpi.started_ns = rk_time_now();
+    }
+    in = fmemopen(text, len ? len : 1, "r");
+    if (!in)
+        abort();
     /* JSON lines start with '{'; a CSV file starts with its header. */
-    int c, json;
-    while ((c = getc(in)) == ' ' || c == '\t' || c == '\r' || c == '\n')
-        ;
-    json = c == '{';
-    if (c != EOF)
-        ungetc(c, in);
-    int rc = (json ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(), on_kpi_row, a, why,
-                                                          sizeof why);
-    if (in != stdin)
-        fclose(in);
+    size_t skip = strspn(text, " \t\r\n");
+    int rc = (text[skip] == '{' ? rk_kpi_jsonl_read : rk_kpi_csv_read)(in, rk_time_now(),
+                                                                   on_kpi_row, a, why, sizeof why);
+    fclose(in);
+    free(text);
     if (rc != 0) {
         fprintf(stderr, "renkei-agent: %s: %s\n", path, why);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+
+/* The file's settings, which the options then override. */
+static int apply_config(const char *path, struct agent *a, const char **broker_key,
+                        const char **my_key)
+{
+    if (rk_agentconf_load(path, &conf, stderr) != 0)
+        return -1;
+    if (conf.broker)
+        a->broker = conf.broker;
+    a->outbox_dir = conf.outbox;
+    a->spool_dir = conf.spool;
+    if (conf.timeout_ms)
+        a->timeout_ms = conf.timeout_ms;
+    if (conf.window)
+        a->window = conf.window;
+    *broker_key = conf.broker_key;
+    *my_key = conf.key;
     return 0;
 }
 
@@ -504,19 +698,27 @@ static int parse_options(int argc, char **argv, struct agent *a)
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'}, {"ingest", required_argument, NULL, 'b'},
         {"json", no_argument, NULL, 'j'}, {"outbox", required_argument, NULL, 'o'},
-        {"spool", required_argument, NULL, 's'},
+        {"spool", required_argument, NULL, 's'}, {"all", no_argument, NULL, 'A'},
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
-        RK_TOOLOPT_KEYS_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
+        {"encoding", required_argument, NULL, 1004},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
     const char *broker_key = NULL, *my_key = NULL;
+    conf_path = rk_agentconf_find(argc, argv);
+    if (conf_path && apply_config(conf_path, a, &broker_key, &my_key) != 0)
+        return EXIT_USAGE;
     while ((c = getopt_long(argc, argv, "b:jo:s:w:t:h", opts, NULL)) != -1) {
         switch (c) {
+        case 1003: break; /* --config: read above */
+        case 1004: kpi.encoding = optarg; break;
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
         case 'j': a->json = 1; break;
+        case 'A': a->all = 1; break;
         case 'w':
             a->window = (int)strtol(optarg, &end, 10);
             if (*end || a->window < 1 || a->window > 10000) {
@@ -537,11 +739,12 @@ static int parse_options(int argc, char **argv, struct agent *a)
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }
-    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0)
+    if (rk_toolopt_keys("renkei-agent", broker_key, my_key, &a->client) != 0 ||
+        rk_toolopt_endpoint("renkei-agent", "--broker", a->broker) != 0)
         return EXIT_USAGE;
     if (optind >= argc) {
-        fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush or status); "
-                "try --help\n");
+        fprintf(stderr, "renkei-agent: missing COMMAND (kpi, send, event, run, flush, status, "
+                "rejected, resend or discard); try --help\n");
         return EXIT_USAGE;
     }
     return -1;
@@ -807,60 +1010,220 @@ static int run_stream(struct agent *a)
     return 0;
 }
 
+/* ---- the outbox's own commands: status, rejected, resend, discard
+ *
+ * They open the outbox alone, without a forwarder or a connection, so they
+ * change nothing but what they say (an agent may be sending from it). */
+
+static struct rk_outbox *admin_open(struct agent *a)
+{
+    struct rk_outbox *ob;
+    char why[512];
+    if (rk_outbox_open(a->outbox_dir, &ob, why, sizeof why) != RK_OK) {
+        fprintf(stderr, "renkei-agent: %s\n", why);
+        exit(EXIT_OUTBOX);
+    }
+    return ob;
+}
+
+static json_t *json_time_or_null(int64_t ns)
+{
+    char when[40];
+    if (!ns)
+        return json_null();
+    local_time(ns, when, sizeof when);
+    return json_string(when);
+}
+
+static void print_status_text(struct agent *a, const struct rk_outbox_status *st)
+{
+    char when[40];
+    printf("outbox %s (producer %s): %llu pending, %llu held, %llu rejected; %llu acknowledged "
+           "and %llu refused for good in all\n", a->outbox_dir, st->producer,
+           (unsigned long long)st->pending, (unsigned long long)st->held,
+           (unsigned long long)st->rejected, (unsigned long long)st->acked,
+           (unsigned long long)st->refused);
+    if (st->held) {
+        local_time(st->held_next_ns, when, sizeof when);
+        printf("held: refused for now and tried again by the running agent; next try at %s; "
+               "last refusal (outbox #%llu): %s: %s\n", when,
+               (unsigned long long)st->held_last_number,
+               st->held_last.code, st->held_last.message);
+    }
+    if (st->rejected)
+        printf("rejected: refused for good; list them with renkei-agent --outbox %s rejected, "
+               "then resend or discard them\n", a->outbox_dir);
+    if (st->last_ack_number) {
+        local_time(st->last_ack_recv_ns, when, sizeof when);
+        printf("last acknowledged: number %llu, stored as seq %llu at %s\n",
+               (unsigned long long)st->last_ack_number, (unsigned long long)st->last_ack_seq,
+               when);
+    } else {
+        printf("nothing acknowledged yet\n");
+    }
+}
+
 static int print_status(struct agent *a)
 {
-    struct rk_forward_status st;
+    struct rk_outbox *ob = admin_open(a);
+    struct rk_outbox_status st;
     char when[RK_TIME_TEXT_MAX] = "";
-    int rc = rk_forward_status(a->fw, &st);
+    int rc = rk_outbox_status(ob, &st);
+    rk_outbox_close(&ob);
     if (rc)
         outbox_failed(a, "cannot read", rc);
-    if (st.last_ack_number)
-        rk_time_format(st.last_ack_recv_ns, when);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "outbox", a->outbox_dir,
+    if (!a->json) {
+        print_status_text(a, &st);
+        return 0;
+    }
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "outbox", a->outbox_dir,
                           "producer", st.producer, "pending", (json_int_t)st.pending,
                           "first_pending", (json_int_t)st.first_pending,
                           "last_number", (json_int_t)st.last_number,
-                          "acked", (json_int_t)st.acked, "refused", (json_int_t)st.refused);
-    if (st.last_ack_number)
+                          "acked", (json_int_t)st.acked, "refused", (json_int_t)st.refused,
+                          "held", (json_int_t)st.held, "rejected", (json_int_t)st.rejected);
+    json_object_set_new(o, "next_retry", json_time_or_null(st.held ? st.held_next_ns : 0));
+    if (st.held)
+        json_object_set_new(o, "held_last", json_pack("{s:I,s:s,s:s,s:o}", "number",
+                            (json_int_t)st.held_last_number, "code", st.held_last.code,
+                            "message", st.held_last.message, "refused_at",
+                            json_time_or_null(st.held_last.last_ns)));
+    else
+        json_object_set_new(o, "held_last", json_null());
+    if (st.last_ack_number) {
+        rk_time_format(st.last_ack_recv_ns, when);
         json_object_set_new(o, "last_acked", json_pack("{s:I,s:I,s:s}", "number",
                             (json_int_t)st.last_ack_number, "seq", (json_int_t)st.last_ack_seq,
                             "recv_time", when));
-    else
+    } else {
         json_object_set_new(o, "last_acked", json_null());
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (a->json)
-        printf("%s\n", text);
-    else if (st.last_ack_number)
-        printf("outbox %s (producer %s): %llu pending, %llu acknowledged, %llu refused; "
-               "last acknowledged: number %llu, stored as seq %llu at %s\n", a->outbox_dir,
-               st.producer, (unsigned long long)st.pending, (unsigned long long)st.acked,
-               (unsigned long long)st.refused, (unsigned long long)st.last_ack_number,
-               (unsigned long long)st.last_ack_seq, when);
-    else
-        printf("outbox %s (producer %s): %llu pending, nothing acknowledged yet\n",
-               a->outbox_dir, st.producer, (unsigned long long)st.pending);
-    free(text);
-    json_decref(o);
+    }
+    print_json(a, o);
     return 0;
+}
+
+/* rejected: one JSON line per dead letter, oldest number first. */
+static int list_rejected(struct agent *a)
+{
+    struct rk_outbox *ob = admin_open(a);
+    struct rk_outbox_refusal r;
+    unsigned char *buf = malloc(RK_EVENT_MAX_BYTES);
+    uint64_t after = 0, number, n = 0;
+    size_t len;
+    int rc;
+    if (!buf)
+        abort();
+    while ((rc = rk_outbox_next_dead(ob, after, &number, &r, buf, RK_EVENT_MAX_BYTES, &len)) ==
+           RK_OK) {
+        json_t *ev = rk_msgpack_to_json(buf, len);
+        json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:s,s:o,s:o,s:I}", "outbox_number",
+                              (json_int_t)number, "producer", rk_outbox_producer(ob),
+                              "producer_number", (json_int_t)number, "code", r.code, "message",
+                              r.message, "refused_at", json_time_or_null(r.last_ns),
+                              "first_refused_at", json_time_or_null(r.first_ns), "refusals",
+                              (json_int_t)r.attempts);
+        if (!o) /* never hide one: json_pack refuses only what is not text */
+            o = json_pack("{s:I,s:s}", "outbox_number", (json_int_t)number, "error",
+                          "this dead letter's code or message is not valid text");
+        json_object_set_new(o, "event", ev ? ev : json_null());
+        print_json(a, o);
+        after = number;
+        n++;
+    }
+    free(buf);
+    rk_outbox_close(&ob);
+    if (rc != RK_EOF)
+        outbox_failed(a, "cannot read the dead letters", rc);
+    if (!a->json)
+        fprintf(stderr, "renkei-agent: %llu dead letters in %s\n", (unsigned long long)n,
+                a->outbox_dir);
+    return 0;
+}
+
+/* resend / discard: NUMBER... or --all. */
+static int move_dead(struct agent *a, int argc, char **argv, int resend)
+{
+    const char *cmd = resend ? "resend" : "discard";
+    int first = optind + 1, missing = 0;
+    uint64_t total = 0, done;
+    struct rk_outbox *ob;
+    char *end;
+    int rc;
+
+    if ((a->all && first < argc) || (!a->all && first >= argc)) {
+        fprintf(stderr, "renkei-agent: %s takes outbox NUMBERs (see renkei-agent --outbox DIR "
+                "rejected) or --all\n", cmd);
+        return EXIT_USAGE;
+    }
+    for (int i = first; i < argc; i++) {
+        errno = 0;
+        unsigned long long v = strtoull(argv[i], &end, 10);
+        if (errno || *end || v == 0 || argv[i][0] == '-') {
+            fprintf(stderr, "renkei-agent: %s: not an outbox number: \"%s\"\n", cmd, argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    ob = admin_open(a);
+    for (int i = a->all ? argc - 1 : first; i < argc; i++) {
+        uint64_t number = a->all ? 0 : strtoull(argv[i], NULL, 10);
+        rc = resend ? rk_outbox_resend(ob, number, rk_time_now(), &done)
+                    : rk_outbox_discard(ob, number, &done);
+        if (rc) {
+            rk_outbox_close(&ob);
+            outbox_failed(a, resend ? "cannot resend" : "cannot discard", rc);
+        }
+        if (!done && number) {
+            fprintf(stderr, "renkei-agent: %s: no dead letter #%llu in %s\n", cmd,
+                    (unsigned long long)number, a->outbox_dir);
+            missing++;
+        }
+        total += done;
+    }
+    rk_outbox_close(&ob);
+    if (a->json)
+        printf("{\"%s\":%llu,\"missing\":%d}\n", resend ? "resent" : "discarded",
+               (unsigned long long)total, missing);
+    else if (resend)
+        printf("resent %llu dead letters: they are pending again and go out with the running "
+               "agent, or the next run or flush (renkei-agent --outbox %s flush)\n",
+               (unsigned long long)total, a->outbox_dir);
+    else
+        printf("discarded %llu dead letters for good\n", (unsigned long long)total);
+    return missing ? EXIT_REFUSED : 0;
+}
+
+static int is_admin_command(const char *cmd)
+{
+    return strcmp(cmd, "status") == 0 || strcmp(cmd, "rejected") == 0 ||
+           strcmp(cmd, "resend") == 0 || strcmp(cmd, "discard") == 0;
+}
+
+/* The commands that only read or edit the outbox; -1 for the others. */
+static int admin(struct agent *a, int argc, char **argv)
+{
+    const char *cmd = argv[optind];
+    if (strcmp(cmd, "status") == 0)
+        return print_status(a);
+    if (strcmp(cmd, "rejected") == 0)
+        return list_rejected(a);
+    if (strcmp(cmd, "resend") == 0)
+        return move_dead(a, argc, argv, 1);
+    if (strcmp(cmd, "discard") == 0)
+        return move_dead(a, argc, argv, 0);
+    return -1;
 }
 
 static int dispatch(struct agent *a, int argc, char **argv)
 {
     const char *cmd = argv[optind];
-    int needs_outbox = strcmp(cmd, "run") == 0 || strcmp(cmd, "flush") == 0 ||
-                       strcmp(cmd, "status") == 0;
+    int needs_outbox = strcmp(cmd, "run") == 0 || strcmp(cmd, "flush") == 0;
     if (needs_outbox && !a->fw) {
         fprintf(stderr, "renkei-agent: %s needs --outbox DIR\n", cmd);
         return EXIT_USAGE;
     }
-    if (strcmp(cmd, "status") == 0)
-        return print_status(a);
     if (strcmp(cmd, "flush") == 0)
         return 0; /* main sends what is pending */
     if (strcmp(cmd, "run") == 0) {
-        /* A service's reports go to a journal: each line as it happens,
-         * not a buffer's worth at a time. */
-        setvbuf(stdout, NULL, _IOLBF, 0);
         a->persist = 1;
         return a->spool_dir ? run_spool(a) : run_stream(a);
     }
@@ -879,7 +1242,7 @@ static int dispatch(struct agent *a, int argc, char **argv)
         return 0;
     }
     fprintf(stderr, "renkei-agent: unknown command \"%s\"; expected kpi, send, event, run, "
-            "flush or status\n", cmd);
+            "flush, status, rejected, resend or discard\n", cmd);
     return EXIT_USAGE;
 }
 
@@ -890,6 +1253,7 @@ static void finish(struct agent *a)
         return;
     }
     stage_flush(a);
+    a->input_done = 1;
     if (!a->unreachable)
         outbox_drain(a, a->timeout_ms);
 }
@@ -931,9 +1295,16 @@ static int connect_direct(struct agent *a)
 static int execute(struct agent *a, int argc, char **argv)
 {
     int rc = dispatch(a, argc, argv);
-    if (strcmp(argv[optind], "status") != 0) {
+    {
         finish(a);
-        if (!a->json)
+        if (!a->json && kpi.active)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu already stored before (the same "
+                    "rows sent again: nothing new), %lu refused, %lu held (kept, tried "
+                    "again)\n", a->ok - kpi.again, kpi.again, a->refused, a->held);
+        else if (!a->json && a->held)
+            fprintf(stderr, "renkei-agent: %lu stored, %lu refused, %lu held (kept, tried "
+                    "again)\n", a->ok, a->refused, a->held);
+        else if (!a->json)
             fprintf(stderr, "renkei-agent: %lu stored, %lu refused\n", a->ok, a->refused);
     }
     if (rc)
@@ -950,6 +1321,20 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &a);
     if (rc >= 0)
         return rc;
+    if (strcmp(argv[optind], "run") == 0) {
+        /* A service's reports go to a journal (a pipe, block-buffered by
+         * default): each line as it happens, not a buffer's worth when the
+         * next file is taken or the agent stops. */
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        setvbuf(stderr, NULL, _IOLBF, 0);
+    }
+    if (is_admin_command(argv[optind])) {
+        if (!a.outbox_dir) {
+            fprintf(stderr, "renkei-agent: %s needs --outbox DIR\n", argv[optind]);
+            return EXIT_USAGE;
+        }
+        return admin(&a, argc, argv);
+    }
     rc = a.outbox_dir ? connect_outbox(&a) : connect_direct(&a);
     if (rc < 0)
         rc = execute(&a, argc, argv);
@@ -960,5 +1345,6 @@ int main(int argc, char **argv)
     free(a.stage.lines);
     free(a.run_lines);
     free(a.slots);
+    rk_agentconf_release(&conf);
     return rc;
 }

@@ -45,7 +45,7 @@ int main(int argc, char **argv)
         }
     }
     if (secret_file) {
-        if (rk_keys_read(secret_file, key, why, sizeof why) != 0 ||
+        if (rk_keys_read_secret(secret_file, key, why, sizeof why) != 0 ||
             rk_keys_public_of(key, pub) != 0) {
             fprintf(stderr, "renkei-keys: %s\n", why);
             return 1;

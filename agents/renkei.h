@@ -276,6 +276,34 @@ int64_t rk_sub_silent_ms(const struct rk_sub *s);
 /* Text of the last failure, or "". */
 const char *rk_sub_error(const struct rk_sub *s);
 
+/* Log identity (PROTOCOL.md 3.7). A broker's log has an identity that
+ * changes when the log is restored from a backup or replaced by a copy:
+ * then its sequence numbers may name other events than before. A
+ * subscriber keeps the identity of the log its position counts in, and
+ * stops rather than follow another log silently: rk_sub_start and
+ * rk_sub_next fail with errno ESTALE, and rk_sub_error names both
+ * identities and sequences, when the broker's identity is not that one,
+ * or the broker's log ends below the position. A program that keeps a
+ * durable position keeps the identity beside it.
+ *
+ * rk_sub_set_log_id: before starting, the identity `log_id` (32 lowercase
+ * hex digits) the position given to rk_sub_start counts in; NULL or "":
+ * not known, the broker's is taken as it is. Returns 0, or -1 with errno
+ * EINVAL for another string. A broker from before identities says none;
+ * then only the head is checked. */
+int rk_sub_set_log_id(struct rk_sub *s, const char *log_id);
+
+/* The identity of the log the subscriber follows: set, or taken from the
+ * broker at the start ("" until then, or from a broker without one).
+ * Owned by the subscriber. */
+const char *rk_sub_log_id(const struct rk_sub *s);
+
+/* After ESTALE: take the broker's present log as the one to follow, and
+ * deliver from sequence `from` of it (1: the whole log, whose first part
+ * may be events delivered before; 0: from now on). Returns 0, or -1 with
+ * errno (EINVAL: the subscriber was never started). */
+int rk_sub_restart_new_log(struct rk_sub *s, uint64_t from);
+
 /* ---- rk_reader: reading the broker's log through its replay socket
  *
  * A reader is an iterator over a sequence range. It fetches the range in
@@ -368,12 +396,67 @@ uint64_t rk_reader_snapshot_seq(const struct rk_reader *r);
 /* "<code>: <message>" of the last error reply, or "". */
 const char *rk_reader_error(const struct rk_reader *r);
 
+/* ---- request state: what the broker says each disaster-support request
+ * is in (PROTOCOL.md 3.6), folded by the broker from its log, so a client
+ * never folds the lifecycle itself. */
+struct rk_request_state {
+    const char *request_id;  /* NUL-terminated */
+    const char *requester;   /* the municipality that asked, six digits */
+    const char *state;       /* "open", "in_progress", "fulfilled", "cancelled" */
+    const void *map;         /* the broker's whole map of the request, MessagePack:
+                              * quantities, accepted, dispatched, fulfilled,
+                              * in_transit, its offers... (PROTOCOL.md 3.6) */
+    size_t map_len;
+};
+
+struct rk_state {
+    uint64_t seq;            /* every request's state is the one after event seq
+                              * and every event before it, none after */
+    size_t count;
+    struct rk_request_state *requests; /* `count`, in bytewise order of request_id */
+    char log_id[33];         /* the broker's log identity ("" from an older broker) */
+    void *internal;          /* the library's; rk_state_free frees it all */
+    size_t internal_n;
+};
+
+/* Reads the state of every request, or of the one `request_id` (NULL: all),
+ * or of those whose requester's code starts with `requester` (2 digits: a
+ * prefecture, 6: a municipality; NULL: any), all consistent with one
+ * sequence out->seq: the broker answers in pages of up to 1000, and every
+ * page after the first asks for the first one's moment (PROTOCOL.md 3.6,
+ * at_seq). With a broker from before that, the reader asks again for the
+ * requests that the aid events between the pages changed, until all
+ * agree. To follow on live, apply
+ * events from out->seq + 1 (rk_sub_start(s, seq + 1)). Fills *out (free
+ * with rk_state_free) and returns 0, or -1 with errno: EINVAL (a bad
+ * argument), ETIMEDOUT (the broker did not answer within timeout_ms, per
+ * reply), EPROTO (it refused or sent what is not a state; text in
+ * rk_reader_error), EAGAIN (an old broker, and the log kept changing
+ * for 8 rounds: ask again). Afterwards the reader iterates from sequence 1 again with its
+ * filter as before (rk_reader_seek to go elsewhere). */
+int rk_reader_state(struct rk_reader *r, const char *request_id, const char *requester,
+                    int timeout_ms, struct rk_state *out);
+
+/* Frees what rk_reader_state filled in and zeroes *st. */
+void rk_state_free(struct rk_state *st);
+
+/* The identity of the broker's log (32 hex digits) as of the latest batch
+ * of a range, snapshot or state; "" before any, or from a broker without
+ * identities. When it changes between two batches, the log was restored
+ * or replaced meanwhile (rk_sub_set_log_id). Owned by the reader. */
+const char *rk_reader_log_id(const struct rk_reader *r);
+
 /* ---- rk_forward: store and forward
  *
  * Every event given to rk_forward_add is written (fsync) to an outbox, a
  * small LMDB environment in a directory of its own, before the call
- * returns, and leaves it only when the broker has answered: stored (with
- * its sequence number) or refused for good. Events are numbered under the
+ * returns, and leaves it only when the broker has stored it (with its
+ * sequence number). A refusal that may pass later (E_STORAGE, E_FORBIDDEN,
+ * a lifecycle code another event can change) holds the event: it stays
+ * and is tried again, 1 s after the refusal, then at most 5 min apart. Any
+ * other refusal makes it a dead letter, kept in the outbox with its code,
+ * message and time until an operator resends or discards it
+ * (renkei-agent rejected, resend, discard). Events are numbered under the
  * outbox's producer id, made when the outbox is, and published as an
  * idempotent producer, so the broker stores each one once however often it
  * goes out: after a lost link, a broker restart, or this process killed
@@ -384,13 +467,15 @@ const char *rk_reader_error(const struct rk_reader *r);
  * rk_forward_pump sends, oldest first, at most `window` at a time, on a
  * connection that never reconnects by itself: what reaches the broker is
  * always a prefix of what was sent. When the broker has been silent for
- * timeout_ms, or answers E_STORAGE (it cannot store now), the pump says so
- * (RK_FORWARD_SILENT, RK_FORWARD_CANNOT_STORE); the next pump first waits a
- * back-off (0.2 s, doubling up to 5 s while no answer comes) and then makes
- * a new connection, on which every unanswered event goes out again from the
- * oldest. So the broker stores events in outbox order. A program that
- * would rather give up (a one-shot sender) stops pumping at the first of
- * those states: its events stay in the outbox for the next run.
+ * timeout_ms the pump says so (RK_FORWARD_SILENT); the next pump first
+ * waits a back-off (0.2 s, doubling up to 5 s while no answer comes) and
+ * then makes a new connection, on which every unanswered event goes out
+ * again from the oldest. So the broker stores events in outbox order, but
+ * for held events: one held for E_FORBIDDEN or a lifecycle code does not
+ * hold back the events after it; while one is held for E_STORAGE no new
+ * event goes out. A program that would rather give up (a one-shot sender)
+ * stops pumping at RK_FORWARD_SILENT, RK_FORWARD_CANNOT_STORE or
+ * RK_FORWARD_HELD: its events stay in the outbox for the next run.
  *
  * Each answer is recorded in the outbox and then handed to the
  * on_outcome callback, from inside rk_forward_pump.
@@ -420,19 +505,26 @@ enum rk_forward_state {
                               * timeout_ms */
     RK_FORWARD_SILENT,       /* no answer (or no connection) for timeout_ms:
                               * the next pump backs off and reconnects */
-    RK_FORWARD_CANNOT_STORE, /* the broker answered E_STORAGE: the event stays;
-                              * the next pump backs off and reconnects */
+    RK_FORWARD_CANNOT_STORE, /* the broker answered E_STORAGE: the event is
+                              * held (below), and no new event goes out */
+    RK_FORWARD_HELD,         /* nothing in flight, but held events wait for their
+                              * next try; the first HELD in a row returns at
+                              * once, the next ones wait (up to wait_ms) for
+                              * the earliest retry */
 };
 
 /* The broker's answer to one event. Strings are valid during the callback. */
 struct rk_forward_outcome {
     uint64_t number;         /* the outbox number rk_forward_add gave it */
     const char *event_id;    /* its event_id; "" when it has none */
-    int ok;                  /* 1 = stored, 0 = refused for good (gone from the outbox) */
+    int ok;                  /* 1 = stored, 0 = refused (held or a dead letter) */
     uint64_t seq;            /* stored: its sequence number in the broker's log */
     int64_t recv_ns;         /* stored: the broker's receive time */
     const char *code;        /* refused: e.g. "E_RANGE"; "" when stored */
     const char *message;     /* refused: the broker's reason; "" when stored */
+    int held;                /* refused: 1 = held, tried again from retry_ns;
+                              * 0 = a dead letter, kept in the outbox */
+    int64_t retry_ns;        /* held: its next try */
 };
 
 /* May not call rk_forward_pump or rk_forward_close on the same forwarder. */
@@ -450,17 +542,20 @@ struct rk_forward_options {
 
 struct rk_forward_status {
     char producer[65];          /* the id events are numbered under */
-    uint64_t pending;           /* events in the outbox waiting for an answer */
+    uint64_t pending;           /* events in the outbox waiting for an answer,
+                                 * held ones included */
     uint64_t first_pending;     /* the oldest one's number; 0 when none */
     uint64_t last_number;       /* the number the newest event got; 0 when none yet */
     uint64_t acked;             /* events acknowledged over the outbox's life */
-    uint64_t refused;           /* events refused for good over its life */
+    uint64_t refused;           /* events refused for good over its life (each
+                                 * kept as a dead letter until discarded) */
     uint64_t last_ack_number;   /* the last acknowledged event: its number, */
     uint64_t last_ack_seq;      /* its sequence number in the broker's log */
     int64_t last_ack_recv_ns;   /* and the broker's receive time; all 0 when none */
     size_t in_flight;           /* sent on this forwarder's connection, unanswered */
-    int64_t silent_ms;          /* since its last answer or new connection; 0
-                                 * when not connected */
+    int64_t silent_ms;          /* since its last answer, new connection, or
+                                 * publish into an empty window; 0 when not
+                                 * connected */
 };
 
 /* Opens the outbox in `dir`, creating the directory (mode 0700) and the

@@ -43,6 +43,11 @@ static void usage(FILE *out)
         "                           lifecycle). Takes --family, --prefecture,\n"
         "                           --municipality (the requester, for aid), --request\n"
         "                           and --kpi; ends with a {\"as_of\":{...}} summary line\n"
+        "      --state              each disaster-support request's state now, as the\n"
+        "                           broker folds it (totals, offers), all consistent\n"
+        "                           with one sequence; takes --request, --prefecture or\n"
+        "                           --municipality (the requester); ends with a\n"
+        "                           {\"state\":{\"seq\":N,\"log_id\":...}} summary line\n"
         "\n"
         "Filters, applied by the broker (combined with AND):\n"
         "      --family kpi|aid     event family\n"
@@ -136,6 +141,8 @@ static int verify(const char *data_dir)
         return 2;
     }
     rc = rk_log_verify(log, &v, show_progress, 1000000, NULL);
+    char id[RK_LOG_ID_HEX];
+    snprintf(id, sizeof id, "%s", rk_log_id(log)); /* "" before any broker with identities */
     rk_log_destroy(&log);
     if (rc) {
         fprintf(stderr, "renkei-replay: reading %s: %s\n", data_dir, rk_log_strerror(rc));
@@ -151,8 +158,8 @@ static int verify(const char *data_dir)
         return 1;
     }
     printf("{\"ok\":true,\"records\":%llu,\"first_seq\":%llu,\"last_seq\":%llu,"
-           "\"chain_head\":\"%s\"}\n", (unsigned long long)v.records,
-           (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head);
+           "\"chain_head\":\"%s\",\"log_id\":\"%s\"}\n", (unsigned long long)v.records,
+           (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head, id);
     fprintf(stderr, "renkei-replay: chain verified: %llu records; chain head %s\n",
             (unsigned long long)v.records, head);
     return 0;
@@ -181,6 +188,55 @@ static int audit_as_of(const char *endpoint, const struct rk_client_options *cli
     return 0;
 }
 
+/* --state: the broker's fold of every request, one moment. */
+static int print_state(const char *endpoint, const struct rk_client_options *client,
+                       int timeout_ms, const struct rk_topic_query *tq,
+                       const struct rk_wire_filter *f, enum rk_render_format format)
+{
+    struct rk_reader *r = NULL;
+    struct rk_state st;
+    int rc = 0;
+    if (tq->type || (tq->family && strcmp(tq->family, "aid") != 0) || f->from_ns || f->to_ns ||
+        f->kpi_id[0] || (tq->prefecture && tq->municipality)) {
+        fprintf(stderr, "renkei-replay: --state: takes --request and one of --prefecture or "
+                "--municipality (the requester), not --type, --kpi, --since or --until\n");
+        return 2;
+    }
+    const char *requester = tq->municipality ? tq->municipality : tq->prefecture;
+    if (requester && (strlen(requester) != (tq->municipality ? 6u : 2u) ||
+                      strspn(requester, "0123456789") != strlen(requester))) {
+        fprintf(stderr, "renkei-replay: --%s: must be %s digits, got \"%s\"\n",
+                tq->municipality ? "municipality" : "prefecture", tq->municipality ? "six" : "two",
+                requester);
+        return 2;
+    }
+    if (rk_reader_open(endpoint, client, &r) != 0) {
+        fprintf(stderr, "renkei-replay: --replay %s: %s\n", endpoint, strerror(errno));
+        return 2;
+    }
+    if (rk_reader_state(r, f->request_id[0] ? f->request_id : NULL, requester, timeout_ms,
+                        &st) != 0) {
+        if (errno == ETIMEDOUT)
+            fprintf(stderr, "renkei-replay: no answer from %s within %d ms: is renkei-broker "
+                    "running?\n", endpoint, timeout_ms);
+        else
+            fprintf(stderr, "renkei-replay: --state: %s\n",
+                    rk_reader_error(r)[0] ? rk_reader_error(r) : strerror(errno));
+        rk_reader_destroy(&r);
+        return errno == ETIMEDOUT ? 3 : 1;
+    }
+    if (rk_render_state(stdout, format, &st) != 0 || fflush(stdout) != 0) {
+        fprintf(stderr, "renkei-replay: writing standard output: %s\n", strerror(errno));
+        rc = 1;
+    } else {
+        fprintf(stderr, "renkei-replay: state of %zu requests, consistent with seq %llu (log %s)\n",
+                st.count, (unsigned long long)st.seq, st.log_id[0] ? st.log_id : "without identity");
+    }
+    rk_state_free(&st);
+    rk_reader_destroy(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -193,11 +249,12 @@ int main(int argc, char **argv)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
-        {"as-of", required_argument, NULL, 'O'}, RK_TOOLOPT_KEYS_LONGOPTS,
+        {"as-of", required_argument, NULL, 'O'}, {"state", no_argument, NULL, 'Z'},
+        RK_TOOLOPT_KEYS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = RK_DEFAULT_REPLAY, *data_dir = RK_DEFAULT_DATA_DIR;
-    int want_verify = 0, want_snapshot = 0;
+    int want_verify = 0, want_snapshot = 0, want_state = 0;
     struct rk_topic_query tq = {0};
     struct rk_wire_filter filter = {0};
     enum rk_render_format format = RK_RENDER_JSON;
@@ -216,6 +273,7 @@ int main(int argc, char **argv)
         case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'V': want_verify = 1; break;
         case 'N': want_snapshot = 1; break;
+        case 'Z': want_state = 1; break;
         case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
         case 'O': if (parse_time("as-of", optarg, &as_of)) return 2; break;
         case 'S': if (parse_time("since", optarg, &filter.from_ns)) return 2; break;
@@ -248,7 +306,8 @@ int main(int argc, char **argv)
         default: fprintf(stderr, "Try 'renkei-replay --help'.\n"); return 2;
         }
     }
-    if (rk_toolopt_keys("renkei-replay", broker_key, my_key, &client) != 0)
+    if (rk_toolopt_keys("renkei-replay", broker_key, my_key, &client) != 0 ||
+        (!want_verify && rk_toolopt_endpoint("renkei-replay", "--replay", endpoint) != 0))
         return 2;
     if (optind < argc) {
         fprintf(stderr, "renkei-replay: unexpected argument \"%s\"; try --help\n", argv[optind]);
@@ -261,6 +320,13 @@ int main(int argc, char **argv)
                 (unsigned long long)to, (unsigned long long)from);
         return 2;
     }
+    if (want_state && (as_of || want_snapshot || at || from != 1 || to)) {
+        fprintf(stderr, "renkei-replay: --state: the state now; not with --as-of, --snapshot, "
+                "--at, --from or --to\n");
+        return 2;
+    }
+    if (want_state)
+        return print_state(endpoint, &client, timeout_ms, &tq, &filter, format);
     if (as_of)
         return audit_as_of(endpoint, &client, timeout_ms, as_of, &tq, &filter, format);
     if (at && !want_snapshot) {

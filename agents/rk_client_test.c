@@ -344,11 +344,33 @@ static void test_wipe(void)
     RK_CHECK(memcmp(&keys, &zero, sizeof keys) == 0);
 }
 
+/* rk_sub_set_log_id takes 32 lowercase hex digits or nothing; a
+ * subscriber never started cannot restart on a new log. */
+static void test_log_id_arguments(void)
+{
+    struct rk_sub *s = NULL;
+    RK_CHECK(rk_sub_open("ipc:///nonexistent/feed", "ipc:///nonexistent/replay", NULL, &s) == 0);
+    if (!s)
+        return;
+    RK_CHECK(rk_sub_log_id(s)[0] == '\0');
+    RK_CHECK(rk_sub_set_log_id(s, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6") == 0);
+    RK_CHECK(strcmp(rk_sub_log_id(s), "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6") == 0);
+    errno = 0;
+    RK_CHECK(rk_sub_set_log_id(s, "9C1E04B2A55F6D7E8F90A1B2C3D4E5F6") == -1 && errno == EINVAL);
+    RK_CHECK(rk_sub_set_log_id(s, "9c1e04b2") == -1 && errno == EINVAL);
+    RK_CHECK(rk_sub_set_log_id(s, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6a") == -1);
+    RK_CHECK(strcmp(rk_sub_log_id(s), "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6") == 0);
+    RK_CHECK(rk_sub_set_log_id(s, NULL) == 0 && rk_sub_log_id(s)[0] == '\0');
+    RK_CHECK(rk_sub_restart_new_log(s, 1) == -1 && errno == EINVAL);
+    rk_sub_destroy(&s);
+}
+
 int main(void)
 {
     RK_RUN(test_two_publishers_two_keys);
     RK_RUN(test_reader_and_subscriber_keys);
     RK_RUN(test_check_says_why);
     RK_RUN(test_wipe);
+    RK_RUN(test_log_id_arguments);
     return rk_test_result();
 }

@@ -3,6 +3,7 @@
 #include "rk_event.h"
 #include "rk_outbox.h"
 #include "rk_pub.h"
+#include "rk_text.h"
 #include "rk_time.h"
 
 #include <errno.h>
@@ -15,12 +16,92 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define BACKOFF_FIRST_MS 200
 #define BACKOFF_MAX_MS 5000
+/* A held event's next try: 1 s after its first refusal, doubling to 5 min. */
+#define HOLD_FIRST_MS 1000
+#define HOLD_MAX_MS (5 * 60 * 1000)
+#define DAY_NS (24 * 3600 * RK_NS_PER_SEC)
 /* ZeroMQ says nothing when a connection comes up (IMMEDIATE only refuses
  * sends until then), so a publisher without one tries again this often. */
 #define CONNECT_POLL_MS 5
 
 _Static_assert(sizeof ((struct rk_forward_status *)0)->producer == RK_OUTBOX_PRODUCER_MAX + 1,
                "producer id");
+
+/* ---- what a refusal means: the one table
+ *
+ * A refusal whose code is listed here may pass later, unchanged, so the
+ * event is held (it stays pending and is tried again with a back-off), not
+ * made a dead letter; every other code (validation, section 4.6 of
+ * PROTOCOL.md; E_HEADER, E_PRODUCER, ...; a code this agent does not know)
+ * is final and the event becomes a dead letter, which only an operator
+ * sends again (rk_outbox_resend) or deletes.
+ *
+ * Why these (PROTOCOL.md section 5):
+ *  - E_STORAGE: "retry: yes, later" (disk full, I/O error). The broker takes
+ *    nothing now, so while such an event is held no new event goes out
+ *    (STOP_NEW): the log keeps the outbox's order.
+ *  - E_NOT_LEADER: a cluster member that is not the leader now (a future
+ *    mode): the same, the broker and not the event is the cause.
+ *  - E_FORBIDDEN: the key may not publish for this municipality, or is no
+ *    longer listed. Section 5 says "ask the broker's operator": the ACL is
+ *    fixed or the key rotated and SIGHUP'd, and then the same event passes.
+ *    It concerns one municipality, so other events go on.
+ *  - the lifecycle codes that section 5 says are "refused again until the
+ *    state changes": those that another event can change (the request
+ *    stored, the accept or dispatch stored, an offer withdrawn, goods
+ *    received, the previous version stored). An event of this outbox that
+ *    depends on a held one (an aid.cancel behind its held aid.request) is
+ *    refused this way, and passes once that one does. Held a day at most
+ *    (then a dead letter), because the state may also never change. The
+ *    other lifecycle codes (E_DUPLICATE_REQUEST, E_DUPLICATE_ID,
+ *    E_NOT_OWNER, E_SELF_OFFER, E_RESOURCE_MISMATCH) are judged on facts no
+ *    later event changes: final. */
+enum { HOLD = 1, STOP_NEW = 2 };
+
+static const struct retryable {
+    const char *code;
+    int how;           /* HOLD, with STOP_NEW: nothing new goes out meanwhile */
+    int64_t max_ns;    /* held at most this long (since the first refusal); 0: for ever */
+} RETRYABLE[] = {
+    {"E_STORAGE", HOLD | STOP_NEW, 0},
+    {"E_NOT_LEADER", HOLD | STOP_NEW, 0},
+    {"E_FORBIDDEN", HOLD, 0},
+    {"E_STATE", HOLD, DAY_NS},
+    {"E_VERSION", HOLD, DAY_NS},
+    {"E_QUANTITY", HOLD, DAY_NS},
+    {"E_IN_TRANSIT", HOLD, DAY_NS},
+    {"E_UNKNOWN_REQUEST", HOLD, DAY_NS},
+    {"E_UNKNOWN_OFFER", HOLD, DAY_NS},
+    {"E_UNKNOWN_DISPATCH", HOLD, DAY_NS},
+};
+
+/* The table's entry for `code`; NULL: final. */
+static const struct retryable *retryable(const char *code)
+{
+    for (size_t i = 0; i < sizeof RETRYABLE / sizeof *RETRYABLE; i++)
+        if (strcmp(RETRYABLE[i].code, code) == 0)
+            return &RETRYABLE[i];
+    return NULL;
+}
+
+/* Whether the broker used the event's number refusing it (PROTOCOL.md
+ * 3.2): then the event is a new one when sent again, under a new number.
+ * Refusals of the message, not of the event, use nothing: a message over
+ * max_message is E_TOO_LONG too, but its message begins "message:". */
+static int uses_number(const char *code, const char *message)
+{
+    static const char *const keep[] = {"E_ORDER", "E_STORAGE", "E_NOT_LEADER", "E_HEADER",
+                                       "E_COMMAND", "E_FRAMES", "E_PRODUCER"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++)
+        if (strcmp(code, keep[i]) == 0)
+            return 0;
+    return !(strcmp(code, "E_TOO_LONG") == 0 && strncmp(message, "message:", 8) == 0);
+}
+
+int rk_forward_code_retryable(const char *code)
+{
+    return retryable(code) != NULL;
+}
 
 /* A publish on the current connection, waiting for its answer. */
 struct slot {
@@ -43,8 +124,14 @@ struct rk_forward {
     uint64_t sent_upto;           /* highest outbox number sent on this connection */
     int blocked;                  /* the last send left pending events unsent */
     int stalled;                  /* the next pump backs off and reconnects */
+    int rewind;                   /* E_ORDER: the next pump reconnects at once and
+                                   * sends again from the oldest pending event */
+    uint64_t held;                /* held events the last send saw */
+    int stop_new;                 /* one of them stops new events (STOP_NEW) */
+    int64_t next_due_ns;          /* the earliest retry among those not due; 0: none */
+    int was_held;                 /* the last pump said RK_FORWARD_HELD */
     int backoff_ms;
-    int64_t progress_ns;          /* last answer or new connection */
+    int64_t progress_ns;          /* last answer, new connection, or publish into an empty window */
     unsigned char *buf;           /* an event read from the outbox */
     char error[320];
 };
@@ -130,6 +217,9 @@ int rk_forward_connect(struct rk_forward *f, const char *endpoint,
         return fail(f, "connected already", EISCONN);
     if (o->window > RK_FORWARD_WINDOW_MAX || o->timeout_ms < 0)
         return fail(f, "window or timeout out of range", EINVAL);
+    /* A new run tries held events at once: it may follow the fix. */
+    if ((rc = rk_outbox_retry_now(f->outbox, 0, rk_time_now())))
+        return fail(f, "cannot update held events", rc);
     if (rk_client_keys_load(&o->client, &f->keys, why, sizeof why) != 0)
         return fail(f, why, EINVAL);
     f->window = o->window ? o->window : DEFAULT_WINDOW;
@@ -155,34 +245,121 @@ int rk_forward_connect(struct rk_forward *f, const char *endpoint,
 
 /* ---- sending and answers */
 
-/* Sends pending events in number order while the window has room, adding
- * to *sent (may be NULL) how many went. */
-static int send_pending(struct rk_forward *f, int *sent)
+static int slot_has(const struct rk_forward *f, uint64_t number)
+{
+    for (unsigned i = 0; i < f->window; i++)
+        if (f->slots[i].corr && f->slots[i].number == number)
+            return 1;
+    return 0;
+}
+
+/* Publishes event `number` (its bytes in f->buf) into a free slot. Returns
+ * 0, or -1 when it cannot go now (not connected, local queue full). */
+static int send_one(struct rk_forward *f, uint64_t number, size_t len)
 {
     struct rk_event_info info;
     struct slot *s;
-    uint64_t number, corr;
+    uint64_t corr;
+    /* Silence counts from the first publish of a burst, not from the
+     * last answer before an idle or held spell. */
+    int was_idle = in_flight(f) == 0;
+    if (!f->pub || rk_pub_send_numbered(f->pub, rk_outbox_producer(f->outbox), number, f->buf,
+                                        len, &corr) != 0)
+        return -1;
+    if (was_idle)
+        f->progress_ns = rk_time_now();
+    s = slot_of(f, 0);
+    s->corr = corr;
+    s->number = number;
+    if (rk_event_validate(f->buf, len, 0, &info, NULL) != RK_V_OK)
+        info.event_id[0] = '\0';
+    snprintf(s->event_id, sizeof s->event_id, "%s", info.event_id);
+    return 0;
+}
+
+/* A due held event whose number the broker used goes out as a new event,
+ * under a new number after all the others, once every pending one before
+ * it has gone out (so the numbers reach the broker in order). EAGAIN
+ * while some have not. */
+static int renumber_held(struct rk_forward *f, uint64_t *number)
+{
+    uint64_t next;
+    size_t len;
+    int rc = rk_outbox_next(f->outbox, f->sent_upto, &next, f->buf, RK_EVENT_MAX_BYTES, &len);
+    if (rc == RK_OK)
+        return EAGAIN;
+    if (rc != RK_EOF || (rc = rk_outbox_renumber(f->outbox, *number, number)) != RK_OK)
+        return fail(f, "cannot renumber a held event", rc);
+    return RK_OK;
+}
+
+/* The held events, oldest first: those due and not in flight go out while
+ * the window has room. Notes how many are held, whether one stops new
+ * events, and the earliest retry of those not due. */
+static int send_held(struct rk_forward *f, int *sent)
+{
+    struct rk_outbox_refusal r;
+    const struct retryable *how;
+    uint64_t after = 0, number;
+    int64_t now = rk_time_now();
+    size_t len;
+    int rc;
+
+    f->held = 0;
+    f->stop_new = 0;
+    f->next_due_ns = 0;
+    while ((rc = rk_outbox_next_held(f->outbox, after, &number, &r)) == RK_OK) {
+        after = number;
+        f->held++;
+        if ((how = retryable(r.code)) && (how->how & STOP_NEW))
+            f->stop_new = 1;
+        if (r.retry_ns > now) {
+            if (!f->next_due_ns || r.retry_ns < f->next_due_ns)
+                f->next_due_ns = r.retry_ns;
+            continue;
+        }
+        if (f->blocked || in_flight(f) >= f->window || slot_has(f, number))
+            continue;
+        if (r.number_used && (rc = renumber_held(f, &number)) != RK_OK) {
+            if (rc == EAGAIN)
+                continue;
+            return rc;
+        }
+        rc = rk_outbox_get(f->outbox, number, f->buf, RK_EVENT_MAX_BYTES, &len);
+        if (rc == RK_EOF)
+            continue; /* answered meanwhile */
+        if (rc)
+            return fail(f, "cannot read", rc);
+        if (send_one(f, number, len) != 0)
+            f->blocked = 1;
+        else if (sent)
+            (*sent)++;
+    }
+    return rc == RK_EOF ? RK_OK : fail(f, "cannot read", rc);
+}
+
+/* Sends due held events, then pending ones in number order (unless a held
+ * one stops them), while the window has room, adding to *sent (may be
+ * NULL) how many went. */
+static int send_pending(struct rk_forward *f, int *sent)
+{
+    uint64_t number;
     size_t len;
     int rc;
 
     f->blocked = 0;
+    if ((rc = send_held(f, sent)) || f->blocked || f->stop_new)
+        return rc;
     while (in_flight(f) < f->window) {
         rc = rk_outbox_next(f->outbox, f->sent_upto, &number, f->buf, RK_EVENT_MAX_BYTES, &len);
         if (rc == RK_EOF)
             break;
         if (rc)
             return fail(f, "cannot read", rc);
-        if (!f->pub || rk_pub_send_numbered(f->pub, rk_outbox_producer(f->outbox), number,
-                                            f->buf, len, &corr) != 0) {
+        if (send_one(f, number, len) != 0) {
             f->blocked = 1; /* not connected, or the local queue is full */
             break;
         }
-        s = slot_of(f, 0);
-        s->corr = corr;
-        s->number = number;
-        if (rk_event_validate(f->buf, len, 0, &info, NULL) != RK_V_OK)
-            info.event_id[0] = '\0';
-        snprintf(s->event_id, sizeof s->event_id, "%s", info.event_id);
         f->sent_upto = number;
         if (sent)
             (*sent)++;
@@ -190,13 +367,59 @@ static int send_pending(struct rk_forward *f, int *sent)
     return RK_OK;
 }
 
+static int64_t hold_delay_ns(uint32_t attempts)
+{
+    int64_t ms = HOLD_FIRST_MS;
+    while (attempts-- > 1 && ms < HOLD_MAX_MS)
+        ms *= 2;
+    return (ms < HOLD_MAX_MS ? ms : HOLD_MAX_MS) * 1000000;
+}
+
+/* A refusal: the event is held (a code that may pass later, within its
+ * time) or becomes a dead letter. Fills *ref (kept as the outcome's code
+ * and message: valid UTF-8, as stored) and the outcome's held, retry_ns. */
+static int refuse(struct rk_forward *f, const struct slot *s, const struct rk_pub_result *r,
+                  struct rk_outbox_refusal *ref, struct rk_forward_outcome *o)
+{
+    const struct retryable *how = retryable(r->code);
+    int64_t now = rk_time_now();
+    int found, rc = rk_outbox_held(f->outbox, s->number, ref, &found);
+    if (rc)
+        return rc;
+    if (!found)
+        ref->first_ns = now;
+    ref->attempts++;
+    ref->last_ns = now;
+    /* Escaped and cut between characters: what is kept is always text. */
+    rk_text_escape(ref->code, sizeof ref->code, r->code, strlen(r->code), RK_TEXT_KEEP_BACKSLASH);
+    rk_text_escape(ref->message, sizeof ref->message, r->message, strlen(r->message),
+                   RK_TEXT_KEEP_BACKSLASH);
+    ref->number_used = uses_number(r->code, r->message);
+    o->code = ref->code;
+    o->message = ref->message;
+    if (how && (!how->max_ns || now - ref->first_ns < how->max_ns)) {
+        ref->retry_ns = now + hold_delay_ns(ref->attempts);
+        o->held = 1;
+        o->retry_ns = ref->retry_ns;
+        return rk_outbox_hold(f->outbox, s->number, ref);
+    }
+    return rk_outbox_reject(f->outbox, s->number, ref);
+}
+
 /* Recorded before it is reported, so that no report names an event the
- * outbox still holds (and would send again). */
+ * outbox still holds (and would send again) as stored or refused for
+ * good. An ack of a held event makes every later held event due at once:
+ * one may have waited for it (an aid.cancel for its aid.request). */
 static int record(struct rk_forward *f, const struct slot *s, const struct rk_pub_result *r)
 {
     struct rk_forward_outcome o = {s->number, s->event_id, r->ok, r->seq, r->recv_ns, r->code,
-                                   r->message};
-    int rc = rk_outbox_answer(f->outbox, s->number, r->ok, r->seq, r->recv_ns);
+                                   r->message, 0, 0};
+    struct rk_outbox_refusal ref;
+    int was_held = 0;
+    int rc = r->ok ? rk_outbox_ack(f->outbox, s->number, r->seq, r->recv_ns, &was_held)
+                   : refuse(f, s, r, &ref, &o);
+    if (rc == RK_OK && was_held)
+        rc = rk_outbox_retry_now(f->outbox, s->number, rk_time_now());
     if (rc)
         return fail(f, "cannot record an answer", rc);
     if (f->on_outcome)
@@ -205,7 +428,7 @@ static int record(struct rk_forward *f, const struct slot *s, const struct rk_pu
 }
 
 /* Waits up to wait_ms for the first answer, then takes those already
- * there. Counts them in *got; stops at an E_STORAGE (*storage). */
+ * there. Counts them in *got; notes an E_STORAGE in *storage. */
 static int take_answers(struct rk_forward *f, int wait_ms, int *got, int *storage)
 {
     struct rk_pub_result r;
@@ -218,13 +441,17 @@ static int take_answers(struct rk_forward *f, int wait_ms, int *got, int *storag
                 continue;
             return RK_OK;
         }
-        if (!(s = slot_of(f, r.corr)))
+        if (r.pong || !(s = slot_of(f, r.corr)))
             continue; /* an answer to nothing sent on this connection */
         s->corr = 0;
-        if (!r.ok && strcmp(r.code, "E_STORAGE") == 0) {
-            *storage = 1; /* not stored: it stays in the outbox */
+        if (!r.ok && strcmp(r.code, "E_ORDER") == 0) {
+            /* an earlier one was lost with a connection: it and all after
+             * it go again, in order, on a new one */
+            f->rewind = 1;
             return RK_OK;
         }
+        if (!r.ok && strcmp(r.code, "E_STORAGE") == 0)
+            *storage = 1; /* held: it stays in the outbox */
         if ((rc = record(f, s, &r)))
             return rc;
         (*got)++;
@@ -260,8 +487,10 @@ static int wait_answers(struct rk_forward *f, int wait_ms, enum rk_forward_state
         f->progress_ns = rk_time_now();
         f->backoff_ms = BACKOFF_FIRST_MS;
     }
-    if (storage)
-        *state = stall(f, RK_FORWARD_CANNOT_STORE);
+    if (f->rewind)
+        *state = RK_FORWARD_WAITING; /* the next pump sends again */
+    else if (storage)
+        *state = RK_FORWARD_CANNOT_STORE; /* held; the connection stays */
     else if (got)
         *state = RK_FORWARD_MOVING;
     else if (silent_ms(f) < f->timeout_ms)
@@ -289,6 +518,11 @@ int rk_forward_pump(struct rk_forward *f, int wait_ms, enum rk_forward_state *st
 
     if (!f->endpoint)
         return fail(f, "not connected", ENOTCONN);
+    if (f->rewind) {
+        f->rewind = 0;
+        if (connect_new(f) != 0)
+            return fail(f, "cannot connect again", errno);
+    }
     if (f->stalled && reconnect(f) != RK_OK) {
         *state = RK_FORWARD_SILENT;
         return RK_OK;
@@ -296,9 +530,18 @@ int rk_forward_pump(struct rk_forward *f, int wait_ms, enum rk_forward_state *st
     if ((rc = send_pending(f, NULL)))
         return rc;
     if (in_flight(f) == 0 && !f->blocked) {
-        *state = RK_FORWARD_IDLE;
+        *state = f->held ? RK_FORWARD_HELD : RK_FORWARD_IDLE;
+        /* The second HELD in a row waits for the next retry: the first
+         * returns at once, so that a one-shot sender can stop there. */
+        if (f->held && f->was_held && f->next_due_ns) {
+            int64_t ms = (f->next_due_ns - rk_time_now()) / 1000000 + 1;
+            if (ms > 0)
+                usleep((useconds_t)(ms < wait_ms ? ms : wait_ms) * 1000); /* a signal ends it */
+        }
+        f->was_held = f->held != 0;
         return RK_OK;
     }
+    f->was_held = 0;
     return wait_answers(f, wait_ms, state);
 }
 
@@ -349,7 +592,7 @@ int rk_forward_status(struct rk_forward *f, struct rk_forward_status *st)
         return fail(f, "cannot read", rc);
     memset(st, 0, sizeof *st);
     memcpy(st->producer, ob.producer, sizeof st->producer);
-    st->pending = ob.pending;
+    st->pending = ob.pending + ob.held;
     st->first_pending = ob.first_pending;
     st->last_number = ob.last_number;
     st->acked = ob.acked;
@@ -365,4 +608,10 @@ int rk_forward_status(struct rk_forward *f, struct rk_forward_status *st)
 const char *rk_forward_error(const struct rk_forward *f)
 {
     return f->error;
+}
+
+int rk_forward_outbox_status(struct rk_forward *f, struct rk_outbox_status *st)
+{
+    int rc = rk_outbox_status(f->outbox, st);
+    return rc ? fail(f, "cannot read", rc) : RK_OK;
 }

@@ -1,12 +1,15 @@
 /* rk_forward against a stub ingest socket in a thread: events go out in
  * outbox order and every outcome is reported once; a silent broker makes
  * the forwarder reconnect and send again from the oldest unanswered event;
- * E_STORAGE keeps the event, a refusal drops it; events survive a reopen.
+ * E_STORAGE holds the event and stops new ones until it passes; a final
+ * refusal makes a dead letter; an E_FORBIDDEN holds only its event; events
+ * survive a reopen.
  * The stub answers like the broker: an idempotent producer's number stored
  * once gets its first seq again. */
 #include "rk_event.h"
 #include "rk_forward.h"
 #include "rk_test.h"
+#include "rk_time.h"
 #include "rk_wire.h"
 
 #include <errno.h>
@@ -27,6 +30,8 @@ struct stub {
     atomic_int silent;           /* read and drop, answer nothing */
     atomic_ullong storage_once;  /* this number gets one E_STORAGE */
     atomic_ullong refuse;        /* this number is refused, E_RANGE */
+    atomic_ullong forbid;        /* this number is refused, E_FORBIDDEN, while set */
+    atomic_ullong state;         /* this number is refused, E_STATE */
     atomic_int stop;
     pthread_mutex_t mu;
     uint64_t seq_of[MAX_NUMBER]; /* what a stored number got */
@@ -63,6 +68,14 @@ static void answer(struct stub *s, const struct rk_wire_hdr *h, struct rk_wire_h
         r->cmd = RK_CMD_ERR;
         strcpy(r->code, "E_STORAGE");
         strcpy(r->message, "disk full");
+    } else if (n == atomic_load(&s->forbid)) {
+        r->cmd = RK_CMD_ERR;
+        strcpy(r->code, "E_FORBIDDEN");
+        strcpy(r->message, "may not publish");
+    } else if (n == atomic_load(&s->state)) {
+        r->cmd = RK_CMD_ERR;
+        strcpy(r->code, "E_STATE");
+        strcpy(r->message, "request is cancelled");
     } else if (n == atomic_load(&s->refuse)) {
         r->cmd = RK_CMD_ERR;
         strcpy(r->code, "E_RANGE");
@@ -150,7 +163,7 @@ static void stub_stop(struct stub *s)
 
 struct outcomes {
     uint64_t number[MAX_NUMBER], seq[MAX_NUMBER];
-    int ok[MAX_NUMBER];
+    int ok[MAX_NUMBER], held[MAX_NUMBER];
     char code[MAX_NUMBER][32];
     int n;
 };
@@ -163,6 +176,7 @@ static void on_outcome(void *arg, const struct rk_forward_outcome *o)
     out->number[out->n] = o->number;
     out->seq[out->n] = o->seq;
     out->ok[out->n] = o->ok;
+    out->held[out->n] = o->held;
     snprintf(out->code[out->n], sizeof out->code[0], "%s", o->code);
     out->n++;
 }
@@ -187,7 +201,7 @@ static int add_events(struct rk_forward *f, int from, int n)
 static int pump_until(struct rk_forward *f, enum rk_forward_state want)
 {
     enum rk_forward_state st;
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < 1000; i++) { /* the first retry of a held event is 1 s later */
         if (rk_forward_pump(f, 10, &st) != RK_OK)
             return -1;
         if (st == want)
@@ -283,11 +297,23 @@ static void test_silence_resends_from_oldest(void)
     stub_stop(&s);
 }
 
-static void test_storage_keeps_refusal_drops(void)
+/* How often the stub saw `number` before the first `later`. */
+static int sent_before(struct stub *s, uint64_t number, uint64_t later)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nlog && s->log[i] != later; i++)
+        n += s->log[i] == number;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void test_storage_holds_refusal_dead(void)
 {
     struct stub s;
     struct outcomes out = {0};
     struct rk_forward_status st;
+    struct rk_outbox_status ob;
     struct rk_forward *f;
 
     stub_start(&s);
@@ -297,15 +323,95 @@ static void test_storage_keeps_refusal_drops(void)
     RK_CHECK(f && add_events(f, 1, 3) == 0);
     RK_CHECK(pump_until(f, RK_FORWARD_CANNOT_STORE) == RK_FORWARD_CANNOT_STORE);
     RK_CHECK(rk_forward_status(f, &st) == RK_OK && st.first_pending == 1);
+    RK_CHECK(out.n >= 1 && out.number[0] == 1 && !out.ok[0] && out.held[0] &&
+             strcmp(out.code[0], "E_STORAGE") == 0);
+    /* Held for E_STORAGE: a new event waits behind it. */
+    RK_CHECK(add_events(f, 4, 1) == 0);
+    RK_CHECK(pump_until(f, RK_FORWARD_HELD) == RK_FORWARD_HELD);
+    RK_CHECK(rk_forward_outbox_status(f, &ob) == RK_OK && ob.held == 1 && ob.pending == 1);
+    RK_CHECK(ob.held_last_number == 1 && strcmp(ob.held_last.code, "E_STORAGE") == 0);
+    RK_CHECK(ob.held_next_ns > 0);
     RK_CHECK(pump_until(f, RK_FORWARD_IDLE) == RK_FORWARD_IDLE);
-    int stored = 0, refused = 0;
+    RK_CHECK(sent_before(&s, 1, 4) == 2); /* 4 waited for the retry of 1 */
+    int stored = 0, dead = 0, held = 0;
     for (int i = 0; i < out.n; i++) {
-        stored += out.ok[i] && (out.number[i] == 1 || out.number[i] == 3);
-        refused += !out.ok[i] && out.number[i] == 2 && strcmp(out.code[i], "E_RANGE") == 0;
+        stored += out.ok[i] && (out.number[i] == 1 || out.number[i] == 3 || out.number[i] == 4);
+        dead += !out.ok[i] && !out.held[i] && out.number[i] == 2 &&
+                strcmp(out.code[i], "E_RANGE") == 0;
+        held += out.held[i];
     }
-    RK_CHECK(out.n == 3 && stored == 2 && refused == 1);
+    RK_CHECK(out.n == 5 && stored == 3 && dead == 1 && held == 1);
     RK_CHECK(rk_forward_status(f, &st) == RK_OK);
-    RK_CHECK(st.pending == 0 && st.acked == 2 && st.refused == 1);
+    RK_CHECK(st.pending == 0 && st.acked == 3 && st.refused == 1);
+    RK_CHECK(rk_forward_outbox_status(f, &ob) == RK_OK && ob.rejected == 1 && ob.held == 0);
+    rk_forward_close(&f);
+    stub_stop(&s);
+}
+
+/* E_FORBIDDEN holds only its event: the later ones go on. Once the stub
+ * allows it, the retry stores it without anything else done. */
+static void test_forbidden_holds_one(void)
+{
+    struct stub s;
+    struct outcomes out = {0};
+    struct rk_outbox_status ob;
+    struct rk_forward *f;
+
+    stub_start(&s);
+    atomic_store(&s.forbid, 2);
+    f = open_connected(&s, &out);
+    RK_CHECK(f && add_events(f, 1, 3) == 0);
+    RK_CHECK(pump_until(f, RK_FORWARD_HELD) == RK_FORWARD_HELD);
+    RK_CHECK(rk_forward_outbox_status(f, &ob) == RK_OK && ob.held == 1 && ob.pending == 0);
+    RK_CHECK(ob.acked == 2 && ob.rejected == 0 && strcmp(ob.held_last.code, "E_FORBIDDEN") == 0);
+    atomic_store(&s.forbid, 0);
+    RK_CHECK(pump_until(f, RK_FORWARD_IDLE) == RK_FORWARD_IDLE);
+    RK_CHECK(rk_forward_outbox_status(f, &ob) == RK_OK && ob.held == 0 && ob.acked == 3);
+    /* the broker used number 2 refusing it: the retry is a new event, 4 */
+    RK_CHECK(out.n == 4 && out.number[3] == 4 && out.ok[3]);
+    RK_CHECK(rk_forward_code_retryable("E_UNKNOWN_REQUEST"));
+    RK_CHECK(!rk_forward_code_retryable("E_RANGE") && !rk_forward_code_retryable("E_NOT_OWNER"));
+    rk_forward_close(&f);
+    stub_stop(&s);
+}
+
+/* A lifecycle refusal holds its event for a day, then makes it a dead
+ * letter: event 1 was first refused 25 hours ago, event 2 just now. */
+static void test_lifecycle_held_a_day(void)
+{
+    struct stub s;
+    struct outcomes out = {0};
+    struct rk_outbox_status st;
+    struct rk_outbox *ob;
+    struct rk_forward *f;
+    struct rk_outbox_refusal old = {.code = "E_STATE", .attempts = 30};
+    const void *ev[2] = {"event-1", "event-2"};
+    size_t lens[2] = {7, 7};
+    uint64_t first;
+    char box[128];
+
+    stub_start(&s);
+    snprintf(box, sizeof box, "%s/outbox", s.dir);
+    RK_CHECK(rk_outbox_open(box, &ob, NULL, 0) == RK_OK);
+    RK_CHECK(rk_outbox_add(ob, ev, lens, 2, &first) == RK_OK && first == 1);
+    old.first_ns = old.last_ns = rk_time_now() - 25 * 3600 * RK_NS_PER_SEC;
+    old.retry_ns = old.last_ns + 300 * RK_NS_PER_SEC;
+    RK_CHECK(rk_outbox_hold(ob, 1, &old) == RK_OK);
+    rk_outbox_close(&ob);
+    atomic_store(&s.state, 1);
+    f = open_connected(&s, &out); /* a new run: held events are due at once */
+    RK_CHECK(f && pump_until(f, RK_FORWARD_IDLE) == RK_FORWARD_IDLE);
+    RK_CHECK(out.n == 2 && out.number[0] == 1 && !out.ok[0] && !out.held[0]);
+    RK_CHECK(strcmp(out.code[0], "E_STATE") == 0 && out.ok[1]);
+    RK_CHECK(rk_forward_outbox_status(f, &st) == RK_OK && st.rejected == 1 && st.held == 0);
+    rk_forward_close(&f);
+
+    atomic_store(&s.state, 3);
+    f = open_connected(&s, &out);
+    RK_CHECK(f && rk_forward_add(f, ev, lens, 1, &first) == RK_OK && first == 3);
+    RK_CHECK(pump_until(f, RK_FORWARD_HELD) == RK_FORWARD_HELD);
+    RK_CHECK(out.n == 3 && out.number[2] == 3 && out.held[2]);
+    RK_CHECK(rk_forward_outbox_status(f, &st) == RK_OK && st.rejected == 1 && st.held == 1);
     rk_forward_close(&f);
     stub_stop(&s);
 }
@@ -338,7 +444,9 @@ int main(void)
 {
     RK_RUN(test_in_order_once);
     RK_RUN(test_silence_resends_from_oldest);
-    RK_RUN(test_storage_keeps_refusal_drops);
+    RK_RUN(test_storage_holds_refusal_dead);
+    RK_RUN(test_forbidden_holds_one);
+    RK_RUN(test_lifecycle_held_a_day);
     RK_RUN(test_reopen_sends_what_waits);
     return rk_test_result();
 }

@@ -1,13 +1,18 @@
 #include "rk_kpi_csv.h"
+#include "rk_keys.h"
+#include "rk_text.h"
 #include "rk_time.h"
 
 #include <csv.h>
 #include <errno.h>
+#include <iconv.h>
 #include <jansson.h>
 #include <math.h>
 #include <msgpack.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_COLS 64
 #define MAX_FIELD 4096
@@ -137,6 +142,34 @@ static void pack_optional(msgpack_packer *pk, const struct reader *r, const char
     }
 }
 
+/* FNV-1a, 64 bits: over every known column's name and value, so that a
+ * change in any figure, label or note makes another id. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t row_hash(const struct reader *r)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int c = 0; c < C__COUNT; c++) {
+        const char *v = get(r, (enum col)c);
+        h = fnv1a(h, cols[c].name, strlen(cols[c].name) + 1);
+        h = fnv1a(h, v, strlen(v) + 1);
+    }
+    return h;
+}
+
+void rk_kpi_row_producer(const char *base, const char *event_id,
+                         char out[RK_KPI_PRODUCER_MAX + 1])
+{
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, event_id, strlen(event_id));
+    snprintf(out, RK_KPI_PRODUCER_MAX + 1, "%.47s:%016llx", base, (unsigned long long)h);
+}
+
 /* Builds the event for the current row into `sb`. */
 static int build_event(struct reader *r, msgpack_sbuffer *sb, char *err, size_t errlen)
 {
@@ -149,8 +182,12 @@ static int build_event(struct reader *r, msgpack_sbuffer *sb, char *err, size_t 
         snprintf(err, errlen, "current_fy: must be a year, got \"%.40s\"", get(r, C_CUR_FY));
         return -1;
     }
-    /* Stable for a given file row, so a re-run is recognisable. */
-    snprintf(event_id, sizeof event_id, "%.40s:FY%ld:L%ld", get(r, C_KPI_ID), fy, r->record + 1);
+    /* The row's content and fiscal year, not its place in the file: the
+     * same figures sent again (another run, a re-saved file) have the same
+     * id, and the importer publishes each under its own producer
+     * (rk_kpi_row_producer). */
+    snprintf(event_id, sizeof event_id, "%.40s:FY%ld:%016llx", get(r, C_KPI_ID), fy,
+             (unsigned long long)row_hash(r));
     rk_time_format(r->sent_at_ns, sent_at);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 13 + nopt);
@@ -354,5 +391,164 @@ int rk_kpi_jsonl_read(FILE *in, int64_t sent_at_ns, rk_kpi_row_fn fn, void *arg,
         snprintf(why, why_len, "read error: %s", strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+/* ---- encodings */
+
+int rk_kpi_encoding_parse(const char *name, enum rk_kpi_encoding *out)
+{
+    static const struct { const char *name; enum rk_kpi_encoding e; } names[] = {
+        {"auto", RK_KPI_AUTO}, {"utf-8", RK_KPI_UTF8}, {"utf8", RK_KPI_UTF8},
+        {"cp932", RK_KPI_CP932}, {"shift_jis", RK_KPI_CP932}, {"sjis", RK_KPI_CP932},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(name, names[i].name) == 0) {
+            *out = names[i].e;
+            return 0;
+        }
+    return -1;
+}
+
+/* Offset of the first byte that is not valid UTF-8, or n. */
+static size_t utf8_prefix(const char *s, size_t n)
+{
+    size_t i = 0, k;
+    while (i < n && (k = rk_text_utf8_char((const unsigned char *)s + i, n - i, NULL)) > 0)
+        i += k;
+    return i;
+}
+
+static long line_at(const char *s, size_t off)
+{
+    long line = 1;
+    for (size_t i = 0; i < off; i++)
+        line += s[i] == '\n';
+    return line;
+}
+
+/* CP932 to UTF-8 with glibc's iconv. Returns 0, or -1 with the offset of
+ * the first byte that is not CP932 in *bad. */
+static int from_cp932(const char *in, size_t n, char **out, size_t *out_len, size_t *bad)
+{
+    iconv_t cd = iconv_open("UTF-8", "CP932");
+    size_t cap = 3 * n + 1, left_in = n, left_out = cap;
+    char *buf, *src = (char *)in, *dst;
+    if (cd == (iconv_t)-1)
+        return -2;
+    buf = dst = malloc(cap);
+    if (!buf)
+        abort();
+    if (iconv(cd, &src, &left_in, &dst, &left_out) == (size_t)-1) {
+        *bad = (size_t)(src - in);
+        iconv_close(cd);
+        free(buf);
+        return -1;
+    }
+    iconv_close(cd);
+    *dst = '\0';
+    *out = buf;
+    *out_len = (size_t)(dst - buf);
+    return 0;
+}
+
+int rk_kpi_decode(const char *in, size_t n, enum rk_kpi_encoding enc, char **out,
+                  size_t *out_len, const char **used, char *why, size_t why_len)
+{
+    size_t ok, bad = 0;
+    int rc;
+    if (n >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0 && enc != RK_KPI_CP932) {
+        in += 3;   /* Excel's "CSV UTF-8" starts with a byte order mark */
+        n -= 3;
+        enc = RK_KPI_UTF8;
+    }
+    ok = utf8_prefix(in, n);
+    if (enc != RK_KPI_CP932 && ok == n) {
+        *out = malloc(n + 1);
+        if (!*out)
+            abort();
+        memcpy(*out, in, n);
+        (*out)[n] = '\0';
+        *out_len = n;
+        *used = "utf-8";
+        return 0;
+    }
+    if (enc == RK_KPI_UTF8) {
+        snprintf(why, why_len, "line %ld: byte %zu is not UTF-8 (0x%02x); if the file is "
+                 "Shift_JIS (Excel's \"CSV\" on Japanese Windows), give --encoding cp932",
+                 line_at(in, ok), ok, (unsigned char)in[ok]);
+        return -1;
+    }
+    rc = from_cp932(in, n, out, out_len, &bad);
+    if (rc == -2) {
+        snprintf(why, why_len, "this system's iconv has no CP932 converter");
+        return -1;
+    }
+    if (rc != 0) {
+        if (enc == RK_KPI_CP932)
+            snprintf(why, why_len, "line %ld: byte %zu is not CP932 (0x%02x), as --encoding "
+                     "cp932 says it is", line_at(in, bad), bad, (unsigned char)in[bad]);
+        else
+            snprintf(why, why_len, "line %ld: byte %zu is not UTF-8 (0x%02x), and the file is "
+                     "not CP932/Shift_JIS either (line %ld, byte %zu); save it as \"CSV UTF-8\"",
+                     line_at(in, ok), ok, (unsigned char)in[ok], line_at(in, bad), bad);
+        return -1;
+    }
+    *used = "cp932";
+    return 0;
+}
+
+/* ---- a file, whole */
+
+#define FILE_MAX (64u << 20)
+
+int rk_kpi_load(const char *path, enum rk_kpi_encoding enc, char **out, size_t *out_len,
+                const char **used, char *why, size_t why_len)
+{
+    FILE *in = strcmp(path, "-") != 0 ? fopen(path, "rb") : stdin;
+    char *raw = NULL;
+    size_t n = 0, cap = 0, got;
+    int rc = -1;
+    if (!in) {
+        snprintf(why, why_len, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    do {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 65536;
+            if (!(raw = realloc(raw, cap)))
+                abort();
+        }
+        got = fread(raw + n, 1, cap - n, in);
+        n += got;
+    } while (got > 0 && n <= FILE_MAX);
+    if (ferror(in))
+        snprintf(why, why_len, "read error: %s", strerror(errno));
+    else if (n > FILE_MAX)
+        snprintf(why, why_len, "larger than %u MiB: split it", FILE_MAX >> 20);
+    else
+        rc = rk_kpi_decode(raw ? raw : "", n, enc, out, out_len, used, why, why_len);
+    if (in != stdin)
+        fclose(in);
+    free(raw);
+    return rc;
+}
+
+int rk_kpi_producer(const char *client_key, char out[RK_KPI_PRODUCER_MAX + 1])
+{
+    char secret[RK_KEY_Z85_LEN + 1], why[256];
+    unsigned char h[16];
+    if (!client_key) {
+        snprintf(out, RK_KPI_PRODUCER_MAX + 1, "kpi-csv:plain");
+        return 0;
+    }
+    if (rk_keys_resolve(client_key, secret, why, sizeof why) != 0)
+        return -1;
+    crypto_generichash(h, sizeof h, (const unsigned char *)secret, RK_KEY_Z85_LEN,
+                       (const unsigned char *)"renkei-kpi-csv", 14);
+    sodium_memzero(secret, sizeof secret);
+    strcpy(out, "kpi-csv:");
+    for (size_t i = 0; i < sizeof h; i++)
+        snprintf(out + 8 + 2 * i, 3, "%02x", h[i]);
     return 0;
 }

@@ -171,8 +171,63 @@ static void test_json_lines(void)
     json_decref(s.last_event);
 }
 
+/* A BOM goes; CP932 bytes (人 is 0x90 0x6c) become UTF-8 when detected or
+ * named; bytes that are neither are refused with their line. */
+static void test_decode(void)
+{
+    static const char bom[] = "\xef\xbb\xbfkpi_id\n";
+    static const char sjis[] = "unit\n\x90\x6c\n";
+    char *out = NULL, why[256];
+    size_t len = 0;
+    const char *used = NULL;
+    enum rk_kpi_encoding e;
+    RK_CHECK(rk_kpi_decode(bom, strlen(bom), RK_KPI_AUTO, &out, &len, &used, why, sizeof why) == 0);
+    RK_CHECK_STR(out, "kpi_id\n");
+    RK_CHECK_STR(used, "utf-8");
+    free(out);
+    RK_CHECK(rk_kpi_decode(sjis, strlen(sjis), RK_KPI_AUTO, &out, &len, &used, why, sizeof why) == 0);
+    RK_CHECK_STR(out, "unit\n\xe4\xba\xba\n");
+    RK_CHECK_STR(used, "cp932");
+    free(out);
+    RK_CHECK(rk_kpi_decode(sjis, strlen(sjis), RK_KPI_UTF8, &out, &len, &used, why, sizeof why) != 0);
+    RK_CHECK(strstr(why, "line 2") != NULL && strstr(why, "--encoding cp932") != NULL);
+    RK_CHECK(rk_kpi_decode("a\n\xff\xff", 4, RK_KPI_AUTO, &out, &len, &used, why, sizeof why) != 0);
+    RK_CHECK(strstr(why, "line 2") != NULL);
+    RK_CHECK(rk_kpi_encoding_parse("CP932", &e) == 0 && e == RK_KPI_CP932);
+    RK_CHECK(rk_kpi_encoding_parse("latin1", &e) != 0);
+}
+
+/* The id is the row's content and year, not its line; numbers follow ids. */
+static void test_event_id_from_content(void)
+{
+    static const char head[] = "kpi_id,city_code,policy_area_code,kpi_name,unit,aggregation,"
+        "baseline_value,baseline_fy,target_value,target_fy,current_value,current_fy\n";
+    static const char row[] = "KPI-431001-001,431001,a.b,x,p,annual,1,2016,2,2020,3,2018\n";
+    char text[1024], why[256], first[RK_ID_MAX + 1];
+    struct seen s = {0};
+    snprintf(text, sizeof text, "%s%s", head, row);
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0 && s.rows == 1 && s.invalid == 0);
+    snprintf(first, sizeof first, "%s",
+             json_string_value(json_object_get(s.last_event, "event_id")));
+    RK_CHECK(strncmp(first, "KPI-431001-001:FY2018:", 22) == 0 && strlen(first) == 38);
+    snprintf(text, sizeof text, "%s\n\n%s", head, row);  /* another line, same row */
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0);
+    RK_CHECK_STR(json_string_value(json_object_get(s.last_event, "event_id")), first);
+    snprintf(text, sizeof text, "%sKPI-431001-001,431001,a.b,x,p,annual,1,2016,2,2020,4,2018\n",
+             head);
+    RK_CHECK(read_text(text, &s, why, sizeof why) == 0);
+    RK_CHECK(strcmp(json_string_value(json_object_get(s.last_event, "event_id")), first) != 0);
+    char p1[RK_KPI_PRODUCER_MAX + 1], p2[RK_KPI_PRODUCER_MAX + 1];
+    rk_kpi_row_producer("kpi-csv:0123456789abcdef0123456789abcdef", first, p1);
+    rk_kpi_row_producer("kpi-csv:0123456789abcdef0123456789abcdef", first, p2);
+    RK_CHECK(strcmp(p1, p2) == 0 && strlen(p1) == 57 && p1[40] == ':');
+    json_decref(s.last_event);
+}
+
 int main(void)
 {
+    RK_RUN(test_decode);
+    RK_RUN(test_event_id_from_content);
     RK_RUN(test_json_lines);
     RK_RUN(test_shared_samples_all_valid);
     RK_RUN(test_synthetic_updates_all_valid);

@@ -1,7 +1,19 @@
 /*
  * rk_outbox - an agent's store-and-forward queue: a small LMDB environment
  * in a directory of its own, holding every event from the moment it is
- * given to the agent until the broker has acknowledged (or refused) it.
+ * given to the agent until the broker has acknowledged it. Nothing in it is
+ * ever deleted but by an acknowledgement or an operator's discard:
+ *   pending       waiting to be sent or answered (table "events");
+ *   held          pending, but refused for now (a code that may pass
+ *                 later, rk_forward.h): its refusal and next try are kept
+ *                 beside it (table "held"); still in "events";
+ *   dead letters  refused for good (table "dead"): the event with its
+ *                 code, message and refusal time, until an operator moves
+ *                 it back (rk_outbox_resend) or deletes it
+ *                 (rk_outbox_discard).
+ * An outbox written before held and dead letters existed has only
+ * "events", "meta" and "tags"; opening it creates the two new tables
+ * (empty), and nothing else changes, so older outboxes open as they are.
  *
  * Each event gets the next number of the outbox's producer id, a random id
  * made when the outbox is created and kept in it. The agent publishes with
@@ -40,17 +52,41 @@
 #include <stdint.h>
 
 #define RK_OUTBOX_PRODUCER_MAX 64
+#define RK_OUTBOX_CODE_MAX 31
+#define RK_OUTBOX_MESSAGE_MAX 255
 
 struct rk_outbox;
+
+/* A refusal kept with a held event or a dead letter. Times are ns since
+ * the epoch. */
+struct rk_outbox_refusal {
+    char code[RK_OUTBOX_CODE_MAX + 1];       /* e.g. "E_FORBIDDEN"; "" for an
+                                              * event moved back by resend */
+    char message[RK_OUTBOX_MESSAGE_MAX + 1]; /* the broker's reason */
+    int64_t first_ns;   /* the first refusal of this event (since its last resend) */
+    int64_t last_ns;    /* the last one: for a dead letter, when it was refused for good */
+    int64_t retry_ns;   /* held: not sent again before this; 0 for a dead letter */
+    uint32_t attempts;  /* refusals so far */
+    int number_used;    /* 1: the broker used the event's number for the refusal
+                         * (PROTOCOL.md 3.2), so it goes out again under a new
+                         * one (rk_outbox_renumber); 0: under the same */
+};
 
 /* What `renkei-agent status` shows. */
 struct rk_outbox_status {
     char producer[RK_OUTBOX_PRODUCER_MAX + 1];
-    uint64_t pending;          /* events waiting for the broker's answer */
-    uint64_t first_pending;    /* the oldest one's number; 0 when none */
+    uint64_t pending;          /* events waiting for the broker's answer, not held */
+    uint64_t first_pending;    /* the oldest one's number, held or not; 0 when none */
     uint64_t last_number;      /* the number the newest event got; 0 when none yet */
     uint64_t acked;            /* events acknowledged over the outbox's life */
-    uint64_t refused;          /* events the broker refused (dropped, reported) */
+    uint64_t refused;          /* events refused for good over its life (made dead letters) */
+    uint64_t held;             /* pending events refused for now, waiting for a retry
+                                * (one moved back by resend counts as pending until
+                                * it is refused again) */
+    int64_t held_next_ns;      /* the earliest retry among them; 0 when none */
+    struct rk_outbox_refusal held_last; /* the held event refused last; zeroed when none */
+    uint64_t held_last_number; /* and its number */
+    uint64_t rejected;         /* dead letters now in the outbox */
     uint64_t last_ack_number;  /* the last acknowledged event: its number, */
     uint64_t last_ack_seq;     /* the broker's sequence number for it */
     int64_t last_ack_recv_ns;  /* and the broker's receive time; all 0 when none */
@@ -99,19 +135,73 @@ int rk_outbox_drop_tag(struct rk_outbox *ob, const char *tag);
  * recorded. */
 int rk_outbox_sync(struct rk_outbox *ob);
 
-/* The oldest pending event with a number > `after`: its number in *number
- * and its bytes copied to buf (cap bytes; events are at most 16 KiB), their
- * length in *len. RK_EOF when there is none (not a failure), ENOBUFS when
- * cap is too small; *number, buf and *len are only written on RK_OK. */
+/* The oldest pending event with a number > `after` that is not held: its
+ * number in *number and its bytes copied to buf (cap bytes; events are at
+ * most 16 KiB), their length in *len. RK_EOF when there is none (not a
+ * failure), ENOBUFS when cap is too small; *number, buf and *len are only
+ * written on RK_OK. */
 int rk_outbox_next(struct rk_outbox *ob, uint64_t after, uint64_t *number, void *buf,
                    size_t cap, size_t *len);
 
-/* The broker's answer for event `number`: acknowledged as `seq` at
- * `recv_ns` (ok = 1), or refused for good (ok = 0). Either way the event
- * leaves the outbox. An answer for a number no longer pending (a second
- * answer after a resend) changes nothing and returns RK_OK. */
-int rk_outbox_answer(struct rk_outbox *ob, uint64_t number, int ok, uint64_t seq,
-                     int64_t recv_ns);
+/* Pending event `number`'s bytes, as rk_outbox_next gives them, held or
+ * not. RK_EOF when it is not pending. */
+int rk_outbox_get(struct rk_outbox *ob, uint64_t number, void *buf, size_t cap, size_t *len);
+
+/* The held event with the lowest number > `after`: its number and its
+ * refusal into *r. RK_EOF when there is none. */
+int rk_outbox_next_held(struct rk_outbox *ob, uint64_t after, uint64_t *number,
+                        struct rk_outbox_refusal *r);
+
+/* Event `number`'s held refusal into *r and *found = 1; *found = 0 (and *r
+ * zeroed) when it is not held. */
+int rk_outbox_held(struct rk_outbox *ob, uint64_t number, struct rk_outbox_refusal *r,
+                   int *found);
+
+/* Holds pending event `number` with refusal *r (replacing one it had):
+ * it stays pending, and rk_outbox_next passes it over. RK_OK and no change
+ * when it is not pending (answered meanwhile). Code and message longer
+ * than their maximum are cut. */
+int rk_outbox_hold(struct rk_outbox *ob, uint64_t number, const struct rk_outbox_refusal *r);
+
+/* Makes every held event with a number > `after` due now (retry_ns = now),
+ * attempts unchanged. */
+int rk_outbox_retry_now(struct rk_outbox *ob, uint64_t after, int64_t now_ns);
+
+/* Moves pending event `number` (with its hold, if any) to the end of the
+ * outbox: it takes the number the next added event would have, in
+ * *new_number. For an event whose number the broker used refusing it: sent
+ * again, it is a new event. RK_EOF when it is not pending. */
+int rk_outbox_renumber(struct rk_outbox *ob, uint64_t number, uint64_t *new_number);
+
+/* The broker stored event `number` as `seq` at `recv_ns`: it leaves the
+ * outbox (and its hold, if any; *was_held, may be NULL, says whether it
+ * had one). An ack for a number no longer pending (a second answer after a
+ * resend) changes nothing and returns RK_OK. */
+int rk_outbox_ack(struct rk_outbox *ob, uint64_t number, uint64_t seq, int64_t recv_ns,
+                  int *was_held);
+
+/* The broker refused event `number` for good: it moves, in one
+ * transaction, from pending (and held) to the dead letters with refusal
+ * *r (r->last_ns: the refusal time). RK_OK and no change when it is not
+ * pending. */
+int rk_outbox_reject(struct rk_outbox *ob, uint64_t number, const struct rk_outbox_refusal *r);
+
+/* The dead letter with the lowest number > `after`: number, refusal and
+ * event bytes (as rk_outbox_next). RK_EOF when there is none. */
+int rk_outbox_next_dead(struct rk_outbox *ob, uint64_t after, uint64_t *number,
+                        struct rk_outbox_refusal *r, void *buf, size_t cap, size_t *len);
+
+/* Moves dead letter `number` (0: all of them) back to pending under the
+ * same number, in one transaction, and counts in *moved how many moved
+ * (0: no such dead letter). Each is also held with code "", due at once,
+ * so an agent already running takes it at its next pump; its
+ * number_used is kept, so one whose number the broker used is renumbered
+ * when it goes out. */
+int rk_outbox_resend(struct rk_outbox *ob, uint64_t number, int64_t now_ns, uint64_t *moved);
+
+/* Deletes dead letter `number` (0: all of them) for good, in one
+ * transaction; *deleted counts them (0: no such dead letter). */
+int rk_outbox_discard(struct rk_outbox *ob, uint64_t number, uint64_t *deleted);
 
 /* Counts and the last acknowledgement, read in one snapshot, into *st
  * (the caller's). */

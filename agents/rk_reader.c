@@ -1,5 +1,7 @@
 #include "rk_reader.h"
 #include "rk_client.h"
+#include "rk_event.h"
+#include "rk_mp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +42,7 @@ struct rk_reader {
     uint64_t pack_count;  /* records of it not yet handed out */
     char error[300];
     char publisher[RK_WIRE_PUBLISHER_MAX + 1]; /* of the record last returned */
+    char log_id[RK_WIRE_LOG_ID_MAX + 1];       /* the broker's, as of the last batch */
 };
 
 /* One home for the limits: the public names are the protocol's. */
@@ -270,6 +273,8 @@ static int cmp_seq(const void *a, const void *b)
 static int snapshot_end(struct rk_reader *r, const struct rk_wire_hdr *h)
 {
     forget_request(r);
+    if (h->log_id[0])
+        memcpy(r->log_id, h->log_id, sizeof r->log_id);
     r->snap_at = h->at_seq; /* a batch asked again must see the same state */
     if (h->sent != r->received) {
         qsort(r->given, r->ngiven, sizeof *r->given, cmp_seq);
@@ -404,6 +409,8 @@ int rk_reader_next(struct rk_reader *r, int timeout_ms, struct rk_record *rec)
             return 0;
         case RK_CMD_END:
             r->head = h.head_seq;
+            if (h.log_id[0])
+                memcpy(r->log_id, h.log_id, sizeof r->log_id);
             if (h.has_sent && h.sent != r->received && rk_wire_filter_active(&r->filter)) {
                 /* With a filter a lost reply leaves no gap to see; the
                  * count is the only evidence, and we cannot re-ask safely. */
@@ -483,4 +490,336 @@ uint64_t rk_reader_head(const struct rk_reader *r)
 const char *rk_reader_error(const struct rk_reader *r)
 {
     return r->error;
+}
+
+const char *rk_reader_log_id(const struct rk_reader *r)
+{
+    return r->log_id;
+}
+
+/* ---- request state (PROTOCOL.md 3.6)
+ *
+ * The broker's answer is the only fold: this part asks and pages. Every
+ * page after the first asks for the first page's seq (at_seq), so all are
+ * of one moment. A broker from before at_seq answers each page as of its
+ * own moment; when pages then came at seqs s1 <= ... <= S, the requests of
+ * a page below S might have changed in (s_k, S]. The aid events of that
+ * stretch (a replay, read only for their request_id) name the ones that
+ * did, or that were made meanwhile behind the cursor; those are asked
+ * again one by one, which may move S on; a few rounds settle it while the
+ * log is not busy (EAGAIN otherwise). */
+
+#define STATE_ROUNDS 8
+
+struct state_item {
+    uint64_t seq;                /* of the page it came in */
+    char id[RK_WIRE_ID_MAX + 1], requester[8], state[16];
+    void *map;                   /* NULL: a placeholder not yet asked for */
+    size_t map_len;
+    int stale;
+};
+
+struct state_run {
+    struct state_item *v;
+    size_t n, cap;
+    uint64_t seq;                /* the highest page seq */
+    const char *requester;       /* the query's, or NULL */
+};
+
+static void item_clear(struct state_item *it)
+{
+    free(it->map);
+    memset(it, 0, sizeof *it);
+}
+
+/* The str value of `key` in the map at m into out ("" when absent). */
+static void map_str(const struct rk_mp_val *m, const unsigned char *end, const char *key,
+                    char *out, size_t cap)
+{
+    struct rk_mp_reader r = {m->p, (size_t)(end - m->p), 0};
+    struct rk_mp_val k, v;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < m->n; i++) {
+        if (rk_mp_next(&r, &k) || rk_mp_next(&r, &v))
+            return;
+        if (k.kind == RK_MP_STR && rk_mp_str_is(&k, key) && v.kind == RK_MP_STR) {
+            size_t n = v.n < cap - 1 ? v.n : cap - 1;
+            memcpy(out, v.p, n);
+            out[n] = '\0';
+            return;
+        }
+        if ((v.kind == RK_MP_ARRAY || v.kind == RK_MP_MAP) && rk_mp_skip_items(&r, &v))
+            return;
+    }
+}
+
+static struct state_item *state_find(struct state_run *run, const char *id)
+{
+    for (size_t i = 0; i < run->n; i++)
+        if (strcmp(run->v[i].id, id) == 0)
+            return &run->v[i];
+    return NULL;
+}
+
+/* Puts one request of a page in, replacing what was there. */
+static int state_put(struct state_run *run, const unsigned char *p, size_t len, uint64_t seq)
+{
+    struct rk_mp_reader r = {p, len, 0};
+    struct rk_mp_val m;
+    struct state_item it = {.seq = seq};
+    if (rk_mp_next(&r, &m) || m.kind != RK_MP_MAP)
+        return -1;
+    map_str(&m, p + len, "request_id", it.id, sizeof it.id);
+    map_str(&m, p + len, "requester", it.requester, sizeof it.requester);
+    map_str(&m, p + len, "state", it.state, sizeof it.state);
+    if (!it.id[0])
+        return -1;
+    if (!(it.map = malloc(len)))
+        abort();
+    memcpy(it.map, p, len);
+    it.map_len = len;
+    struct state_item *old = state_find(run, it.id);
+    if (old) {
+        item_clear(old);
+        *old = it;
+        return 0;
+    }
+    if (run->n == run->cap) {
+        run->cap = run->cap ? 2 * run->cap : 64;
+        if (!(run->v = realloc(run->v, run->cap * sizeof *run->v)))
+            abort();
+    }
+    run->v[run->n++] = it;
+    return 0;
+}
+
+/* Asks one page; returns 0 with its items in, RK_READER_EOF when the
+ * cursor says it was the last, -1 on a timeout or refusal. */
+static int state_page(struct rk_reader *r, struct state_run *run, const struct rk_wire_filter *f,
+                      uint64_t at, int timeout_ms)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_STATE, .corr = ++r->last_corr,
+                            .limit = RK_REPLAY_LIMIT_MAX, .filter = *f, .at_seq = at};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    memcpy(h.cursor, r->cursor, r->cursor_len);
+    h.cursor_len = r->cursor_len;
+    uint64_t corr = h.corr;
+    size_t n = rk_wire_encode(&h, buf, sizeof buf);
+    if (n == 0 || zmq_send(r->dealer, buf, n, 0) < 0)
+        return -1;
+    for (;;) {
+        if (recv_reply(r, timeout_ms, &h) != 0)
+            return -1;
+        if (h.corr != corr || h.cmd == RK_CMD_NONE)
+            continue;
+        if (h.cmd == RK_CMD_ERR) {
+            snprintf(r->error, sizeof r->error, "%s: %s", h.code, h.message);
+            errno = EPROTO;
+            return -1;
+        }
+        if (h.cmd == RK_CMD_REQS)
+            break;
+    }
+    const unsigned char *p = zmq_msg_data(&r->event);
+    struct rk_mp_reader mr = {p, zmq_msg_size(&r->event), 0};
+    struct rk_mp_val a;
+    if (rk_mp_next(&mr, &a) || a.kind != RK_MP_ARRAY || a.n != h.nrecords) {
+        snprintf(r->error, sizeof r->error, "reqs: the requests frame is not an array of %llu",
+                 (unsigned long long)h.nrecords);
+        errno = EPROTO;
+        return -1;
+    }
+    for (uint32_t i = 0; i < a.n; i++) {
+        size_t start = mr.off;
+        if (rk_mp_skip(&mr) || state_put(run, p + start, mr.off - start, h.seq) != 0) {
+            snprintf(r->error, sizeof r->error, "reqs: request %u of the page is not a map with "
+                     "a request_id", (unsigned)i);
+            errno = EPROTO;
+            return -1;
+        }
+    }
+    if (h.log_id[0])
+        memcpy(r->log_id, h.log_id, sizeof r->log_id);
+    if (h.seq > run->seq)
+        run->seq = h.seq;
+    memcpy(r->cursor, h.cursor, h.cursor_len);
+    r->cursor_len = h.cursor_len;
+    return h.cursor_len && !f->request_id[0] ? 0 : RK_READER_EOF;
+}
+
+static int requester_in(const struct state_run *run, const char *code)
+{
+    return !run->requester || strncmp(code, run->requester, strlen(run->requester)) == 0;
+}
+
+/* Marks the requests an aid event in (lo, run->seq] changed after their
+ * page, and adds those made meanwhile. Returns how many to ask again. */
+static int state_mark(struct rk_reader *r, struct state_run *run, const char *request_id,
+                      uint64_t lo, int timeout_ms, size_t *stale)
+{
+    struct rk_wire_filter f = {.ntopics = 1, .topics = {"aid."}};
+    struct rk_record rec;
+    struct rk_event_info info;
+    int rc;
+    *stale = 0;
+    if (request_id)
+        snprintf(f.request_id, sizeof f.request_id, "%s", request_id);
+    rk_reader_seek(r, lo + 1, run->seq);
+    rk_reader_filter(r, &f);
+    while ((rc = rk_reader_next(r, timeout_ms, &rec)) == 0) {
+        if (rk_event_validate(rec.event, rec.event_len, 0, &info, NULL) != RK_V_OK)
+            continue;
+        struct state_item *it = state_find(run, info.request_id);
+        if (it && it->seq < rec.seq && !it->stale) {
+            it->stale = 1;
+            ++*stale;
+        } else if (!it && info.type == RK_EV_AID_REQUEST && requester_in(run, info.municipality)) {
+            /* made behind the cursor: a placeholder, asked for below */
+            if (run->n == run->cap) {
+                run->cap = run->cap ? 2 * run->cap : 64;
+                if (!(run->v = realloc(run->v, run->cap * sizeof *run->v)))
+                    abort();
+            }
+            struct state_item *n = &run->v[run->n++];
+            memset(n, 0, sizeof *n);
+            snprintf(n->id, sizeof n->id, "%s", info.request_id);
+            n->stale = 1;
+            ++*stale;
+        }
+    }
+    return rc == RK_READER_EOF ? 0 : -1;
+}
+
+/* Asks each stale request again, alone; drops a placeholder the broker
+ * does not know (its request was refused). */
+static int state_refresh(struct rk_reader *r, struct state_run *run, int timeout_ms)
+{
+    for (size_t i = 0; i < run->n; i++) {
+        if (!run->v[i].stale)
+            continue;
+        struct rk_wire_filter f = {0};
+        snprintf(f.request_id, sizeof f.request_id, "%s", run->v[i].id);
+        run->v[i].stale = 0;
+        if (!run->v[i].map)
+            run->v[i].seq = 0;
+        r->cursor_len = 0;
+        if (state_page(r, run, &f, 0, timeout_ms) < 0)
+            return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < run->n; i++)
+        if (run->v[i].map)
+            run->v[k++] = run->v[i];
+        else
+            item_clear(&run->v[i]);
+    run->n = k;
+    return 0;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const struct state_item *x = a, *y = b;
+    return strcmp(x->id, y->id);
+}
+
+static int state_settle(struct rk_reader *r, struct state_run *run, const char *request_id,
+                        int timeout_ms)
+{
+    for (int round = 0; round < STATE_ROUNDS; round++) {
+        uint64_t lo = run->seq;
+        size_t stale;
+        for (size_t i = 0; i < run->n; i++)
+            if (run->v[i].seq < lo)
+                lo = run->v[i].seq;
+        if (lo == run->seq)
+            return 0;
+        if (state_mark(r, run, request_id, lo, timeout_ms, &stale) != 0)
+            return -1;
+        uint64_t target = run->seq;
+        if (stale && state_refresh(r, run, timeout_ms) != 0)
+            return -1;
+        /* unchanged in (its page, target]: its state at target is the same */
+        for (size_t i = 0; i < run->n; i++)
+            if (run->v[i].seq < target)
+                run->v[i].seq = target;
+    }
+    snprintf(r->error, sizeof r->error, "the log kept changing the requests' state: no "
+             "moment found in %d rounds; ask again", STATE_ROUNDS);
+    errno = EAGAIN;
+    return -1;
+}
+
+int rk_reader_state(struct rk_reader *r, const char *request_id, const char *requester,
+                    int timeout_ms, struct rk_state *out)
+{
+    struct rk_wire_filter f = {0}, saved = r->filter;
+    struct state_run run = {.requester = requester && requester[0] ? requester : NULL};
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if ((request_id && (!request_id[0] || strlen(request_id) > RK_WIRE_ID_MAX)) ||
+        (run.requester && strlen(run.requester) != 2 && strlen(run.requester) != 6)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (request_id)
+        snprintf(f.request_id, sizeof f.request_id, "%s", request_id);
+    if (run.requester)
+        snprintf(f.requester, sizeof f.requester, "%s", run.requester);
+    forget_request(r);
+    r->snapshot = 0;
+    r->cursor_len = 0;
+    r->error[0] = '\0';
+    /* Every page after the first asks for the first's moment; a broker
+     * from before at_seq ignores it, and then the pages are settled here. */
+    for (int attempt = 0;; attempt++) {
+        while ((rc = state_page(r, &run, &f, run.seq, timeout_ms)) == 0)
+            ;
+        if (rc < 0 && errno == EPROTO && strncmp(r->error, "E_PRUNED", 8) == 0 && attempt < 3) {
+            /* retention moved on under the first page's moment: again */
+            for (size_t i = 0; i < run.n; i++)
+                item_clear(&run.v[i]);
+            run.n = 0;
+            run.seq = 0;
+            r->cursor_len = 0;
+            continue;
+        }
+        break;
+    }
+    if (rc == RK_READER_EOF)
+        rc = state_settle(r, &run, request_id, timeout_ms);
+    r->filter = saved;
+    rk_reader_seek(r, 1, 0);
+    if (rc < 0) {
+        int e = errno;
+        for (size_t i = 0; i < run.n; i++)
+            item_clear(&run.v[i]);
+        free(run.v);
+        errno = e;
+        return -1;
+    }
+    qsort(run.v, run.n, sizeof *run.v, cmp_item);
+    out->seq = run.seq;
+    out->count = run.n;
+    memcpy(out->log_id, r->log_id, sizeof out->log_id);
+    if (!(out->requests = calloc(run.n ? run.n : 1, sizeof *out->requests)))
+        abort();
+    for (size_t i = 0; i < run.n; i++) {
+        struct state_item *it = &run.v[i];
+        out->requests[i] = (struct rk_request_state){it->id, it->requester, it->state, it->map,
+                                                     it->map_len};
+    }
+    out->internal = run.v; /* owns the strings and maps */
+    out->internal_n = run.n;
+    return 0;
+}
+
+void rk_state_free(struct rk_state *st)
+{
+    struct state_item *v = st->internal;
+    for (size_t i = 0; i < st->internal_n; i++)
+        item_clear(&v[i]);
+    free(v);
+    free(st->requests);
+    memset(st, 0, sizeof *st);
 }

@@ -148,3 +148,82 @@ int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t 
     json_decref(line);
     return rc;
 }
+
+static long long int_field(json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+int rk_render_request(FILE *out, enum rk_render_format fmt, uint64_t seq, const void *map,
+                      size_t map_len)
+{
+    json_t *m = rk_msgpack_to_json(map, map_len);
+    int rc;
+    if (!json_is_object(m)) {
+        json_decref(m);
+        return fprintf(out, fmt == RK_RENDER_JSON ? "{\"kind\":\"request\",\"state_seq\":%llu,"
+                       "\"request\":null}\n" : "request  (not a map)  at seq %llu\n",
+                       (unsigned long long)seq) < 0 ? -1 : 0;
+    }
+    if (fmt == RK_RENDER_TABLE) {
+        const char *code = str_field(m, "requester"), *name = rk_muni_name(code);
+        char who[128];
+        snprintf(who, sizeof who, "%s(%s)", name ? name : "?", code);
+        for (int w = rk_render_display_width(who); w < 22 && strlen(who) + 1 < sizeof who; w++)
+            strcat(who, " ");
+        rc = fprintf(out, "%-18s %s %-11s %s %lld %s: accepted %lld, dispatched %lld, received "
+                     "%lld, in transit %lld; offers: %zu\n", str_field(m, "request_id"), who,
+                     str_field(m, "state"), str_field(m, "resource"), int_field(m, "quantity"),
+                     str_field(m, "unit"), int_field(m, "accepted"), int_field(m, "dispatched"),
+                     int_field(m, "fulfilled"), int_field(m, "in_transit"),
+                     json_array_size(json_object_get(m, "offers"))) < 0 ? -1 : 0;
+        json_decref(m);
+        return rc;
+    }
+    json_t *line = json_pack("{s:s, s:I}", "kind", "request", "state_seq", (json_int_t)seq);
+    json_object_update(line, m);
+    json_decref(m);
+    rc = json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    return rc == 0 && fputc('\n', out) != EOF ? 0 : -1;
+}
+
+int rk_render_state_summary(FILE *out, enum rk_render_format fmt, uint64_t seq,
+                            const char *log_id, const char *const *states, size_t n)
+{
+    static const char *const names[] = {"open", "in_progress", "fulfilled", "cancelled"};
+    size_t by[4] = {0};
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            by[k] += strcmp(states[i], names[k]) == 0;
+    if (fmt == RK_RENDER_TABLE)
+        return fprintf(out, "%zu requests as of log seq %llu (log %s): %zu open, %zu in progress, "
+                       "%zu fulfilled, %zu cancelled\n", n, (unsigned long long)seq,
+                       log_id[0] ? log_id : "without identity", by[0], by[1], by[2], by[3]) < 0
+                   ? -1 : 0;
+    json_t *line = json_pack("{s:{s:I, s:s, s:I, s:{s:I, s:I, s:I, s:I}}}", "state", "seq",
+                             (json_int_t)seq, "log_id", log_id, "requests", (json_int_t)n,
+                             "by_state", names[0], (json_int_t)by[0], names[1], (json_int_t)by[1],
+                             names[2], (json_int_t)by[2], names[3], (json_int_t)by[3]);
+    int rc = json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    return rc == 0 && fputc('\n', out) != EOF ? 0 : -1;
+}
+
+int rk_render_state(FILE *out, enum rk_render_format fmt, const struct rk_state *st)
+{
+    const char **states = calloc(st->count ? st->count : 1, sizeof *states);
+    int rc = 0;
+    if (!states)
+        abort();
+    if (fmt == RK_RENDER_TABLE && st->count)
+        fprintf(out, "%-18s %-22s %-11s %s\n", "REQUEST", "REQUESTER", "STATE", "WHAT");
+    for (size_t i = 0; i < st->count && rc == 0; i++) {
+        states[i] = st->requests[i].state;
+        rc = rk_render_request(out, fmt, st->seq, st->requests[i].map, st->requests[i].map_len);
+    }
+    if (rc == 0)
+        rc = rk_render_state_summary(out, fmt, st->seq, st->log_id, states, st->count);
+    free(states);
+    return rc;
+}

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "renkei.h" /* struct rk_state */
+
 enum rk_render_format { RK_RENDER_JSON, RK_RENDER_TABLE };
 
 /* Parses "json" or "table"; -1 otherwise. */
@@ -25,6 +27,24 @@ int rk_render_parse_format(const char *name);
 int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t recv_ns,
                     const char *topic, const char *publisher, const void *event,
                     size_t event_len);
+
+/* Prints one request's state as the broker said it (PROTOCOL.md 3.6: the
+ * MessagePack map `map`), consistent with log sequence `seq`. JSON: the
+ * map as an object, after "kind":"request" and "state_seq"; table: one
+ * line, request, requester's name, state, resource, quantities. Returns 0,
+ * or -1 on a write error. */
+int rk_render_request(FILE *out, enum rk_render_format fmt, uint64_t seq, const void *map,
+                      size_t map_len);
+
+/* The line after the requests: JSON {"state":{"seq":..,"log_id":..,"requests":..,
+ * "by_state":{"open":..,..}}}; table, a sentence. `states` are the
+ * requests' state names, `n` of them. */
+int rk_render_state_summary(FILE *out, enum rk_render_format fmt, uint64_t seq,
+                            const char *log_id, const char *const *states, size_t n);
+
+/* Prints every request of `st` (rk_render_request), then the summary
+ * line. Returns 0, or -1 on a write error. */
+int rk_render_state(FILE *out, enum rk_render_format fmt, const struct rk_state *st);
 
 /* Terminal columns `s` (UTF-8) takes: Japanese characters count 2. For
  * padding table columns. */

@@ -36,7 +36,14 @@ struct rk_sub {
     uint64_t gaps, filled;
     uint64_t snapshot_seq;      /* once the starting snapshot is read */
     int subscribed;
-    char error[320];
+    char log_id[RK_WIRE_LOG_ID_MAX + 1];    /* the log `next` counts in; "" = not known yet */
+    char broker_id[RK_WIRE_LOG_ID_MAX + 1]; /* the broker's, as last heard */
+    uint64_t broker_head;
+    uint64_t feed_high;         /* the highest seq the feed has said: ticks
+                                 * queued while filling may be older than what
+                                 * replay read, never older than this */
+    int stale;                  /* the broker's log is not ours: stop (ESTALE) */
+    char error[640];
 };
 
 static int64_t now_ms(void)
@@ -181,6 +188,50 @@ static int read_feed(struct rk_sub *s, struct rk_wire_hdr *h, enum rk_wire_cmd *
     return 1;
 }
 
+/* What the broker says of its log (a tick's or a replay end's identity
+ * and head) against what `next` counts in. Adopts the identity when we
+ * had none (a fresh start, an old cursor, or an old broker so far).
+ * Returns 0, or -1 with errno ESTALE: the log is another one, or shorter
+ * than what we have seen of it, so its sequence numbers may name other
+ * events than ours; following it would skip or mix events silently. */
+static int check_log(struct rk_sub *s, const char *id, uint64_t head, uint64_t next)
+{
+    if (id && id[0] && id != s->broker_id)
+        snprintf(s->broker_id, sizeof s->broker_id, "%s", id);
+    s->broker_head = head;
+    if (s->stale)
+        goto stale;
+    if (id && id[0] && s->log_id[0] && strcmp(id, s->log_id) != 0) {
+        snprintf(s->error, sizeof s->error,
+                 "the broker's log is now %s (its last seq is %llu), not the log %s in which "
+                 "this subscriber is at seq %llu: the broker's log was restored from a backup "
+                 "or replaced by a copy, and its sequence numbers may name other events. Start "
+                 "over on the new log (renkei-sub --restart-on-new-log; rk_sub_restart_new_log), "
+                 "or connect to the broker that still has log %s",
+                 id, (unsigned long long)head, s->log_id, (unsigned long long)next, s->log_id);
+        s->stale = 1;
+        goto stale;
+    }
+    if (next > 1 && head + 1 < next) {
+        snprintf(s->error, sizeof s->error,
+                 "the broker's log%s%s ends at seq %llu, below seq %llu this subscriber "
+                 "has reached: it lost events or was restored from a backup, and the seqs from %llu on "
+                 "may name other events. Start over on it (renkei-sub --restart-on-new-log; "
+                 "rk_sub_restart_new_log), or connect to the broker that has seq %llu",
+                 s->log_id[0] ? " " : "", s->log_id, (unsigned long long)head,
+                 (unsigned long long)next, (unsigned long long)head + 1,
+                 (unsigned long long)next - 1);
+        s->stale = 1;
+        goto stale;
+    }
+    if (id && id[0] && !s->log_id[0])
+        snprintf(s->log_id, sizeof s->log_id, "%s", id);
+    return 0;
+stale:
+    errno = ESTALE;
+    return -1;
+}
+
 static int wait_first_tick(struct rk_sub *s, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
@@ -201,6 +252,8 @@ static int wait_first_tick(struct rk_sub *s, int timeout_ms)
         while (rc > 0 && read_feed(s, &h, &cmd))
             if (cmd == RK_CMD_TICK) {
                 s->next = h.seq + 1;
+                snprintf(s->broker_id, sizeof s->broker_id, "%s", h.log_id);
+                s->broker_head = s->feed_high = h.seq;
                 return 0;
             }
     }
@@ -212,6 +265,8 @@ int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
     rk_sub_subscribe(s);
     if (wait_first_tick(s, timeout_ms) != 0)
         return -1;
+    if (check_log(s, s->broker_id, s->broker_head, from) != 0)
+        return -1;
     if (from == 0)
         return 0;
     s->next = from;
@@ -221,7 +276,8 @@ int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
 int rk_sub_start_snapshot(struct rk_sub *s, int timeout_ms)
 {
     rk_sub_subscribe(s);
-    if (wait_first_tick(s, timeout_ms) != 0 || ensure_reader(s) != 0)
+    if (wait_first_tick(s, timeout_ms) != 0 ||
+        check_log(s, s->broker_id, s->broker_head, 0) != 0 || ensure_reader(s) != 0)
         return -1;
     rk_reader_snapshot(s->reader, 0);
     s->next = 1;
@@ -254,6 +310,9 @@ static int fill_step(struct rk_sub *s, struct rk_delivery *d)
             continue;
         }
         if (rc == RK_READER_EOF) {
+            if (check_log(s, rk_reader_log_id(s->reader), rk_reader_head(s->reader),
+                          s->next) != 0)
+                return -1;
             if (rk_reader_position(s->reader) > s->next)
                 s->next = rk_reader_position(s->reader);
             s->mode = MODE_LIVE;
@@ -288,6 +347,9 @@ static int take_feed(struct rk_sub *s, struct rk_delivery *d)
     if (!read_feed(s, &h, &cmd))
         return -2;
     if (cmd == RK_CMD_TICK) {
+        if (check_log(s, h.log_id, h.seq, s->feed_high + 1) != 0)
+            return -1;
+        s->feed_high = h.seq;
         if (h.prev_seq >= s->next) {
             s->gaps++;
             return begin_fill(s) == 0 ? 0 : -1;
@@ -298,6 +360,8 @@ static int take_feed(struct rk_sub *s, struct rk_delivery *d)
     }
     if (cmd != RK_CMD_LIVE || h.seq < s->next)
         return 0;
+    if (h.seq > s->feed_high)
+        s->feed_high = h.seq;
     if (h.prev_seq >= s->next) {
         /* The log has this event too: it was stored before it was sent. */
         s->gaps++;
@@ -315,6 +379,10 @@ int rk_sub_next(struct rk_sub *s, int timeout_ms, struct rk_delivery *d)
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
     zmq_pollitem_t item = {s->sub, 0, ZMQ_POLLIN, 0};
 
+    if (s->stale) {
+        errno = ESTALE;
+        return -1;
+    }
     for (;;) {
         int rc;
         if (s->mode != MODE_LIVE) {
@@ -375,4 +443,40 @@ int64_t rk_sub_silent_ms(const struct rk_sub *s)
 const char *rk_sub_error(const struct rk_sub *s)
 {
     return s->error;
+}
+
+int rk_sub_set_log_id(struct rk_sub *s, const char *log_id)
+{
+    size_t n = log_id ? strlen(log_id) : 0;
+    if (n != 0 && (n != RK_WIRE_LOG_ID_MAX || strspn(log_id, "0123456789abcdef") != n)) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(s->log_id, sizeof s->log_id, "%s", n ? log_id : "");
+    return 0;
+}
+
+const char *rk_sub_log_id(const struct rk_sub *s)
+{
+    return s->log_id;
+}
+
+int rk_sub_restart_new_log(struct rk_sub *s, uint64_t from)
+{
+    if (!s->subscribed) {
+        errno = EINVAL;
+        return -1;
+    }
+    s->stale = 0;
+    s->error[0] = '\0';
+    snprintf(s->log_id, sizeof s->log_id, "%s", s->broker_id);
+    s->snapshot_seq = 0;
+    s->feed_high = s->broker_head;
+    if (from == 0) {
+        s->next = s->broker_head + 1;
+        s->mode = MODE_LIVE;
+        return 0;
+    }
+    s->next = from;
+    return begin_fill(s);
 }

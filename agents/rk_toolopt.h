@@ -28,4 +28,16 @@
 int rk_toolopt_keys(const char *prog, const char *broker_key, const char *key,
                     struct rk_client_options *o);
 
+/* Checks that `endpoint`, given to option `opt` (e.g. "--broker"), names
+ * a ZeroMQ transport. Without "://" prints a hint naming the tcp:// form
+ * (renkei-agent: --broker 127.0.0.1:7701: no transport; write
+ * tcp://127.0.0.1:7701) and returns -1; else 0. */
+int rk_toolopt_endpoint(const char *prog, const char *opt, const char *endpoint);
+
+/* The words of a command line (NULL-ended) as one shell line a user can
+ * paste: each word quoted with '...' when it holds anything but
+ * A-Z a-z 0-9 and - _ . / : @ % + = ,. Writes into buf (truncated to
+ * fit, NUL-terminated) and returns buf. */
+char *rk_toolopt_shell_line(char *buf, size_t len, const char *const *words);
+
 #endif

@@ -1,5 +1,6 @@
 /* renkei-sub: follow the live feed, in order and without gaps, and print
  * each matching event as one line. */
+#include "rk_reader.h"
 #include "rk_render.h"
 #include "rk_sub.h"
 #include "rk_time.h"
@@ -36,6 +37,9 @@ struct opts {
     const char *family, *type, *prefecture, *municipality;
     const char *cursor;  /* file holding where to resume */
     int snapshot;
+    int state;           /* --state: the requests' state first */
+    int restart_new_log; /* --restart-on-new-log */
+    int filtered;        /* any filter option given */
     struct rk_client_options client;
 };
 
@@ -60,18 +64,31 @@ static void usage(FILE *out)
         "      --from SEQ           start at sequence SEQ (1 = the whole log) instead of now\n"
         "      --snapshot           start with the latest event of every KPI and request\n"
         "                           (one consistent moment), then follow on from there\n"
+        "      --state              start with each disaster-support request's state as\n"
+        "                           the broker folds it, all as of one seq S (JSON lines\n"
+        "                           {\"kind\":\"request\",...}, then {\"state\":{\"seq\":S,..}}),\n"
+        "                           then every event after S; without filters, aid.*\n"
         "      --cursor FILE        durable position: resume after the last event printed\n"
         "                           by an earlier run; made on first use (from --from,\n"
-        "                           --snapshot or now). When standard output is a file\n"
+        "                           --snapshot, --state or now). It records the identity\n"
+        "                           of the broker's log too: if the broker's log is\n"
+        "                           another one (restored from a backup, or a copy) or\n"
+        "                           ends below the cursor, renkei-sub stops with exit\n"
+        "                           status 4 and says so. When standard output is a file\n"
         "                           of JSON lines, its last line counts too, so a killed\n"
         "                           run neither skips nor repeats an event\n"
+        "      --restart-on-new-log  when the broker's log is another one, print a line\n"
+        "                           {\"new_log\":{...}} (table: a ---- line) and start\n"
+        "                           over from seq 1 of the new log, instead of stopping\n"
         "  -n, --count N            exit after N events\n"
         "      --idle MS            exit after MS milliseconds without a matching event\n"
         "      --format json|table  JSON lines (default) or a table for people\n"
         RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
         "\n"
-        "On exit a summary goes to stderr: events printed, gaps filled from the log.\n",
+        "On exit a summary goes to stderr: events printed, gaps filled from the log.\n"
+        "Exit status: 0 done, 1 an error, 2 usage, 3 the broker did not answer,\n"
+        "4 the broker's log is not the one the cursor (or this run) was following.\n",
         RK_DEFAULT_FEED, RK_DEFAULT_REPLAY);
 }
 
@@ -100,6 +117,7 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
+        {"state", no_argument, NULL, 'Z'}, {"restart-on-new-log", no_argument, NULL, 'R'},
         RK_TOOLOPT_KEYS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -140,6 +158,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
         case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'S': o->snapshot = 1; break;
+        case 'Z': o->state = 1; break;
+        case 'R': o->restart_new_log = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Try 'renkei-sub --help'.\n"); return 2;
         }
@@ -148,8 +168,16 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         fprintf(stderr, "renkei-sub: unexpected argument \"%s\"; try --help\n", argv[optind]);
         return 2;
     }
-    if (rk_toolopt_keys("renkei-sub", broker_key, my_key, &o->client) != 0)
+    if (rk_toolopt_keys("renkei-sub", broker_key, my_key, &o->client) != 0 ||
+        rk_toolopt_endpoint("renkei-sub", "--feed", o->feed) != 0 ||
+        rk_toolopt_endpoint("renkei-sub", "--replay", o->replay) != 0)
         return 2;
+    if (o->state && (o->snapshot || o->from)) {
+        fprintf(stderr, "renkei-sub: --state: starts at the state's seq; not with --snapshot "
+                "or --from\n");
+        return 2;
+    }
+    o->filtered = ntopics || o->family || o->type || o->prefecture || o->municipality;
     if (rk_sub_open(o->feed, o->replay, &o->client, s) != 0) {
         fprintf(stderr, "renkei-sub: cannot connect to %s / %s: %s\n", o->feed, o->replay, strerror(errno));
         return 2;
@@ -162,56 +190,81 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         }
     if (ntopics == 0 && add_filters(*s, o) != 0)
         return 2;
+    if (o->state && !o->filtered)
+        rk_sub_filter(*s, "aid.");
     return -1;
 }
 
-/* ---- the durable cursor: 20 digits and a newline, rewritten in place */
+/* ---- the durable cursor: 20 digits, a space, the log's identity (32 hex
+ * digits) and a newline, rewritten in place. A cursor of an older
+ * renkei-sub is the 20 digits and the newline alone: it is accepted, and
+ * gains the identity of the broker's log at this start. */
 
-#define CURSOR_LEN 21
+#define CURSOR_OLD_LEN 21
+#define CURSOR_LEN (21 + 1 + RK_WIRE_LOG_ID_MAX)
 #define CURSOR_SYNC_NS 1000000000LL
 
 struct cursor {
     int fd;
     uint64_t written;
+    char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* as written; "" = none known */
     int64_t synced_ns;
 };
 
+static int cursor_bad(const char *path)
+{
+    fprintf(stderr, "renkei-sub: --cursor %s: not a renkei-sub cursor (want 20 digits, a space, "
+            "32 hex digits and a newline); remove it to start afresh\n", path);
+    return -1;
+}
+
 /* Opens (making it if need be) the cursor file; *resume is its sequence,
- * or 0 when it was just made. */
+ * or 0 when it was just made; c->log_id the identity it holds. */
 static int cursor_open(struct cursor *c, const char *path, uint64_t *resume)
 {
-    char buf[CURSOR_LEN + 1] = {0}, *end;
+    char buf[CURSOR_LEN + 2] = {0}, *end;
     *resume = 0;
     c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (c->fd < 0) {
         fprintf(stderr, "renkei-sub: --cursor %s: %s\n", path, strerror(errno));
         return -1;
     }
-    ssize_t n = pread(c->fd, buf, CURSOR_LEN, 0);
+    ssize_t n = pread(c->fd, buf, CURSOR_LEN + 1, 0);
     if (n == 0)
         return 0;
     unsigned long long v = strtoull(buf, &end, 10);
-    if (n != CURSOR_LEN || end != buf + CURSOR_LEN - 1 || *end != '\n' || v == 0) {
-        fprintf(stderr, "renkei-sub: --cursor %s: not a renkei-sub cursor (want 20 digits "
-                "and a newline); remove it to start afresh\n", path);
-        return -1;
+    if (end != buf + 20 || v == 0)
+        return cursor_bad(path);
+    if (n == CURSOR_OLD_LEN && *end == '\n') {
+        *resume = c->written = v;
+        return 0;
     }
+    if (n != CURSOR_LEN || *end != ' ' || buf[CURSOR_LEN - 1] != '\n' ||
+        strspn(end + 1, "0123456789abcdef") != RK_WIRE_LOG_ID_MAX)
+        return cursor_bad(path);
+    memcpy(c->log_id, end + 1, RK_WIRE_LOG_ID_MAX);
+    c->log_id[RK_WIRE_LOG_ID_MAX] = '\0';
     *resume = c->written = v;
     return 0;
 }
 
-static void cursor_save(struct cursor *c, uint64_t next, int sync)
+static void cursor_save(struct cursor *c, uint64_t next, const char *log_id, int sync)
 {
     char buf[CURSOR_LEN + 1];
-    if (c->fd < 0 || (next == c->written && !sync))
+    int same_id = strcmp(log_id, c->log_id) == 0;
+    if (c->fd < 0 || (next == c->written && same_id && !sync))
         return;
-    snprintf(buf, sizeof buf, "%020llu\n", (unsigned long long)next);
-    if (pwrite(c->fd, buf, CURSOR_LEN, 0) != CURSOR_LEN)
+    if (!log_id[0] && c->log_id[0])
+        log_id = c->log_id; /* never forget one */
+    int n = log_id[0] ? snprintf(buf, sizeof buf, "%020llu %s\n", (unsigned long long)next, log_id)
+                      : snprintf(buf, sizeof buf, "%020llu\n", (unsigned long long)next);
+    if (pwrite(c->fd, buf, (size_t)n, 0) != n)
         fprintf(stderr, "renkei-sub: writing the cursor: %s\n", strerror(errno));
     c->written = next;
+    snprintf(c->log_id, sizeof c->log_id, "%s", log_id);
     /* A kill leaves the page cache intact; only a power cut needs fsync. */
     int64_t now = rk_time_now();
-    if (sync || now - c->synced_ns > CURSOR_SYNC_NS) {
+    if (sync || !same_id || now - c->synced_ns > CURSOR_SYNC_NS) {
         fdatasync(c->fd);
         c->synced_ns = now;
     }
@@ -251,6 +304,72 @@ static uint64_t last_seq_printed(void)
     return seq > 0 ? (uint64_t)seq : 0;
 }
 
+/* The broker's log is not the one we were following (ESTALE). Without
+ * --restart-on-new-log: say so and stop (exit 4). With it: mark the break
+ * in the output, so an archive shows where the new log's seqs begin and a
+ * resumed run does not read the old log's last seq as its own, and start
+ * over from seq 1 of the new log. Returns -1 to go on, else the exit code. */
+static int new_log(struct rk_sub *s, const struct opts *o, struct cursor *c)
+{
+    char old[RK_WIRE_LOG_ID_MAX + 1], when[RK_TIME_TEXT_MAX];
+    if (!o->restart_new_log) {
+        fprintf(stderr, "renkei-sub: %s\n", rk_sub_error(s));
+        return 4;
+    }
+    fprintf(stderr, "renkei-sub: warning: %s\nrenkei-sub: --restart-on-new-log: starting over "
+            "from seq 1 of the broker's log\n", rk_sub_error(s));
+    snprintf(old, sizeof old, "%s", rk_sub_log_id(s));
+    if (rk_sub_restart_new_log(s, 1) != 0) {
+        fprintf(stderr, "renkei-sub: %s\n", rk_sub_error(s));
+        return 1;
+    }
+    rk_time_format(rk_time_now(), when);
+    if (o->format == RK_RENDER_JSON)
+        printf("{\"new_log\":{\"log_id\":\"%s\",\"previous_log_id\":\"%s\",\"from_seq\":1,"
+               "\"time\":\"%s\"}}\n", rk_sub_log_id(s), old, when);
+    else
+        printf("---- %s: the broker's log is now %s (was %s); its events from seq 1 follow ----\n",
+               when, rk_sub_log_id(s)[0] ? rk_sub_log_id(s) : "one without identity",
+               old[0] ? old : "unknown");
+    fflush(stdout);
+    cursor_save(c, 1, rk_sub_log_id(s), 1);
+    return -1;
+}
+
+/* --state: the broker's fold of every request at one seq S, printed; then
+ * the feed from S + 1. */
+static int start_with_state(struct rk_sub *s, const struct opts *o)
+{
+    struct rk_reader *r = NULL;
+    struct rk_state st;
+    if (rk_reader_open(o->replay, &o->client, &r) != 0) {
+        fprintf(stderr, "renkei-sub: --replay %s: %s\n", o->replay, strerror(errno));
+        return 2;
+    }
+    rk_sub_subscribe(s);
+    if (rk_reader_state(r, NULL, NULL, 5000, &st) != 0) {
+        fprintf(stderr, "renkei-sub: --state: %s\n", errno == ETIMEDOUT
+                ? "the broker's replay socket did not answer: is renkei-broker running?"
+                : rk_reader_error(r)[0] ? rk_reader_error(r) : strerror(errno));
+        rk_reader_destroy(&r);
+        return errno == ETIMEDOUT ? 3 : 1;
+    }
+    rk_reader_destroy(&r);
+    int rc = rk_render_state(stdout, o->format, &st) == 0 && fflush(stdout) == 0 ? -1 : 1;
+    uint64_t seq = st.seq;
+    size_t n = st.count;
+    rk_sub_set_log_id(s, st.log_id);
+    rk_state_free(&st);
+    if (rc == 1) {
+        fprintf(stderr, "renkei-sub: writing standard output: %s\n", strerror(errno));
+        return 1;
+    }
+    fprintf(stderr, "renkei-sub: starting with the state of %zu requests, consistent with seq "
+            "%llu; following on from seq %llu\n", n, (unsigned long long)seq,
+            (unsigned long long)seq + 1);
+    return rk_sub_start(s, seq + 1, 5000) == 0 ? -1 : -2;
+}
+
 static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
 {
     uint64_t resume = 0;
@@ -262,13 +381,22 @@ static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
         if (printed >= resume)
             resume = printed + 1;
     }
+    if (resume && c->log_id[0])
+        rk_sub_set_log_id(s, c->log_id);
     if (resume)
         rc = rk_sub_start(s, resume, 5000);
-    else if (o->snapshot)
+    else if (o->state) {
+        if ((rc = start_with_state(s, o)) >= 0)
+            return rc;
+        rc = rc == -1 ? 0 : -1;
+    } else if (o->snapshot)
         rc = rk_sub_start_snapshot(s, 5000);
     else
         rc = rk_sub_start(s, o->from, 5000);
-    if (rc != 0) {
+    if (rc != 0 && errno == ESTALE) {
+        if ((rc = new_log(s, o, c)) >= 0)
+            return rc;
+    } else if (rc != 0) {
         fprintf(stderr, "renkei-sub: the broker's feed %s did not answer (%s): is renkei-broker "
                 "running?%s\n", o->feed, rk_sub_error(s),
                 o->client.broker_key ? " With CURVE: is this key in the broker's ACL, allowed these "
@@ -276,16 +404,17 @@ static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
         return 3;
     }
     if (resume)
-        fprintf(stderr, "renkei-sub: resuming from seq %llu (cursor %s)\n",
-                (unsigned long long)resume, o->cursor);
+        fprintf(stderr, "renkei-sub: resuming from seq %llu (cursor %s, log %s)\n",
+                (unsigned long long)resume, o->cursor,
+                rk_sub_log_id(s)[0] ? rk_sub_log_id(s) : "without identity");
     else if (o->snapshot)
         fprintf(stderr, "renkei-sub: starting with a snapshot\n");
-    else
+    else if (!o->state)
         fprintf(stderr, "renkei-sub: following from seq %llu\n",
                 (unsigned long long)rk_sub_position(s));
     /* Written at once, so a kill before the first event still resumes here. */
     if (!o->snapshot || resume)
-        cursor_save(c, rk_sub_position(s), 1);
+        cursor_save(c, rk_sub_position(s), rk_sub_log_id(s), 1);
     return -1;
 }
 
@@ -300,12 +429,18 @@ static int next_event(struct rk_sub *s, const struct opts *o, struct cursor *c,
     while (!stop_requested) {
         if (rk_sub_next(s, wait, d) == 0)
             return 1;
+        if (errno == ESTALE) {
+            if ((*rc = new_log(s, o, c)) >= 0)
+                return 0;
+            *rc = 0;
+            continue;
+        }
         if (errno != ETIMEDOUT) {
             fprintf(stderr, "renkei-sub: %s\n", rk_sub_error(s)[0] ? rk_sub_error(s) : strerror(errno));
             *rc = 1;
             return 0;
         }
-        cursor_save(c, rk_sub_position(s), 0);
+        cursor_save(c, rk_sub_position(s), rk_sub_log_id(s), 0);
         waited += wait;
         if (o->idle_ms > 0 && waited >= o->idle_ms)
             return 0;
@@ -356,13 +491,13 @@ int main(int argc, char **argv)
             break;
         }
         if (!d.from_snapshot)
-            cursor_save(&c, rk_sub_position(s), 0);
+            cursor_save(&c, rk_sub_position(s), rk_sub_log_id(s), 0);
         in_snapshot += d.from_snapshot;
         printed++;
         announce_snapshot(s, in_snapshot, &announced);
     }
     announce_snapshot(s, in_snapshot, &announced);
-    cursor_save(&c, rk_sub_position(s), 1);
+    cursor_save(&c, rk_sub_position(s), rk_sub_log_id(s), 1);
     fprintf(stderr, "renkei-sub: %ld events, %llu gaps filled from the log (%llu events), next seq %llu\n",
             printed, (unsigned long long)rk_sub_gaps_filled(s),
             (unsigned long long)rk_sub_events_filled(s), (unsigned long long)rk_sub_position(s));

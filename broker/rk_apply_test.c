@@ -144,11 +144,19 @@ static struct rk_log *open_log(const char *dir, uint64_t map_size)
 /* Every table of the environment, as mdb_dump prints it, without the
  * map size (a property of the file, not of its content), and without the
  * places index when `places` is 0. Caller frees. */
+/* The log's identity and writer epoch ("meta": log_id, epoch) are the
+ * copy's own, not the state machine's output: random, and moved on by
+ * opens and closes. They are left out, key and value. */
+static int own_meta(const char *line)
+{
+    return strcmp(line, " 6c6f675f6964\n") == 0 || strcmp(line, " 65706f6368\n") == 0;
+}
+
 static char *dump_env(const char *dir, int places)
 {
     char cmd[600], line[4096], *out = NULL;
     size_t len = 0;
-    int skip = 0;
+    int skip = 0, skip_value = 0;
     FILE *f = open_memstream(&out, &len);
     snprintf(cmd, sizeof cmd, "mdb_dump -a '%s'", dir);
     FILE *p = popen(cmd, "r");
@@ -156,6 +164,14 @@ static char *dump_env(const char *dir, int places)
     while (p && fgets(line, sizeof line, p)) {
         if (strncmp(line, "database=", 9) == 0)
             skip = !places && strcmp(line, "database=places\n") == 0;
+        if (skip_value) {
+            skip_value = 0;
+            continue;
+        }
+        if (own_meta(line)) {
+            skip_value = 1;
+            continue;
+        }
         if (!skip && strncmp(line, "mapsize=", 8) != 0)
             fputs(line, f);
     }
@@ -458,7 +474,8 @@ static void test_damaged_state_refuses_its_events_only(void)
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
 
-    /* refused only, after a cold start: no commit */
+    /* refused only, after a cold start: no commit but the two of the
+     * writer epoch (open and close, rk_log_identity.c) */
     unsigned long before = last_txnid(d);
     log = open_log(d, 0);
     RK_CHECK(rk_apply_open(&ap, log, NULL, NULL, NULL) == 0);
@@ -468,7 +485,7 @@ static void test_damaged_state_refuses_its_events_only(void)
     RK_CHECK(rk_apply_batch(ap, items, 1, 3000, NULL) == 0 && items[0].outcome == RK_APPLY_REFUSED);
     rk_apply_destroy(&ap);
     rk_log_destroy(&log);
-    RK_CHECK(last_txnid(d) == before);
+    RK_CHECK(last_txnid(d) == before + 2);
     remove_dir(d);
 }
 

@@ -19,6 +19,16 @@
 #include <zmq.h>
 
 #define POLL_MS 100
+/* Failed writes are summed: one append_failed line per interval, the
+ * first after a quiet spell at once, as refused publishes are. */
+#define FAIL_LOG_EVERY_NS (10 * 1000000000LL)
+
+/* Writes that failed and are not yet logged. */
+struct write_failures {
+    int rc;                         /* the latest one's error; 0 while writes go */
+    int64_t logged_ns;
+    unsigned long long batches, events;   /* since the last line */
+};
 
 /* The event's path: ingest admits a batch, apply stores it, ack answers
  * the publishers, feed relays it to subscribers. */
@@ -36,6 +46,7 @@ struct rk_broker {
     struct rk_metrics *metrics;
     struct rk_ingest_batch batch;
     int64_t publishers, subscribers;
+    struct write_failures failures;
 };
 
 /* What /metrics and /healthz say of the log after a commit (rc its result). */
@@ -73,6 +84,23 @@ static int open_log(struct rk_broker *b)
         RK_DIAG(RK_DIAG_ERROR, "log_open_failed", "dir=%s why=\"%s\"", cfg->data_dir, why);
         return rc;
     }
+    /* A new identity of a log that had one: subscribers' positions in the
+     * old history mean nothing here, and they will say so. */
+    if (rk_log_id_reason(b->log))
+        RK_DIAG(rk_log_id_previous(b->log)[0] ? RK_DIAG_WARN : RK_DIAG_INFO, "new_log_id",
+                "log_id=%s previous_log_id=%s last_seq=%llu why=\"%s\"", rk_log_id(b->log),
+                rk_log_id_previous(b->log)[0] ? rk_log_id_previous(b->log) : "none",
+                (unsigned long long)rk_log_last_seq(b->log), rk_log_id_reason(b->log));
+    if (rk_log_id_marker_error(b->log))
+        RK_DIAG(RK_DIAG_WARN, "log_identity_marker_failed", "why=\"%s\"",
+                rk_log_id_marker_error(b->log));
+    if ((rc = rk_log_open_write_error(b->log)) != 0) {
+        RK_DIAG(RK_DIAG_WARN, "log_read_only", "dir=%s error=\"%s\" why=\"%s: replay, "
+                "snapshot, state and the feed work; publishes are refused with E_STORAGE "
+                "until a write succeeds (each publish tries)\"", cfg->data_dir,
+                rk_strerror(rc), rk_ack_storage_text(rc));
+        b->failures.rc = rc;
+    }
     if ((rc = rk_apply_open(&b->apply, b->log, migration_progress, NULL, &st)) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "state_open_failed", "why=\"%s\"", rk_strerror(rc));
         return rc;
@@ -100,9 +128,11 @@ static int open_network(struct rk_broker *b)
                                    .max_message = cfg->max_message, .curve_secret = secret,
                                    .acl = acl, .batch_max = (size_t)cfg->batch_max};
     b->metrics = rk_metrics_new();
+    rk_metrics_log_id(b->metrics, rk_log_id(b->log));
     if (rk_ingest_open(&b->ingest, b->zctx, &io) != 0 ||
         rk_feed_open(&b->feed, b->zctx, cfg->feed_endpoint, secret, acl) != 0)
         return -1;
+    rk_feed_set_log_id(b->feed, rk_log_id(b->log));
     b->ack = rk_ack_new(rk_ingest_socket(b->ingest), (size_t)cfg->batch_max, b->metrics);
     rk_ingest_set_ack(b->ingest, b->ack);
     if (rk_replay_start_secure(&b->replay, b->zctx, b->log, cfg->replay_endpoint, secret, acl,
@@ -124,7 +154,7 @@ static int broker_open(struct rk_broker *b, const struct rk_broker_config *cfg)
     b->cfg = cfg;
     if (open_log(b) != 0 || open_network(b) != 0)
         return -1;
-    publish_log_state(b, 0);
+    publish_log_state(b, b->failures.rc);
     rk_ingest_batch_init(&b->batch, (size_t)cfg->batch_max);
     b->upkeep = rk_upkeep_new(b->log, b->apply, cfg->retain_age_ns, cfg->retain_size);
     return 0;
@@ -204,24 +234,57 @@ static void answer(struct rk_broker *b, int rc)
     rk_ack_flush(b->ack);
 }
 
+/* "append_failed batches=N events=E why=...": the batches the log could
+ * not store since the last such line, why the latest. */
+static void log_failures(struct rk_broker *b, int64_t now, int force)
+{
+    struct write_failures *f = &b->failures;
+    if (!f->batches || (!force && now - f->logged_ns < FAIL_LOG_EVERY_NS))
+        return;
+    RK_DIAG(RK_DIAG_ERROR, "append_failed", "batches=%llu events=%llu why=\"%s\"",
+            f->batches, f->events, rk_strerror(f->rc));
+    f->batches = f->events = 0;
+    f->logged_ns = now;
+}
+
+/* Stores the batch. Every batch tries, also while the log fails: the
+ * first one after space returns is stored, and a failed try on a full
+ * disk costs one transaction that LMDB aborts at its first write. */
+static int store(struct rk_broker *b, int64_t now)
+{
+    struct write_failures *f = &b->failures;
+    struct rk_apply_stats st;
+    unsigned grown = rk_log_map_grown(b->log);
+    int rc = rk_apply_batch(b->apply, b->batch.items, b->batch.n, now, &st);
+    log_map_growth(b, grown);
+    if (rc)
+        goto failed;
+    rk_metrics_batch(b->metrics, (unsigned)st.stored, rk_time_now() - now);
+    if (f->rc) {
+        log_failures(b, now, 1);
+        RK_DIAG(RK_DIAG_INFO, "log_writable", "last_seq=%llu why=\"a write succeeded "
+                "again; publishes are stored\"", (unsigned long long)rk_log_last_seq(b->log));
+        f->rc = 0;
+    }
+    publish_log_state(b, 0);
+    return 0;
+failed:
+    f->rc = rc;
+    f->batches++;
+    f->events += b->batch.n;
+    publish_log_state(b, rc);
+    log_failures(b, now, 0);
+    return rc;
+}
+
 /* Takes what waits, stores it in one transaction, answers, relays. */
 static void ingest_turn(struct rk_broker *b)
 {
-    struct rk_apply_stats st;
     int64_t now = rk_time_now();
     rk_ingest_take(b->ingest, &b->batch, now);
     if (b->batch.n == 0)
         return;
-    unsigned grown = rk_log_map_grown(b->log);
-    int rc = rk_apply_batch(b->apply, b->batch.items, b->batch.n, now, &st);
-    if (rc == 0)
-        rk_metrics_batch(b->metrics, (unsigned)st.stored, rk_time_now() - now);
-    publish_log_state(b, rc);
-    log_map_growth(b, grown);
-    if (rc)
-        RK_DIAG(RK_DIAG_ERROR, "append_failed", "events=%zu why=\"%s\"", b->batch.n,
-                rk_strerror(rc));
-    answer(b, rc);
+    answer(b, store(b, now));
     rk_ingest_batch_clear(&b->batch);
 }
 
@@ -260,6 +323,7 @@ static void periodic(struct rk_broker *b)
     rk_upkeep_turn(b->upkeep, now);
     rk_metrics_replayed(b->metrics, rk_replay_events_sent(b->replay));
     rk_ack_log_refusals(b->ack, 0);
+    log_failures(b, now, 0);
     log_map_growth(b, grown); /* index flushes and prunes grow it too */
 }
 
@@ -310,13 +374,15 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
         goto out;
     RK_DIAG(RK_DIAG_INFO, "ready",
             "ingest=%s feed=%s replay=%s data_dir=%s durability=%s map_size_mib=%llu "
-            "last_seq=%llu chain_head=%s",
+            "last_seq=%llu chain_head=%s log_id=%s log_epoch=%llu",
             cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint, cfg->data_dir,
             cfg->durability == RK_LOG_OS ? "os" : "full",
             (unsigned long long)(rk_log_map_size(b.log) >> 20),
-            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex));
+            (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), rk_log_id(b.log),
+            (unsigned long long)rk_log_epoch(b.log));
     rc = loop(&b, stop, reload);
     rk_ack_log_refusals(b.ack, 1);
+    log_failures(&b, rk_time_now(), 1);
     struct rk_ack_counts c = rk_ack_counts(b.ack);
     if (rc == 0)
         RK_DIAG(RK_DIAG_INFO, "stopped",

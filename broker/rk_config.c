@@ -6,8 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pwd.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rk_acl.h"
 #include "rk_err.h"
 #include "rk_ini.h"
+#include "rk_keys.h"
+#include "rk_security.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -79,16 +87,35 @@ static void format_string(const struct key *k, const void *field, char *buf, siz
     snprintf(buf, len, "%s", *p ? *p : "");
 }
 
-/* A ZeroMQ address: a lower-case transport, "://", then something. Whether
- * it can be bound is only known at bind time. */
+/* A ZeroMQ address the broker can bind: tcp://HOST:PORT (PORT 1..65535 or
+ * *) or ipc://PATH. Whether it can be bound is only known at bind time;
+ * a typo of the transport or a missing port is known now. */
 static int parse_endpoint(const struct key *k, const char *text, void *field, char *why, size_t len)
 {
+    static const char hint[] = "a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or "
+                               "ipc:///run/renkei/ingest";
     const char *sep = strstr(text, "://");
     size_t n = sep ? (size_t)(sep - text) : 0;
     (void)k;
     if (n == 0 || strspn(text, "abcdefghijklmnopqrstuvwxyz") != n || sep[3] == '\0') {
-        snprintf(why, len, "must be a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or "
-                 "ipc:///run/renkei/ingest, got \"%s\"", text);
+        snprintf(why, len, "must be %s, got \"%s\"", hint, text);
+        return -1;
+    }
+    if (n == 3 && strncmp(text, "tcp", 3) == 0) {
+        const char *colon = strrchr(sep + 3, ':'), *port = colon ? colon + 1 : "";
+        size_t digits = strspn(port, "0123456789");
+        int ok = colon && colon > sep + 3 &&
+                 (strcmp(port, "*") == 0 ||
+                  (digits > 0 && digits <= 5 && port[digits] == '\0' && atoi(port) >= 1 &&
+                   atoi(port) <= 65535));
+        if (!ok) {
+            snprintf(why, len, "a tcp endpoint is tcp://HOST:PORT, such as tcp://0.0.0.0:7701, "
+                     "got \"%s\"", text);
+            return -1;
+        }
+    } else if (!(n == 3 && strncmp(text, "ipc", 3) == 0)) {
+        snprintf(why, len, "unknown transport \"%.*s\": must be %s, got \"%s\"", (int)n, text,
+                 hint, text);
         return -1;
     }
     set_string(field, text);
@@ -409,6 +436,7 @@ static const struct key keys[] = {
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
+_Static_assert(NKEYS <= RK_CONFIG_KEYS_MAX, "raise RK_CONFIG_KEYS_MAX");
 
 static const struct key *find_key(const char *section, const char *name)
 {
@@ -542,6 +570,8 @@ static void on_key(struct load *ld, const struct rk_ini_entry *e)
     ld->seen[k - keys] = e->line;
     if (k->type->parse(k, e->value, field_of(ld->cfg, k), why, sizeof why) != 0)
         report(ld, e->line, "%s: %s", e->name, why);
+    else
+        ld->cfg->origin[k - keys] = e->line;
 }
 
 int rk_config_load(struct rk_config *cfg, const char *path, FILE *err)
@@ -664,6 +694,8 @@ static int apply_args(struct rk_config *cfg, int argc, char **argv, const struct
             if (k->type->parse(k, optarg, field_of(cfg, k), why, sizeof why) != 0) {
                 fprintf(err, "renkei-broker: --%s: %s\n", k->flag, why);
                 bad = 1;
+            } else {
+                cfg->origin[k - keys] = RK_CONFIG_OPTION;
             }
         } else if (c == '?' || c == ':') {
             report_bad_option(c, argv, err);
@@ -772,4 +804,145 @@ void rk_config_print_summary(const struct rk_config *cfg, FILE *out)
         else
             fprintf(out, "%s=%s", k->name, buf);
     }
+}
+
+/* ---- what a start would find wrong (--check-config) */
+
+struct check {
+    const struct rk_config *cfg;
+    const char *path;
+    FILE *err;
+    int problems;
+};
+
+__attribute__((format(printf, 3, 4)))
+static void problem(struct check *c, const char *name, const char *fmt, ...)
+{
+    const struct key *k = find_key(NULL, name);
+    int origin = c->cfg->origin[k - keys];
+    va_list ap;
+    if (origin > 0)
+        fprintf(c->err, "%s:%d: %s: ", c->path, origin, name);
+    else if (origin == RK_CONFIG_OPTION)
+        fprintf(c->err, "renkei-broker: --%s: ", k->flag);
+    else
+        fprintf(c->err, "renkei-broker: %s: ", name);
+    va_start(ap, fmt);
+    vfprintf(c->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->err);
+    c->problems++;
+}
+
+static const char *whoami(char *buf, size_t len)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw)
+        snprintf(buf, len, "%s", pw->pw_name);
+    else
+        snprintf(buf, len, "uid %u", (unsigned)geteuid());
+    return buf;
+}
+
+/* The file can be opened for reading by this process's user. */
+static int check_readable(struct check *c, const char *name, const char *file)
+{
+    char who[64];
+    FILE *f = fopen(file, "r");
+    if (f) {
+        fclose(f);
+        return 0;
+    }
+    if (errno == EACCES)
+        problem(c, name, "%s: not readable by %s (Permission denied)%s", file,
+                whoami(who, sizeof who),
+                strcmp(name, "curve_key") == 0 ? "; under systemd the key reaches the service "
+                "as a credential (LoadCredential=, deploy/README.md)" : "");
+    else
+        problem(c, name, "%s: %s", file, strerror(errno));
+    return -1;
+}
+
+static void check_security(struct check *c)
+{
+    const struct rk_broker_config *b = &c->cfg->broker;
+    char key[RK_KEY_Z85_LEN + 1], why[RK_INI_WHY_MAX];
+    struct rk_acl *acl = NULL;
+    if (b->curve_key && !b->acl)
+        problem(c, "curve_key", "needs acl = FILE listing the client keys and what each may do "
+                "(deploy/README.md, 2a); without it no client could connect");
+    if (b->acl && !b->curve_key)
+        problem(c, "acl", "needs curve_key = FILE: without CURVE there are no keys to check");
+    if (b->curve_key && check_readable(c, "curve_key", b->curve_key) == 0) {
+        if (rk_keys_read_secret(b->curve_key, key, why, sizeof why) != 0)
+            problem(c, "curve_key", "%s", why);
+        sodium_memzero(key, sizeof key);
+    }
+    if (b->acl && check_readable(c, "acl", b->acl) == 0) {
+        if (rk_acl_load(b->acl, &acl, why, sizeof why) != 0)
+            problem(c, "acl", "does not load: %s", why);
+        rk_acl_release(acl);
+    }
+}
+
+/* An ipc endpoint's directory must exist; a plain socket stays local. */
+static void check_endpoint(struct check *c, const char *name, const char *ep)
+{
+    const struct rk_broker_config *b = &c->cfg->broker;
+    if (strncmp(ep, "ipc://", 6) == 0) {
+        char dir[4096];
+        const char *slash = strrchr(ep + 6, '/');
+        struct stat st;
+        size_t n = slash ? (size_t)(slash - (ep + 6)) : 0;
+        if (n > 0 && n < sizeof dir) {
+            memcpy(dir, ep + 6, n);
+            dir[n] = '\0';
+            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+                problem(c, name, "%s: the directory %s does not exist", ep, dir);
+        }
+    }
+    if (!b->curve_key && !b->insecure_no_curve && !rk_security_endpoint_is_local(ep))
+        problem(c, name, "%s is not loopback and there is no curve_key: anyone on the network "
+                "could read every event and publish for any town; set curve_key and acl "
+                "(deploy/README.md, 2a), or bind 127.0.0.1", ep);
+}
+
+/* The data directory, or the nearest directory above it that exists (the
+ * broker creates the rest), must be writable. */
+static void check_data_dir(struct check *c)
+{
+    char dir[4096], who[64];
+    const char *d = c->cfg->broker.data_dir;
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s", d);
+    while (stat(dir, &st) != 0) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) {
+            snprintf(dir, sizeof dir, ".");
+            break;
+        }
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        problem(c, "data_dir", "%s is not a directory", dir);
+    else if (access(dir, W_OK | X_OK) != 0 && strcmp(dir, d) == 0)
+        problem(c, "data_dir", "%s: not writable by %s (%s)", dir, whoami(who, sizeof who),
+                strerror(errno));
+    else if (access(dir, W_OK | X_OK) != 0)
+        problem(c, "data_dir", "%s cannot be created: %s is not writable by %s (%s)", d, dir,
+                whoami(who, sizeof who), strerror(errno));
+}
+
+int rk_config_check(const struct rk_config *cfg, const char *config_path, FILE *err)
+{
+    struct check c = {.cfg = cfg, .path = config_path ? config_path : "renkei-broker", .err = err};
+    check_endpoint(&c, "ingest", cfg->broker.ingest_endpoint);
+    check_endpoint(&c, "feed", cfg->broker.feed_endpoint);
+    check_endpoint(&c, "replay", cfg->broker.replay_endpoint);
+    check_security(&c);
+    check_data_dir(&c);
+    return c.problems;
 }

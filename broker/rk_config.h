@@ -46,12 +46,23 @@
 #define RK_CONFIG_EUNKNOWN 1   /* no such [section] key */
 #define RK_CONFIG_EVALUE 2     /* the value is invalid; `why` says how */
 
+/* Room for the rows of the table in rk_config.c (checked there). */
+#define RK_CONFIG_KEYS_MAX 32
+
+/* Where a setting's value came from, in struct rk_config's `origin`. */
+#define RK_CONFIG_DEFAULT 0    /* the built-in default */
+#define RK_CONFIG_OPTION (-1)  /* the command line; > 0: that line of the file */
+
 struct rk_config {
     /* What rk_broker_run() takes. Its strings are heap copies owned by this
      * struct (never literals or argv), freed by rk_config_release(). */
     struct rk_broker_config broker;
     /* The caller applies it to rk_diag_threshold before starting. */
     enum rk_diag_level log_level;
+    /* Per row of the table: RK_CONFIG_DEFAULT, RK_CONFIG_OPTION or the
+     * line of the --config file that set it, for rk_config_check's
+     * messages. */
+    int origin[RK_CONFIG_KEYS_MAX];
 };
 
 /* What the command line asked for besides settings. */
@@ -88,6 +99,18 @@ int rk_config_load(struct rk_config *cfg, const char *path, FILE *err);
  * (file errors, bad option values, unknown options, stray arguments). */
 int rk_config_parse_args(struct rk_config *cfg, int argc, char **argv,
                          struct rk_config_cli *cli, FILE *err);
+
+/* What a start would find wrong with settings that parse, checked as the
+ * user running it: the key file, the ACL file and the data directory exist
+ * and can be read (written); curve_key holds a secret key and not a public
+ * one (rk_keys_read_secret); curve_key and acl go together; every
+ * endpoint's directory (ipc) exists; an endpoint off loopback has CURVE or
+ * insecure_no_curve = yes. Writes one line per problem to `err`:
+ *   FILE:LINE: key: reason        (set in the --config file FILE)
+ *   renkei-broker: --flag: reason (set by an option)
+ *   renkei-broker: key: reason    (the default)
+ * and returns the number of problems (0: a start would get past them). */
+int rk_config_check(const struct rk_config *cfg, const char *config_path, FILE *err);
 
 /* Writes the option lines of --help, from the table. */
 void rk_config_print_options(FILE *out);

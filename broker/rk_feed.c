@@ -2,6 +2,9 @@
 #include "rk_diag.h"
 #include "rk_groups.h"
 #include "rk_sock.h"
+#include "rk_keys.h"
+#include "rk_text.h"
+#include "rk_time.h"
 #include "rk_wire.h"
 
 #include <stdio.h>
@@ -18,9 +21,36 @@
  * and one subscriber at 20,000 events/s still needed no gap filled in
  * 10 s (W2); at 150 it needed two or three. */
 #define FEED_SNDHWM 300
+/* The longest frame a subscriber has reason to send: the longest
+ * subscription key (PROTOCOL.md 3.3: RK_WIRE_SUBKEY_MAX holds its NUL too)
+ * as a ZMTP 3.1 SUBSCRIBE command, 10 bytes of name before it (the older
+ * form has one), and under CURVE in a MESSAGE box, 33 bytes more. The
+ * handshake's frames are shorter (a CURVE INITIATE is about 270 bytes).
+ * On the XPUB this is ZMQ_MAXMSGSIZE: a connection whose frame header
+ * announces more is dropped before libzmq allocates the frame, so a longer
+ * subscription never reaches libzmq's subscription trie, which costs about
+ * 32 bytes per byte of prefix and which even XPUB_MANUAL fills (to
+ * unsubscribe a pipe when it ends). Before this limit one 10 MiB
+ * subscription took 987 MiB of the broker at its peak, 960 MiB still
+ * after the client left (it97c_feed_memory). */
+#define SUB_FRAME_MAX (RK_WIRE_SUBKEY_MAX - 1 + 10)
+#define CURVE_BOX_BYTES 33
+/* Ignored and refused subscriptions are summed into one line per kind and
+ * interval, the first after a quiet spell at once, as refused publishes. */
+#define SUB_LOG_EVERY_NS (10 * 1000000000LL)
 /* How often each subscription group hears the log's head, so a subscriber
  * whose last events were skipped notices without new traffic. */
 #define TICK_EVERY_NS 200000000LL
+
+/* Subscriptions of one kind not yet logged, and the latest of them. */
+struct sub_log {
+    const char *msg;                /* the log line's msg */
+    unsigned long long unlogged, total;
+    int64_t logged_ns;
+    char sub[RK_TEXT_SIZE(64) + 2]; /* its first bytes, quoted */
+    size_t len;                     /* its whole length */
+    char tenant[64], key[RK_KEY_Z85_LEN + 1], why[80];
+};
 
 struct rk_feed {
     void *zctx;
@@ -31,17 +61,25 @@ struct rk_feed {
     unsigned generation;            /* names the monitor after a rebind */
     struct rk_groups *groups;
     int64_t next_tick_ns;
-    unsigned long long bad_subscriptions, refused_subscriptions;
+    char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* said in every tick */
+    struct sub_log ignored, refused;
     /* The live header is over 1 KiB: built once, not zeroed per event. */
     struct rk_wire_hdr live;
     zmq_msg_t *event;               /* of the message being sent; NULL: a tick */
 };
 
+static void sub_log_flush(struct sub_log *l, int64_t now_ns, int force);
+
 static int bind_feed(struct rk_feed *f)
 {
     char name[64];
-    struct rk_sock_options opt = {.type = ZMQ_XPUB, .hwm = FEED_SNDHWM,
-                                  .xpub_manual = f->acl != NULL,
+    int curve = f->curve_secret && f->curve_secret[0];
+    /* Manual always: a subscription reaches a subscriber only when the
+     * broker passes it on, so one that is not a key (a bare prefix, "",
+     * "~") gets nothing, as PROTOCOL.md 3.3 says, instead of libzmq's
+     * prefix match handing it every key's messages. */
+    struct rk_sock_options opt = {.type = ZMQ_XPUB, .hwm = FEED_SNDHWM, .xpub_manual = 1,
+                                  .max_message = SUB_FRAME_MAX + (curve ? CURVE_BOX_BYTES : 0),
                                   .curve_secret = f->curve_secret};
     f->sock = rk_sock_bind(f->zctx, f->endpoint, &opt, "feed");
     if (!f->sock)
@@ -62,6 +100,8 @@ int rk_feed_open(struct rk_feed **out, void *zctx, const char *endpoint,
     f->acl = acl;
     f->groups = rk_groups_new();
     f->live.cmd = RK_CMD_LIVE;
+    f->ignored.msg = "feed_subscription_ignored";
+    f->refused.msg = "subscription_refused";
     *out = f;
     return bind_feed(f);
 }
@@ -80,6 +120,8 @@ void rk_feed_close(struct rk_feed **fp)
     struct rk_feed *f = *fp;
     if (!f)
         return;
+    sub_log_flush(&f->ignored, rk_time_now(), 1);
+    sub_log_flush(&f->refused, rk_time_now(), 1);
     unbind(f);
     rk_groups_destroy(&f->groups);
     free(f->endpoint);
@@ -146,48 +188,74 @@ void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event
     zmq_msg_close(&m);
 }
 
+void rk_feed_set_log_id(struct rk_feed *f, const char *log_id)
+{
+    snprintf(f->log_id, sizeof f->log_id, "%s", log_id);
+}
+
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns)
 {
     if (now_ns < f->next_tick_ns)
         return;
+    sub_log_flush(&f->ignored, now_ns, 0);
+    sub_log_flush(&f->refused, now_ns, 0);
     struct rk_wire_hdr live = f->live;
     f->live = (struct rk_wire_hdr){.cmd = RK_CMD_TICK, .seq = head, .recv_ns = now_ns};
+    memcpy(f->live.log_id, f->log_id, sizeof f->live.log_id);
     f->event = NULL;
     rk_groups_each(f->groups, send_on_group, f);
     f->live = live;
     f->next_tick_ns = now_ns + TICK_EVERY_NS;
 }
 
-/* With an ACL (XPUB_MANUAL) a subscription reaches a subscriber only when
- * we pass it on: its key's tenant must be allowed every prefix of it. */
-static int allowed(struct rk_feed *f, zmq_msg_t *m)
+/* "feed_subscription_ignored count=N total=T subscription=S bytes=B
+ * why=W" (or subscription_refused, with tenant and key): N since the last
+ * such line, S the first 64 bytes of the latest, quoted (client bytes are
+ * never raw in the log), B its whole length. */
+static void sub_log_flush(struct sub_log *l, int64_t now_ns, int force)
 {
-    const char *data = zmq_msg_data(m), *key = zmq_msg_gets(m, "User-Id");
-    size_t n = zmq_msg_size(m);
-    char topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
-    if (data[0] != 1)
-        return 1; /* unsubscribing is always allowed */
+    if (!l->unlogged || (!force && now_ns - l->logged_ns < SUB_LOG_EVERY_NS))
+        return;
+    RK_DIAG(RK_DIAG_WARN, l->msg, "count=%llu total=%llu tenant=%s key=%s subscription=%s "
+            "bytes=%zu why=\"%s\"", l->unlogged, l->total, l->tenant, l->key, l->sub, l->len,
+            l->why);
+    l->unlogged = 0;
+    l->logged_ns = now_ns;
+}
+
+static void sub_log_add(struct sub_log *l, const char *data, size_t len, const char *tenant,
+                        const char *key, const char *why)
+{
+    int64_t now = rk_time_now();
+    l->unlogged++;
+    l->total++;
+    rk_diag_quote(l->sub, sizeof l->sub, data, len < 64 ? len : 64);
+    l->len = len;
+    snprintf(l->tenant, sizeof l->tenant, "%s", tenant);
+    /* rk_zap's User-Id: Z85, no space or quote, so it goes bare */
+    snprintf(l->key, sizeof l->key, "%s", key && key[0] ? key : "-");
+    snprintf(l->why, sizeof l->why, "%s", why);
+    sub_log_flush(l, now, 0);
+}
+
+/* With an ACL a subscription reaches a subscriber only when its key's
+ * tenant may read every prefix of it. */
+static int allowed(struct rk_feed *f, zmq_msg_t *m, const char *data, size_t len,
+                   char topics[][RK_WIRE_TOPIC_MAX], int ntopics)
+{
+    const char *key = zmq_msg_gets(m, "User-Id");
     struct rk_acl *acl = rk_acl_slot_get(f->acl);
     const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
-    int ntopics = rk_wire_subkey_parse(data + 1, n - 1, topics);
-    int ok = t && ntopics >= 0 &&
-             rk_acl_may_read(t, RK_ACL_SUBSCRIBE, (const char (*)[RK_WIRE_TOPIC_MAX])topics,
-                             (unsigned)ntopics);
-    if (!ok && f->refused_subscriptions++ % 1000 == 0) {
-        char sub[256]; /* client bytes: quoted and escaped, never raw */
-        size_t len = n > 1 && data[n - 1] == '\n' ? n - 2 : n - 1;
-        RK_DIAG(RK_DIAG_WARN, "subscription_refused", "count=%llu tenant=%s key=%s "
-                "subscription=%s why=\"%s\"", f->refused_subscriptions,
-                t ? rk_acl_tenant_name(t) : "-", key ? key : "-",
-                rk_diag_quote(sub, sizeof sub, data + 1, len),
-                !t ? "key not in the ACL" : ntopics < 0 ? "not a subscription key"
-                   : "topics outside the tenant's subscribe list");
-    }
+    int ok = t && rk_acl_may_read(t, RK_ACL_SUBSCRIBE, (const char (*)[RK_WIRE_TOPIC_MAX])topics,
+                                  (unsigned)ntopics);
+    if (!ok)
+        sub_log_add(&f->refused, data, len, t ? rk_acl_tenant_name(t) : "-", key,
+                    !t ? "key not in the ACL" : "topics outside the tenant's subscribe list");
     rk_acl_release(acl);
     return ok;
 }
 
-static void log_notice(struct rk_feed *f, enum rk_groups_notice_rc rc, const char *buf)
+static void log_group(struct rk_feed *f, enum rk_groups_notice_rc rc)
 {
     if (rc == RK_GROUPS_ADDED || rc == RK_GROUPS_REMOVED)
         RK_DIAG(RK_DIAG_DEBUG, "feed_group", "added=%d groups=%zu", rc == RK_GROUPS_ADDED,
@@ -195,34 +263,44 @@ static void log_notice(struct rk_feed *f, enum rk_groups_notice_rc rc, const cha
     if (rc == RK_GROUPS_FULL)
         RK_DIAG(RK_DIAG_WARN, "feed_groups_full", "groups=%d why=\"a subscription with a new "
                 "filter gets nothing until others leave\"", RK_GROUPS_MAX);
-    /* A raw topic prefix (an older or foreign client) matches nothing. */
-    if (rc == RK_GROUPS_BAD_KEY && buf[0] == 1 && f->bad_subscriptions++ % 1000 == 0)
-        RK_DIAG(RK_DIAG_WARN, "feed_subscription_ignored", "count=%llu why=\"not a "
-                "subscription key (PROTOCOL.md 3.3): subscribe to ~PREFIX|PREFIX\\n\"",
-                f->bad_subscriptions);
+}
+
+/* One subscribe (byte 1) or unsubscribe (0) notice. libzmq (XPUB_MANUAL)
+ * passes every one, and one unsubscribe per key a connection held when it
+ * ends; the groups count them. Only a well-formed key, allowed by the ACL,
+ * is passed on to libzmq (ZMQ_SUBSCRIBE): anything else gets nothing.
+ * Every well-formed key is counted, refused or not, because a connection's
+ * ending unsubscribes it without saying whose it was. */
+static void notice(struct rk_feed *f, zmq_msg_t *m, uint64_t head)
+{
+    const char *buf = zmq_msg_data(m);
+    size_t n = zmq_msg_size(m);
+    char topics[RK_WIRE_TOPICS_MAX][RK_WIRE_TOPIC_MAX];
+    if (n == 0 || (buf[0] != 0 && buf[0] != 1))
+        return; /* a message, not a notice: a subscriber has nothing to say */
+    int ntopics = n - 1 >= RK_WIRE_SUBKEY_MAX ? -1 : rk_wire_subkey_parse(buf + 1, n - 1, topics);
+    if (ntopics < 0) {
+        if (buf[0] == 1)
+            sub_log_add(&f->ignored, buf + 1, n - 1, "-", zmq_msg_gets(m, "User-Id"),
+                        "not a subscription key (PROTOCOL.md 3.3): subscribe to "
+                        "~PREFIX|PREFIX\\n");
+        return;
+    }
+    if (buf[0] == 1 && (!f->acl || allowed(f, m, buf + 1, n - 1, topics, ntopics)))
+        zmq_setsockopt(f->sock, ZMQ_SUBSCRIBE, buf + 1, n - 1);
+    else if (buf[0] == 0)
+        zmq_setsockopt(f->sock, ZMQ_UNSUBSCRIBE, buf + 1, n - 1);
+    log_group(f, rk_groups_notice(f->groups, buf, n, head));
 }
 
 /* XPUB hands us subscribe/unsubscribe notices: the first subscriber of a
- * key makes its group, the last one leaving removes it. With an ACL every
- * notice comes (manual mode) and groups stay until the feed is rebound. */
+ * key makes its group, the last one leaving removes it. */
 void rk_feed_notices(struct rk_feed *f, uint64_t head)
 {
     zmq_msg_t m;
     zmq_msg_init(&m);
-    while (zmq_msg_recv(&m, f->sock, ZMQ_DONTWAIT) >= 0) {
-        const char *buf = zmq_msg_data(&m);
-        size_t n = zmq_msg_size(&m);
-        if (n == 0 || (f->acl && !allowed(f, &m)))
-            continue;
-        if (f->acl) {
-            zmq_setsockopt(f->sock, buf[0] ? ZMQ_SUBSCRIBE : ZMQ_UNSUBSCRIBE, buf + 1, n - 1);
-            if (!buf[0])
-                continue;
-        }
-        log_notice(f, n > RK_WIRE_SUBKEY_MAX + 1 ? RK_GROUPS_BAD_KEY
-                                                 : rk_groups_notice(f->groups, buf, n, head),
-                   buf);
-    }
+    while (zmq_msg_recv(&m, f->sock, ZMQ_DONTWAIT) >= 0)
+        notice(f, &m, head);
     zmq_msg_close(&m);
 }
 

@@ -5,9 +5,12 @@
  *
  * A subscriber over its high-water mark misses events and fills the gap
  * from replay, which each message's `prev` makes detectable; a tick tells
- * every group the log's head so a subscriber notices a missed tail. With
- * an ACL, each subscription is passed on only when its key's tenant may
- * read every prefix of it (XPUB_MANUAL).
+ * every group the log's head so a subscriber notices a missed tail.
+ * The XPUB is manual: a subscription is passed on to ZeroMQ only when it
+ * is a well-formed key (PROTOCOL.md 3.3) and, with an ACL, its key's
+ * tenant may read every prefix of it; anything else gets nothing and is
+ * logged, summed. A frame longer than the longest key with its framing
+ * drops the connection before ZeroMQ stores any of it (ZMQ_MAXMSGSIZE).
  * Thread-safety: the broker's loop thread.
  */
 #ifndef RK_FEED_H
@@ -46,7 +49,12 @@ void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint6
 void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
                          uint64_t seq, int64_t recv_ns);
 
-/* Tells every group the head, at most once per tick interval. */
+/* The identity of the log the feed relays (rk_log_id), said in every tick
+ * (PROTOCOL.md 3.7). Copied. */
+void rk_feed_set_log_id(struct rk_feed *f, const char *log_id);
+
+/* Tells every group the head, at most once per tick interval; writes the
+ * summed subscription log lines that are due. */
 void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns);
 
 /* Subscriber connections that came (+) or went (-) since the last call. */

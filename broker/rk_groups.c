@@ -9,6 +9,7 @@ struct group {
     char *key;
     size_t key_len;
     uint64_t prev;
+    uint64_t subscribers; /* subscribe notices less unsubscribe ones */
     uint64_t stamp;   /* last seq matched: a group with two matching prefixes gets it once */
 };
 
@@ -126,8 +127,11 @@ static enum rk_groups_notice_rc add(struct rk_groups *g, const char *key, size_t
     int n = rk_wire_subkey_parse(key, len, topics);
     if (n < 0)
         return RK_GROUPS_BAD_KEY;
-    if (find(g, key, len) != SIZE_MAX)
+    size_t i = find(g, key, len);
+    if (i != SIZE_MAX) {
+        g->groups[i]->subscribers++;
         return RK_GROUPS_UNCHANGED;
+    }
     if (g->ngroups == RK_GROUPS_MAX)
         return RK_GROUPS_FULL;
     if (g->ngroups == g->cap) {
@@ -141,11 +145,12 @@ static enum rk_groups_notice_rc add(struct rk_groups *g, const char *key, size_t
     memcpy(gr->key, key, len);
     gr->key_len = len;
     gr->prev = head;
+    gr->subscribers = 1;
     g->groups[g->ngroups++] = gr;
     if (n == 0)
         add_node(g, gr, "");
-    for (int i = 0; i < n; i++)
-        add_node(g, gr, topics[i]);
+    for (int t = 0; t < n; t++)
+        add_node(g, gr, topics[t]);
     return RK_GROUPS_ADDED;
 }
 
@@ -158,7 +163,7 @@ enum rk_groups_notice_rc rk_groups_notice(struct rk_groups *g, const void *msg, 
     if (m[0] == 1)
         return add(g, m + 1, len - 1, head);
     size_t i = find(g, m + 1, len - 1);
-    if (i == SIZE_MAX)
+    if (i == SIZE_MAX || --g->groups[i]->subscribers > 0)
         return RK_GROUPS_UNCHANGED;
     remove_nodes(g, g->groups[i]);
     free_group(g->groups[i]);

@@ -31,13 +31,18 @@ void rk_groups_destroy(struct rk_groups **gp);
 enum rk_groups_notice_rc {
     RK_GROUPS_ADDED,      /* a new group; its prev starts at `head` */
     RK_GROUPS_REMOVED,    /* its last subscriber left */
-    RK_GROUPS_UNCHANGED,  /* unsubscribing a key we do not have */
+    RK_GROUPS_UNCHANGED,  /* one more or one fewer subscriber, or a key we do not have */
     RK_GROUPS_BAD_KEY,    /* not a subscription key: nothing will match it */
     RK_GROUPS_FULL,       /* RK_GROUPS_MAX reached */
 };
 
 /* Takes one message read from the XPUB socket: byte 1 (subscribe) or 0
- * (unsubscribe), then the key. `head` is the log's last sequence now. */
+ * (unsubscribe), then the key. `head` is the log's last sequence now. A
+ * group counts its subscribe notices less its unsubscribe ones and goes
+ * when that reaches 0: libzmq's XPUB_MANUAL passes each notice, and one
+ * unsubscribe per key a connection held when it ends. (A connection that
+ * unsubscribes a key it never subscribed can end the group early; a libzmq
+ * SUB never does.) */
 enum rk_groups_notice_rc rk_groups_notice(struct rk_groups *g, const void *msg, size_t len,
                                           uint64_t head);
 

@@ -114,8 +114,32 @@ static void test_many_groups(void)
     rk_groups_destroy(&g);
 }
 
+/* Every subscriber counts: the group goes with the last one, and its
+ * prev is kept while any remain. */
+static void test_group_counts_subscribers(void)
+{
+    struct rk_groups *g = rk_groups_new();
+    struct seen s = {0};
+    subscribe(g, "~kpi.\n", 1, 5, RK_GROUPS_ADDED);
+    subscribe(g, "~kpi.\n", 1, 5, RK_GROUPS_UNCHANGED);
+    subscribe(g, "~kpi.\n", 1, 5, RK_GROUPS_UNCHANGED);
+    subscribe(g, "~kpi.\n", 0, 5, RK_GROUPS_UNCHANGED);
+    subscribe(g, "~kpi.\n", 0, 5, RK_GROUPS_UNCHANGED);
+    rk_groups_match(g, "kpi.update/43/431001", 6, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~kpi.\n") == 5);
+    subscribe(g, "~kpi.\n", 0, 6, RK_GROUPS_REMOVED);
+    RK_CHECK(rk_groups_count(g) == 0);
+    subscribe(g, "~kpi.\n", 0, 6, RK_GROUPS_UNCHANGED);
+    subscribe(g, "~kpi.\n", 1, 9, RK_GROUPS_ADDED);
+    s.n = 0;
+    rk_groups_match(g, "kpi.update/43/431001", 10, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~kpi.\n") == 9);
+    rk_groups_destroy(&g);
+}
+
 int main(void)
 {
+    RK_RUN(test_group_counts_subscribers);
     RK_RUN(test_prev_is_exact_per_filter);
     RK_RUN(test_overlapping_prefixes_once);
     RK_RUN(test_many_groups);

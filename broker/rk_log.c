@@ -11,6 +11,12 @@
 
 static int classify_write_error(struct rk_log *log, int rc, uint64_t bytes);
 
+/* A write failed for want of room, not for a fault: another try may work. */
+static int no_room(int rc)
+{
+    return rc == ENOSPC || rc == EDQUOT || rc == MDB_MAP_FULL;
+}
+
 const char *rk_log_strerror(int err)
 {
     return rk_strerror(err);
@@ -144,7 +150,7 @@ int rk_log__each_record_from(MDB_txn *txn, MDB_dbi events, uint64_t from, record
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int open_tables(struct rk_log *log, char *why, size_t why_len)
+static int open_tables(struct rk_log *log, const char *dir, char *why, size_t why_len)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(log->env, NULL, 0, &txn);
@@ -169,11 +175,15 @@ static int open_tables(struct rk_log *log, char *why, size_t why_len)
         rc = load_head(log, txn);
     if (!rc)
         rc = rk_log__index_catch_up(log, txn);
+    if (!rc)
+        rc = rk_log__identity_open(log, txn, dir);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
     }
-    return mdb_txn_commit(txn);
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return rc;
+    return rk_log__identity_commit(log);
 }
 
 /* A read-only open finds the tables the writer made; it creates nothing. */
@@ -202,6 +212,8 @@ static int open_tables_readonly(struct rk_log *log)
         rc = mdb_dbi_open(txn, state_names[t], 0, &log->state[t]);
     if (!rc)
         rc = load_head(log, txn);
+    if (!rc)
+        rc = rk_log__identity_read(log, txn);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -209,6 +221,52 @@ static int open_tables_readonly(struct rk_log *log)
     return mdb_txn_commit(txn); /* keeps the dbi handles */
 }
 
+/* The disk had no room for the open's own writes (the index catch-up after
+ * a crash, say): the log opens for reading all the same, and those writes
+ * wait for the first write (rk_log__finish_open). A log that does not
+ * exist yet cannot be made: then the open fails with `rc`. */
+static int open_tables_deferred(struct rk_log *log, int rc)
+{
+    MDB_txn *txn;
+    int present, err = open_tables_readonly(log);
+    if (err)
+        return err == MDB_NOTFOUND ? rc : err;
+    if ((err = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn)))
+        return err;
+    err = rk_log__read_mark(txn, log->meta, "indexed", log->last_seq, &log->indexed, &present);
+    mdb_txn_abort(txn);
+    if (err)
+        return err;
+    log->open_write_rc = rc;
+    return 0;
+}
+
+int rk_log__finish_open(struct rk_log *log)
+{
+    MDB_txn *txn;
+    int rc;
+    if (!log->open_write_rc)
+        return 0;
+    do {
+        if ((rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
+            break;
+        if ((rc = rk_log__index_catch_up(log, txn)))
+            mdb_txn_abort(txn);
+        else
+            rc = mdb_txn_commit(txn);
+    } while (rc == MDB_MAP_FULL && rk_log__grow_map(log) == 0);
+    if (rc) {
+        rk_log__queues_clear(log);
+        return classify_write_error(log, rc, 0);
+    }
+    log->open_write_rc = 0;
+    return 0;
+}
+
+int rk_log_open_write_error(const struct rk_log *log)
+{
+    return log->open_write_rc;
+}
 
 static int open_env(struct rk_log *log, const char *dir, const struct rk_log_options *opt,
                     unsigned flags, char *why, size_t why_len)
@@ -237,8 +295,14 @@ static int open_env(struct rk_log *log, const char *dir, const struct rk_log_opt
         return open_tables_readonly(log);
     /* The first open of a log written before "places" indexes it whole,
      * which can take more room than the map has left. */
-    while ((rc = open_tables(log, why, why_len)) == MDB_MAP_FULL && rk_log__grow_map(log) == 0)
-        ;
+    while ((rc = open_tables(log, dir, why, why_len)) == MDB_MAP_FULL &&
+           rk_log__grow_map(log) == 0) {
+        free(log->dir); /* open_tables starts again */
+        log->dir = NULL;
+    }
+    rc = classify_write_error(log, rc, 0);
+    if (no_room(rc))
+        rc = open_tables_deferred(log, rc);
     return rc;
 }
 
@@ -325,6 +389,7 @@ fail:
         snprintf(why, why_len, "cannot open log in %s: %s", dir, rk_log_strerror(rc));
     if (log->env)
         mdb_env_close(log->env);
+    free(log->dir);
     free(log);
     return rc;
 }
@@ -336,7 +401,9 @@ void rk_log_destroy(struct rk_log **logp)
         return;
     /* Saves the next start the catch-up; a failure here only costs that. */
     rk_log_index_flush(log, 0, 1);
+    rk_log__identity_close(log);
     mdb_env_close(log->env);
+    free(log->dir);
     free(log->iq.v);
     free(log->pq.seq);
     free(log->pq.pp);
@@ -391,7 +458,9 @@ int rk_log_batch_begin(struct rk_log *log, int64_t now_ns, struct rk_log_batch *
     b->now_ns = now_ns;
     b->recv_ns = now_ns > log->last_recv_ns ? now_ns : log->last_recv_ns;
     memcpy(b->head, log->head, sizeof b->head);
-    int rc = mdb_txn_begin(log->env, NULL, 0, &b->txn);
+    int rc = rk_log__finish_open(log);
+    if (!rc)
+        rc = mdb_txn_begin(log->env, NULL, 0, &b->txn);
     if (!rc)
         rc = mdb_cursor_open(b->txn, log->events, &b->cur);
     if (rc) {
@@ -975,7 +1044,7 @@ int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size
     *deleted = 0;
     if (log->readonly)
         return EACCES;
-    if ((rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
+    if ((rc = rk_log__finish_open(log)) || (rc = mdb_txn_begin(log->env, NULL, 0, &txn)))
         return rc;
     if ((rc = rk_log__read_pruned(txn, log->meta, &pruned, hash)) ||
         (rc = mdb_cursor_open(txn, log->events, &cur)))

@@ -114,7 +114,9 @@
 #define RK_LOG_ENTITY_KEY_MAX (1 + 6 + 2 + 1 + RK_LOG_ENTITY_MAX)
 #define RK_LOG_EBADREC RK_EBADREC /* rk_err.h */
 #define RK_LOG_EOF RK_EOF         /* rk_log_reader_next: no more records */
-#define RK_LOG_INDEX_LAG_NS 200000000LL /* the entity index trails by at most 0.2 s */
+#define RK_LOG_INDEX_LAG_NS 200000000LL
+#define RK_LOG_ID_BYTES 16
+#define RK_LOG_ID_HEX (2 * RK_LOG_ID_BYTES + 1) /* its text: lowercase hex and a NUL */ /* the entity index trails by at most 0.2 s */
 
 struct rk_log;
 struct rk_log_reader;
@@ -187,6 +189,15 @@ struct rk_log_view {
  * not NULL, a sentence naming the problem is written to it. */
 int rk_log_open(struct rk_log **out, const char *dir, const struct rk_log_options *opt,
                 char *why, size_t why_len);
+
+/* When the disk had no room for the writes rk_log_open makes (after a
+ * crash, the entity index's trailing part), the log opens all the same,
+ * for reading: this returns that write's error (ENOSPC, EDQUOT,
+ * MDB_MAP_FULL), 0 when there was none. Those writes are made before the
+ * next batch, index write or prune, which fail with the same kind of error
+ * until there is room; once one succeeds this returns 0. The writer's
+ * thread. */
+int rk_log_open_write_error(const struct rk_log *log);
 
 /* Opens an existing log for reading only (another process, such as the
  * running broker, may be writing it). Appends fail with EACCES. Same
@@ -444,6 +455,35 @@ int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_
  * deleted). Call again while *deleted == max. */
 int rk_log_prune(struct rk_log *log, int64_t before_ns, uint64_t max_bytes, size_t max,
                  uint64_t *deleted);
+
+/* ---- identity
+ * Every log has an identity, made at random when the log is made, and
+ * made anew when an open for writing finds that the file is not the one
+ * the last writer left: a restored backup or a copy (rk_log_identity.c).
+ * Two logs with one identity share their history up to the head of the
+ * shorter one; with different identities, sequence numbers of one say
+ * nothing about the other. */
+
+/* The identity as 32 lowercase hex digits; "" for a read-only open of a
+ * log no broker with identities has written. Owned by the log; set at
+ * open, never changed after, so any thread may read it. */
+const char *rk_log_id(const struct rk_log *log);
+
+/* Why this open gave the log a new identity ("new log", "a restored
+ * backup", ...), or NULL when it kept the one it had. Static string. */
+const char *rk_log_id_reason(const struct rk_log *log);
+
+/* The identity it had before this open gave it a new one ("" if none). */
+const char *rk_log_id_previous(const struct rk_log *log);
+
+/* Why the marker beside data.mdb could not be written at this open (a
+ * full disk), or NULL. The log works; the next open gives it a new
+ * identity. Static to the log. */
+const char *rk_log_id_marker_error(const struct rk_log *log);
+
+/* The writer epoch: opens for writing and clean closes, counted since the
+ * identity was made. */
+uint64_t rk_log_epoch(const struct rk_log *log);
 
 /* Text for any error these functions return. Static string. */
 const char *rk_log_strerror(int err);

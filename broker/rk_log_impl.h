@@ -73,6 +73,7 @@ struct rk_log {
     int has_state;      /* 0: a read-only open of a schema-3 log */
     int state_ready;    /* the state tables hold the fold of the records */
     int readonly;
+    int open_write_rc;  /* the open could not write (a full disk): its error, until done */
     unsigned grown;
     uint64_t last_seq;
     int64_t last_recv_ns;
@@ -86,6 +87,12 @@ struct rk_log {
     int64_t iq_since_ns;
     uint64_t indexed;
     struct rk_log_batch *open_batch;
+    /* rk_log_identity.c: who this log is (rk_log.h, "log_id") */
+    char *dir;
+    char id_hex[RK_LOG_ID_HEX], prev_hex[RK_LOG_ID_HEX];
+    const char *id_why;     /* why it got a new identity at this open; NULL: it kept it */
+    uint64_t epoch, inode;
+    char marker_error[300];
 };
 
 /* The one write transaction in progress; it lives in struct rk_log. */
@@ -152,6 +159,9 @@ int rk_log__index_due(struct rk_log *log, int64_t now_ns);
 void rk_log__queues_clear(struct rk_log *log);
 /* At open for writing: queues what the indexes lack, from the records. */
 int rk_log__index_catch_up(struct rk_log *log, MDB_txn *txn);
+/* Before any write: the writes the open could not make (open_write_rc), in
+ * their own transaction. 0 when done or none; else that write's error. */
+int rk_log__finish_open(struct rk_log *log);
 /* Queued entries: drop those after `last`; keep those in (after, through];
  * drop those up to `through`. */
 void rk_log__drop_queued_after(struct rk_log *log, uint64_t last);
@@ -160,6 +170,19 @@ void rk_log__drop_queued(struct rk_log *log, uint64_t through);
 /* Retention: deletes the places chunks that hold only records up to `through`. */
 int rk_log__places_prune(struct rk_log *log, MDB_txn *txn, uint64_t through);
 void rk_log__places_close(struct rk_log_reader *r);
+
+/* ---- rk_log_identity.c: the log's identity and the marker beside it */
+
+/* Read-only open: the identity in "meta", if any. */
+int rk_log__identity_read(struct rk_log *log, MDB_txn *txn);
+/* Open for writing, in the open transaction: keeps or renews the identity
+ * and bumps the epoch. */
+int rk_log__identity_open(struct rk_log *log, MDB_txn *txn, const char *dir);
+/* After that transaction committed: writes the marker (a failure is kept
+ * for rk_log_id_marker_error, not returned). */
+int rk_log__identity_commit(struct rk_log *log);
+/* Clean close: bumps the epoch in both. */
+void rk_log__identity_close(struct rk_log *log);
 
 /* ---- rk_log.c: the core */
 

@@ -245,6 +245,8 @@ int rk_log_index_flush(struct rk_log *log, int64_t now_ns, int force)
     int rc;
     if (log->readonly || log->indexed == log->last_seq || !(force || rk_log__index_due(log, now_ns)))
         return 0;
+    if ((rc = rk_log__finish_open(log)))
+        return rc;
     while ((rc = index_commit(log)) == MDB_MAP_FULL)
         if ((rc = rk_log__grow_map(log)))
             return rc;

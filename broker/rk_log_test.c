@@ -640,6 +640,112 @@ static void test_places_backfill_grows_map(void)
     RK_CHECK(system(cmd) == 0);
 }
 
+/* ---- identity: a restart keeps it; a copy, a restored backup, a lost
+ * marker get a new one (rk_log_identity.c) */
+
+static struct rk_log *open_in(const char *d)
+{
+    struct rk_log *log = NULL;
+    struct rk_log_options opt = {.durability = RK_LOG_OS, .map_size = 8 << 20};
+    char why[256];
+    int rc = rk_log_open(&log, d, &opt, why, sizeof why);
+    if (rc)
+        fprintf(stderr, "open %s: %s\n", d, why);
+    RK_CHECK(rc == 0 && log != NULL);
+    return log;
+}
+
+/* Copies file `from` to `to`; in place (same inode) when `to` exists. */
+static void copy_file(const char *from, const char *to)
+{
+    static char buf[1 << 16];
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    size_t n;
+    RK_CHECK(in && out);
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        RK_CHECK(fwrite(buf, 1, n, out) == n);
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+}
+
+/* Opens `d`, checks whether it kept `id` (want_new 0) or got a new one. */
+static void expect_id(const char *d, const char *id, int want_new, const char *why_part,
+                      char out[RK_LOG_ID_HEX])
+{
+    struct rk_log *log = open_in(d);
+    if (!log)
+        return;
+    const char *reason = rk_log_id_reason(log);
+    RK_CHECK(strlen(rk_log_id(log)) == 32 && strspn(rk_log_id(log), "0123456789abcdef") == 32);
+    RK_CHECK((strcmp(rk_log_id(log), id) != 0) == want_new);
+    RK_CHECK((reason != NULL) == want_new);
+    if (want_new && reason && why_part && !strstr(reason, why_part))
+        fprintf(stderr, "reason \"%s\" lacks \"%s\"\n", reason, why_part);
+    RK_CHECK(!want_new || !why_part || (reason && strstr(reason, why_part)));
+    if (want_new && id[0])
+        RK_CHECK_STR(rk_log_id_previous(log), id);
+    snprintf(out, RK_LOG_ID_HEX, "%s", rk_log_id(log));
+    rk_log_destroy(&log);
+}
+
+static void test_identity(void)
+{
+    char a[] = "/tmp/rk_log_id.XXXXXX", c[] = "/tmp/rk_log_idc.XXXXXX", path[256], path2[256];
+    char id[RK_LOG_ID_HEX], id2[RK_LOG_ID_HEX], id3[RK_LOG_ID_HEX];
+    RK_CHECK(mkdtemp(a) && mkdtemp(c));
+    expect_id(a, "", 1, "new log", id);
+    struct rk_log *log = open_in(a);
+    RK_CHECK(log && rk_log_epoch(log) == 3); /* open 1, close 2, open 3 */
+    append_n(log, 3, 1000, "id");
+    rk_log_destroy(&log);
+    expect_id(a, id, 0, NULL, id2);          /* a restart keeps it */
+    /* a read-only open says it and changes nothing */
+    RK_CHECK(rk_log_open_readonly(&log, a, NULL, 0) == 0);
+    RK_CHECK_STR(rk_log_id(log), id);
+    RK_CHECK(rk_log_id_reason(log) == NULL);
+    rk_log_destroy(&log);
+    expect_id(a, id, 0, NULL, id2);
+
+    /* a copy of data.mdb alone (what mdb_copy makes): new; the original keeps its own */
+    snprintf(path, sizeof path, "%s/data.mdb", a);
+    snprintf(path2, sizeof path2, "%s/data.mdb", c);
+    copy_file(path, path2);
+    expect_id(c, id, 1, "a copy or a restored backup", id2);
+    expect_id(c, id2, 0, NULL, id3);
+    expect_id(a, id, 0, NULL, id3);
+    /* the whole directory copied, marker and all: data.mdb is another file */
+    snprintf(path, sizeof path, "%s/log-identity", a);
+    snprintf(path2, sizeof path2, "%s/log-identity", c);
+    copy_file(path, path2);
+    snprintf(path, sizeof path, "%s/data.mdb", a);
+    snprintf(path2, sizeof path2, "%s/data.mdb", c);
+    copy_file(path, path2);
+    expect_id(c, id, 1, "another file", id2);
+
+    /* a backup put back over data.mdb in place, after the log moved on */
+    char saved[] = "/tmp/rk_log_idb.XXXXXX";
+    int fd = mkstemp(saved);
+    RK_CHECK(fd >= 0);
+    close(fd);
+    copy_file(path, saved);
+    log = open_in(a);
+    append_n(log, 2, 2000, "later");
+    rk_log_destroy(&log);
+    copy_file(saved, path);
+    expect_id(a, id, 1, "restored backup", id2);
+    RK_CHECK(log == NULL);
+    /* the marker deleted: new */
+    snprintf(path, sizeof path, "%s/log-identity", a);
+    RK_CHECK(unlink(path) == 0);
+    expect_id(a, id2, 1, "no log-identity", id3);
+    unlink(saved);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", a, c);
+    RK_CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -647,6 +753,7 @@ int main(void)
         return 1;
     }
     RK_RUN(test_empty_log);
+    RK_RUN(test_identity);
     RK_RUN(test_batches_are_dense_and_chained);
     RK_RUN(test_restart_continues);
     RK_RUN(test_reader_from_middle_sees_stored_bytes);

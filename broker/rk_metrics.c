@@ -44,8 +44,14 @@ struct rk_metrics {
     atomic_int_least64_t publishers, subscribers;
     atomic_int writable;
     _Atomic(const char *) unwritable_why;
+    char log_id[64];    /* set before the HTTP thread starts, then fixed */
     struct MHD_Daemon *httpd;
 };
+
+void rk_metrics_log_id(struct rk_metrics *m, const char *log_id)
+{
+    snprintf(m->log_id, sizeof m->log_id, "%s", log_id);
+}
 
 struct rk_metrics *rk_metrics_new(void)
 {
@@ -193,6 +199,8 @@ size_t rk_metrics_render(struct rk_metrics *m, char *buf, size_t len)
                   &m->commit_seconds, commit_bounds, NC);
     put_gauge(&o, "renkei_log_last_seq", "Sequence number of the newest stored event.",
               (long long)get(&m->last_seq));
+    put(&o, "# HELP renkei_log_info The identity of the log (new after a restore or a copy).\n"
+            "# TYPE renkei_log_info gauge\nrenkei_log_info{log_id=\"%s\"} 1\n", m->log_id);
     put_gauge(&o, "renkei_log_map_size_bytes", "Size of the LMDB map (grows when needed).",
               (long long)get(&m->map_size));
     put_gauge(&o, "renkei_log_map_used_bytes", "Bytes of the LMDB map in use.",

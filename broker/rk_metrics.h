@@ -46,6 +46,10 @@ void rk_metrics_log(struct rk_metrics *m, uint64_t last_seq, uint64_t map_size,
                     uint64_t map_used, int writable, const char *why);
 
 /* Totals kept elsewhere, copied in by the ingest thread now and then. */
+/* The log's identity, shown as renkei_log_info{log_id="..."} 1. Call
+ * before rk_metrics_serve; copied. */
+void rk_metrics_log_id(struct rk_metrics *m, const char *log_id);
+
 void rk_metrics_replayed(struct rk_metrics *m, uint64_t events);
 void rk_metrics_connections(struct rk_metrics *m, int64_t publishers, int64_t subscribers);
 

@@ -327,6 +327,7 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         struct rk_wire_hdr end = {.cmd = RK_CMD_END, .corr = req->corr,
                                   .next_seq = b.next, .head_seq = rk_log_reader_head(b.r),
                                   .sent = b.o.sent};
+        snprintf(end.log_id, sizeof end.log_id, "%s", rk_log_id(rp->log));
         send_hdr(rp->router, ident, &end, 0);
     }
     rk_log_reader_destroy(&b.r);
@@ -391,6 +392,7 @@ static int send_entity(struct out *o, const struct selection *sel, struct rk_log
 static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_wire_hdr *req)
 {
     struct rk_wire_hdr end = {.cmd = RK_CMD_SNAPEND, .corr = req->corr};
+    snprintf(end.log_id, sizeof end.log_id, "%s", rk_log_id(rp->log));
     struct rk_log_reader *r = NULL;
     struct rk_log_entity e;
     uint32_t limit = req->limit && req->limit <= RK_REPLAY_LIMIT_MAX ? req->limit : RK_REPLAY_LIMIT_MAX;

@@ -18,7 +18,7 @@ struct rk_security {
 
 /* Plain sockets are for loopback: anyone on a network could read the feed
  * and publish in any town's name. */
-static int endpoint_is_local(const char *ep)
+int rk_security_endpoint_is_local(const char *ep)
 {
     static const char *const local[] = {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:",
                                         "tcp://[::1]:"};
@@ -32,7 +32,7 @@ static int check_plain_endpoints(const struct rk_broker_config *cfg)
 {
     const char *eps[3] = {cfg->ingest_endpoint, cfg->feed_endpoint, cfg->replay_endpoint};
     for (int i = 0; i < 3; i++) {
-        if (endpoint_is_local(eps[i]))
+        if (rk_security_endpoint_is_local(eps[i]))
             continue;
         if (!cfg->insecure_no_curve) {
             RK_DIAG(RK_DIAG_ERROR, "insecure_endpoint", "endpoint=%s why=\"not loopback, and no "
@@ -67,7 +67,7 @@ static int start_curve(struct rk_security *s, void *zctx)
     const struct rk_broker_config *cfg = s->cfg;
     struct rk_acl *acl;
     char why[512], pub[RK_KEY_Z85_LEN + 1];
-    if (rk_keys_read(cfg->curve_key, s->curve_secret, why, sizeof why) != 0 ||
+    if (rk_keys_read_secret(cfg->curve_key, s->curve_secret, why, sizeof why) != 0 ||
         rk_acl_load(cfg->acl, &acl, why, sizeof why) != 0) {
         RK_DIAG(RK_DIAG_ERROR, "security_failed", "why=\"%s\"", why);
         return EACCES;

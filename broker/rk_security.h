@@ -25,6 +25,9 @@ int rk_security_open(struct rk_security **out, void *zctx, const struct rk_broke
 
 void rk_security_close(struct rk_security **sp);
 
+/* 1 when a plain socket may bind `ep` (ipc, inproc, loopback TCP). */
+int rk_security_endpoint_is_local(const char *ep);
+
 /* The broker's secret key in Z85, or NULL when it runs plain. */
 const char *rk_security_secret(const struct rk_security *s);
 

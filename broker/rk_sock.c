@@ -16,11 +16,10 @@ void *rk_sock_bind(void *zctx, const char *endpoint, const struct rk_sock_option
         return NULL;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_SNDHWM, &opt->hwm, sizeof opt->hwm);
-    if (opt->type == ZMQ_ROUTER) {
+    if (opt->type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_RCVHWM, &opt->hwm, sizeof opt->hwm);
-        if (opt->max_message)
-            zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &opt->max_message, sizeof opt->max_message);
-    }
+    if (opt->max_message)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &opt->max_message, sizeof opt->max_message);
     if (opt->xpub_manual)
         zmq_setsockopt(s, ZMQ_XPUB_MANUAL, &on, sizeof on);
     if (opt->curve_secret && opt->curve_secret[0] &&

@@ -12,7 +12,7 @@
 struct rk_sock_options {
     int type;                 /* ZMQ_ROUTER, ZMQ_XPUB */
     int hwm;                  /* send (and receive) high-water mark, messages */
-    int64_t max_message;      /* ROUTER: larger messages drop the peer; 0 = none */
+    int64_t max_message;      /* a larger frame drops the peer unread; 0 = none */
     int xpub_manual;          /* XPUB: subscriptions pass only when we pass them */
     const char *curve_secret; /* Z85 secret key; NULL or "" = plain */
 };

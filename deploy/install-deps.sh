@@ -7,6 +7,7 @@ PACKAGES="build-essential cmake pkg-config
 libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev libjansson-dev libcsv-dev
 libmicrohttpd-dev
 lmdb-utils groff-base python3 python3-zmq python3-msgpack
+dpkg-dev
 clang"
 
 missing=""

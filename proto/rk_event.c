@@ -284,7 +284,7 @@ static enum rk_verr check_id(struct vctx *c, const char *field, const struct rk_
     if (rc)
         return rc;
     if (o->n < 1 || o->n > RK_ID_MAX)
-        return fail(c, RK_V_ID, field, "must be 1..64 characters, got %u", o->n);
+        return fail(c, RK_V_ID, field, "must be 1..64 bytes, got %u", o->n);
     if (!rk_event_id_valid(chars(o), o->n))
         return fail(c, RK_V_ID, field, "may hold only A-Z a-z 0-9 . _ : -, got \"%s\"",
                     quote(c, o));

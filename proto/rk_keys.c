@@ -36,6 +36,56 @@ int rk_keys_read(const char *path, char out[RK_KEY_Z85_LEN + 1], char *why, size
     return 0;
 }
 
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* The public key in BASE.pub beside BASE.key differs from the one derived
+ * from the secret: 1; no such file, or it matches: 0. */
+static int sibling_mismatch(const char *path, const char *secret, char *pub_path, size_t len)
+{
+    char want[RK_KEY_Z85_LEN + 1], have[RK_KEY_Z85_LEN + 1], why[16];
+    size_t n = strlen(path);
+    if (!ends_with(path, ".key") || n + 1 > len)
+        return 0;
+    memcpy(pub_path, path, n - 4);
+    strcpy(pub_path + n - 4, ".pub");
+    if (rk_keys_read(pub_path, have, why, sizeof why) != 0 || rk_keys_public_of(secret, want) != 0)
+        return 0;
+    return strcmp(want, have) != 0;
+}
+
+int rk_keys_read_secret(const char *path, char out[RK_KEY_Z85_LEN + 1], char *why,
+                        size_t why_len)
+{
+    struct stat st;
+    char pub_path[4096];
+    if (ends_with(path, ".pub")) {
+        snprintf(why, why_len, "%s: a public key file (.pub); give the secret key, the .key "
+                 "file renkei-keys wrote beside it", path);
+        return -1;
+    }
+    if (rk_keys_read(path, out, why, why_len) != 0)
+        return -1;
+    if (stat(path, &st) == 0 && (st.st_mode & S_IROTH)) {
+        snprintf(why, why_len, "%s: readable by every user (mode %04o), so a public key or a "
+                 "secret that is no longer one; a secret key file is 0600, as renkei-keys "
+                 "writes it (chmod 600 %s if it is the secret key)", path,
+                 (unsigned)(st.st_mode & 07777), path);
+        memset(out, 0, RK_KEY_Z85_LEN + 1);
+        return -1;
+    }
+    if (sibling_mismatch(path, out, pub_path, sizeof pub_path)) {
+        snprintf(why, why_len, "%s: its public key is not the one in %s: not the secret key "
+                 "of that pair", path, pub_path);
+        memset(out, 0, RK_KEY_Z85_LEN + 1);
+        return -1;
+    }
+    return 0;
+}
+
 int rk_keys_resolve(const char *arg, char out[RK_KEY_Z85_LEN + 1], char *why, size_t why_len)
 {
     if (rk_keys_valid(arg)) {

@@ -21,6 +21,15 @@ int rk_keys_valid(const char *z85);
  * -1 with a sentence naming the file and the problem in `why`. */
 int rk_keys_read(const char *path, char out[RK_KEY_Z85_LEN + 1], char *why, size_t why_len);
 
+/* Reads a secret key file as rk_keys_read does, and refuses what is
+ * plainly a public key, since both are 40 Z85 characters: a name ending in
+ * ".pub", a file anyone may read (renkei-keys writes NAME.key 0600 and
+ * NAME.pub 0644), or a key whose public key differs from the NAME.pub
+ * beside NAME.key. Same returns as rk_keys_read; `why` says what to give
+ * instead. */
+int rk_keys_read_secret(const char *path, char out[RK_KEY_Z85_LEN + 1], char *why,
+                        size_t why_len);
+
 /* Takes a key given on a command line: either 40 Z85 characters or the
  * path of a key file. Same returns as rk_keys_read. */
 int rk_keys_resolve(const char *arg, char out[RK_KEY_Z85_LEN + 1], char *why, size_t why_len);

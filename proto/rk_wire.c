@@ -249,14 +249,17 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
     int ordered_err = h->cmd == RK_CMD_ERR && h->expected;
+    int with_id = (h->cmd == RK_CMD_TICK || h->cmd == RK_CMD_END || h->cmd == RK_CMD_SNAPEND ||
+                   h->cmd == RK_CMD_REQS) && h->log_id[0];
     /* a read's flags come after its filter, so they bring one, if empty */
+    int state_at = h->cmd == RK_CMD_STATE && h->at_seq;
     int filtered = (reads && (rk_wire_filter_active(&h->filter) || flagged)) ||
-                   (h->cmd == RK_CMD_STATE && rk_wire_filter_active(&h->filter));
+                   (h->cmd == RK_CMD_STATE && (rk_wire_filter_active(&h->filter) || state_at));
     if (h->cursor_len > RK_WIRE_CURSOR_MAX)
         return 0;
     put_array(&w, (size_t)cmd_arity[h->cmd] + cmd_extra[h->cmd] + (idempotent ? 2u : 0u) +
                       (flagged ? 1u : 0u) + (filtered ? 1u : 0u) + (signed_evt ? 1u : 0u) +
-                      (ordered_err ? 1u : 0u));
+                      (ordered_err ? 1u : 0u) + (with_id ? 1u : 0u) + (state_at ? 1u : 0u));
     put_uint(&w, RK_WIRE_VERSION);
     put_lit(&w, name);
     put_uint(&w, h->corr);
@@ -312,6 +315,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_bin(&w, h->cursor, h->cursor_len);
         if (filtered)
             put_filter(&w, &h->filter);
+        if (state_at)
+            put_uint(&w, h->at_seq);
         break;
     case RK_CMD_REQS:
         put_uint(&w, h->seq);
@@ -334,6 +339,8 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
     default:
         break;
     }
+    if (with_id)
+        put_id(&w, h->log_id, sizeof h->log_id);
     return w.err == RK_OK ? w.len : 0;
 }
 
@@ -482,47 +489,107 @@ static int key_is(const char *k, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(k, lit, n) == 0;
 }
 
+/* Every byte of `s` in `allowed` (a ctype-free test: the wire's rules). */
+static int all_of(const char *s, int (*allowed)(unsigned char))
+{
+    for (; *s; s++)
+        if (!allowed((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int topic_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && c != '|'; /* printable ASCII, no space or | */
+}
+
+static int id_byte(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+static int digit_byte(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* No topic at all is no filter, and an empty prefix would select
+ * everything: both are refused, never read as "everything". */
 static int get_topics(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
     uint64_t n;
-    if (get_count(r, RK_MP_ARRAY, &n) || n > RK_WIRE_TOPICS_MAX)
+    if (get_count(r, RK_MP_ARRAY, &n) || n == 0 || n > RK_WIRE_TOPICS_MAX)
         return -1;
     f->ntopics = (unsigned)n;
     for (unsigned i = 0; i < f->ntopics; i++)
-        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1) || !f->topics[i][0])
-            return -1; /* an empty prefix would select everything */
+        if (get_text(r, f->topics[i], RK_WIRE_TOPIC_MAX, 1) || !f->topics[i][0] ||
+            !all_of(f->topics[i], topic_byte))
+            return -1;
     return 0;
 }
 
+/* A uint time; one past INT64_MAX is as far as a time goes. */
+static int get_time(struct rk_mp_reader *r, int64_t *out)
+{
+    uint64_t v;
+    if (get_uint(r, &v))
+        return -1;
+    *out = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+    return 0;
+}
+
+static const char *const filter_keys[] = {"from_time", "to_time", "topics", "request_id",
+                                           "kpi_id", "requester"};
+
+/* The filter key `k`'s place in filter_keys, or -1. */
+static int filter_key(const char *k, size_t klen)
+{
+    for (int i = 0; i < (int)(sizeof filter_keys / sizeof *filter_keys); i++)
+        if (key_is(k, klen, filter_keys[i]))
+            return i;
+    return -1;
+}
+
+/* One filter value, by its key's place in filter_keys. An id must be an
+ * id ("" is none: ignoring it would return everything); a requester is a
+ * prefecture or municipality code. */
+static int get_filter_value(struct rk_mp_reader *r, struct rk_wire_filter *f, int key)
+{
+    char *id;
+    switch (key) {
+    case 0:
+        return get_time(r, &f->from_ns);
+    case 1:
+        return get_time(r, &f->to_ns);
+    case 2:
+        return get_topics(r, f);
+    case 3:
+    case 4:
+        id = key == 4 ? f->kpi_id : f->request_id;
+        return get_text(r, id, RK_WIRE_ID_MAX + 1, 1) || !id[0] || !all_of(id, id_byte) ? -1 : 0;
+    default:
+        return get_text(r, f->requester, sizeof f->requester, 1) || !f->requester[0] ||
+                       !all_of(f->requester, digit_byte) ? -1 : 0;
+    }
+}
+
 /* Unknown filter keys are refused: ignoring one would widen the selection
- * without the client knowing. */
+ * without the client knowing; so is a key given twice. */
 static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
 {
-    uint64_t n, v;
+    uint64_t n;
+    unsigned seen = 0;
     if (get_count(r, RK_MP_MAP, &n) || n > 6)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
         const char *k;
         size_t klen;
-        if (get_str(r, &k, &klen))
+        int key;
+        if (get_str(r, &k, &klen) || (key = filter_key(k, klen)) < 0 || (seen & (1u << key)) ||
+            get_filter_value(r, f, key))
             return -1;
-        if (key_is(k, klen, "from_time") || key_is(k, klen, "to_time")) {
-            if (get_uint(r, &v) || v > INT64_MAX)
-                return -1;
-            *(key_is(k, klen, "to_time") ? &f->to_ns : &f->from_ns) = (int64_t)v;
-        } else if (key_is(k, klen, "topics")) {
-            if (get_topics(r, f))
-                return -1;
-        } else if (key_is(k, klen, "request_id") || key_is(k, klen, "kpi_id")) {
-            char *dst = key_is(k, klen, "kpi_id") ? f->kpi_id : f->request_id;
-            if (get_text(r, dst, RK_WIRE_ID_MAX + 1, 1) || !dst[0])
-                return -1; /* "" is no id: ignoring it would return everything */
-        } else if (key_is(k, klen, "requester")) {
-            if (get_text(r, f->requester, sizeof f->requester, 1) || !f->requester[0])
-                return -1;
-        } else {
-            return -1;
-        }
+        seen |= 1u << key;
     }
     return 0;
 }
@@ -646,6 +713,14 @@ static uint32_t limit_of(uint64_t v)
     return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* The optional log identity, element `at` of `n`: a str of 1..32 bytes. */
+static int get_log_id(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n, uint64_t at)
+{
+    if (n < at)
+        return 0;
+    return get_text(r, h->log_id, sizeof h->log_id, 1);
+}
+
 static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
     uint64_t a, b, c;
@@ -683,7 +758,9 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return 0;
         if (get_uint(r, &h->prev_seq) || h->prev_seq >= h->seq + (h->cmd == RK_CMD_TICK))
             return -1;
-        return h->cmd == RK_CMD_LIVE ? get_text(r, h->topic, sizeof h->topic, 0) : 0;
+        if (h->cmd == RK_CMD_TICK)
+            return get_log_id(r, h, n, 7);
+        return get_text(r, h->topic, sizeof h->topic, 0);
     case RK_CMD_ERR:
         if (get_text(r, h->code, sizeof h->code, 0) ||
             get_text(r, h->message, sizeof h->message, 0))
@@ -709,23 +786,27 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
         if (get_uint(r, &h->at_seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->has_sent = 1;
-        return get_uint(r, &h->sent);
+        return get_uint(r, &h->sent) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_STATE:
         if (get_uint(r, &c) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->limit = limit_of(c);
-        return n >= 6 ? get_filter(r, &h->filter) : 0;
+        if (n >= 6 && get_filter(r, &h->filter))
+            return -1;
+        return n >= 7 ? get_uint(r, &h->at_seq) : 0;
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
-        return get_uint(r, &h->nrecords);
+        return get_uint(r, &h->nrecords) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_END:
         if (get_uint(r, &a) || get_uint(r, &b))
             return -1;
         h->next_seq = a;
         h->head_seq = b;
         h->has_sent = n >= 6;
-        return n >= 6 ? get_uint(r, &h->sent) : 0;
+        if (n >= 6 && get_uint(r, &h->sent))
+            return -1;
+        return get_log_id(r, h, n, 7);
     default:
         return 0;
     }

@@ -19,13 +19,18 @@
  *   evt    [1, "evt",    corr, seq, recv_ns]            + event frame
  *          [1, "evt",    corr, seq, recv_ns, publisher] (its CURVE key)
  *   evts   [1, "evts",   corr, count]                   + records frame
- *   end    [1, "end",    corr, next_seq, head_seq, sent]
+ *   end    [1, "end",    corr, next_seq, head_seq, sent, log_id]
  *   live   [1, "live",   0,    seq, recv_ns, prev, topic] + event frame
- *   tick   [1, "tick",   0,    head_seq, now_ns, prev]
+ *   tick   [1, "tick",   0,    head_seq, now_ns, prev, log_id]
  *   snap   [1, "snap",   corr, at_seq, limit, cursor]
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}]
  *          [1, "snap",   corr, at_seq, limit, cursor, {filter}, flags]
- *   snapend [1, "snapend", corr, at_seq, cursor, sent]
+ *   snapend [1, "snapend", corr, at_seq, cursor, sent, log_id]
+ *   state  [1, "state",  corr, limit, cursor], optionally {filter}, then at_seq
+ *   reqs   [1, "reqs",   corr, seq, cursor, count, log_id] + requests frame
+ *
+ * `log_id` (32 hex digits, the identity of the broker's log, PROTOCOL.md
+ * 3.7) is a later addition: brokers before it leave it out.
  *
  * `corr` is chosen by the client and echoed by the broker; integers are
  * unsigned. A decoder accepts any MessagePack integer encoding and ignores
@@ -53,6 +58,7 @@
 #define RK_WIRE_ID_MAX 64
 #define RK_WIRE_CURSOR_MAX 96    /* bytes of a snapshot cursor (bin) */
 #define RK_WIRE_PUBLISHER_MAX 40 /* a publisher's key, Z85 */
+#define RK_WIRE_LOG_ID_MAX 32    /* a log identity: lowercase hex of 16 bytes */
 
 /* pub flags. RK_WIRE_PUB_ACKS: the client accepts "acks", so the broker may
  * acknowledge this event together with others of the same commit. */
@@ -127,8 +133,8 @@ struct rk_wire_hdr {
     uint32_t limit;      /* replay, snap, state: most events (requests) in this
                           * batch, 1..RK_REPLAY_LIMIT_MAX */
     struct rk_wire_filter filter; /* replay, snap: optional */
-    uint64_t at_seq;     /* snap: the sequence the state is wanted at, 0 = the
-                          * head now; snapend: the one it is consistent with */
+    uint64_t at_seq;     /* snap, state: the sequence the state is wanted at, 0 =
+                          * the head now; snapend: the one it is consistent with */
     unsigned char cursor[RK_WIRE_CURSOR_MAX]; /* snap: resume after this entity
                           * (empty: from the start); snapend: where the next
                           * batch resumes (empty: the snapshot is complete) */
@@ -141,6 +147,9 @@ struct rk_wire_hdr {
                           * numbered from producer_seq when producer is set). reqs also sets seq (the state is
                           * that after it) and cursor (empty: the last batch) */
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
+    char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* tick, end, snapend, reqs: the identity
+                          * of the broker's log; "" = left out (an older
+                          * broker), and then not written */
     char code[32];       /* err: machine-readable code, e.g. "E_RANGE" */
     char message[256];   /* err: "<type>.<field>: <reason>" */
     uint64_t expected;   /* err E_ORDER: the number the producer must send next;

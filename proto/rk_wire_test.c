@@ -181,6 +181,59 @@ static void test_huge_limit_read_as_largest(void)
     RK_CHECK(rk_wire_decode(replay, sizeof replay, &out) == 0 && out.limit == UINT32_MAX);
 }
 
+/* A replay header [1, "replay", 1, 1, 0, 10, {key: value}] whose value is
+ * a str, or an array of one str when `in_array`, or (for NULL) an empty
+ * array; decoded into *out. */
+static int decode_filter(const char *key, const char *value, int in_array,
+                         struct rk_wire_hdr *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 7);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "replay", 6);
+    for (int i = 0; i < 4; i++)
+        msgpack_pack_uint8(&pk, i == 3 ? 10 : i == 2 ? 0 : 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    if (in_array || !value)
+        msgpack_pack_array(&pk, value ? 1 : 0);
+    if (value)
+        msgpack_pack_str_with_body(&pk, value, strlen(value));
+    int rc = rk_wire_decode(sb.data, sb.size, out);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* A filter value is what it says or it is refused (PROTOCOL.md 3.4): never
+ * read as "everything". */
+static void test_filter_values_checked(void)
+{
+    struct rk_wire_hdr out;
+    RK_CHECK(decode_filter("topics", "aid.request/30", 1, &out) == 0 && out.filter.ntopics == 1);
+    RK_CHECK(decode_filter("topics", NULL, 1, &out) == -1);           /* [] */
+    RK_CHECK(decode_filter("topics", "aid request", 1, &out) == -1);  /* space */
+    RK_CHECK(decode_filter("topics", "aid|kpi", 1, &out) == -1);
+    RK_CHECK(decode_filter("topics", "\xe3\x81\x82", 1, &out) == -1); /* あ */
+    RK_CHECK(decode_filter("request_id", "REQ-1", 0, &out) == 0);
+    RK_CHECK(decode_filter("request_id", "bad id", 0, &out) == -1);
+    RK_CHECK(decode_filter("kpi_id", "K/1", 0, &out) == -1);
+    /* a key given twice: [1, "replay", 1, 1, 0, 10, {"kpi_id": "a", "kpi_id": "b"}] */
+    static const unsigned char twice[] = {0x97, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                          0x01, 0x00, 0x0a, 0x82, 0xa6, 'k', 'p', 'i', '_', 'i',
+                                          'd', 0xa1, 'a', 0xa6, 'k', 'p', 'i', '_', 'i', 'd',
+                                          0xa1, 'b'};
+    RK_CHECK(rk_wire_decode(twice, sizeof twice, &out) == -1);
+    /* to_time of any uint: beyond 2^63 - 1 it is as late as a time goes */
+    static const unsigned char late[] = {0x97, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                         0x01, 0x00, 0x0a, 0x81, 0xa7, 't', 'o', '_', 't', 'i',
+                                         'm', 'e', 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff};
+    RK_CHECK(rk_wire_decode(late, sizeof late, &out) == 0 && out.filter.to_ns == INT64_MAX);
+}
+
 static void test_idempotent_pub(void)
 {
     struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
@@ -769,8 +822,79 @@ static void test_acks_at_every_boundary(void)
     }
 }
 
+/* The log identity rides after the last element of tick, end, snapend and
+ * reqs (PROTOCOL.md 3.7); a header without it still decodes, with "". */
+static void test_log_id(void)
+{
+    static const char id[] = "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6";
+    static const enum rk_wire_cmd cmds[] = {RK_CMD_TICK, RK_CMD_END, RK_CMD_SNAPEND, RK_CMD_REQS};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        struct rk_wire_hdr in = {.cmd = cmds[i], .corr = 3, .seq = 19, .recv_ns = 1,
+                                 .prev_seq = 19, .sent = 2, .next_seq = 4, .head_seq = 19}, out;
+        memcpy(in.log_id, id, sizeof id);
+        size_t n = rk_wire_encode(&in, buf, sizeof buf);
+        RK_CHECK(n > 0 && buf[0] == 0x97); /* one element more than before */
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0);
+        RK_CHECK_STR(out.log_id, id);
+        RK_CHECK(out.cmd == cmds[i] && out.corr == 3);
+        in.log_id[0] = '\0';
+        n = rk_wire_encode(&in, buf, sizeof buf);
+        RK_CHECK(n > 0 && buf[0] == 0x96);
+        RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.log_id[0] == '\0');
+    }
+    /* the documented tick, byte for byte */
+    static const unsigned char tick[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x13, 0xcf,
+                                         0x18, 0x94, 0xf3, 0x3d, 0xc7, 0x2a, 0x8d, 0x15, 0x13,
+                                         0xd9, 0x20};
+    struct rk_wire_hdr t = {.cmd = RK_CMD_TICK, .seq = 19, .recv_ns = 1771308000123456789,
+                            .prev_seq = 19};
+    memcpy(t.log_id, id, sizeof id);
+    size_t n = rk_wire_encode(&t, buf, sizeof buf);
+    RK_CHECK(n == sizeof tick + 32 && memcmp(buf, tick, sizeof tick) == 0 &&
+             memcmp(buf + sizeof tick, id, 32) == 0);
+    /* longer than 32 bytes, or not a str: malformed, not cut */
+    static const unsigned char long_id[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                            0x01, 0x00, 0xd9, 33, 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+                                            'a', 'a', 'a', 'a', 'a'};
+    struct rk_wire_hdr out;
+    RK_CHECK(rk_wire_decode(long_id, sizeof long_id, &out) != 0);
+    static const unsigned char int_id[] = {0x97, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                           0x01, 0x00, 0x05};
+    RK_CHECK(rk_wire_decode(int_id, sizeof int_id, &out) != 0);
+    /* later elements still ignored */
+    static const unsigned char more[] = {0x98, 0x01, 0xa4, 't', 'i', 'c', 'k', 0x00, 0x01,
+                                         0x01, 0x00, 0xa2, 'a', 'b', 0xc0};
+    RK_CHECK(rk_wire_decode(more, sizeof more, &out) == 0);
+    RK_CHECK_STR(out.log_id, "ab");
+}
+
+/* state's at_seq follows the filter, which then goes out even when empty. */
+static void test_state_at_seq(void)
+{
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    struct rk_wire_hdr in = {.cmd = RK_CMD_STATE, .corr = 5, .limit = 10, .at_seq = 77}, out;
+    size_t n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x97);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 77 &&
+             !rk_wire_filter_active(&out.filter));
+    in.at_seq = 0;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(n > 0 && buf[0] == 0x95);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 0);
+    snprintf(in.filter.requester, sizeof in.filter.requester, "30");
+    in.at_seq = 9;
+    n = rk_wire_encode(&in, buf, sizeof buf);
+    RK_CHECK(rk_wire_decode(buf, n, &out) == 0 && out.at_seq == 9);
+    RK_CHECK_STR(out.filter.requester, "30");
+}
+
 int main(void)
 {
+    RK_RUN(test_log_id);
+    RK_RUN(test_state_at_seq);
     RK_RUN(test_subscription_keys);
     RK_RUN(test_roundtrip_every_command);
     RK_RUN(test_documented_bytes);
@@ -779,6 +903,7 @@ int main(void)
     RK_RUN(test_lenient_where_documented);
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
+    RK_RUN(test_filter_values_checked);
     RK_RUN(test_huge_limit_read_as_largest);
     RK_RUN(test_order_and_ping);
     RK_RUN(test_pub_flags);

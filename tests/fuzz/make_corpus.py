@@ -46,6 +46,12 @@ def headers():
         "state-filter": [1, "state", 4, 100, b"REQ-1", {"requester": "27", "request_id": "R"}],
         "reqs": [1, "reqs", 4, 198, b"REQ-304018-001", 5],
         "replay-16": [1, "replay", 9, 1, 0, 10, {"topics": ["aid.x%d/" % i for i in range(16)]}],
+        # a later element: the log identity (PROTOCOL.md 3.7), state's at_seq (3.6)
+        "tick-id": [1, "tick", 0, 10, 1795400000000000000, 10, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6"],
+        "end-id": [1, "end", 9, 6, 10, 5, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6"],
+        "snapend-id": [1, "snapend", 3, 5, b"", 4, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6"],
+        "reqs-id": [1, "reqs", 4, 198, b"", 5, "9c1e04b2a55f6d7e8f90a1b2c3d4e5f6"],
+        "state-at": [1, "state", 4, 100, b"", {}, 77],
     }.items():
         write("wire", name, msgpack.packb(h))
     # the records frame after an "evts": one plain record, one with a publisher

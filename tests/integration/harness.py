@@ -281,7 +281,8 @@ class Subscriber:
     Output goes to a pipe, or appended to `stdout_path` (needed for more
     than a pipe's worth of lines, or to resume with --cursor)."""
 
-    STARTED = ("following from seq", "resuming from seq", "starting with a snapshot")
+    STARTED = ("following from seq", "resuming from seq", "starting with a snapshot",
+               "starting with the state")
 
     def __init__(self, broker, args, stdout_path=None):
         self.err_path = os.path.join(broker.dir, f"sub-{time.monotonic_ns()}.err")
@@ -545,7 +546,7 @@ def state_all(sock, limit, flt=None):
         corr += 1
         head, frames = state_ask(sock, corr, limit, cursor, flt)
         assert head[1] == "reqs", head
-        _, _, _, seq, cursor, count = head
+        _, _, _, seq, cursor, count = head[:6]  # later fields: log_id (3.7)
         reqs = msgpack.unpackb(frames[1], raw=False)
         assert len(frames) == 2 and len(reqs) == count <= limit, (head, len(reqs))
         seqs.append(seq)

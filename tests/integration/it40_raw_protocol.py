@@ -83,6 +83,7 @@ def test(b):
     rep = ctx.socket(zmq.DEALER)
     rep.linger = 0
     rep.connect(b.replay)
+    log_id = b.ready["log_id"]  # a later element of end, tick, snapend, reqs (3.7)
     rep.send_multipart([msgpack.packb([1, "replay", 77, 1, 0, 1000])])
     evt = recv(rep)
     h = msgpack.unpackb(evt[0])
@@ -90,7 +91,7 @@ def test(b):
     h = msgpack.unpackb(recv(rep)[0])
     assert h[:4] == [1, "evt", 77, 2], h
     end = msgpack.unpackb(recv(rep)[0])
-    assert end == [1, "end", 77, 3, 2, 2], end
+    assert end == [1, "end", 77, 3, 2, 2, log_id], end
     # Packed (flags bit 0 after a filter, here empty): one "evts" holding
     # both records, [seq, recv_ns, event as bin], then the same "end".
     rep.send_multipart([msgpack.packb([1, "replay", 78, 1, 0, 1000, {}, 1])])
@@ -104,12 +105,12 @@ def test(b):
     assert records[0][2] == body and records[1][2] == msgpack.packb(again), records
     assert records[0][1] <= records[1][1] and records[0][1] > 0, records
     end = msgpack.unpackb(recv(rep)[0])
-    assert end == [1, "end", 78, 3, 2, 2], end
+    assert end == [1, "end", 78, 3, 2, 2, log_id], end
     # The same request from a client that did not set the flag still gets
     # one "evt" per record; a filter that selects nothing sends no "evts".
     rep.send_multipart([msgpack.packb([1, "replay", 79, 2, 0, 1000, {"kpi_id": "none"}, 1])])
     end = msgpack.unpackb(recv(rep)[0])
-    assert end == [1, "end", 79, 3, 2, 0], end
+    assert end == [1, "end", 79, 3, 2, 0, log_id], end
     # A later batch of a range bounded by from_time starts at its from_seq,
     # not again at the first record of that time.
     rep.send_multipart([msgpack.packb([1, "replay", 80, 2, 0, 1, {"from_time": 1}, 1])])
@@ -118,7 +119,7 @@ def test(b):
     unpacker.feed(evts[1])
     assert [r[0] for r in unpacker] == [2], "continued at the time bound, not at from_seq"
     end = msgpack.unpackb(recv(rep)[0])
-    assert end == [1, "end", 80, 3, 2, 1], end
+    assert end == [1, "end", 80, 3, 2, 1, log_id], end
     rep.send_multipart([b"\x93\x01\xa3pub\x01"])
     err = msgpack.unpackb(recv(rep)[0])
     assert err[1] == "err" and err[3] == "E_COMMAND", err
@@ -142,6 +143,7 @@ def test(b):
             tick = hdr
     assert frames[0] == b"~aid.request/30/\n" and len(frames) == 2, frames
     assert tick[:3] == [1, "tick", 0] and tick[3] >= 2 and tick[5] <= tick[3], tick
+    assert tick[6:] == [b.ready["log_id"]], tick
     seen = []
     for i in range(3):
         one = harness.renamed(event, f"live{i}")

@@ -32,7 +32,7 @@ def test(b):
     first = b.subscriber("--cursor", path("early.cursor"), stdout_path=path("early.jsonl"))
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
-    assert os.path.getsize(path("early.cursor")) == 21
+    assert os.path.getsize(path("early.cursor")) == 54  # seq, space, log identity, newline
 
     seqs = []
     done = threading.Event()
@@ -77,13 +77,13 @@ def test(b):
     wakayama = [s for s, e in zip(seqs, reqs) if e["municipality"].startswith("30")]
     assert seqs_in(path("filtered.jsonl")) == wakayama
     with open(path("all.cursor")) as f:
-        assert int(f.read()) == N + 1
+        assert f.read() == "%020d %s\n" % (N + 1, b.ready["log_id"])
 
     # The moment a kill can hit between printing an event and moving the
     # cursor, made on purpose: the cursor lags the output by 3 events, and
     # a half-written line follows. The output file decides.
     with open(path("all.cursor"), "w") as f:
-        f.write("%020d\n" % (N - 2))
+        f.write("%020d %s\n" % (N - 2, b.ready["log_id"]))
     with open(path("all.jsonl"), "a") as f:
         f.write('{"seq": 99')
     more = harness.new_requests("cur-more", 10)
