@@ -132,6 +132,18 @@ int rk_pub_send(struct rk_pub *p, const void *event, size_t len, uint64_t *corr)
 int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number,
                          const void *event, size_t len, uint64_t *corr);
 
+/* Queues events[0..n) (MessagePack bytes, copied; n 1..1024, their bytes
+ * together within the broker's max_message, 65,536 by default) as one
+ * message (PROTOCOL.md 3.2 "pubs"): one header and one acknowledgement for
+ * them all, so a sender with many events waiting pays the per-message costs
+ * once. With `producer` they take the numbers first .. first+n-1. Their
+ * corrs are *corr .. *corr+n-1, and rk_pub_recv() gives one result per
+ * event, as for rk_pub_send. One event goes out as a plain pub. Returns 0,
+ * or -1 with errno (EINVAL: n, producer or first out of range; EAGAIN:
+ * queue full). */
+int rk_pub_send_batch(struct rk_pub *p, const char *producer, uint64_t first,
+                      const void *const *events, const size_t *lens, size_t n, uint64_t *corr);
+
 /* Asks the broker whether this connection is alive ("ping"): its answer,
  * a result with `pong` set and this corr, comes at once, before any
  * commit, so silence about publishes with a pong means a slow broker, and

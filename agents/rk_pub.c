@@ -23,6 +23,10 @@ struct rk_pub {
     size_t ncbs, cbs_cap;
     zmq_msg_t acks_msg;       /* the "acks" being handed out one by one */
     struct rk_wire_hdr acks;  /* its header; acks.nacks = 0 when none is held */
+    zmq_msg_t outs_msg;       /* the "outcomes" being handed out one by one */
+    struct rk_wire_hdr outs;  /* its header: outs.nruns runs not yet taken */
+    struct rk_wire_run run;   /* the run being handed out ... */
+    uint32_t run_left;        /* ... and how many of its events are left */
 };
 
 /* The socket options of a publisher; `single` as rk_pub_open_single. */
@@ -52,6 +56,7 @@ static int pub_open(const char *endpoint, const struct rk_client_options *o, int
         abort();
     *out = NULL;
     zmq_msg_init(&p->acks_msg);
+    zmq_msg_init(&p->outs_msg);
     p->own_ctx = !o || !o->zmq_ctx;
     p->zctx = p->own_ctx ? zmq_ctx_new() : o->zmq_ctx;
     /* ZeroMQ keeps the keys it was given: ours are wiped at once. */
@@ -92,6 +97,7 @@ void rk_pub_destroy(struct rk_pub **pp)
     if (!p)
         return;
     zmq_msg_close(&p->acks_msg);
+    zmq_msg_close(&p->outs_msg);
     if (p->dealer)
         zmq_close(p->dealer);
     if (p->own_ctx)
@@ -133,6 +139,43 @@ int rk_pub_send_numbered(struct rk_pub *p, const char *producer, uint64_t number
     return 0;
 }
 
+int rk_pub_send_batch(struct rk_pub *p, const char *producer, uint64_t first,
+                      const void *const *events, const size_t *lens, size_t n, uint64_t *corr)
+{
+    struct rk_wire_hdr h = {.cmd = RK_CMD_PUBS, .corr = p->next_corr, .nrecords = n};
+    unsigned char buf[RK_WIRE_HDR_MAX];
+    size_t total = 0;
+    zmq_msg_t frame;
+    if (n == 0 || n > RK_WIRE_PUBS_MAX || (producer && (!producer[0] || first == 0 ||
+        strlen(producer) > RK_WIRE_PRODUCER_MAX))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (n == 1) /* the same on the wire as one pub, which every broker takes */
+        return rk_pub_send_numbered(p, producer, first, events[0], lens[0], corr);
+    if (producer) {
+        memcpy(h.producer, producer, strlen(producer) + 1);
+        h.producer_seq = first;
+    }
+    for (size_t i = 0; i < n; i++)
+        total += lens[i];
+    size_t hl = rk_wire_encode(&h, buf, sizeof buf);
+    if (zmq_msg_init_size(&frame, total) != 0)
+        return -1;
+    unsigned char *at = zmq_msg_data(&frame);
+    for (size_t i = 0; i < n; at += lens[i], i++)
+        memcpy(at, events[i], lens[i]);
+    if (zmq_send(p->dealer, buf, hl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&frame);
+        return -1;
+    }
+    zmq_msg_send(&frame, p->dealer, 0); /* after the first frame it goes through */
+    *corr = p->next_corr;
+    p->next_corr += n;
+    p->in_flight += n;
+    return 0;
+}
+
 static void skip_rest(void *sock)
 {
     int more = 1;
@@ -155,8 +198,38 @@ static void take_ack(struct rk_pub *p, struct rk_pub_result *res)
         p->in_flight--;
 }
 
+/* The next event's result of the "outcomes" held: its corr is the batch's
+ * plus its place in it. */
+static void take_outcome(struct rk_pub *p, struct rk_pub_result *res)
+{
+    if (p->run_left == 0) {
+        rk_wire_outcomes_next(&p->outs, &p->run);
+        p->run_left = p->run.n;
+    }
+    struct rk_wire_run *r = &p->run;
+    uint32_t i = r->n - p->run_left--;
+    memset(res, 0, sizeof *res);
+    res->corr = p->outs.corr + r->first + i;
+    res->ok = r->kind != RK_RUN_REFUSED;
+    if (res->ok) {
+        res->seq = r->seq + i;
+        res->recv_ns = r->kind == RK_RUN_RETRY ? r->recv_ns : p->outs.recv_ns;
+    } else {
+        memcpy(res->code, r->code, sizeof res->code);
+        memcpy(res->message, r->message, sizeof res->message);
+        res->expected = r->expected;
+    }
+    if (p->in_flight)
+        p->in_flight--;
+}
+
+static int outcomes_left(const struct rk_pub *p)
+{
+    return p->run_left || p->outs.nruns;
+}
+
 /* Waits for the next message and decodes its header; an "acks" stays in
- * p->acks_msg for take_ack. */
+ * p->acks_msg for take_ack, an "outcomes" in p->outs_msg for take_outcome. */
 static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
 {
     zmq_pollitem_t item = {p->dealer, 0, ZMQ_POLLIN, 0};
@@ -182,7 +255,7 @@ static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
     skip_rest(p->dealer);
     if (rk_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), h) != 0 ||
         (h->cmd != RK_CMD_ACK && h->cmd != RK_CMD_ERR && h->cmd != RK_CMD_ACKS &&
-         h->cmd != RK_CMD_PONG)) {
+         h->cmd != RK_CMD_PONG && h->cmd != RK_CMD_OUTCOMES)) {
         zmq_msg_close(&m);
         errno = EPROTO;
         return -1;
@@ -194,6 +267,12 @@ static int recv_reply(struct rk_pub *p, int timeout_ms, struct rk_wire_hdr *h)
         zmq_msg_move(&p->acks_msg, &m);
         p->acks = *h;
         p->acks.acks = (const unsigned char *)zmq_msg_data(&p->acks_msg) + off;
+    } else if (h->cmd == RK_CMD_OUTCOMES) {
+        size_t off = (size_t)(h->runs - (const unsigned char *)zmq_msg_data(&m));
+        zmq_msg_move(&p->outs_msg, &m);
+        p->outs = *h;
+        p->outs.runs = (const unsigned char *)zmq_msg_data(&p->outs_msg) + off;
+        p->run_left = 0;
     }
     zmq_msg_close(&m);
     return 0;
@@ -206,10 +285,18 @@ int rk_pub_recv(struct rk_pub *p, int timeout_ms, struct rk_pub_result *res)
         take_ack(p, res);
         return 0;
     }
+    if (outcomes_left(p)) {
+        take_outcome(p, res);
+        return 0;
+    }
     if (recv_reply(p, timeout_ms, &h) != 0)
         return -1;
     if (h.cmd == RK_CMD_ACKS) {
         take_ack(p, res);
+        return 0;
+    }
+    if (h.cmd == RK_CMD_OUTCOMES) {
+        take_outcome(p, res);
         return 0;
     }
     memset(res, 0, sizeof *res);

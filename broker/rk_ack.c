@@ -34,6 +34,10 @@ struct rk_ack {
     unsigned evict;         /* the slot to send early when all are taken */
     unsigned char *buf;     /* one encoded "acks" header */
     size_t buf_cap;
+    struct rk_wire_run *runs;  /* the outcomes of the pubs being answered */
+    size_t nruns;
+    uint32_t pubs_events;      /* its events added so far */
+    unsigned char *runs_buf;   /* its encoded "outcomes" */
     struct rk_ack_counts counts;
     int64_t refusals_logged_ns;
     unsigned long long refusals_unlogged;
@@ -53,6 +57,10 @@ struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *met
     for (int i = 0; i < ACK_GROUPS; i++)
         if (!(a->groups[i].pairs = calloc(batch_max, 2 * sizeof(uint64_t))))
             abort();
+    a->runs = calloc(RK_WIRE_PUBS_MAX, sizeof *a->runs);
+    a->runs_buf = malloc(RK_WIRE_OUTCOMES_SIZE(RK_WIRE_PUBS_MAX));
+    if (!a->runs || !a->runs_buf)
+        abort();
     return a;
 }
 
@@ -63,6 +71,8 @@ void rk_ack_destroy(struct rk_ack **ap)
         return;
     for (int i = 0; i < ACK_GROUPS; i++)
         free(a->groups[i].pairs);
+    free(a->runs);
+    free(a->runs_buf);
     free(a->buf);
     free(a);
     *ap = NULL;
@@ -226,4 +236,63 @@ const char *rk_ack_storage_text(int rc)
 struct rk_ack_counts rk_ack_counts(const struct rk_ack *a)
 {
     return a->counts;
+}
+
+/* Extends the last run when `r` (one event) continues it: the same kind,
+ * consecutive seqs (and the same time, for retries), or the same refusal. */
+static int continues(const struct rk_wire_run *last, const struct rk_wire_run *r)
+{
+    if (last->kind != r->kind)
+        return 0;
+    if (r->kind == RK_RUN_REFUSED)
+        return last->expected == r->expected && strcmp(last->code, r->code) == 0 &&
+               strcmp(last->message, r->message) == 0;
+    return r->seq == last->seq + last->n &&
+           (r->kind == RK_RUN_STORED || r->recv_ns == last->recv_ns);
+}
+
+static void add_run(struct rk_ack *a, struct rk_wire_run *r)
+{
+    r->first = a->pubs_events++;
+    r->n = 1;
+    if (a->nruns && continues(&a->runs[a->nruns - 1], r))
+        a->runs[a->nruns - 1].n++;
+    else
+        a->runs[a->nruns++] = *r;
+}
+
+void rk_ack_pubs_stored(struct rk_ack *a, uint64_t seq, int retry, int64_t recv_ns)
+{
+    struct rk_wire_run r = {.kind = retry ? RK_RUN_RETRY : RK_RUN_STORED, .seq = seq,
+                            .recv_ns = retry ? recv_ns : 0};
+    add_run(a, &r);
+    if (retry)
+        a->counts.duplicates++;
+    else
+        a->counts.accepted++;
+}
+
+void rk_ack_pubs_refused(struct rk_ack *a, const char *code, const char *message,
+                         uint64_t expected)
+{
+    struct rk_wire_run r = {.kind = RK_RUN_REFUSED, .expected = expected};
+    snprintf(r.code, sizeof r.code, "%s", code);
+    rk_text_escape(r.message, sizeof r.message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
+    add_run(a, &r);
+    a->counts.refused++;
+    rk_metrics_refused(a->metrics, code);
+    a->refusals_unlogged++;
+    memcpy(a->last_code, r.code, sizeof a->last_code);
+    memcpy(a->last_why, r.message, sizeof a->last_why);
+    rk_ack_log_refusals(a, 0);
+}
+
+void rk_ack_pubs_end(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, int64_t recv_ns)
+{
+    size_t n = rk_wire_encode_outcomes(corr, recv_ns, a->runs, a->nruns, a->runs_buf,
+                                       RK_WIRE_OUTCOMES_SIZE(RK_WIRE_PUBS_MAX));
+    if (n)
+        send_two(a, ident, a->runs_buf, n);
+    a->nruns = 0;
+    a->pubs_events = 0;
 }

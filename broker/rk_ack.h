@@ -45,6 +45,15 @@ void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char
 void rk_ack_out_of_order(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, uint64_t expected,
                          const char *message);
 
+/* The answer to a "pubs": one call per event, in order, once its batch is
+ * settled (stored now; a retry, stored before at seq and recv_ns; or
+ * refused, `expected` set for E_ORDER), then rk_ack_pubs_end sends them
+ * as one "outcomes" in runs. One pubs at a time. */
+void rk_ack_pubs_stored(struct rk_ack *a, uint64_t seq, int retry, int64_t recv_ns);
+void rk_ack_pubs_refused(struct rk_ack *a, const char *code, const char *message,
+                         uint64_t expected);
+void rk_ack_pubs_end(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, int64_t recv_ns);
+
 /* "pong" for a "ping": sent at once, whatever waits for a commit. */
 void rk_ack_pong(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr);
 

@@ -187,14 +187,38 @@ static void drain_monitors(struct rk_broker *b)
                 (long long)b->publishers, (long long)b->subscribers);
 }
 
+/* One event of a pubs: its part of the "outcomes" sent after its last. */
+static void answer_in_pubs(struct rk_broker *b, struct rk_ingest_msg *m,
+                           const struct rk_apply_item *it, int rc, int64_t recv_ns)
+{
+    if (rc)
+        rk_ack_pubs_refused(b->ack, "E_STORAGE", rk_ack_storage_text(rc), 0);
+    else if (it->outcome == RK_APPLY_STORED || it->outcome == RK_APPLY_DUPLICATE)
+        rk_ack_pubs_stored(b->ack, it->rec.seq, it->outcome == RK_APPLY_DUPLICATE,
+                           it->rec.recv_ns);
+    else
+        rk_ack_pubs_refused(b->ack, it->code, it->message, it->expected);
+    if (m->pubs_index + 1 == m->pubs_count)
+        rk_ack_pubs_end(b->ack, &m->ident, m->corr, recv_ns);
+    if (!rc && it->outcome == RK_APPLY_STORED)
+        rk_feed_relay_bytes(b->feed, m->topic, it->rec.event, it->rec.event_len, it->rec.seq,
+                            it->rec.recv_ns);
+}
+
 /* Every admitted publish is answered once its batch is settled; stored
  * ones are relayed after their acknowledgement. */
 static void answer(struct rk_broker *b, int rc)
 {
+    int64_t recv_ns = 0;
+    for (size_t i = 0; i < b->batch.n && !rc && !recv_ns; i++)
+        if (b->batch.items[i].outcome == RK_APPLY_STORED)
+            recv_ns = b->batch.items[i].rec.recv_ns; /* one commit, one time */
     for (size_t i = 0; i < b->batch.n; i++) {
         struct rk_ingest_msg *m = &b->batch.msgs[i];
         struct rk_apply_item *it = &b->batch.items[i];
-        if (rc) {
+        if (m->pubs_count) {
+            answer_in_pubs(b, m, it, rc, recv_ns);
+        } else if (rc) {
             rk_ack_refuse(b->ack, &m->ident, m->corr, "E_STORAGE", rk_ack_storage_text(rc));
         } else if (it->outcome == RK_APPLY_DUPLICATE) {
             rk_ack_duplicate(b->ack, &m->ident, m->corr, it->rec.seq, it->rec.recv_ns);

@@ -176,6 +176,18 @@ void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint6
     rk_groups_match(f->groups, topic, seq, send_on_group, f);
 }
 
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
+                         uint64_t seq, int64_t recv_ns)
+{
+    zmq_msg_t m;
+    if (rk_groups_count(f->groups) == 0)
+        return;
+    zmq_msg_init_size(&m, len);
+    memcpy(zmq_msg_data(&m), event, len);
+    rk_feed_relay(f, topic, &m, seq, recv_ns);
+    zmq_msg_close(&m);
+}
+
 void rk_feed_set_log_id(struct rk_feed *f, const char *log_id)
 {
     snprintf(f->log_id, sizeof f->log_id, "%s", log_id);

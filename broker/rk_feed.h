@@ -44,6 +44,11 @@ void rk_feed_notices(struct rk_feed *f, uint64_t head);
 void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint64_t seq,
                    int64_t recv_ns);
 
+/* As rk_feed_relay, for an event that is a slice of a bigger frame (a
+ * "pubs"): copied once into a message of its own when anyone listens. */
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
+                         uint64_t seq, int64_t recv_ns);
+
 /* The identity of the log the feed relays (rk_log_id), said in every tick
  * (PROTOCOL.md 3.7). Copied. */
 void rk_feed_set_log_id(struct rk_feed *f, const char *log_id);

@@ -1,6 +1,7 @@
 #include "rk_ingest.h"
 #include "rk_aid.h"
 #include "rk_diag.h"
+#include "rk_mp.h"
 #include "rk_sock.h"
 #include "rk_time.h"
 
@@ -112,8 +113,9 @@ int64_t rk_ingest_connections(struct rk_ingest *in)
 
 void rk_ingest_batch_init(struct rk_ingest_batch *b, size_t max)
 {
-    b->msgs = calloc(max, sizeof *b->msgs);
-    b->items = calloc(max, sizeof *b->items);
+    /* a pubs taken while the batch holds max - 1 events still fits */
+    b->msgs = calloc(max + RK_WIRE_PUBS_MAX, sizeof *b->msgs);
+    b->items = calloc(max + RK_WIRE_PUBS_MAX, sizeof *b->items);
     if (!b->msgs || !b->items)
         abort();
     b->n = 0;
@@ -236,8 +238,8 @@ static int admit_number(struct rk_ingest *in, struct rk_ingest_msg *m,
     return 0;
 }
 
-static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h,
-                  const struct rk_event_info *info, const struct rk_aid_event *aid)
+static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h, const void *event,
+                  size_t len, const struct rk_event_info *info, const struct rk_aid_event *aid)
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
     struct rk_apply_item *it = &b->items[b->n];
@@ -247,7 +249,7 @@ static void admit(struct rk_ingest_batch *b, const struct rk_wire_hdr *h,
     memcpy(m->entity, info->type == RK_EV_KPI_UPDATE ? info->kpi_id : info->request_id,
            sizeof m->entity);
     *it = (struct rk_apply_item){
-        .rec = {.event = zmq_msg_data(&m->event), .event_len = zmq_msg_size(&m->event),
+        .rec = {.event = event, .event_len = len,
                 .publisher = m->publisher, .publisher_len = strlen(m->publisher),
                 .producer = m->producer, .producer_len = strlen(m->producer),
                 .producer_seq = h->producer_seq,
@@ -265,7 +267,7 @@ static int refuse_event(struct rk_ingest *in, struct rk_ingest_batch *b,
                         const struct rk_wire_hdr *h, const char *code, const char *why)
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
-    if (!h->producer[0]) {
+    if (!h->producer[0] && !m->pubs_count) { /* a pubs is answered whole, after its batch */
         rk_ack_refuse(in->ack, &m->ident, h->corr, code, why);
         return 0;
     }
@@ -284,7 +286,8 @@ static int refuse_event(struct rk_ingest *in, struct rk_ingest_batch *b,
 /* The event of a well-formed pub: validated, then the ACL. Returns 1 when
  * it joined the batch, stored or to be refused there. */
 static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
-                       const struct rk_wire_hdr *h, int64_t now_ns)
+                       const struct rk_wire_hdr *h, const void *event, size_t len,
+                       int64_t now_ns)
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
     struct rk_event_info info;
@@ -292,17 +295,78 @@ static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_
     struct rk_verror verr;
     const char *code = NULL;
     char why[256];
-    if (!admit_number(in, m, h))
-        return 0;
-    if (rk_aid_event_validate(zmq_msg_data(&m->event), zmq_msg_size(&m->event), now_ns,
-                              &info, &aid, &verr) != RK_V_OK)
+    if (rk_aid_event_validate(event, len, now_ns, &info, &aid, &verr) != RK_V_OK)
         return refuse_event(in, b, h, rk_verr_name(verr.code), verr.message);
     if (in->acl && !may_publish(in, m, hdr, &info, &code, why, sizeof why))
-        return 0;
+        return 0; /* (a pubs checked its key first: never so) */
     if (code)
         return refuse_event(in, b, h, code, why);
-    admit(b, h, &info, &aid);
+    admit(b, h, event, len, &info, &aid);
     return 1;
+}
+
+/* Where each of the `count` events of a pubs frame begins: off[0..count],
+ * off[count] its end. Returns 0, or -1 when the frame is not exactly
+ * `count` complete MessagePack values. */
+static int split_events(const unsigned char *p, size_t len, size_t count, size_t *off)
+{
+    struct rk_mp_reader r = {p, len, 0};
+    for (size_t i = 0; i < count; i++) {
+        off[i] = r.off;
+        if (r.off == len || rk_mp_skip(&r))
+            return -1;
+    }
+    off[count] = r.off;
+    return r.off == len ? 0 : -1;
+}
+
+/* The message slot for event i of a pubs: the first holds the frame and
+ * the connection; the others share them. */
+static struct rk_ingest_msg *pubs_slot(struct rk_ingest_batch *b, struct rk_ingest_msg *first,
+                                       const struct rk_wire_hdr *h, size_t i)
+{
+    struct rk_ingest_msg *m = &b->msgs[b->n];
+    if (i > 0) {
+        zmq_msg_init(&m->ident);
+        zmq_msg_copy(&m->ident, &first->ident);
+        zmq_msg_init(&m->event);
+    }
+    m->corr = h->corr;
+    m->publisher[0] = '\0';
+    m->pubs_index = (uint32_t)i;
+    m->pubs_count = (uint32_t)h->nrecords;
+    return m;
+}
+
+/* A pubs: every event judged as a pub's, each joining the batch stored or
+ * refused, so that one "outcomes" answers them all after the commit. The
+ * events are numbered from the header's, one each. Returns how many
+ * joined: the count, or 0 when the frame is refused whole. */
+static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
+                      const struct rk_wire_hdr *h, int64_t now_ns)
+{
+    struct rk_ingest_msg *first = &b->msgs[b->n];
+    const unsigned char *frame = zmq_msg_data(&first->event);
+    size_t off[RK_WIRE_PUBS_MAX + 1], count = (size_t)h->nrecords;
+    if (split_events(frame, zmq_msg_size(&first->event), count, off)) {
+        rk_ack_refuse(in->ack, &first->ident, h->corr, "E_FRAMES", "pubs: the event frame "
+                      "must hold exactly `count` complete MessagePack values");
+        return 0;
+    }
+    if (!admit_number(in, first, h))
+        return 0;
+    if (in->acl && !(in->acl_now && rk_acl_find(in->acl_now, zmq_msg_gets(hdr, "User-Id")))) {
+        rk_ack_refuse(in->ack, &first->ident, h->corr, "E_FORBIDDEN",
+                      "key: this client's key is not in the broker's ACL (revoked?)");
+        return 0;
+    }
+    struct rk_wire_hdr one = *h;
+    for (size_t i = 0; i < count; i++) {
+        pubs_slot(b, first, h, i);
+        one.producer_seq = h->producer[0] ? h->producer_seq + i : 0;
+        judge_event(in, b, hdr, &one, frame + off[i], off[i + 1] - off[i], now_ns);
+    }
+    return (int)count;
 }
 
 /* Checks a received publish in order; answers the first check it fails.
@@ -322,15 +386,19 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
                       "header: not a renkei version-1 header");
     } else if (h.cmd == RK_CMD_PING && body->frames == 1) {
         rk_ack_pong(in->ack, &m->ident, h.corr);
-    } else if (h.cmd != RK_CMD_PUB && h.cmd != RK_CMD_PING) {
-        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_COMMAND",
-                      "header.command: the ingest socket serves only \"pub\" and \"ping\"");
-    } else if (body->frames != (h.cmd == RK_CMD_PUB ? 2 : 1)) {
-        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_FRAMES", h.cmd == RK_CMD_PUB ?
-                      "pub: takes exactly one event frame after the header" :
-                      "ping: takes no frame after the header");
-    } else {
-        return judge_event(in, b, hdr, &h, now_ns);
+    } else if (h.cmd != RK_CMD_PUB && h.cmd != RK_CMD_PUBS && h.cmd != RK_CMD_PING) {
+        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_COMMAND", "header.command: the ingest "
+                      "socket serves only \"pub\", \"pubs\" and \"ping\"");
+    } else if (body->frames != (h.cmd == RK_CMD_PING ? 1 : 2)) {
+        rk_ack_refuse(in->ack, &m->ident, h.corr, "E_FRAMES", h.cmd == RK_CMD_PING ?
+                      "ping: takes no frame after the header" :
+                      "pub: takes exactly one event frame after the header");
+    } else if (h.cmd == RK_CMD_PUBS) {
+        return judge_pubs(in, b, hdr, &h, now_ns);
+    } else if (admit_number(in, m, &h)) {
+        m->pubs_count = 0;
+        return judge_event(in, b, hdr, &h, zmq_msg_data(&m->event), zmq_msg_size(&m->event),
+                           now_ns);
     }
     return 0;
 }
@@ -343,6 +411,7 @@ static int take_one(struct rk_ingest *in, struct rk_ingest_batch *b, int64_t now
     int taken = 0;
 
     m->publisher[0] = '\0';
+    m->pubs_count = 0;
     zmq_msg_init(&m->ident);
     if (zmq_msg_recv(&m->ident, in->sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&m->ident);

@@ -34,9 +34,14 @@ struct rk_ingest_msg {
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
     char entity[RK_ID_MAX + 1];              /* request_id or kpi_id */
     char publisher[RK_KEY_Z85_LEN + 1];      /* its CURVE key; "" without CURVE */
+    uint32_t pubs_index, pubs_count;  /* in a "pubs": this event's place and the
+                                       * message's count (event: the first's
+                                       * frame holds them all); 0: a "pub" */
 };
 
-/* The admitted batch: msgs[i] is items[i]'s message; items point into it. */
+/* The admitted batch: msgs[i] is items[i]'s message; items point into it.
+ * A pubs takes one entry per event, in a row; there is room for one more
+ * whole pubs beyond max. */
 struct rk_ingest_batch {
     struct rk_ingest_msg *msgs;
     struct rk_apply_item *items;

@@ -13,7 +13,7 @@ static const char *const cmd_names[] = {
     [RK_CMD_LIVE] = "live", [RK_CMD_SNAP] = "snap", [RK_CMD_SNAPEND] = "snapend",
     [RK_CMD_TICK] = "tick", [RK_CMD_ACKS] = "acks", [RK_CMD_EVTS] = "evts",
     [RK_CMD_STATE] = "state", [RK_CMD_REQS] = "reqs", [RK_CMD_PING] = "ping",
-    [RK_CMD_PONG] = "pong",
+    [RK_CMD_PONG] = "pong", [RK_CMD_PUBS] = "pubs", [RK_CMD_OUTCOMES] = "outcomes",
 };
 #define NCMDS (sizeof cmd_names / sizeof cmd_names[0])
 
@@ -23,6 +23,7 @@ static const unsigned cmd_arity[] = {
     [RK_CMD_EVT] = 5, [RK_CMD_END] = 5, [RK_CMD_LIVE] = 7, [RK_CMD_SNAP] = 6,
     [RK_CMD_SNAPEND] = 6, [RK_CMD_TICK] = 6, [RK_CMD_ACKS] = 5, [RK_CMD_EVTS] = 4,
     [RK_CMD_STATE] = 5, [RK_CMD_REQS] = 6, [RK_CMD_PING] = 3, [RK_CMD_PONG] = 3,
+    [RK_CMD_PUBS] = 4, [RK_CMD_OUTCOMES] = 5,
 };
 
 /* Elements the encoder writes beyond cmd_arity: end's optional `sent`. */
@@ -240,10 +241,10 @@ static void put_read_tail(struct writer *w, const struct rk_wire_hdr *h, int fil
 size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
 {
     const char *name = rk_wire_cmd_name(h->cmd);
-    if (!name || h->cmd == RK_CMD_ACKS) /* rk_wire_encode_acks writes those */
-        return 0;
+    if (!name || h->cmd == RK_CMD_ACKS || h->cmd == RK_CMD_OUTCOMES)
+        return 0; /* their own encoders write those */
     struct writer w = {buf, 0, cap, RK_OK};
-    int idempotent = h->cmd == RK_CMD_PUB && h->producer[0];
+    int idempotent = (h->cmd == RK_CMD_PUB || h->cmd == RK_CMD_PUBS) && h->producer[0];
     int reads = h->cmd == RK_CMD_REPLAY || h->cmd == RK_CMD_SNAP;
     int flagged = (h->cmd == RK_CMD_PUB || reads) && h->flags;
     int signed_evt = h->cmd == RK_CMD_EVT && h->publisher[0];
@@ -322,6 +323,11 @@ size_t rk_wire_encode(const struct rk_wire_hdr *h, void *buf, size_t cap)
         put_bin(&w, h->cursor, h->cursor_len);
         put_uint(&w, h->nrecords);
         break;
+    case RK_CMD_PUBS:
+        if (h->nrecords == 0 || h->nrecords > RK_WIRE_PUBS_MAX)
+            return 0;
+        put_uint(&w, h->nrecords); /* then the numbers as a pub's */
+        /* fall through */
     case RK_CMD_PUB:
         if (idempotent) {
             put_id(&w, h->producer, sizeof h->producer);
@@ -352,6 +358,50 @@ size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, 
     put_array(&w, 2 * n);
     for (size_t i = 0; i < 2 * n && w.err == RK_OK; i++)
         put_uint(&w, corr_seq[i]);
+    return w.err == RK_OK ? w.len : 0;
+}
+
+static int runs_in_order(const struct rk_wire_run *runs, size_t n)
+{
+    uint64_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (runs[i].first != at || runs[i].n == 0 || runs[i].kind < RK_RUN_STORED ||
+            runs[i].kind > RK_RUN_REFUSED)
+            return 0;
+        at += runs[i].n;
+    }
+    return n > 0 && at <= RK_WIRE_PUBS_MAX;
+}
+
+size_t rk_wire_encode_outcomes(uint64_t corr, int64_t recv_ns, const struct rk_wire_run *runs,
+                               size_t n, void *buf, size_t cap)
+{
+    struct writer w = {buf, 0, cap, RK_OK};
+    if (!runs_in_order(runs, n))
+        return 0;
+    put_array(&w, cmd_arity[RK_CMD_OUTCOMES]);
+    put_uint(&w, RK_WIRE_VERSION);
+    put_lit(&w, "outcomes");
+    put_uint(&w, corr);
+    put_ns(&w, recv_ns);
+    put_array(&w, n);
+    for (size_t i = 0; i < n && w.err == RK_OK; i++) {
+        const struct rk_wire_run *r = &runs[i];
+        int ordered = r->kind == RK_RUN_REFUSED && r->expected;
+        put_array(&w, r->kind == RK_RUN_STORED ? 3 : ordered ? 5 : 4);
+        put_uint(&w, r->first);
+        put_uint(&w, r->n);
+        if (r->kind == RK_RUN_REFUSED) {
+            put_text(&w, r->code, sizeof r->code);
+            put_text(&w, r->message, sizeof r->message);
+            if (ordered)
+                put_uint(&w, r->expected);
+        } else {
+            put_uint(&w, r->seq);
+            if (r->kind == RK_RUN_RETRY)
+                put_ns(&w, r->recv_ns);
+        }
+    }
     return w.err == RK_OK ? w.len : 0;
 }
 
@@ -581,6 +631,72 @@ int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq)
     return 0;
 }
 
+/* One run of an "outcomes": [first, n, seq], [first, n, seq, recv_ns],
+ * [first, n, code, message] or [first, n, "E_ORDER", message, expected]. */
+static int get_run(struct rk_mp_reader *r, struct rk_wire_run *run)
+{
+    uint64_t len, first, n, v;
+    struct rk_mp_val third;
+    if (get_count(r, RK_MP_ARRAY, &len) || len < 3 || get_uint(r, &first) || get_uint(r, &n) ||
+        first >= RK_WIRE_PUBS_MAX || n == 0 || n > RK_WIRE_PUBS_MAX - first)
+        return -1;
+    memset(run, 0, sizeof *run);
+    run->first = (uint32_t)first;
+    run->n = (uint32_t)n;
+    struct rk_mp_reader peek = *r;
+    if (rk_mp_next(&peek, &third))
+        return -1;
+    if (third.kind == RK_MP_UINT) {
+        run->kind = len >= 4 ? RK_RUN_RETRY : RK_RUN_STORED;
+        if (get_uint(r, &run->seq) || (len >= 4 && (get_uint(r, &v) || v > INT64_MAX)))
+            return -1;
+        run->recv_ns = len >= 4 ? (int64_t)v : 0;
+        len -= len >= 4 ? 4 : 3;
+    } else {
+        run->kind = RK_RUN_REFUSED;
+        if (len < 4 || get_text(r, run->code, sizeof run->code, 0) ||
+            get_text(r, run->message, sizeof run->message, 0) ||
+            (len >= 5 && get_uint(r, &run->expected)))
+            return -1;
+        len -= len >= 5 ? 5 : 4;
+    }
+    for (; len; len--) /* later revisions' elements */
+        if (rk_mp_skip(r))
+            return -1;
+    return 0;
+}
+
+static int decode_outcomes(struct rk_mp_reader *r, struct rk_wire_hdr *h)
+{
+    uint64_t ns, count, at = 0;
+    struct rk_wire_run run;
+    if (get_uint(r, &ns) || ns > INT64_MAX || get_count(r, RK_MP_ARRAY, &count) || count == 0 ||
+        count > RK_WIRE_PUBS_MAX)
+        return -1;
+    h->recv_ns = (int64_t)ns;
+    h->runs = r->p + r->off;
+    for (uint64_t i = 0; i < count; i++) {
+        if (get_run(r, &run) || run.first != at)
+            return -1;
+        at += run.n;
+    }
+    h->nruns = (size_t)count;
+    h->nrecords = at;
+    return 0;
+}
+
+int rk_wire_outcomes_next(struct rk_wire_hdr *h, struct rk_wire_run *run)
+{
+    if (h->cmd != RK_CMD_OUTCOMES || h->nruns == 0)
+        return -1;
+    /* decode_outcomes checked these bytes; SIZE_MAX lets the reader run on them */
+    struct rk_mp_reader r = {h->runs, SIZE_MAX, 0};
+    get_run(&r, run);
+    h->runs += r.off;
+    h->nruns--;
+    return 0;
+}
+
 /* The optional filter and flags that end a replay or snap of `n` elements. */
 static int get_read_tail(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
@@ -609,6 +725,13 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
 {
     uint64_t a, b, c;
     switch (h->cmd) {
+    case RK_CMD_OUTCOMES:
+        return decode_outcomes(r, h);
+    case RK_CMD_PUBS:
+        if (get_uint(r, &h->nrecords) || h->nrecords == 0 || h->nrecords > RK_WIRE_PUBS_MAX)
+            return -1;
+        n--; /* the rest as a pub's */
+        /* fall through */
     case RK_CMD_PUB:
         if (n == 3)
             return 0;

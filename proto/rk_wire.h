@@ -106,7 +106,11 @@ enum rk_wire_cmd {
     RK_CMD_REQS,    /* replay -> client: one batch of it */
     RK_CMD_PING,    /* client -> ingest: is this connection alive? (3.2) */
     RK_CMD_PONG,    /* ingest -> client: yes, answered at once */
+    RK_CMD_PUBS,    /* client -> ingest: many events in one frame (3.2) */
+    RK_CMD_OUTCOMES,/* ingest -> client: each of them stored or refused, in runs */
 };
+
+#define RK_WIRE_PUBS_MAX 1024    /* events in one "pubs" */
 
 /* Decoded header. Only the fields of `cmd` are meaningful. */
 struct rk_wire_hdr {
@@ -139,7 +143,8 @@ struct rk_wire_hdr {
     uint64_t head_seq;   /* end: last sequence in the log when the batch was read */
     uint64_t sent;       /* end, snapend: events the broker sent in this batch */
     uint64_t nrecords;   /* evts: records in the frame after the header; reqs:
-                          * requests in it. reqs also sets seq (the state is
+                          * requests in it; pubs: events in it (1..RK_WIRE_PUBS_MAX,
+                          * numbered from producer_seq when producer is set). reqs also sets seq (the state is
                           * that after it) and cursor (empty: the last batch) */
     int has_sent;        /* end: 0 when the peer did not say (decoding only) */
     char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* tick, end, snapend, reqs: the identity
@@ -151,6 +156,8 @@ struct rk_wire_hdr {
                           * 0 = absent (other errs) */
     size_t nacks;        /* acks: (corr, seq) pairs not yet taken by rk_wire_acks_next */
     const unsigned char *acks; /* acks: the next pair, inside the decoded buffer */
+    size_t nruns;        /* outcomes: runs not yet taken by rk_wire_outcomes_next */
+    const unsigned char *runs; /* outcomes: the next run, inside the decoded buffer */
 };
 
 /* Writes the header `h` to `buf` (capacity `cap`, RK_WIRE_HDR_MAX is
@@ -181,6 +188,39 @@ size_t rk_wire_encode_acks(int64_t recv_ns, const uint64_t *corr_seq, size_t n, 
  * -1 when none is left. The pairs are read from the buffer given to
  * rk_wire_decode, which must still be valid. */
 int rk_wire_acks_next(struct rk_wire_hdr *h, uint64_t *corr, uint64_t *seq);
+
+/* ---- "outcomes": the answer to a "pubs" (PROTOCOL.md 3.2)
+ *
+ * Events first .. first+n-1 of the pubs, all alike: stored now at seq ..
+ * seq+n-1 (RK_RUN_STORED, at the reply's recv_ns); stored before, as
+ * retries, at seq .. seq+n-1 and recv_ns (RK_RUN_RETRY); or refused with
+ * one code and message (RK_RUN_REFUSED; `expected` set for E_ORDER). */
+enum rk_wire_run_kind { RK_RUN_STORED = 1, RK_RUN_RETRY, RK_RUN_REFUSED };
+struct rk_wire_run {
+    enum rk_wire_run_kind kind;
+    uint32_t first, n;
+    uint64_t seq;
+    int64_t recv_ns;       /* RETRY */
+    char code[32];         /* REFUSED */
+    char message[256];     /* REFUSED */
+    uint64_t expected;     /* REFUSED with E_ORDER; else 0 */
+};
+
+/* Bytes an "outcomes" of n runs takes at most. */
+#define RK_WIRE_OUTCOMES_SIZE(n) (48 + (size_t)(n) * (40 + 32 + 256))
+
+/* Writes an "outcomes" header for the pubs `corr`: `n` (1..RK_WIRE_PUBS_MAX)
+ * runs in order, the first starting at event 0, each where the one before
+ * ended. Returns the bytes written, or 0 when the runs are not so or `cap`
+ * is too small (RK_WIRE_OUTCOMES_SIZE(n) is always enough). */
+size_t rk_wire_encode_outcomes(uint64_t corr, int64_t recv_ns, const struct rk_wire_run *runs,
+                               size_t n, void *buf, size_t cap);
+
+/* Takes the next run of a decoded "outcomes" header (rk_wire_decode checked
+ * them all: in order from event 0, none empty). Returns 0, or -1 when none
+ * is left. Reads the buffer given to rk_wire_decode, which must still be
+ * valid. */
+int rk_wire_outcomes_next(struct rk_wire_hdr *h, struct rk_wire_run *run);
 
 /* ---- the records frame of "evts" (PROTOCOL.md 3.4)
  *

@@ -22,6 +22,7 @@ struct opts {
     uint64_t events;         /* W1: events per measurement, all publishers together */
     uint64_t replay_events;  /* W3: events loaded, then read back */
     uint64_t window;         /* most publishes in flight per publisher */
+    uint64_t batch;          /* most events per publish message ("pubs"); 1: a pub each */
     uint64_t w2_events;      /* W2: events per measurement, published at w2_rate */
     uint64_t w2_rate;        /* W2: events/s */
     uint64_t w4_events;      /* W4: events ingested while the subscribers follow */
@@ -101,6 +102,7 @@ struct ingest_spec {
     uint64_t rate;           /* events/s per publisher; 0 = as fast as acks allow */
     _Atomic uint64_t *sent_ns; /* NULL, or (one publisher) where the send time of
                               * event i goes, for subscribers to read */
+    uint64_t batch;          /* most events per message; 0 or 1: one pub each */
 };
 
 /* Runs the publishers against `endpoint` until every event has its outcome. */

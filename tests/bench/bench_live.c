@@ -245,7 +245,7 @@ int measure_w2(struct bench *bx, unsigned subscribers)
     struct broker b;
     struct live_run lr = {.workload = "W2", .b = &b, .n = subscribers, .events = o->w2_events};
     struct ingest_spec s = {"W2", "os", 1, o->window, o->w2_events, 0, NULL, NULL, 0,
-                            o->w2_rate, NULL};
+                            o->w2_rate, NULL, 1};
     struct result pub;
     uint64_t t0, delivered = 0;
     double rss = NAN;
@@ -354,7 +354,8 @@ int measure_w4(struct bench *bx)
     const uint64_t events = o->w4_events;
     struct broker b;
     struct live_run lr = {.workload = "W4", .b = &b, .n = n, .events = events};
-    struct ingest_spec s = {"W4", "os", 1, o->window, events, 0, NULL, NULL, 0, 0, NULL};
+    struct ingest_spec s = {"W4", "os", 1, o->window, events, 0, NULL, NULL, 0, 0, NULL,
+                            o->batch};
     struct result pub;
     char **topics = calloc(events, sizeof *topics);
     uint64_t t0 = 0, delivered = 0, empty = 0;

@@ -64,6 +64,8 @@
 #define STOP_TIMEOUT_MS 60000   /* SIGTERM commits what arrived: allow a slow disk */
 #define EVENTS_MAX 100000000ull /* 16 bytes of timing per event are kept */
 #define WINDOW_MAX 100000       /* rk_pub's local queue (ZMQ_SNDHWM) */
+#define BATCH_MAX 1024          /* events in one "pubs" (PROTOCOL.md 3.2) */
+#define BATCH_BYTES 60000       /* under the broker's default max_message, 65,536 */
 #define LOG_READ_MAX (1 << 20)  /* broker logs are a few lines at --log-level info */
 #define FILTER_PREFECTURE "28"  /* W3filtered: Hyogo (Kobe), 20 % of the events */
 #define INGEST_CAP_FACTOR 10    /* W3+ingest publishes at most this * --replay-events */
@@ -135,6 +137,9 @@ static void usage(FILE *out)
         "          beside W3 and W1 durability=os publishers=1\n"
         "\n"
         "  --window N          most publishes in flight per publisher [256]\n"
+        "  --batch N           unpaced publishers send what the window has room for as\n"
+        "                      one \"pubs\" message of at most N events (60,000 bytes);\n"
+        "                      1 = one \"pub\" per event, as before [64]\n"
         "  W2      live latency: one publisher paced at --w2-rate, 1 and then 100\n"
         "          subscribers (unfiltered, rk_sub, one thread): publish->receive\n"
         "          latency p50/p99/p999/max over every delivery, the first 1,000\n"
@@ -238,6 +243,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"events", required_argument, NULL, 'n'},
         {"replay-events", required_argument, NULL, 'r'},
         {"window", required_argument, NULL, 'w'},
+        {"batch", required_argument, NULL, 'B'},
         {"only", required_argument, NULL, 'o'},
         {"w1", required_argument, NULL, '1'},
         {"w2-rate", required_argument, NULL, 'R'},
@@ -251,7 +257,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     };
     int c, bad = 0;
 
-    *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .w2_rate = 20000,
+    *o = (struct opts){.events = 200000, .replay_events = 1000000, .window = 256, .batch = 64,
+                       .w2_rate = 20000,
                        .w4_events = 200000, .w4_subscribers = 1000,
                        .w1 = 1, .w2 = 1, .w3 = 1, .w4 = 1, .w1_cases = 15};
     while (!bad && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -261,6 +268,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             bad = parse_count("replay-events", optarg, 1, EVENTS_MAX, &o->replay_events);
             break;
         case 'w': bad = parse_count("window", optarg, 1, WINDOW_MAX, &o->window); break;
+        case 'B': bad = parse_count("batch", optarg, 1, BATCH_MAX, &o->batch); break;
         case 'o': bad = parse_only(optarg, o); break;
         case '1': bad = parse_w1(optarg, o); break;
         case 'R': bad = parse_count("w2-rate", optarg, 1, 1000000, &o->w2_rate); break;
@@ -831,6 +839,8 @@ struct publisher {
     unsigned index;            /* 1-based; in event ids */
     uint64_t n;                /* events it publishes */
     uint64_t window;
+    uint64_t batch;            /* most events per message; 1: a pub each */
+    unsigned char *batch_buf;  /* BATCH_BYTES: the events of one pubs */
     pthread_barrier_t *start;  /* all publishers start together */
     struct progress *progress; /* NULL: quiet */
     atomic_int *stop;          /* NULL, or once set: send no more, collect what is in flight */
@@ -867,9 +877,50 @@ static void progress_add(struct progress *pr, uint64_t k)
                 (unsigned long long)pr->total);
 }
 
+/* Unpaced, with batches: what the window has room for goes out as pubs
+ * messages of at most p->batch events and BATCH_BYTES, never waiting for
+ * more. */
+static void fill_window_batched(struct publisher *p, struct evgen *g)
+{
+    const void *ev[BATCH_MAX];
+    size_t len[BATCH_MAX];
+    while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
+        uint64_t room = p->window - rk_pub_in_flight(p->pub), corr, t;
+        size_t n = 0, used = 0;
+        while (n < p->batch && n < room && p->sent + n < p->n) {
+            evgen_make(g, p->sent + n);
+            if (used + g->buf.size > BATCH_BYTES)
+                break; /* made again for the next message */
+            memcpy(p->batch_buf + used, g->buf.data, g->buf.size);
+            ev[n] = p->batch_buf + used;
+            len[n++] = g->buf.size;
+            used += g->buf.size;
+        }
+        t = now_ns();
+        if (rk_pub_send_batch(p->pub, NULL, 0, ev, len, n, &corr) != 0) {
+            if (errno != EAGAIN)
+                pub_fail(p, "send: %s", strerror(errno));
+            return;
+        }
+        if (corr != p->sent + 1) {
+            pub_fail(p, "rk_pub numbered event %llu as corr %llu; latencies need 1, 2, ...",
+                     (unsigned long long)p->sent, (unsigned long long)corr);
+            return;
+        }
+        if (p->sent == 0)
+            p->first_send_ns = t;
+        for (size_t i = 0; i < n; i++)
+            p->sent_ns[p->sent++] = t;
+    }
+}
+
 /* Sends until the window is full or every event is out. */
 static void fill_window(struct publisher *p, struct evgen *g)
 {
+    if (p->batch > 1 && !p->rate && !p->shared_sent_ns) {
+        fill_window_batched(p, g);
+        return;
+    }
     while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
         uint64_t corr, t = now_ns();
         if (p->rate && p->sent) {
@@ -997,6 +1048,9 @@ static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
         p->index = s->id_base + i + 1;
         p->n = share(s, i);
         p->window = s->window;
+        p->batch = s->batch ? s->batch : 1;
+        if (!(p->batch_buf = malloc(BATCH_BYTES)))
+            abort();
         p->start = start;
         p->progress = s->progress ? pr : NULL;
         p->stop = s->stop;
@@ -1019,6 +1073,8 @@ static void publishers_destroy(struct publisher *pubs, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         rk_pub_destroy(&pubs[i].pub);
+        free(pubs[i].batch_buf);
+        pubs[i].batch_buf = NULL;
         free(pubs[i].sent_ns);
         free(pubs[i].lat_ns);
     }
@@ -1268,12 +1324,13 @@ static void *ingest_main(void *arg)
  * the publisher starts first, the replay once acks come, and the publisher
  * stops when the replay has ended. */
 static int run_replay_ingest(const struct broker *b, uint64_t loaded, uint64_t window,
-                             struct result *r, struct result *in)
+                             uint64_t batch, struct result *r, struct result *in)
 {
     atomic_int stop;
     atomic_uint_fast64_t outcomes;
     uint64_t cap = loaded * INGEST_CAP_FACTOR < EVENTS_MAX ? loaded * INGEST_CAP_FACTOR : EVENTS_MAX;
-    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes, MAX_PUBLISHERS, 0, NULL};
+    struct ingest_spec s = {"W3+ingest", "os", 1, window, cap, 0, &stop, &outcomes,
+                            MAX_PUBLISHERS, 0, NULL, batch};
     struct ingest_job job = {.spec = &s, .endpoint = b->ingest};
     pthread_t thread;
     int rc = -1;
@@ -1322,7 +1379,7 @@ int finish_broker(struct broker *b, int rc, double *rss)
 static int measure_w1(struct bench *bx, const char *durability, unsigned publishers)
 {
     struct ingest_spec s = {"W1", durability, publishers, bx->o->window, bx->o->events, 0,
-                            NULL, NULL, 0, 0, NULL};
+                            NULL, NULL, 0, 0, NULL, bx->o->batch};
     struct broker b;
     struct result r;
     double rss = NAN;
@@ -1345,7 +1402,7 @@ static int measure_w1(struct bench *bx, const char *durability, unsigned publish
 static int measure_w3(struct bench *bx)
 {
     struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
-                            bx->o->replay_events, 1, NULL, NULL, 0, 0, NULL};
+                            bx->o->replay_events, 1, NULL, NULL, 0, 0, NULL, bx->o->batch};
     struct broker b;
     struct result fill, r, in;
     int rc;
@@ -1375,7 +1432,7 @@ static int measure_w3(struct bench *bx)
         print_result(&r, bx->o->json);
         fprintf(stderr, PROG ": W3+ingest: reading them back while one publisher ingests ...\n");
         reset_peak_rss(b.pid);
-        rc = run_replay_ingest(&b, s.events, bx->o->window, &r, &in);
+        rc = run_replay_ingest(&b, s.events, bx->o->window, bx->o->batch, &r, &in);
     }
     if (rc == 0) {
         r.rss_mib = peak_rss_mib(b.pid);

@@ -8,6 +8,7 @@ shape). If the document and the code drift apart, this fails.
 import json
 import os
 import re
+import shutil
 
 import msgpack
 import zmq
@@ -40,7 +41,7 @@ def hex_blocks(text):
 def test(b):
     doc = open(os.path.join(harness.SOURCE, "proto", "PROTOCOL.md"), encoding="utf-8").read()
     example = section(doc, "## 6. Worked example")
-    pub_hdr, event_bytes, ack_example, err_example = hex_blocks(example)
+    pub_hdr, event_bytes, ack_example, err_example = hex_blocks(example)[:4]  # then 6.1
     event_json = json.loads(re.search(r"```json\n(.*?)```", example, re.S).group(1))
 
     # The document's bytes are what any MessagePack library produces.
@@ -73,7 +74,40 @@ def test(b):
     # Stored unchanged: the replay returns the same event.
     stored, _ = b.replay_all()
     assert [e["event"] for e in stored] == [event_json]
+    dealer.close()
+    batch_example(b, ctx, doc, event_bytes)
     ctx.destroy(linger=0)
+
+
+def batch_example(b, ctx, doc, event_bytes):
+    """Section 6.1 on an empty log: the pubs header is the document's, and
+    the reply is the document's but for the receive time."""
+    example = section(doc, "### 6.1 A batch")
+    pubs_hdr, outcomes_example = hex_blocks(example)
+    assert pubs_hdr == msgpack.packb([1, "pubs", 7, 2, "agent-304018", 1])
+    doc_reply = msgpack.unpackb(outcomes_example)
+    second = event_bytes.replace(b"304018-0001", b"304018-0002")
+    assert len(second) == 284 and second[0x23:0x27] == b"0002"
+    b.stop()
+    shutil.rmtree(b.data)
+    b.start()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(b.ingest)
+    for attempt in ("first", "again"):
+        dealer.send_multipart([pubs_hdr, event_bytes + second])
+        assert dealer.poll(10000), "no reply to the worked example's pubs"
+        reply = msgpack.unpackb(dealer.recv_multipart()[0])
+        assert reply[:3] == doc_reply[:3] and isinstance(reply[3], int), reply
+        runs = reply[4]
+        if attempt == "first":
+            assert runs == doc_reply[4], (runs, doc_reply[4])
+            recv_ns = reply[3]
+        else:
+            assert runs[0] == [0, 1, 1, recv_ns], runs
+            assert runs[1][:3] == [1, 1, "E_DUPLICATE_REQUEST"], runs
+            assert "when first sent" in runs[1][3], runs
+    dealer.close()
 
 
 harness.run(test)
