@@ -20,6 +20,11 @@
 #define HOLD_FIRST_MS 1000
 #define HOLD_MAX_MS (5 * 60 * 1000)
 #define DAY_NS (24 * 3600 * RK_NS_PER_SEC)
+/* Pending events go out together, as one "pubs" (PROTOCOL.md 3.2), up to
+ * this many and this many bytes (under the broker's default max_message of
+ * 65,536); never waiting to fill one. */
+#define BATCH_EVENTS 256
+#define BATCH_BYTES 60000
 /* ZeroMQ says nothing when a connection comes up (IMMEDIATE only refuses
  * sends until then), so a publisher without one tries again this often. */
 #define CONNECT_POLL_MS 5
@@ -98,6 +103,14 @@ static int uses_number(const char *code, const char *message)
     return !(strcmp(code, "E_TOO_LONG") == 0 && strncmp(message, "message:", 8) == 0);
 }
 
+/* A refusal of a message the broker could not take apart (section 3.2's
+ * E_HEADER ... E_TOO_LONG "message:"), not of one of its events. */
+static int whole_message_refusal(const char *code, const char *message)
+{
+    return strcmp(code, "E_ORDER") != 0 && strcmp(code, "E_STORAGE") != 0 &&
+           strcmp(code, "E_NOT_LEADER") != 0 && !uses_number(code, message);
+}
+
 int rk_forward_code_retryable(const char *code)
 {
     return retryable(code) != NULL;
@@ -107,6 +120,8 @@ int rk_forward_code_retryable(const char *code)
 struct slot {
     uint64_t corr;                /* 0: free */
     uint64_t number;              /* in the outbox */
+    unsigned first_of;            /* the first of a pubs of this many: a refusal
+                                   * of the whole message comes on its corr alone */
     char event_id[RK_ID_MAX + 1]; /* for the outcome */
 };
 
@@ -133,6 +148,8 @@ struct rk_forward {
     int backoff_ms;
     int64_t progress_ns;          /* last answer, new connection, or publish into an empty window */
     unsigned char *buf;           /* an event read from the outbox */
+    unsigned char *batch;         /* the events of one pubs: BATCH_BYTES + one event */
+    int single;                   /* the broker refused a pubs: one pub per event */
     char error[320];
 };
 
@@ -166,7 +183,8 @@ int rk_forward_open(const char *dir, struct rk_forward **out, char *why, size_t 
     int rc;
 
     *out = NULL;
-    if (!f || !(f->buf = malloc(RK_EVENT_MAX_BYTES)))
+    if (!f || !(f->buf = malloc(RK_EVENT_MAX_BYTES)) ||
+        !(f->batch = malloc(BATCH_BYTES + RK_EVENT_MAX_BYTES)))
         abort();
     if ((rc = rk_outbox_open(dir, &f->outbox, why, why_len))) {
         rk_forward_close(&f);
@@ -187,6 +205,7 @@ void rk_forward_close(struct rk_forward **fp)
     free(f->endpoint);
     free(f->slots);
     free(f->buf);
+    free(f->batch);
     free(f);
     *fp = NULL;
 }
@@ -255,26 +274,72 @@ static int slot_has(const struct rk_forward *f, uint64_t number)
 
 /* Publishes event `number` (its bytes in f->buf) into a free slot. Returns
  * 0, or -1 when it cannot go now (not connected, local queue full). */
-static int send_one(struct rk_forward *f, uint64_t number, size_t len)
+/* Fills a free slot for event `number` (bytes at ev) sent as `corr`. */
+static void take_slot(struct rk_forward *f, uint64_t corr, uint64_t number, const void *ev,
+                      size_t len)
 {
     struct rk_event_info info;
-    struct slot *s;
+    struct slot *s = slot_of(f, 0);
+    s->corr = corr;
+    s->number = number;
+    s->first_of = 0;
+    if (rk_event_validate(ev, len, 0, &info, NULL) != RK_V_OK)
+        info.event_id[0] = '\0';
+    snprintf(s->event_id, sizeof s->event_id, "%s", info.event_id);
+}
+
+/* Publishes the n events at evs (numbers first ..) as one message; with
+ * n > 1 a pubs. Returns 0, or -1 when they cannot go now (not connected,
+ * local queue full). */
+static int send_events(struct rk_forward *f, uint64_t first, const void *const *evs,
+                       const size_t *lens, size_t n)
+{
     uint64_t corr;
     /* Silence counts from the first publish of a burst, not from the
      * last answer before an idle or held spell. */
     int was_idle = in_flight(f) == 0;
-    if (!f->pub || rk_pub_send_numbered(f->pub, rk_outbox_producer(f->outbox), number, f->buf,
-                                        len, &corr) != 0)
+    if (!f->pub || rk_pub_send_batch(f->pub, rk_outbox_producer(f->outbox), first, evs, lens,
+                                     n, &corr) != 0)
         return -1;
     if (was_idle)
         f->progress_ns = rk_time_now();
-    s = slot_of(f, 0);
-    s->corr = corr;
-    s->number = number;
-    if (rk_event_validate(f->buf, len, 0, &info, NULL) != RK_V_OK)
-        info.event_id[0] = '\0';
-    snprintf(s->event_id, sizeof s->event_id, "%s", info.event_id);
+    for (size_t i = 0; i < n; i++)
+        take_slot(f, corr + i, first + i, evs[i], lens[i]);
+    if (n > 1)
+        slot_of(f, corr)->first_of = (unsigned)n;
     return 0;
+}
+
+static int send_one(struct rk_forward *f, uint64_t number, size_t len)
+{
+    const void *ev = f->buf;
+    return send_events(f, number, &ev, &len, 1);
+}
+
+/* Reads into f->batch the pending events after f->sent_upto with
+ * consecutive numbers, while they fit `room`, BATCH_EVENTS and
+ * BATCH_BYTES. Returns 0 with *n of them (0: none pending), or an error. */
+static int gather(struct rk_forward *f, size_t room, const void **evs, size_t *lens,
+                  uint64_t *first, size_t *n)
+{
+    size_t used = 0, max = f->single ? 1 : room < BATCH_EVENTS ? room : BATCH_EVENTS;
+    uint64_t after = f->sent_upto, number;
+    *n = 0;
+    while (*n < max) {
+        size_t cap = *n ? BATCH_BYTES - used : BATCH_BYTES + RK_EVENT_MAX_BYTES;
+        int rc = rk_outbox_next(f->outbox, after, &number, f->batch + used, cap, &lens[*n]);
+        if (rc == RK_EOF || rc == ENOBUFS || (*n && number != after + 1) ||
+            (*n && used + lens[*n] > BATCH_BYTES))
+            break; /* read again as the first of the next message */
+        if (rc)
+            return fail(f, "cannot read", rc);
+        if (*n == 0)
+            *first = number;
+        evs[*n] = f->batch + used;
+        used += lens[(*n)++];
+        after = number;
+    }
+    return RK_OK;
 }
 
 /* A due held event whose number the broker used goes out as a new event,
@@ -343,26 +408,24 @@ static int send_held(struct rk_forward *f, int *sent)
  * NULL) how many went. */
 static int send_pending(struct rk_forward *f, int *sent)
 {
-    uint64_t number;
-    size_t len;
+    const void *evs[BATCH_EVENTS];
+    size_t lens[BATCH_EVENTS], n;
+    uint64_t first;
     int rc;
 
     f->blocked = 0;
     if ((rc = send_held(f, sent)) || f->blocked || f->stop_new)
         return rc;
     while (in_flight(f) < f->window) {
-        rc = rk_outbox_next(f->outbox, f->sent_upto, &number, f->buf, RK_EVENT_MAX_BYTES, &len);
-        if (rc == RK_EOF)
-            break;
-        if (rc)
-            return fail(f, "cannot read", rc);
-        if (send_one(f, number, len) != 0) {
+        if ((rc = gather(f, f->window - in_flight(f), evs, lens, &first, &n)) || n == 0)
+            return rc;
+        if (send_events(f, first, evs, lens, n) != 0) {
             f->blocked = 1; /* not connected, or the local queue is full */
             break;
         }
-        f->sent_upto = number;
+        f->sent_upto = first + n - 1;
         if (sent)
-            (*sent)++;
+            *sent += (int)n;
     }
     return RK_OK;
 }
@@ -444,6 +507,13 @@ static int take_answers(struct rk_forward *f, int wait_ms, int *got, int *storag
         if (r.pong || !(s = slot_of(f, r.corr)))
             continue; /* an answer to nothing sent on this connection */
         s->corr = 0;
+        if (!r.ok && s->first_of > 1 && whole_message_refusal(r.code, r.message)) {
+            /* the whole pubs refused (a broker from before it, a smaller
+             * max_message): one pub per event from now on, from the oldest */
+            f->single = 1;
+            f->rewind = 1;
+            return RK_OK;
+        }
         if (!r.ok && strcmp(r.code, "E_ORDER") == 0) {
             /* an earlier one was lost with a connection: it and all after
              * it go again, in order, on a new one */

@@ -5,9 +5,11 @@
  * refusal makes a dead letter; an E_FORBIDDEN holds only its event; events
  * survive a reopen.
  * The stub answers like the broker: an idempotent producer's number stored
- * once gets its first seq again. */
+ * once gets its first seq again; a "pubs" is answered event by event, as
+ * one "outcomes". */
 #include "rk_event.h"
 #include "rk_forward.h"
+#include "rk_mp.h"
 #include "rk_test.h"
 #include "rk_time.h"
 #include "rk_wire.h"
@@ -91,6 +93,33 @@ static void answer(struct stub *s, const struct rk_wire_hdr *h, struct rk_wire_h
     }
 }
 
+/* A "pubs": each event answered as a pub with its number, the answers as
+ * one "outcomes" of one-event runs. */
+static void take_pubs(struct stub *s, zmq_msg_t *id, const struct rk_wire_hdr *h,
+                      const zmq_msg_t *ev)
+{
+    static struct rk_wire_run runs[RK_WIRE_PUBS_MAX];
+    static unsigned char out[RK_WIRE_OUTCOMES_SIZE(RK_WIRE_PUBS_MAX)];
+    struct rk_mp_reader rd = {zmq_msg_data((zmq_msg_t *)ev), zmq_msg_size((zmq_msg_t *)ev), 0};
+    size_t n = (size_t)h->nrecords;
+    for (size_t i = 0; i < n; i++) {
+        struct rk_wire_hdr one = *h, r = {0};
+        one.producer_seq = h->producer_seq + i;
+        RK_CHECK(rk_mp_skip(&rd) == 0);
+        note(s, id, one.producer_seq);
+        answer(s, &one, &r);
+        runs[i] = (struct rk_wire_run){.kind = r.cmd == RK_CMD_ACK ? RK_RUN_STORED : RK_RUN_REFUSED,
+                                       .first = (uint32_t)i, .n = 1, .seq = r.seq};
+        memcpy(runs[i].code, r.code, sizeof runs[i].code);
+        memcpy(runs[i].message, r.message, sizeof runs[i].message);
+    }
+    if (atomic_load(&s->silent))
+        return;
+    size_t len = rk_wire_encode_outcomes(h->corr, 1000, runs, n, out, sizeof out);
+    zmq_send(s->router, zmq_msg_data(id), zmq_msg_size(id), ZMQ_SNDMORE);
+    zmq_send(s->router, out, len, 0);
+}
+
 static void take(struct stub *s)
 {
     zmq_msg_t id, hdr, ev;
@@ -102,7 +131,9 @@ static void take(struct stub *s)
     if (zmq_msg_recv(&id, s->router, 0) >= 0 && zmq_msg_recv(&hdr, s->router, 0) >= 0 &&
         zmq_msg_recv(&ev, s->router, 0) >= 0 &&
         rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &h) == 0 &&
-        h.cmd == RK_CMD_PUB) {
+        h.cmd == RK_CMD_PUBS) {
+        take_pubs(s, &id, &h, &ev);
+    } else if (h.cmd == RK_CMD_PUB) {
         note(s, &id, h.producer_seq);
         if (!atomic_load(&s->silent)) {
             answer(s, &h, &r);
@@ -188,9 +219,11 @@ static int add_events(struct rk_forward *f, int from, int n)
     size_t lens[16];
     uint64_t first;
     for (int i = 0; i < n; i++) {
-        snprintf(bodies[i], sizeof bodies[i], "event-%d", from + i);
+        /* a MessagePack str, so that a pubs of them splits into events */
+        int len = snprintf(bodies[i] + 1, sizeof bodies[i] - 1, "event-%d", from + i);
+        bodies[i][0] = (char)(0xa0 | len);
         events[i] = bodies[i];
-        lens[i] = strlen(bodies[i]);
+        lens[i] = (size_t)len + 1;
     }
     return rk_forward_add(f, events, lens, (size_t)n, &first) == RK_OK && first == (uint64_t)from
            ? 0 : -1;
