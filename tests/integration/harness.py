@@ -562,3 +562,87 @@ def state_as_expected(r):
     r = dict(r)
     r["offers"] = {o.pop("offer_id"): o for o in (dict(x) for x in r["offers"])}
     return r
+
+
+def http_get(port, path, timeout=10):
+    """GET http://127.0.0.1:PORT/PATH (the broker's --http, for instance):
+    (status, body text); an error status is returned, not raised."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+# ---- a truly full disk: a small tmpfs (it72, it72b)
+
+def in_private_mount_namespace(name, skip=False):
+    """Lets test `name` mount a tmpfs: unless it runs as root already, it is
+    executed again under unshare -rm, root of its own user and mount
+    namespace (for its own mounts only). Without unshare(1) it ends with
+    the reason: skipped ("SKIPPED ..." on stdout, exit 0) if `skip`, else
+    failed."""
+    if os.geteuid() == 0:
+        return
+    unshare = shutil.which("unshare")
+    if not unshare:
+        why = f"{name}: needs root or unshare(1) to mount a small tmpfs"
+        if skip:
+            print(f"SKIPPED {why}")
+            sys.exit(0)
+        sys.exit(why)
+    os.execv(unshare, [unshare, "-rm", sys.executable] + sys.argv)
+
+
+def mount_tmpfs(path, mib, remount=False, quiet=False):
+    """Mounts a tmpfs of `mib` MiB at path (remount: resizes the one there);
+    quiet: mount's own messages are captured, not shown."""
+    opts = f"size={mib}m" + (",remount" if remount else "")
+    args = ["mount", "-o", opts, path] if remount else \
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path]
+    subprocess.run(args, check=True, capture_output=quiet)
+
+
+def on_small_tmpfs(b, mib, body, skip=None):
+    """Calls body(b, fs) with a tmpfs of `mib` MiB mounted at fs (in b.dir),
+    then kills broker b if it runs and unmounts fs. skip: the test's name,
+    when a tmpfs that cannot be mounted skips the test (mounted quietly,
+    "SKIPPED ..." on stdout) rather than fails it."""
+    fs = os.path.join(b.dir, "fs")
+    os.mkdir(fs)
+    try:
+        mount_tmpfs(fs, mib, quiet=skip is not None)
+    except (subprocess.CalledProcessError, OSError) as e:
+        if skip is None:
+            raise
+        print(f"SKIPPED {skip}: cannot mount a tmpfs here ({e}); run as root to test this")
+        return
+    try:
+        body(b, fs)
+    finally:
+        if b.proc is not None:
+            b.proc.kill()
+            b.proc.wait()
+            b.proc = None
+        subprocess.run(["umount", fs], check=False)
+
+
+def big_requests(base, start, n):
+    """Aid requests of about 2.3 KB each, so a few thousand fill the disk:
+    event dict `base` as JSON lines numbered start .. start + n - 1."""
+    for i in range(start, start + n):
+        ev = dict(base)
+        ev["event_id"] = f"full-{i}"
+        ev["request_id"] = f"REQ-FULL-{i}"
+        ev["note"] = f"{i:08d} " + "x" * 2000
+        yield json.dumps(ev, ensure_ascii=False)
+
+
+def publish_big_requests(b, base, start, n):
+    """big_requests(base, start, n) through renkei-agent send to broker b:
+    the n results (one each, checked)."""
+    _, results, _ = b.agent("send", stdin="\n".join(big_requests(base, start, n)) + "\n")
+    assert len(results) == n, f"{len(results)} results for {n} events"
+    return results
