@@ -646,3 +646,30 @@ def publish_big_requests(b, base, start, n):
     _, results, _ = b.agent("send", stdin="\n".join(big_requests(base, start, n)) + "\n")
     assert len(results) == n, f"{len(results)} results for {n} events"
     return results
+
+
+# ---- a test library preloaded into the broker (it56, it57)
+
+def sanitized():
+    """True in the ASan/UBSan build (ctest sets RK_SANITIZE)."""
+    return os.environ.get("RK_SANITIZE", "OFF") not in ("", "OFF", "0")
+
+
+def start_preloaded(b, shim, env):
+    """Starts broker b with the test library `shim` (a file in BIN, such as
+    rk_slowsync.so) preloaded and the variables in dict env set; the
+    environment is as before once it runs, so only the broker gets them."""
+    env = dict(env, LD_PRELOAD=os.path.join(BIN, shim))
+    if sanitized():
+        # the shim comes before the sanitizer runtime in the library list
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        b.start(timeout=60)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
