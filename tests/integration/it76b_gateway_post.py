@@ -153,14 +153,5 @@ def check_tls(b, d, tok, curve):
     assert p.returncode != 0 and "--tls-key" in p.stderr, (p.returncode, p.stderr)
 
 
-def test_logged(b):
-    try:
-        test(b)
-    except BaseException:
-        for gw in gateway.Gateway.made:
-            gw.dump()
-        raise
-
-
 if __name__ == "__main__":
-    harness.run(test_logged)
+    gateway.run(test)
