@@ -673,3 +673,75 @@ def start_preloaded(b, shim, env):
                 del os.environ[k]
             else:
                 os.environ[k] = v
+
+
+class TcpRelay:
+    """Relays every TCP connection made to 127.0.0.1:self.port (a free port)
+    to target_port on loopback, a thread for each direction. record: every
+    byte it carries is kept in self.seen (read it holding self.lock).
+    cut() drops the connections it carries and refuses new ones until
+    restore(): a dropped link, with both ends still up."""
+
+    def __init__(self, target_port, record=False):
+        import socket
+        self.target = target_port
+        self.record = record
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.down = False
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.down:
+                    c.close()
+                    continue
+                u = socket.create_connection(("127.0.0.1", self.target))
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if self.record:
+                    with self.lock:
+                        self.seen += data
+                b.sendall(data)
+        except OSError:
+            pass
+        _shut(a, b)
+
+    def cut(self):
+        with self.lock:
+            self.down = True
+            _shut(*self.conns)
+            self.conns = []
+
+    def restore(self):
+        with self.lock:
+            self.down = False
+
+
+def _shut(*socks):
+    import socket
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -24,75 +24,6 @@ import gateway
 import harness
 
 SHOTS = os.path.join(gateway.BUILD, "screenshots")
-
-
-class Cutter:
-    """A TCP relay between the browser and the gateway that can cut every
-    connection it carries and refuse new ones for a while: a dropped link,
-    with the gateway itself still up."""
-
-    def __init__(self, target_port):
-        import socket
-        import threading
-        self.target = target_port
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.lock = threading.Lock()
-        self.conns = []
-        self.down = False
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        import socket
-        import threading
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.down:
-                    c.close()
-                    continue
-                u = socket.create_connection(("127.0.0.1", self.target))
-                self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pump(a, b):
-        import socket
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        import socket
-        with self.lock:
-            self.down = True
-            for s in self.conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.conns = []
-
-    def restore(self):
-        with self.lock:
-            self.down = False
 SILENT_S = 6  # long enough that "not silent" is seen first even on a loaded CI machine
 
 
@@ -254,7 +185,7 @@ def test(b):
     gateway.publish_scenario(b)
     gateway.publish_kpis(b)
     gw = gateway.Gateway(b, "--silent-after", str(SILENT_S)).start()
-    cutter = Cutter(gw.port)
+    cutter = harness.TcpRelay(gw.port)  # cut() drops the link, the gateway stays up
     d = browser()
     try:
         t0 = time.monotonic()
@@ -314,14 +245,5 @@ def test(b):
     gw.stop()
 
 
-def test_logged(b):
-    try:
-        test(b)
-    except BaseException:
-        for gw in gateway.Gateway.made:
-            gw.dump()
-        raise
-
-
 if __name__ == "__main__":
-    harness.run(test_logged)
+    gateway.run(test)
