@@ -745,3 +745,23 @@ def _shut(*socks):
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+class Dealer:
+    """A DEALER on `endpoint` (a broker socket) for tests that speak the
+    wire protocol themselves: self.corr counts their requests, reply()
+    reads a one-frame answer."""
+
+    def __init__(self, ctx, endpoint):
+        import zmq
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+        self.corr = 0
+
+    def reply(self):
+        """The next answer's header, unpacked; fails after 10 s without."""
+        import msgpack
+        assert self.sock.poll(10000), "no reply within 10 s"
+        (hdr,) = self.sock.recv_multipart()
+        return msgpack.unpackb(hdr, raw=False)
