@@ -765,3 +765,11 @@ class Dealer:
         assert self.sock.poll(10000), "no reply within 10 s"
         (hdr,) = self.sock.recv_multipart()
         return msgpack.unpackb(hdr, raw=False)
+
+
+def new_keys(d, name):
+    """renkei-keys --dir d name: a new CURVE key pair, d/name.key (secret)
+    and d/name.pub; returns the public key as it printed it."""
+    p = subprocess.run([tool("renkei-keys"), "--dir", d, name], capture_output=True,
+                       text=True, check=True)
+    return p.stdout.strip()

@@ -19,12 +19,6 @@ import gateway
 import harness
 
 
-def keys(d, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                       text=True, check=True)
-    return p.stdout.strip()
-
-
 def post(gw, body, token=None):
     headers = {"Content-Type": "application/json"}
     if token:
@@ -48,7 +42,7 @@ def event(tag, municipality):
 
 def test(b):
     d = b.dir
-    pubs = {n: keys(d, n) for n in ("broker", "osaka", "hyogo", "board")}
+    pubs = {n: harness.new_keys(d, n) for n in ("broker", "osaka", "hyogo", "board")}
     acl = os.path.join(d, "acl.ini")
     with open(acl, "w") as f:
         f.write(f"""[tenant osaka-city]

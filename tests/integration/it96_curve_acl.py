@@ -19,9 +19,7 @@ import harness
 
 
 def keys(dir, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", dir, name], capture_output=True,
-                       text=True, check=True)
-    pub = p.stdout.strip()
+    pub = harness.new_keys(dir, name)
     assert len(pub) == 40
     assert os.stat(os.path.join(dir, name + ".key")).st_mode & 0o777 == 0o600
     return pub
