@@ -773,3 +773,29 @@ def new_keys(d, name):
     p = subprocess.run([tool("renkei-keys"), "--dir", d, name], capture_output=True,
                        text=True, check=True)
     return p.stdout.strip()
+
+
+def secure_on_tcp(b, acl_text):
+    """Readies broker b for CURVE and an ACL: acl_text written to
+    b.dir/acl.ini, its three sockets on free loopback TCP ports, and b.extra
+    set to --curve-key b.dir/broker.key (made beforehand, with
+    new_keys(b.dir, "broker")) --acl. Returns the ACL's path; b is not
+    started."""
+    acl = os.path.join(b.dir, "acl.ini")
+    with open(acl, "w") as f:
+        f.write(acl_text)
+    ports = [free_port() for _ in range(3)]
+    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
+    b.extra = ["--curve-key", os.path.join(b.dir, "broker.key"), "--acl", acl]
+    return acl
+
+
+def small_asan_quarantine(mib):
+    """For a test that bounds the broker's memory, before it starts: in the
+    sanitize build AddressSanitizer keeps up to 256 MiB of freed memory in
+    quarantine, which would read as growth; one of `mib` MiB keeps the
+    bound meaningful."""
+    if sanitized():
+        os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
+                                      f":quarantine_size_mb={mib}"
+                                      ":thread_local_quarantine_size_kb=64")

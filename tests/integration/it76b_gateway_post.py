@@ -43,9 +43,7 @@ def event(tag, municipality):
 def test(b):
     d = b.dir
     pubs = {n: harness.new_keys(d, n) for n in ("broker", "osaka", "hyogo", "board")}
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(f"""[tenant osaka-city]
+    harness.secure_on_tcp(b, f"""[tenant osaka-city]
 key = {pubs['osaka']}
 publish = 271004
 replay = aid.
@@ -59,9 +57,6 @@ key = {pubs['board']}
 subscribe = *
 replay = *
 """)
-    ports = [harness.free_port() for _ in range(3)]
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
     b.start()
     tok = {"osaka": secrets.token_hex(32), "hyogo": secrets.token_hex(32)}
     tokens = os.path.join(d, "tokens")

@@ -234,11 +234,7 @@ def held_forbidden(b, ag, acl, pubs):
 def test(b):
     d = b.dir
     pubs = {n: harness.new_keys(d, n) for n in ("broker", "town")}
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(acl_text(pubs))
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{harness.free_port()}" for _ in range(3))
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
+    acl = harness.secure_on_tcp(b, acl_text(pubs))
     b.start()
     key_args = ["--broker-key", os.path.join(d, "broker.pub"), "--key",
                 os.path.join(d, "town.key")]
