@@ -799,3 +799,11 @@ def small_asan_quarantine(mib):
         os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
                                       f":quarantine_size_mb={mib}"
                                       ":thread_local_quarantine_size_kb=64")
+
+
+def verify_log(data_dir, timeout=120):
+    """renkei-replay --verify --data-dir data_dir: (exit code, its JSON
+    verdict, its stdout)."""
+    p = subprocess.run([tool("renkei-replay"), "--verify", "--data-dir", data_dir],
+                       capture_output=True, text=True, timeout=timeout)
+    return p.returncode, json.loads(p.stdout), p.stdout

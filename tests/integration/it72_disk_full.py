@@ -10,7 +10,6 @@ Mounting needs root; a non-root run re-executes itself in a user and mount
 namespace (unshare -rm), where it is root for its own mounts only."""
 import json
 import os
-import subprocess
 
 import harness
 
@@ -77,10 +76,8 @@ def run(b, fs):
     b.start()
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [r["seq"] for r in acked + later]
-    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
-                       capture_output=True, text=True, timeout=120)
-    verdict = json.loads(p.stdout)
-    assert p.returncode == 0 and verdict["ok"] and verdict["records"] == len(stored), p.stdout
+    rc, verdict, out = harness.verify_log(b.data)
+    assert rc == 0 and verdict["ok"] and verdict["records"] == len(stored), out
     print(f"disk full after {len(acked)} events ({SIZE_MIB} MiB); "
           f"{len(refused) + len(again) - len(stored_again)} refused; {len(later)} more after "
           f"growing the disk")

@@ -16,7 +16,6 @@ neither works, the test says so and is skipped (exit 77 is not used by
 ctest here, so it exits 0 with the reason on stdout)."""
 import json
 import os
-import subprocess
 
 import harness
 
@@ -118,10 +117,8 @@ def run(b, fs):
     assert not b.records("log_read_only"), b.log()
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [r["seq"] for r in acked + later + more]
-    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
-                       capture_output=True, text=True, timeout=120)
-    verdict = json.loads(p.stdout)
-    assert p.returncode == 0 and verdict["ok"] and verdict["records"] == len(stored), p.stdout
+    rc, verdict, out = harness.verify_log(b.data)
+    assert rc == 0 and verdict["ok"] and verdict["records"] == len(stored), out
     print(f"full after {len(acked) - len(early)} events ({SIZE_MIB} MiB, {filled} bytes of "
           f"filler after kill -9); started {'read-only' if read_only else 'writable'}; "
           f"{len(early)} more fitted, {len(refused)} refused with {len(failed)} append_failed "
