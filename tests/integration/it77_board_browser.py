@@ -52,6 +52,12 @@ def rows(d):
         ".map(tr => [tr.dataset.requestId, tr.dataset.state]))")
 
 
+def wait_rows(d, lines, what):
+    """Waits (30 s at most) until every request of the JSON lines is a row."""
+    ids = {json.loads(l)["request_id"] for l in lines}
+    harness.wait_for(lambda: ids <= set(rows(d)), what, timeout=30)
+
+
 def shot(d, name):
     path = os.path.join(SHOTS, name)
     d.save_screenshot(path)
@@ -131,9 +137,7 @@ def check_dropped_stream(d, b, cutter):
     lines = harness.new_request_lines("it99d", 3)
     gateway.publish_lines(b, lines)
     cutter.restore()
-    ids = {json.loads(l)["request_id"] for l in lines}
-    harness.wait_for(lambda: ids <= set(rows(d)), "events published during the cut on the board",
-                     timeout=30)
+    wait_rows(d, lines, "events published during the cut on the board")
     after = d.execute_script("return [renkeiBoard.opens, renkeiBoard.resets, renkeiBoard.live]")
     # Came back by itself, no reload, and exactly the three new events came:
     # the stream went on after the last id the browser had, not from ?from.
@@ -215,9 +219,7 @@ def test(b):
         missed = harness.new_request_lines("it99g", 3)
         gateway.publish_lines(b, missed)
         gw.start()
-        ids = {json.loads(l)["request_id"] for l in missed}
-        harness.wait_for(lambda: ids <= set(rows(d)), "events of the gateway's downtime shown",
-                         timeout=30)
+        wait_rows(d, missed, "events of the gateway's downtime shown")
         wait_board_equals_broker(d, b, "after the gateway's restart")
 
         d.find_element(By.CSS_SELECTOR, "#requests tbody tr[data-request-id='REQ-304280-001']").click()
