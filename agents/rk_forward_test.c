@@ -62,26 +62,25 @@ static void note(struct stub *s, zmq_msg_t *id, uint64_t number)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void refuse(struct rk_wire_hdr *r, const char *code, const char *message)
+{
+    r->cmd = RK_CMD_ERR;
+    strcpy(r->code, code);
+    strcpy(r->message, message);
+}
+
 static void answer(struct stub *s, const struct rk_wire_hdr *h, struct rk_wire_hdr *r)
 {
     uint64_t n = h->producer_seq;
     r->corr = h->corr;
     if (n == atomic_load(&s->storage_once) && atomic_exchange(&s->storage_once, 0)) {
-        r->cmd = RK_CMD_ERR;
-        strcpy(r->code, "E_STORAGE");
-        strcpy(r->message, "disk full");
+        refuse(r, "E_STORAGE", "disk full");
     } else if (n == atomic_load(&s->forbid)) {
-        r->cmd = RK_CMD_ERR;
-        strcpy(r->code, "E_FORBIDDEN");
-        strcpy(r->message, "may not publish");
+        refuse(r, "E_FORBIDDEN", "may not publish");
     } else if (n == atomic_load(&s->state)) {
-        r->cmd = RK_CMD_ERR;
-        strcpy(r->code, "E_STATE");
-        strcpy(r->message, "request is cancelled");
+        refuse(r, "E_STATE", "request is cancelled");
     } else if (n == atomic_load(&s->refuse)) {
-        r->cmd = RK_CMD_ERR;
-        strcpy(r->code, "E_RANGE");
-        strcpy(r->message, "test refusal");
+        refuse(r, "E_RANGE", "test refusal");
     } else {
         pthread_mutex_lock(&s->mu);
         if (n < MAX_NUMBER && !s->seq_of[n])
@@ -256,6 +255,17 @@ static struct rk_forward *open_connected(struct stub *s, struct outcomes *out)
     return f;
 }
 
+/* A forwarder connected to `s`, events 1..n added, pumped until `want`
+ * (two checks: the events are added, `want` is reached). */
+static struct rk_forward *send_until(struct stub *s, struct outcomes *out, int n,
+                                     enum rk_forward_state want)
+{
+    struct rk_forward *f = open_connected(s, out);
+    RK_CHECK(f && add_events(f, 1, n) == 0);
+    RK_CHECK(f && pump_until(f, want) == (int)want);
+    return f;
+}
+
 /* 1 when connection `conn` of the stub saw exactly numbers from..to, in order. */
 static int conn_saw(struct stub *s, int conn, uint64_t from, uint64_t to)
 {
@@ -314,9 +324,7 @@ static void test_silence_resends_from_oldest(void)
 
     stub_start(&s);
     atomic_store(&s.silent, 1);
-    f = open_connected(&s, &out);
-    RK_CHECK(f && add_events(f, 1, 6) == 0);
-    RK_CHECK(pump_until(f, RK_FORWARD_SILENT) == RK_FORWARD_SILENT);
+    f = send_until(&s, &out, 6, RK_FORWARD_SILENT);
     RK_CHECK(out.n == 0);
     RK_CHECK(rk_forward_status(f, &st) == RK_OK && st.pending == 6 && st.in_flight == 4);
     RK_CHECK(conn_saw(&s, 1, 1, 4)); /* the window's worth, unanswered */
@@ -352,9 +360,7 @@ static void test_storage_holds_refusal_dead(void)
     stub_start(&s);
     atomic_store(&s.storage_once, 1);
     atomic_store(&s.refuse, 2);
-    f = open_connected(&s, &out);
-    RK_CHECK(f && add_events(f, 1, 3) == 0);
-    RK_CHECK(pump_until(f, RK_FORWARD_CANNOT_STORE) == RK_FORWARD_CANNOT_STORE);
+    f = send_until(&s, &out, 3, RK_FORWARD_CANNOT_STORE);
     RK_CHECK(rk_forward_status(f, &st) == RK_OK && st.first_pending == 1);
     RK_CHECK(out.n >= 1 && out.number[0] == 1 && !out.ok[0] && out.held[0] &&
              strcmp(out.code[0], "E_STORAGE") == 0);
@@ -392,9 +398,7 @@ static void test_forbidden_holds_one(void)
 
     stub_start(&s);
     atomic_store(&s.forbid, 2);
-    f = open_connected(&s, &out);
-    RK_CHECK(f && add_events(f, 1, 3) == 0);
-    RK_CHECK(pump_until(f, RK_FORWARD_HELD) == RK_FORWARD_HELD);
+    f = send_until(&s, &out, 3, RK_FORWARD_HELD);
     RK_CHECK(rk_forward_outbox_status(f, &ob) == RK_OK && ob.held == 1 && ob.pending == 0);
     RK_CHECK(ob.acked == 2 && ob.rejected == 0 && strcmp(ob.held_last.code, "E_FORBIDDEN") == 0);
     atomic_store(&s.forbid, 0);
@@ -459,9 +463,7 @@ static void test_reopen_sends_what_waits(void)
 
     stub_start(&s);
     atomic_store(&s.silent, 1);
-    f = open_connected(&s, &out);
-    RK_CHECK(f && add_events(f, 1, 3) == 0);
-    RK_CHECK(pump_until(f, RK_FORWARD_WAITING) == RK_FORWARD_WAITING);
+    f = send_until(&s, &out, 3, RK_FORWARD_WAITING);
     rk_forward_close(&f);
     atomic_store(&s.silent, 0);
     f = open_connected(&s, &out);

@@ -385,8 +385,11 @@ int rk_outbox_get(struct rk_outbox *ob, uint64_t number, void *buf, size_t cap, 
     return rc;
 }
 
-int rk_outbox_next_held(struct rk_outbox *ob, uint64_t after, uint64_t *number,
-                        struct rk_outbox_refusal *r)
+/* The refusal with the lowest number > `after` in `dbi` (held or dead):
+ * its number, the refusal and, unless len is NULL, the event's bytes that
+ * follow it in the record (as copy_out). */
+static int next_refused(struct rk_outbox *ob, MDB_dbi dbi, uint64_t after, uint64_t *number,
+                        struct rk_outbox_refusal *r, void *buf, size_t cap, size_t *len)
 {
     MDB_txn *txn;
     MDB_val v;
@@ -395,11 +398,18 @@ int rk_outbox_next_held(struct rk_outbox *ob, uint64_t after, uint64_t *number,
     int rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return rc;
-    if ((rc = first_after(txn, ob->held, after, &n, &v)) == RK_OK &&
-        (rc = refusal_unpack(&v, r, &used)) == RK_OK)
+    if ((rc = first_after(txn, dbi, after, &n, &v)) == RK_OK &&
+        (rc = refusal_unpack(&v, r, &used)) == RK_OK &&
+        (!len || (rc = copy_out(&v, used, buf, cap, len)) == RK_OK))
         *number = n;
     mdb_txn_abort(txn);
     return rc;
+}
+
+int rk_outbox_next_held(struct rk_outbox *ob, uint64_t after, uint64_t *number,
+                        struct rk_outbox_refusal *r)
+{
+    return next_refused(ob, ob->held, after, number, r, NULL, 0, NULL);
 }
 
 int rk_outbox_held(struct rk_outbox *ob, uint64_t number, struct rk_outbox_refusal *r,
@@ -424,27 +434,51 @@ int rk_outbox_held(struct rk_outbox *ob, uint64_t number, struct rk_outbox_refus
     return rc;
 }
 
+/* A write transaction in *txn and pending event `number` in it: its key
+ * in key (k points at it), its value in *v. RK_EOF, and no transaction
+ * left open, when the event is not pending (or on an error). */
+static int begin_pending(struct rk_outbox *ob, uint64_t number, MDB_txn **txn,
+                         unsigned char key[8], MDB_val *k, MDB_val *v)
+{
+    int rc = mdb_txn_begin(ob->env, NULL, 0, txn);
+    if (rc)
+        return rc;
+    rk_be_put(key, number, 8);
+    *k = (MDB_val){8, key};
+    if ((rc = mdb_get(*txn, ob->events, k, v)) == MDB_NOTFOUND)
+        rc = RK_EOF;
+    if (rc)
+        mdb_txn_abort(*txn);
+    return rc;
+}
+
 int rk_outbox_hold(struct rk_outbox *ob, uint64_t number, const struct rk_outbox_refusal *r)
 {
     MDB_txn *txn;
     unsigned char key[8], rec[REFUSAL_MAX];
-    MDB_val k = {sizeof key, key}, v;
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    MDB_val k, v;
+    int rc = begin_pending(ob, number, &txn, key, &k, &v);
     if (rc)
-        return rc;
-    rk_be_put(key, number, 8);
-    rc = mdb_get(txn, ob->events, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return RK_OK;
-    }
+        return rc == RK_EOF ? RK_OK : rc;
     v.mv_data = rec;
     v.mv_size = refusal_pack(r, rec);
-    if (rc || (rc = mdb_put(txn, ob->held, &k, &v, 0))) {
+    if ((rc = mdb_put(txn, ob->held, &k, &v, 0))) {
         mdb_txn_abort(txn);
         return rc;
     }
     return mdb_txn_commit(txn);
+}
+
+/* A write transaction in *txn and a cursor on `dbi` in it; on an error
+ * neither is left open. */
+static int begin_cursor(struct rk_outbox *ob, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur)
+{
+    int rc = mdb_txn_begin(ob->env, NULL, 0, txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(*txn, dbi, cur)))
+        mdb_txn_abort(*txn);
+    return rc;
 }
 
 int rk_outbox_retry_now(struct rk_outbox *ob, uint64_t after, int64_t now_ns)
@@ -453,11 +487,9 @@ int rk_outbox_retry_now(struct rk_outbox *ob, uint64_t after, int64_t now_ns)
     MDB_cursor *cur;
     unsigned char key[8];
     MDB_val k = {sizeof key, key}, v;
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    int rc = begin_cursor(ob, ob->held, &txn, &cur);
     if (rc)
         return rc;
-    if ((rc = mdb_cursor_open(txn, ob->held, &cur)))
-        goto abort;
     rk_be_put(key, after + 1, 8);
     for (rc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
          rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -533,19 +565,11 @@ int rk_outbox_reject(struct rk_outbox *ob, uint64_t number, const struct rk_outb
 {
     MDB_txn *txn;
     unsigned char key[8];
-    MDB_val k = {sizeof key, key}, v, d;
+    MDB_val k, v, d;
     struct rk_outbox_refusal dead = *r;
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    int rc = begin_pending(ob, number, &txn, key, &k, &v);
     if (rc)
-        return rc;
-    rk_be_put(key, number, 8);
-    rc = mdb_get(txn, ob->events, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return RK_OK;
-    }
-    if (rc)
-        goto abort;
+        return rc == RK_EOF ? RK_OK : rc;
     dead.retry_ns = 0;
     {
         /* Copied first: a put may move the pages the event's bytes are on. */
@@ -573,19 +597,7 @@ abort:
 int rk_outbox_next_dead(struct rk_outbox *ob, uint64_t after, uint64_t *number,
                         struct rk_outbox_refusal *r, void *buf, size_t cap, size_t *len)
 {
-    MDB_txn *txn;
-    MDB_val v;
-    size_t used;
-    uint64_t n = 0;
-    int rc = mdb_txn_begin(ob->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return rc;
-    if ((rc = first_after(txn, ob->dead, after, &n, &v)) == RK_OK &&
-        (rc = refusal_unpack(&v, r, &used)) == RK_OK &&
-        (rc = copy_out(&v, used, buf, cap, len)) == RK_OK)
-        *number = n;
-    mdb_txn_abort(txn);
-    return rc;
+    return next_refused(ob, ob->dead, after, number, r, buf, cap, len);
 }
 
 /* Dead letter k (its value v) back to pending, held with code "" and due
@@ -624,12 +636,10 @@ static int dead_walk(struct rk_outbox *ob, uint64_t number, int resend, int64_t 
     MDB_cursor *cur;
     unsigned char key[8];
     MDB_val k = {sizeof key, key}, v;
-    int rc = mdb_txn_begin(ob->env, NULL, 0, &txn);
+    int rc = begin_cursor(ob, ob->dead, &txn, &cur);
     *count = 0;
     if (rc)
         return rc;
-    if ((rc = mdb_cursor_open(txn, ob->dead, &cur)))
-        goto abort;
     for (;;) {
         rk_be_put(key, number, 8);
         k.mv_size = sizeof key;

@@ -877,6 +877,28 @@ static void progress_add(struct progress *pr, uint64_t k)
                 (unsigned long long)pr->total);
 }
 
+/* After a send of n events at time t that returned rc, numbered from corr:
+ * their send times noted, 0. -1 to stop filling: rk_pub's queue is full
+ * (EAGAIN: collect first), or a failure, now in p->error. */
+static int note_sent(struct publisher *p, int rc, uint64_t corr, size_t n, uint64_t t)
+{
+    if (rc != 0) {
+        if (errno != EAGAIN)
+            pub_fail(p, "send: %s", strerror(errno));
+        return -1;
+    }
+    if (corr != p->sent + 1) {
+        pub_fail(p, "rk_pub numbered event %llu as corr %llu; latencies need 1, 2, ...",
+                 (unsigned long long)p->sent, (unsigned long long)corr);
+        return -1;
+    }
+    if (p->sent == 0)
+        p->first_send_ns = t;
+    for (size_t i = 0; i < n; i++)
+        p->sent_ns[p->sent++] = t;
+    return 0;
+}
+
 /* Unpaced, with batches: what the window has room for goes out as pubs
  * messages of at most p->batch events and BATCH_BYTES, never waiting for
  * more. */
@@ -885,7 +907,7 @@ static void fill_window_batched(struct publisher *p, struct evgen *g)
     const void *ev[BATCH_MAX];
     size_t len[BATCH_MAX];
     while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
-        uint64_t room = p->window - rk_pub_in_flight(p->pub), corr, t;
+        uint64_t room = p->window - rk_pub_in_flight(p->pub), corr = 0, t;
         size_t n = 0, used = 0;
         while (n < p->batch && n < room && p->sent + n < p->n) {
             evgen_make(g, p->sent + n);
@@ -897,20 +919,9 @@ static void fill_window_batched(struct publisher *p, struct evgen *g)
             used += g->buf.size;
         }
         t = now_ns();
-        if (rk_pub_send_batch(p->pub, NULL, 0, ev, len, n, &corr) != 0) {
-            if (errno != EAGAIN)
-                pub_fail(p, "send: %s", strerror(errno));
+        int rc = rk_pub_send_batch(p->pub, NULL, 0, ev, len, n, &corr);
+        if (note_sent(p, rc, corr, n, t))
             return;
-        }
-        if (corr != p->sent + 1) {
-            pub_fail(p, "rk_pub numbered event %llu as corr %llu; latencies need 1, 2, ...",
-                     (unsigned long long)p->sent, (unsigned long long)corr);
-            return;
-        }
-        if (p->sent == 0)
-            p->first_send_ns = t;
-        for (size_t i = 0; i < n; i++)
-            p->sent_ns[p->sent++] = t;
     }
 }
 
@@ -922,7 +933,7 @@ static void fill_window(struct publisher *p, struct evgen *g)
         return;
     }
     while (p->sent < p->n && rk_pub_in_flight(p->pub) < p->window) {
-        uint64_t corr, t = now_ns();
+        uint64_t corr = 0, t = now_ns();
         if (p->rate && p->sent) {
             uint64_t due = p->first_send_ns + p->sent * 1000000000ull / p->rate;
             if (t < due && rk_pub_in_flight(p->pub))
@@ -937,19 +948,9 @@ static void fill_window(struct publisher *p, struct evgen *g)
         /* Before the send: a subscriber may see the event before we return. */
         if (p->shared_sent_ns)
             atomic_store_explicit(&p->shared_sent_ns[p->sent], t, memory_order_release);
-        if (rk_pub_send(p->pub, g->buf.data, g->buf.size, &corr) != 0) {
-            if (errno != EAGAIN) /* EAGAIN: rk_pub's queue is full; collect first */
-                pub_fail(p, "send: %s", strerror(errno));
+        int rc = rk_pub_send(p->pub, g->buf.data, g->buf.size, &corr);
+        if (note_sent(p, rc, corr, 1, t))
             return;
-        }
-        if (corr != p->sent + 1) {
-            pub_fail(p, "rk_pub numbered event %llu as corr %llu; latencies need 1, 2, ...",
-                     (unsigned long long)p->sent, (unsigned long long)corr);
-            return;
-        }
-        if (p->sent == 0)
-            p->first_send_ns = t;
-        p->sent_ns[p->sent++] = t;
     }
 }
 

@@ -203,49 +203,27 @@ static mode_t mode_arg(int flags, va_list ap)
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
-    REAL(open, open_fn);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    uint64_t b = tick(), tb = now_ns();
-    return after_open(real_open(path, flags, mode), path, flags, b, tb);
-}
+/* Defines the wrapper `name` of an open call: `params` its parameter list,
+ * `args` what it passes on. A macro, not a function, because the mode is a
+ * variadic argument and only the wrapper itself can read it. */
+#define TRACED_OPEN(name, type, params, args)                                                  \
+    int name params                                                                            \
+    {                                                                                          \
+        REAL(name, type);                                                                      \
+        va_list ap;                                                                            \
+        va_start(ap, flags);                                                                   \
+        mode_t mode = mode_arg(flags, ap);                                                     \
+        va_end(ap);                                                                            \
+        uint64_t b = tick(), tb = now_ns();                                                    \
+        return after_open(real_##name args, path, flags, b, tb);                               \
+    }
 
-int open64(const char *path, int flags, ...)
-{
-    REAL(open64, open_fn);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    uint64_t b = tick(), tb = now_ns();
-    return after_open(real_open64(path, flags, mode), path, flags, b, tb);
-}
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-    REAL(openat, openat_fn);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    uint64_t b = tick(), tb = now_ns();
-    return after_open(real_openat(dirfd, path, flags, mode), path, flags, b, tb);
-}
-
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-    REAL(openat64, openat_fn);
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    uint64_t b = tick(), tb = now_ns();
-    return after_open(real_openat64(dirfd, path, flags, mode), path, flags, b, tb);
-}
+TRACED_OPEN(open, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+TRACED_OPEN(open64, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+TRACED_OPEN(openat, openat_fn, (int dirfd, const char *path, int flags, ...),
+            (dirfd, path, flags, mode))
+TRACED_OPEN(openat64, openat_fn, (int dirfd, const char *path, int flags, ...),
+            (dirfd, path, flags, mode))
 
 int close(int fd)
 {
@@ -262,57 +240,21 @@ int close(int fd)
 
 /* ---- writes to data.mdb */
 
-static void write_done(const char *call, int fd, int no, long long off, size_t len, ssize_t ret,
-                       const struct iovec *iov, int niov, uint64_t b, uint64_t tb)
-{
-    uint64_t e = tick(), te = now_ns();
-    record(b, e, tb, te, iov, niov, ret > 0 ? (size_t)ret : 0,
-           "write fd=%d file=%d call=%s off=%lld len=%zu ret=%zd", fd, no, call, off, len, ret);
-}
+/* A call on a descriptor: its open number (0: not data.mdb, so nothing is
+ * recorded) and, if traced, the counter and clock on entry. */
+struct span {
+    int no;
+    uint64_t b, tb;
+};
 
-static long long position(int fd)
+static struct span span_begin(int fd)
 {
-    return (long long)syscall(SYS_lseek, fd, 0, SEEK_CUR);
-}
-
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
-{
-    REAL(pwrite, pwrite_fn);
-    int no = open_no(fd);
-    if (!no)
-        return real_pwrite(fd, buf, n, off);
-    uint64_t b = tick(), tb = now_ns();
-    ssize_t r = real_pwrite(fd, buf, n, off);
-    struct iovec v = {(void *)buf, n};
-    write_done("pwrite", fd, no, (long long)off, n, r, &v, 1, b, tb);
-    return r;
-}
-
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
-{
-    REAL(pwrite64, pwrite_fn);
-    int no = open_no(fd);
-    if (!no)
-        return real_pwrite64(fd, buf, n, off);
-    uint64_t b = tick(), tb = now_ns();
-    ssize_t r = real_pwrite64(fd, buf, n, off);
-    struct iovec v = {(void *)buf, n};
-    write_done("pwrite64", fd, no, (long long)off, n, r, &v, 1, b, tb);
-    return r;
-}
-
-ssize_t write(int fd, const void *buf, size_t n)
-{
-    REAL(write, write_fn);
-    int no = open_no(fd);
-    if (!no)
-        return real_write(fd, buf, n);
-    uint64_t b = tick(), tb = now_ns();
-    long long off = position(fd);
-    ssize_t r = real_write(fd, buf, n);
-    struct iovec v = {(void *)buf, n};
-    write_done("write", fd, no, off, n, r, &v, 1, b, tb);
-    return r;
+    struct span s = {open_no(fd), 0, 0};
+    if (s.no) {
+        s.b = tick();
+        s.tb = now_ns();
+    }
+    return s;
 }
 
 static size_t iov_len(const struct iovec *iov, int n)
@@ -323,28 +265,77 @@ static size_t iov_len(const struct iovec *iov, int n)
     return len;
 }
 
+/* Records the write that span `s` began, if traced: the bytes (iov, niov)
+ * given at `off`, `ret` its result. */
+static void write_done(const struct span *s, const char *call, int fd, long long off,
+                       ssize_t ret, const struct iovec *iov, int niov)
+{
+    if (!s->no)
+        return;
+    uint64_t e = tick(), te = now_ns();
+    size_t len = iov_len(iov, niov);
+    record(s->b, e, s->tb, te, iov, niov, ret > 0 ? (size_t)ret : 0,
+           "write fd=%d file=%d call=%s off=%lld len=%zu ret=%zd", fd, s->no, call, off, len, ret);
+}
+
+/* write_done for a call given one buffer. */
+static void buf_done(const struct span *s, const char *call, int fd, long long off,
+                     const void *buf, size_t n, ssize_t ret)
+{
+    struct iovec v = {(void *)buf, n};
+    write_done(s, call, fd, off, ret, &v, 1);
+}
+
+/* The file offset a write without one starts at; asked only if traced. */
+static long long position(const struct span *s, int fd)
+{
+    return s->no ? (long long)syscall(SYS_lseek, fd, 0, SEEK_CUR) : 0;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    REAL(pwrite, pwrite_fn);
+    struct span s = span_begin(fd);
+    ssize_t r = real_pwrite(fd, buf, n, off);
+    buf_done(&s, "pwrite", fd, (long long)off, buf, n, r);
+    return r;
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    REAL(pwrite64, pwrite_fn);
+    struct span s = span_begin(fd);
+    ssize_t r = real_pwrite64(fd, buf, n, off);
+    buf_done(&s, "pwrite64", fd, (long long)off, buf, n, r);
+    return r;
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    REAL(write, write_fn);
+    struct span s = span_begin(fd);
+    long long off = position(&s, fd);
+    ssize_t r = real_write(fd, buf, n);
+    buf_done(&s, "write", fd, off, buf, n, r);
+    return r;
+}
+
 ssize_t writev(int fd, const struct iovec *iov, int n)
 {
     REAL(writev, writev_fn);
-    int no = open_no(fd);
-    if (!no)
-        return real_writev(fd, iov, n);
-    uint64_t b = tick(), tb = now_ns();
-    long long off = position(fd);
+    struct span s = span_begin(fd);
+    long long off = position(&s, fd);
     ssize_t r = real_writev(fd, iov, n);
-    write_done("writev", fd, no, off, iov_len(iov, n), r, iov, n, b, tb);
+    write_done(&s, "writev", fd, off, r, iov, n);
     return r;
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
     REAL(pwritev, pwritev_fn);
-    int no = open_no(fd);
-    if (!no)
-        return real_pwritev(fd, iov, n, off);
-    uint64_t b = tick(), tb = now_ns();
+    struct span s = span_begin(fd);
     ssize_t r = real_pwritev(fd, iov, n, off);
-    write_done("pwritev", fd, no, (long long)off, iov_len(iov, n), r, iov, n, b, tb);
+    write_done(&s, "pwritev", fd, (long long)off, r, iov, n);
     return r;
 }
 
@@ -410,6 +401,18 @@ struct mp {
     size_t n, off;
 };
 
+/* The next `len` bytes as a big-endian number. */
+static int mp_be(struct mp *m, size_t len, uint64_t *out)
+{
+    if (m->n - m->off < len)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++)
+        v = v << 8 | m->p[m->off++];
+    *out = v;
+    return 0;
+}
+
 /* A MessagePack integer (positive fixint, uint 8-64, int 8-64 >= 0). */
 static int mp_uint(struct mp *m, uint64_t *out)
 {
@@ -427,13 +430,7 @@ static int mp_uint(struct mp *m, uint64_t *out)
         len = (size_t)1 << (c - 0xd0);
     else
         return -1;
-    if (m->n - m->off < len)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++)
-        v = v << 8 | m->p[m->off++];
-    *out = v;
-    return 0;
+    return mp_be(m, len, out);
 }
 
 /* An array header: its element count. */
@@ -453,13 +450,7 @@ static int mp_array(struct mp *m, uint64_t *count)
         len = 4;
     else
         return -1;
-    if (m->n - m->off < len)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++)
-        v = v << 8 | m->p[m->off++];
-    *count = v;
-    return 0;
+    return mp_be(m, len, count);
 }
 
 static int mp_lit(struct mp *m, const char *s)

@@ -110,6 +110,19 @@ class Gateway:
         return out
 
 
+def run(test):
+    """harness.run(test) for a gateway test: when it fails, every gateway it
+    made has its logs written to stderr too."""
+    def logged(b):
+        try:
+            test(b)
+        except BaseException:
+            for gw in Gateway.made:
+                gw.dump()
+            raise
+    harness.run(logged)
+
+
 def broker_states(b):
     """{request_id: state} from the broker's "state" answer, every page."""
     ctx = zmq.Context.instance()

@@ -562,3 +562,248 @@ def state_as_expected(r):
     r = dict(r)
     r["offers"] = {o.pop("offer_id"): o for o in (dict(x) for x in r["offers"])}
     return r
+
+
+def http_get(port, path, timeout=10):
+    """GET http://127.0.0.1:PORT/PATH (the broker's --http, for instance):
+    (status, body text); an error status is returned, not raised."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+# ---- a truly full disk: a small tmpfs (it72, it72b)
+
+def in_private_mount_namespace(name, skip=False):
+    """Lets test `name` mount a tmpfs: unless it runs as root already, it is
+    executed again under unshare -rm, root of its own user and mount
+    namespace (for its own mounts only). Without unshare(1) it ends with
+    the reason: skipped ("SKIPPED ..." on stdout, exit 0) if `skip`, else
+    failed."""
+    if os.geteuid() == 0:
+        return
+    unshare = shutil.which("unshare")
+    if not unshare:
+        why = f"{name}: needs root or unshare(1) to mount a small tmpfs"
+        if skip:
+            print(f"SKIPPED {why}")
+            sys.exit(0)
+        sys.exit(why)
+    os.execv(unshare, [unshare, "-rm", sys.executable] + sys.argv)
+
+
+def mount_tmpfs(path, mib, remount=False, quiet=False):
+    """Mounts a tmpfs of `mib` MiB at path (remount: resizes the one there);
+    quiet: mount's own messages are captured, not shown."""
+    opts = f"size={mib}m" + (",remount" if remount else "")
+    args = ["mount", "-o", opts, path] if remount else \
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path]
+    subprocess.run(args, check=True, capture_output=quiet)
+
+
+def on_small_tmpfs(b, mib, body, skip=None):
+    """Calls body(b, fs) with a tmpfs of `mib` MiB mounted at fs (in b.dir),
+    then kills broker b if it runs and unmounts fs. skip: the test's name,
+    when a tmpfs that cannot be mounted skips the test (mounted quietly,
+    "SKIPPED ..." on stdout) rather than fails it."""
+    fs = os.path.join(b.dir, "fs")
+    os.mkdir(fs)
+    try:
+        mount_tmpfs(fs, mib, quiet=skip is not None)
+    except (subprocess.CalledProcessError, OSError) as e:
+        if skip is None:
+            raise
+        print(f"SKIPPED {skip}: cannot mount a tmpfs here ({e}); run as root to test this")
+        return
+    try:
+        body(b, fs)
+    finally:
+        if b.proc is not None:
+            b.proc.kill()
+            b.proc.wait()
+            b.proc = None
+        subprocess.run(["umount", fs], check=False)
+
+
+def big_requests(base, start, n):
+    """Aid requests of about 2.3 KB each, so a few thousand fill the disk:
+    event dict `base` as JSON lines numbered start .. start + n - 1."""
+    for i in range(start, start + n):
+        ev = dict(base)
+        ev["event_id"] = f"full-{i}"
+        ev["request_id"] = f"REQ-FULL-{i}"
+        ev["note"] = f"{i:08d} " + "x" * 2000
+        yield json.dumps(ev, ensure_ascii=False)
+
+
+def publish_big_requests(b, base, start, n):
+    """big_requests(base, start, n) through renkei-agent send to broker b:
+    the n results (one each, checked)."""
+    _, results, _ = b.agent("send", stdin="\n".join(big_requests(base, start, n)) + "\n")
+    assert len(results) == n, f"{len(results)} results for {n} events"
+    return results
+
+
+# ---- a test library preloaded into the broker (it56, it57)
+
+def sanitized():
+    """True in the ASan/UBSan build (ctest sets RK_SANITIZE)."""
+    return os.environ.get("RK_SANITIZE", "OFF") not in ("", "OFF", "0")
+
+
+def start_preloaded(b, shim, env):
+    """Starts broker b with the test library `shim` (a file in BIN, such as
+    rk_slowsync.so) preloaded and the variables in dict env set; the
+    environment is as before once it runs, so only the broker gets them."""
+    env = dict(env, LD_PRELOAD=os.path.join(BIN, shim))
+    if sanitized():
+        # the shim comes before the sanitizer runtime in the library list
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        b.start(timeout=60)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+class TcpRelay:
+    """Relays every TCP connection made to 127.0.0.1:self.port (a free port)
+    to target_port on loopback, a thread for each direction. record: every
+    byte it carries is kept in self.seen (read it holding self.lock).
+    cut() drops the connections it carries and refuses new ones until
+    restore(): a dropped link, with both ends still up."""
+
+    def __init__(self, target_port, record=False):
+        import socket
+        self.target = target_port
+        self.record = record
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.down = False
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.down:
+                    c.close()
+                    continue
+                u = socket.create_connection(("127.0.0.1", self.target))
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if self.record:
+                    with self.lock:
+                        self.seen += data
+                b.sendall(data)
+        except OSError:
+            pass
+        _shut(a, b)
+
+    def cut(self):
+        with self.lock:
+            self.down = True
+            _shut(*self.conns)
+            self.conns = []
+
+    def restore(self):
+        with self.lock:
+            self.down = False
+
+
+def _shut(*socks):
+    import socket
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class Dealer:
+    """A DEALER on `endpoint` (a broker socket) for tests that speak the
+    wire protocol themselves: self.corr counts their requests, reply()
+    reads a one-frame answer."""
+
+    def __init__(self, ctx, endpoint):
+        import zmq
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+        self.corr = 0
+
+    def reply(self):
+        """The next answer's header, unpacked; fails after 10 s without."""
+        import msgpack
+        assert self.sock.poll(10000), "no reply within 10 s"
+        (hdr,) = self.sock.recv_multipart()
+        return msgpack.unpackb(hdr, raw=False)
+
+
+def new_keys(d, name):
+    """renkei-keys --dir d name: a new CURVE key pair, d/name.key (secret)
+    and d/name.pub; returns the public key as it printed it."""
+    p = subprocess.run([tool("renkei-keys"), "--dir", d, name], capture_output=True,
+                       text=True, check=True)
+    return p.stdout.strip()
+
+
+def secure_on_tcp(b, acl_text):
+    """Readies broker b for CURVE and an ACL: acl_text written to
+    b.dir/acl.ini, its three sockets on free loopback TCP ports, and b.extra
+    set to --curve-key b.dir/broker.key (made beforehand, with
+    new_keys(b.dir, "broker")) --acl. Returns the ACL's path; b is not
+    started."""
+    acl = os.path.join(b.dir, "acl.ini")
+    with open(acl, "w") as f:
+        f.write(acl_text)
+    ports = [free_port() for _ in range(3)]
+    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
+    b.extra = ["--curve-key", os.path.join(b.dir, "broker.key"), "--acl", acl]
+    return acl
+
+
+def small_asan_quarantine(mib):
+    """For a test that bounds the broker's memory, before it starts: in the
+    sanitize build AddressSanitizer keeps up to 256 MiB of freed memory in
+    quarantine, which would read as growth; one of `mib` MiB keeps the
+    bound meaningful."""
+    if sanitized():
+        os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
+                                      f":quarantine_size_mb={mib}"
+                                      ":thread_local_quarantine_size_kb=64")
+
+
+def verify_log(data_dir, timeout=120):
+    """renkei-replay --verify --data-dir data_dir: (exit code, its JSON
+    verdict, its stdout)."""
+    p = subprocess.run([tool("renkei-replay"), "--verify", "--data-dir", data_dir],
+                       capture_output=True, text=True, timeout=timeout)
+    return p.returncode, json.loads(p.stdout), p.stdout

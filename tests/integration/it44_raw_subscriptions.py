@@ -9,7 +9,6 @@ subscribers on `~\\n` and `~aid.\\n` receive the event. The broker logs
 the ignored subscriptions, summed, with the bytes quoted."""
 import json
 import os
-import subprocess
 
 import msgpack
 import zmq
@@ -101,17 +100,10 @@ def test(b):
     run(b, None, [], "plain")
 
     d = b.dir
-    for name in ("broker", "hq"):
-        subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], check=True,
-                       capture_output=True)
-    pub = {n: open(os.path.join(d, n + ".pub")).readline().strip() for n in ("broker", "hq")}
+    pub = {n: harness.new_keys(d, n) for n in ("broker", "hq")}
     sec = open(os.path.join(d, "hq.key")).read().strip()
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(f"[tenant hq]\nkey = {pub['hq']}\npublish = 27*\nsubscribe = *\nreplay = *\n")
-    ports = [harness.free_port() for _ in range(3)]
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
+    harness.secure_on_tcp(b, f"[tenant hq]\nkey = {pub['hq']}\npublish = 27*\nsubscribe = *\n"
+                             "replay = *\n")
     b.start()
     agent = ["--broker-key", os.path.join(d, "broker.pub"), "--key", os.path.join(d, "hq.key")]
     run(b, (pub["broker"].encode(), pub["hq"].encode(), sec.encode()), agent, "curve+acl")

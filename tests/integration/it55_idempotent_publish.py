@@ -14,23 +14,12 @@ import harness
 PRODUCER = "agent-304280-test"
 
 
-class Client:
-    def __init__(self, ctx, endpoint):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
-        self.corr = 0
-
+class Client(harness.Dealer):
     def send(self, event, number=None, producer=PRODUCER):
         self.corr += 1
         hdr = [1, "pub", self.corr] + ([producer, number] if number is not None else [])
         self.sock.send_multipart([msgpack.packb(hdr), msgpack.packb(event)])
         return self.corr
-
-    def reply(self):
-        assert self.sock.poll(10000), "no reply within 10 s"
-        (hdr,) = self.sock.recv_multipart()
-        return msgpack.unpackb(hdr)
 
     def publish(self, event, number=None, producer=PRODUCER):
         corr = self.send(event, number, producer)

@@ -24,21 +24,7 @@ SLOW_MS = 1500
 
 
 def start_slow(b):
-    env = {"LD_PRELOAD": os.path.join(harness.BIN, "rk_slowsync.so"),
-           "RK_SLOW_SYNC_MS": str(SLOW_MS)}
-    if os.environ.get("RK_SANITIZE", "OFF") not in ("", "OFF", "0"):
-        # the shim comes before the sanitizer runtime in the library list
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        b.start(timeout=60)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
+    harness.start_preloaded(b, "rk_slowsync.so", {"RK_SLOW_SYNC_MS": str(SLOW_MS)})
 
 
 def syncing(b):

@@ -76,28 +76,10 @@ INF = float("inf")
 PAGE = os.sysconf("SC_PAGE_SIZE")   # LMDB's page size is the OS's
 
 
-def sanitized():
-    return os.environ.get("RK_SANITIZE", "OFF") not in ("", "OFF", "0")
-
-
 def start_traced(b, trace_path, skip_sync=False):
     """Starts the broker with the shim preloaded; only the broker gets it."""
-    env = {"LD_PRELOAD": os.path.join(harness.BIN, "rk_durtrace.so"),
-           "RK_DURTRACE_FILE": trace_path,
-           "RK_DURTRACE_SKIP_SYNC": "1" if skip_sync else "0"}
-    if sanitized():
-        # the shim comes before the sanitizer runtime in the library list
-        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        b.start(timeout=60)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
+    harness.start_preloaded(b, "rk_durtrace.so", {
+        "RK_DURTRACE_FILE": trace_path, "RK_DURTRACE_SKIP_SYNC": "1" if skip_sync else "0"})
 
 
 def publish(b, tag):

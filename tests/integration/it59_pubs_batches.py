@@ -19,13 +19,7 @@ import harness
 PRODUCER = "it59-batches"
 
 
-class Client:
-    def __init__(self, ctx, endpoint):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
-        self.corr = 0
-
+class Client(harness.Dealer):
     def pubs(self, events, first=None, frame=None, count=None):
         self.corr += 1
         hdr = [1, "pubs", self.corr, len(events) if count is None else count]
@@ -33,9 +27,7 @@ class Client:
             hdr += [PRODUCER, first]
         body = b"".join(events) if frame is None else frame
         self.sock.send_multipart([msgpack.packb(hdr), body])
-        assert self.sock.poll(10000), "no reply within 10 s"
-        (reply,) = self.sock.recv_multipart()
-        r = msgpack.unpackb(reply, raw=False)
+        r = self.reply()
         assert r[2] == self.corr, r
         return r
 

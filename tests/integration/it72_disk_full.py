@@ -10,58 +10,14 @@ Mounting needs root; a non-root run re-executes itself in a user and mount
 namespace (unshare -rm), where it is root for its own mounts only."""
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import harness
 
 SIZE_MIB = 12
 
 
-def in_private_mount_namespace():
-    if os.geteuid() == 0:
-        return
-    unshare = shutil.which("unshare")
-    if not unshare:
-        sys.exit("it72: needs root or unshare(1) to mount a small tmpfs")
-    os.execv(unshare, [unshare, "-rm", sys.executable] + sys.argv)
-
-
-def mount_tmpfs(path, mib, remount=False):
-    opts = f"size={mib}m" + (",remount" if remount else "")
-    args = ["mount", "-o", opts, path] if remount else ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path]
-    subprocess.run(args, check=True)
-
-
-def events(base, start, n):
-    """Aid requests of about 2.3 KB each, so a few thousand fill the disk."""
-    for i in range(start, start + n):
-        ev = dict(base)
-        ev["event_id"] = f"full-{i}"
-        ev["request_id"] = f"REQ-FULL-{i}"
-        ev["note"] = f"{i:08d} " + "x" * 2000
-        yield json.dumps(ev, ensure_ascii=False)
-
-
-def publish(b, base, start, n):
-    _, results, _ = b.agent("send", stdin="\n".join(events(base, start, n)) + "\n")
-    assert len(results) == n, f"{len(results)} results for {n} events"
-    return results
-
-
 def test(b):
-    fs = os.path.join(b.dir, "fs")
-    os.mkdir(fs)
-    mount_tmpfs(fs, SIZE_MIB)
-    try:
-        run(b, fs)
-    finally:
-        if b.proc is not None:
-            b.proc.kill()
-            b.proc.wait()
-            b.proc = None
-        subprocess.run(["umount", fs], check=False)
+    harness.on_small_tmpfs(b, SIZE_MIB, run)
 
 
 def run(b, fs):
@@ -73,7 +29,7 @@ def run(b, fs):
     acked, refused, n = [], [], 0
     while not refused:
         assert n < 20000, f"{SIZE_MIB} MiB never filled up after {n} events"
-        for r in publish(b, base, n, 500):
+        for r in harness.publish_big_requests(b, base, n, 500):
             (acked if r["ok"] else refused).append(r)
         n += 500
     assert all(r["code"] == "E_STORAGE" and "disk" in r["error"] and "full" in r["error"]
@@ -93,7 +49,7 @@ def run(b, fs):
     # failed part way can leave the file longer than the log, and LMDB
     # writes into that length without asking the disk for more. What is
     # acknowledged is stored like the rest.
-    again = publish(b, base, n, 50)
+    again = harness.publish_big_requests(b, base, n, 50)
     assert any(not r["ok"] for r in again), "the disk was no longer full"
     assert all(r["ok"] or r["code"] == "E_STORAGE" for r in again), again[:3]
     acked += [r for r in again if r["ok"]]
@@ -103,8 +59,8 @@ def run(b, fs):
     # 50 are the requests just sent: those refused left no trace in the
     # lifecycle state, so they are new requests still (no
     # E_DUPLICATE_REQUEST); those stored are now duplicates.
-    mount_tmpfs(fs, SIZE_MIB * 4, remount=True)
-    later = publish(b, base, n, 200)
+    harness.mount_tmpfs(fs, SIZE_MIB * 4, remount=True)
+    later = harness.publish_big_requests(b, base, n, 200)
     dups = [r for r in later if r["event_id"] in stored_again]
     assert all(not r["ok"] and r["code"] == "E_DUPLICATE_REQUEST" for r in dups), dups[:3]
     later = [r for r in later if r["event_id"] not in stored_again]
@@ -120,14 +76,12 @@ def run(b, fs):
     b.start()
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [r["seq"] for r in acked + later]
-    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
-                       capture_output=True, text=True, timeout=120)
-    verdict = json.loads(p.stdout)
-    assert p.returncode == 0 and verdict["ok"] and verdict["records"] == len(stored), p.stdout
+    rc, verdict, out = harness.verify_log(b.data)
+    assert rc == 0 and verdict["ok"] and verdict["records"] == len(stored), out
     print(f"disk full after {len(acked)} events ({SIZE_MIB} MiB); "
           f"{len(refused) + len(again) - len(stored_again)} refused; {len(later)} more after "
           f"growing the disk")
 
 
-in_private_mount_namespace()
+harness.in_private_mount_namespace("it72")
 harness.run(test)

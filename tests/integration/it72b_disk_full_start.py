@@ -16,82 +16,21 @@ neither works, the test says so and is skipped (exit 77 is not used by
 ctest here, so it exits 0 with the reason on stdout)."""
 import json
 import os
-import subprocess
-import urllib.error
-import urllib.request
-
-import shutil
-import sys
 
 import harness
 
 SIZE_MIB = 12
 
 
-def in_private_mount_namespace():
-    if os.geteuid() == 0:
-        return
-    unshare = shutil.which("unshare")
-    if not unshare:
-        print("SKIPPED it72b: needs root or unshare(1) to mount a small tmpfs")
-        sys.exit(0)
-    os.execv(unshare, [unshare, "-rm", sys.executable] + sys.argv)
-
-
-def mount_tmpfs(path, mib, remount=False):
-    opts = f"size={mib}m" + (",remount" if remount else "")
-    args = ["mount", "-o", opts, path] if remount else \
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path]
-    subprocess.run(args, check=True, capture_output=True)
-
-
-def events(base, start, n):
-    """Aid requests of about 2.3 KB each, so a few thousand fill the disk."""
-    for i in range(start, start + n):
-        ev = dict(base)
-        ev["event_id"] = f"full-{i}"
-        ev["request_id"] = f"REQ-FULL-{i}"
-        ev["note"] = f"{i:08d} " + "x" * 2000
-        yield json.dumps(ev, ensure_ascii=False)
-
-
-def publish(b, base, start, n):
-    _, results, _ = b.agent("send", stdin="\n".join(events(base, start, n)) + "\n")
-    assert len(results) == n, f"{len(results)} results for {n} events"
-    return results
-
-
-def healthz(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test(b):
-    fs = os.path.join(b.dir, "fs")
-    os.mkdir(fs)
-    try:
-        mount_tmpfs(fs, SIZE_MIB)
-    except (subprocess.CalledProcessError, OSError) as e:
-        print(f"SKIPPED it72b: cannot mount a tmpfs here ({e}); run as root to test this")
-        return
-    try:
-        run(b, fs)
-    finally:
-        if b.proc is not None:
-            b.proc.kill()
-            b.proc.wait()
-            b.proc = None
-        subprocess.run(["umount", fs], check=False)
+    harness.on_small_tmpfs(b, SIZE_MIB, run, skip="it72b")
 
 
 def fill(b, base):
     acked, n = [], 0
     while True:
         assert n < 20000, f"{SIZE_MIB} MiB never filled up after {n} events"
-        results = publish(b, base, n, 500)
+        results = harness.publish_big_requests(b, base, n, 500)
         n += 500
         acked += [r for r in results if r["ok"]]
         if any(not r["ok"] for r in results):
@@ -136,20 +75,20 @@ def run(b, fs):
     snap, _ = b.replay_all("--snapshot")
     assert snap[-1]["snapshot"]["seq"] == acked[-1]["seq"], snap[-1]
     if read_only:
-        status, text = healthz(port)
+        status, text = harness.http_get(port, "/healthz")
         assert status == 503 and "full" in text, (status, text)
 
     sub = b.subscriber("--idle", "6000", "--family", "aid")
     mark = b.log_mark()
     # A few may still fit in pages LMDB had freed, as in it72; then refused.
-    tried = publish(b, base, n, 300)
+    tried = harness.publish_big_requests(b, base, n, 300)
     n += 300
     refused = [r for r in tried if not r["ok"]]
     early = [r for r in tried if r["ok"]]
     assert refused and all(r["code"] == "E_STORAGE" and "disk" in r["error"] and
                            "full" in r["error"] for r in refused), tried[:3]
     assert tried[:len(early)] == early, "stored after a refusal on a disk still full"
-    status, text = healthz(port)
+    status, text = harness.http_get(port, "/healthz")
     assert status == 503 and "full" in text, (status, text)
     failed = b.records("append_failed", after=mark)
     # The failed writes are summed: a handful of lines, not one per batch.
@@ -160,16 +99,16 @@ def run(b, fs):
     # Space again (the filler alone may be a few blocks): publishing
     # resumes at the next sequence number.
     os.unlink(filler)
-    mount_tmpfs(fs, SIZE_MIB * 4, remount=True)
-    later = harness.wait_for(lambda: publish(b, base, n, 1),
+    harness.mount_tmpfs(fs, SIZE_MIB * 4, remount=True, quiet=True)
+    later = harness.wait_for(lambda: harness.publish_big_requests(b, base, n, 1),
                              "a publish to be stored after space came back",
                              until=lambda rs: rs[0]["ok"])
     acked += early
     assert later[0]["seq"] == acked[-1]["seq"] + 1, later
-    more = publish(b, base, n + 1, 20)
+    more = harness.publish_big_requests(b, base, n + 1, 20)
     assert [r["seq"] for r in more] == list(range(later[0]["seq"] + 1, later[0]["seq"] + 21)), more
     b.wait_log("log_writable", after=mark)
-    assert healthz(port)[0] == 200, healthz(port)
+    assert harness.http_get(port, "/healthz")[0] == 200, harness.http_get(port, "/healthz")
     live = sub.wait()
     assert [e["seq"] for e in live] == [r["seq"] for r in early + later + more], live[:3]
 
@@ -178,15 +117,13 @@ def run(b, fs):
     assert not b.records("log_read_only"), b.log()
     stored, _ = b.replay_all()
     assert [e["seq"] for e in stored] == [r["seq"] for r in acked + later + more]
-    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
-                       capture_output=True, text=True, timeout=120)
-    verdict = json.loads(p.stdout)
-    assert p.returncode == 0 and verdict["ok"] and verdict["records"] == len(stored), p.stdout
+    rc, verdict, out = harness.verify_log(b.data)
+    assert rc == 0 and verdict["ok"] and verdict["records"] == len(stored), out
     print(f"full after {len(acked) - len(early)} events ({SIZE_MIB} MiB, {filled} bytes of "
           f"filler after kill -9); started {'read-only' if read_only else 'writable'}; "
           f"{len(early)} more fitted, {len(refused)} refused with {len(failed)} append_failed "
           f"line(s); {1 + len(more)} stored once space came back")
 
 
-in_private_mount_namespace()
+harness.in_private_mount_namespace("it72b", skip=True)
 harness.run(test)

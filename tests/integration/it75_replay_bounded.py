@@ -250,13 +250,7 @@ def check_evt(h, rest, got):
     got.append(seq)
 
 
-class Reader:
-    def __init__(self, ctx, endpoint):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
-        self.corr = 0
-
+class Reader(harness.Dealer):
     def ask(self, from_seq, to_seq=0):
         self.corr += 1
         self.sock.send(msgpack.packb([1, "replay", self.corr, from_seq, to_seq, BATCH]))

@@ -254,14 +254,5 @@ def test(b):
     gw.stop()
 
 
-def test_logged(b):
-    try:
-        test(b)
-    except BaseException:
-        for gw in gateway.Gateway.made:
-            gw.dump()
-        raise
-
-
 if __name__ == "__main__":
-    harness.run(test_logged)
+    gateway.run(test)

@@ -19,12 +19,6 @@ import gateway
 import harness
 
 
-def keys(d, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                       text=True, check=True)
-    return p.stdout.strip()
-
-
 def post(gw, body, token=None):
     headers = {"Content-Type": "application/json"}
     if token:
@@ -48,10 +42,8 @@ def event(tag, municipality):
 
 def test(b):
     d = b.dir
-    pubs = {n: keys(d, n) for n in ("broker", "osaka", "hyogo", "board")}
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(f"""[tenant osaka-city]
+    pubs = {n: harness.new_keys(d, n) for n in ("broker", "osaka", "hyogo", "board")}
+    harness.secure_on_tcp(b, f"""[tenant osaka-city]
 key = {pubs['osaka']}
 publish = 271004
 replay = aid.
@@ -65,9 +57,6 @@ key = {pubs['board']}
 subscribe = *
 replay = *
 """)
-    ports = [harness.free_port() for _ in range(3)]
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
     b.start()
     tok = {"osaka": secrets.token_hex(32), "hyogo": secrets.token_hex(32)}
     tokens = os.path.join(d, "tokens")
@@ -153,14 +142,5 @@ def check_tls(b, d, tok, curve):
     assert p.returncode != 0 and "--tls-key" in p.stderr, (p.returncode, p.stderr)
 
 
-def test_logged(b):
-    try:
-        test(b)
-    except BaseException:
-        for gw in gateway.Gateway.made:
-            gw.dump()
-        raise
-
-
 if __name__ == "__main__":
-    harness.run(test_logged)
+    gateway.run(test)

@@ -24,75 +24,6 @@ import gateway
 import harness
 
 SHOTS = os.path.join(gateway.BUILD, "screenshots")
-
-
-class Cutter:
-    """A TCP relay between the browser and the gateway that can cut every
-    connection it carries and refuse new ones for a while: a dropped link,
-    with the gateway itself still up."""
-
-    def __init__(self, target_port):
-        import socket
-        import threading
-        self.target = target_port
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.lock = threading.Lock()
-        self.conns = []
-        self.down = False
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        import socket
-        import threading
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.down:
-                    c.close()
-                    continue
-                u = socket.create_connection(("127.0.0.1", self.target))
-                self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pump(a, b):
-        import socket
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        import socket
-        with self.lock:
-            self.down = True
-            for s in self.conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.conns = []
-
-    def restore(self):
-        with self.lock:
-            self.down = False
 SILENT_S = 6  # long enough that "not silent" is seen first even on a loaded CI machine
 
 
@@ -119,6 +50,12 @@ def rows(d):
     return d.execute_script(
         "return Object.fromEntries([...document.querySelectorAll('#requests tbody tr')]"
         ".map(tr => [tr.dataset.requestId, tr.dataset.state]))")
+
+
+def wait_rows(d, lines, what):
+    """Waits (30 s at most) until every request of the JSON lines is a row."""
+    ids = {json.loads(l)["request_id"] for l in lines}
+    harness.wait_for(lambda: ids <= set(rows(d)), what, timeout=30)
 
 
 def shot(d, name):
@@ -200,9 +137,7 @@ def check_dropped_stream(d, b, cutter):
     lines = harness.new_request_lines("it99d", 3)
     gateway.publish_lines(b, lines)
     cutter.restore()
-    ids = {json.loads(l)["request_id"] for l in lines}
-    harness.wait_for(lambda: ids <= set(rows(d)), "events published during the cut on the board",
-                     timeout=30)
+    wait_rows(d, lines, "events published during the cut on the board")
     after = d.execute_script("return [renkeiBoard.opens, renkeiBoard.resets, renkeiBoard.live]")
     # Came back by itself, no reload, and exactly the three new events came:
     # the stream went on after the last id the browser had, not from ?from.
@@ -254,7 +189,7 @@ def test(b):
     gateway.publish_scenario(b)
     gateway.publish_kpis(b)
     gw = gateway.Gateway(b, "--silent-after", str(SILENT_S)).start()
-    cutter = Cutter(gw.port)
+    cutter = harness.TcpRelay(gw.port)  # cut() drops the link, the gateway stays up
     d = browser()
     try:
         t0 = time.monotonic()
@@ -284,9 +219,7 @@ def test(b):
         missed = harness.new_request_lines("it99g", 3)
         gateway.publish_lines(b, missed)
         gw.start()
-        ids = {json.loads(l)["request_id"] for l in missed}
-        harness.wait_for(lambda: ids <= set(rows(d)), "events of the gateway's downtime shown",
-                         timeout=30)
+        wait_rows(d, missed, "events of the gateway's downtime shown")
         wait_board_equals_broker(d, b, "after the gateway's restart")
 
         d.find_element(By.CSS_SELECTOR, "#requests tbody tr[data-request-id='REQ-304280-001']").click()
@@ -314,14 +247,5 @@ def test(b):
     gw.stop()
 
 
-def test_logged(b):
-    try:
-        test(b)
-    except BaseException:
-        for gw in gateway.Gateway.made:
-            gw.dump()
-        raise
-
-
 if __name__ == "__main__":
-    harness.run(test_logged)
+    gateway.run(test)

@@ -27,13 +27,6 @@ def check(conf, *extra, user=None):
     return p
 
 
-def keys(d, name):
-    subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                   check=True)
-    with open(os.path.join(d, name + ".pub"), encoding="utf-8") as f:
-        return f.read().strip()
-
-
 def conf_text(d, **over):
     lines = {"ingest": "tcp://0.0.0.0:17701", "feed": "tcp://0.0.0.0:17702",
              "replay": "tcp://0.0.0.0:17703", "data_dir": os.path.join(d, "data"),
@@ -65,8 +58,8 @@ def expect(d, name, text, key, reason, *extra, user=None):
 def test(b):
     d = b.dir
     os.chmod(d, 0o755)
-    pub = keys(d, "broker")
-    town = keys(d, "304280")
+    pub = harness.new_keys(d, "broker")
+    town = harness.new_keys(d, "304280")
     write(os.path.join(d, "acl.ini"), f"[tenant kushimoto-town]\nkey = {town}\npublish = 304280\n",
           0o644)
 

@@ -21,13 +21,6 @@ def agent(*args, stdin=None):
     return p
 
 
-def keys(d, name):
-    subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                   check=True)
-    with open(os.path.join(d, name + ".pub"), encoding="utf-8") as f:
-        return f.read().strip()
-
-
 def hint(stderr):
     m = re.search(r"\(e\.g\. (renkei-agent .*? flush)\)", stderr)
     assert m, stderr
@@ -61,8 +54,8 @@ def test(b):
     p = agent("--config", os.path.join(d, "missing.conf"), "event", json.dumps(ev))
     assert p.returncode == 2 and "missing.conf: cannot read" in p.stderr, p.stderr
 
-    keys(d, "broker")
-    town = keys(d, "town")
+    harness.new_keys(d, "broker")
+    town = harness.new_keys(d, "town")
     acl = os.path.join(d, "acl.ini")
     with open(acl, "w", encoding="utf-8") as f:
         f.write(f"[tenant town]\nkey = {town}\npublish = *\nreplay = *\n")

@@ -3,8 +3,6 @@ during a run match what was published, refused (by reason), retried and
 replayed; connections are counted; /healthz is 200 while the log takes
 writes and 503, with the reason, once the log is full."""
 import json
-import urllib.error
-import urllib.request
 
 import msgpack
 import zmq
@@ -13,16 +11,8 @@ import harness
 from harness import Broker
 
 
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def scrape(port):
-    status, text = get(port, "/metrics")
+    status, text = harness.http_get(port, "/metrics")
     assert status == 200, status
     values = {}
     for line in text.splitlines():
@@ -87,8 +77,8 @@ def test(b):
     assert m["renkei_ingest_batch_events_sum"] == 45
     assert m['renkei_commit_seconds_bucket{le="+Inf"}'] == m["renkei_ingest_batch_events_count"]
     assert 0 < m["renkei_log_map_used_bytes"] <= m["renkei_log_map_size_bytes"]
-    assert get(port, "/healthz") == (200, "ok\n")
-    assert get(port, "/nothing")[0] == 404
+    assert harness.http_get(port, "/healthz") == (200, "ok\n")
+    assert harness.http_get(port, "/nothing")[0] == 404
     ctx.destroy(linger=0)
 
     # The logs: refusals with their reason (the first at once, the rest
@@ -119,7 +109,7 @@ def test(b):
                 break
         assert last[0]["code"] == "E_STORAGE", last
         refused += last
-        status, text = get(port2, "/healthz")
+        status, text = harness.http_get(port2, "/healthz")
         assert status == 503 and "full" in text, (status, text)
         m = scrape(port2)
         assert m['renkei_events_rejected_total{reason="E_STORAGE"}'] == len(refused)

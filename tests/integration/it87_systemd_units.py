@@ -144,12 +144,6 @@ def as_user(cmd):
             "--"] + cmd
 
 
-def keys(d, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                       text=True, check=True)
-    return p.stdout.strip()
-
-
 def guide_block(name, lang="sh"):
     with open(os.path.join(harness.SOURCE, "deploy", "README.md"), encoding="utf-8") as f:
         text = f.read()
@@ -201,7 +195,7 @@ def run_as_unit_user(b, broker, agent, prefix):
     # lists, for now, only the prefecture's own reader.
     hq = os.path.join(work, "hq")
     os.makedirs(hq)
-    hq_pub = keys(hq, "hq")
+    hq_pub = harness.new_keys(hq, "hq")
     acl = f"[tenant osaka-pref-disaster-hq]\nkey = {hq_pub}\nsubscribe = *\nreplay = *\n"
     p = run_guide(work, "it87:broker", subst, {f"{etc}/renkei.conf": conf,
                                                f"{etc}/acl.ini": acl})

@@ -12,64 +12,17 @@ on TCP and the real tools:
 import json
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import harness
 
 
 def keys(dir, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", dir, name], capture_output=True,
-                       text=True, check=True)
-    pub = p.stdout.strip()
+    pub = harness.new_keys(dir, name)
     assert len(pub) == 40
     assert os.stat(os.path.join(dir, name + ".key")).st_mode & 0o777 == 0o600
     return pub
-
-
-class Proxy:
-    """Forwards one TCP port to another and keeps every byte it saw."""
-
-    def __init__(self, target_port):
-        self.port = harness.free_port()
-        self.target = target_port
-        self.seen = bytearray()
-        self.lock = threading.Lock()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", self.port))
-        self.srv.listen(16)
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
-
-    def pump(self, a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                with self.lock:
-                    self.seen += data
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def osaka_event(tag, municipality="271004"):
@@ -107,7 +60,7 @@ def test(b):
     with open(acl, "w") as f:
         f.write(acl_text(pubs))
     ports = [harness.free_port() for _ in range(3)]
-    proxy = Proxy(ports[0])
+    proxy = harness.TcpRelay(ports[0], record=True)
     b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
     b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl, "--log-level", "debug"]
     b.start()

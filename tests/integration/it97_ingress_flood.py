@@ -5,7 +5,6 @@ deep, maps and strings that claim gigabytes, wrong types, messages over
 an honest publisher publishes. The broker stays up and bounded in memory,
 every honest event is stored once, and the refusals are counted, not
 logged one by one."""
-import os
 import threading
 import time
 
@@ -60,11 +59,7 @@ def flood(endpoint, stop, sent):
 
 
 def test(b):
-    if os.environ.get("RK_SANITIZE") == "ON":
-        # AddressSanitizer keeps up to 256 MiB of freed memory in quarantine,
-        # which would read as growth; a small one keeps the bound meaningful.
-        os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
-                                      ":quarantine_size_mb=8:thread_local_quarantine_size_kb=64")
+    harness.small_asan_quarantine(8)
     b.start()
     events = [msgpack.packb(e) for e in harness.new_requests("honest", HONEST)]
     stop, sent = threading.Event(), [0, 0]

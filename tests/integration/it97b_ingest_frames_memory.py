@@ -12,7 +12,6 @@ reads it), which is what the bound below holds it to: at most the
 messages themselves, with a quarter for malloc's slack. Without CURVE the
 ingest socket is loopback-only; with CURVE only keys in the ACL get past
 the handshake (deploy/README.md, "Memory")."""
-import os
 
 import msgpack
 import zmq
@@ -44,11 +43,7 @@ def reply(s, corr):
 
 
 def test(b):
-    if os.environ.get("RK_SANITIZE") == "ON":
-        # AddressSanitizer keeps freed memory in quarantine (up to 256 MiB),
-        # which would read as growth; a small one keeps the bound meaningful.
-        os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
-                                      ":quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
+    harness.small_asan_quarantine(4)
     b.extra = ["--max-message", "65536"]
     b.start()
     ctx = zmq.Context()

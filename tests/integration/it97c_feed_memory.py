@@ -189,11 +189,7 @@ def run_cases(b, endpoint, curve, label):
 
 
 def test(b):
-    if os.environ.get("RK_SANITIZE") == "ON":
-        # AddressSanitizer keeps freed memory in quarantine (up to 256 MiB),
-        # which would read as growth; a small one keeps the bound meaningful.
-        os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
-                                      ":quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
+    harness.small_asan_quarantine(4)
     modes = os.environ.get("RK_IT97C_MODES", "plain curve").split()  # to measure one alone
     if "plain" in modes:
         b.start()
@@ -204,17 +200,9 @@ def test(b):
 
     # CURVE and an ACL: the same limit, and ZAP before any of it.
     d = b.dir
-    subprocess.run([harness.tool("renkei-keys"), "--dir", d, "broker"], check=True,
-                   capture_output=True)
-    with open(os.path.join(d, "broker.pub")) as f:
-        server = f.readline().strip()
+    server = harness.new_keys(d, "broker")
     pub, sec = zmq.curve_keypair()
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(f"[tenant watcher]\nkey = {pub.decode()}\nsubscribe = *\n")
-    ports = [harness.free_port() for _ in range(3)]
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{p}" for p in ports)
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
+    harness.secure_on_tcp(b, f"[tenant watcher]\nkey = {pub.decode()}\nsubscribe = *\n")
     b.start()
     run_cases(b, b.feed, (server.encode(), pub, sec), "curve+acl")
     b.stop()

@@ -29,12 +29,6 @@ import harness
 LOCAL_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 
 
-def keys(d, name):
-    p = subprocess.run([harness.tool("renkei-keys"), "--dir", d, name], capture_output=True,
-                       text=True, check=True)
-    return p.stdout.strip()
-
-
 def acl_text(pubs, also=""):
     return f"""
 [tenant town]
@@ -239,12 +233,8 @@ def held_forbidden(b, ag, acl, pubs):
 
 def test(b):
     d = b.dir
-    pubs = {n: keys(d, n) for n in ("broker", "town")}
-    acl = os.path.join(d, "acl.ini")
-    with open(acl, "w") as f:
-        f.write(acl_text(pubs))
-    b.ingest, b.feed, b.replay = (f"tcp://127.0.0.1:{harness.free_port()}" for _ in range(3))
-    b.extra = ["--curve-key", os.path.join(d, "broker.key"), "--acl", acl]
+    pubs = {n: harness.new_keys(d, n) for n in ("broker", "town")}
+    acl = harness.secure_on_tcp(b, acl_text(pubs))
     b.start()
     key_args = ["--broker-key", os.path.join(d, "broker.pub"), "--key",
                 os.path.join(d, "town.key")]
