@@ -46,31 +46,31 @@ static void test_prev_is_exact_per_filter(void)
     subscribe(g, "aid.request/", 1, 10, RK_GROUPS_BAD_KEY);
     RK_CHECK(rk_groups_count(g) == 3);
 
-    rk_groups_match(g, "aid.request/27/271004", 11, record, &s);
+    rk_groups_match(g, "aid.request/27/271004", NULL, 11, record, &s);
     RK_CHECK(s.n == 3);
     RK_CHECK(prev_of(&s, "~\n") == 10 && prev_of(&s, "~aid.request/27/\n") == 10);
     s.n = 0;
-    rk_groups_match(g, "kpi.update/43/431001", 12, record, &s);
+    rk_groups_match(g, "kpi.update/43/431001", NULL, 12, record, &s);
     RK_CHECK(s.n == 1 && prev_of(&s, "~\n") == 11);
     s.n = 0;
-    rk_groups_match(g, "aid.offer/27/272078", 13, record, &s);
+    rk_groups_match(g, "aid.offer/27/272078", NULL, 13, record, &s);
     RK_CHECK(s.n == 2);
     RK_CHECK(prev_of(&s, "~aid.offer/27/|aid.request/27/\n") == 11);
     RK_CHECK(prev_of(&s, "~\n") == 12);
     s.n = 0;
-    rk_groups_match(g, "aid.request/28/281000", 14, record, &s);
+    rk_groups_match(g, "aid.request/28/281000", NULL, 14, record, &s);
     RK_CHECK(s.n == 1);
 
     /* a group made later starts at the head it was made at */
     subscribe(g, "~aid.request/28/\n", 1, 14, RK_GROUPS_ADDED);
     s.n = 0;
-    rk_groups_match(g, "aid.request/28/281000", 15, record, &s);
+    rk_groups_match(g, "aid.request/28/281000", NULL, 15, record, &s);
     RK_CHECK(prev_of(&s, "~aid.request/28/\n") == 14);
 
     subscribe(g, "~\n", 0, 15, RK_GROUPS_REMOVED);
     subscribe(g, "~\n", 0, 15, RK_GROUPS_UNCHANGED);
     s.n = 0;
-    rk_groups_match(g, "kpi.update/43/431001", 16, record, &s);
+    rk_groups_match(g, "kpi.update/43/431001", NULL, 16, record, &s);
     RK_CHECK(s.n == 0);
     s.n = 0;
     rk_groups_each(g, record, &s);
@@ -86,7 +86,7 @@ static void test_overlapping_prefixes_once(void)
     struct seen s = {0};
     subscribe(g, "~aid.|kpi.update/43/\n", 1, 0, RK_GROUPS_ADDED);
     subscribe(g, "~aid.|aid.offer/\n", 1, 0, RK_GROUPS_ADDED);
-    rk_groups_match(g, "aid.offer/27/271004", 1, record, &s);
+    rk_groups_match(g, "aid.offer/27/271004", NULL, 1, record, &s);
     RK_CHECK(s.n == 2);
     rk_groups_destroy(&g);
 }
@@ -106,10 +106,10 @@ static void test_many_groups(void)
         subscribe(g, key, 0, 0, RK_GROUPS_REMOVED);
     }
     RK_CHECK(rk_groups_count(g) == 2500);
-    rk_groups_match(g, "kpi.update/08/000007", 1, record, &s);
+    rk_groups_match(g, "kpi.update/08/000007", NULL, 1, record, &s);
     RK_CHECK(s.n == 1);
     s.n = 0;
-    rk_groups_match(g, "kpi.update/09/000008", 2, record, &s);
+    rk_groups_match(g, "kpi.update/09/000008", NULL, 2, record, &s);
     RK_CHECK(s.n == 0);
     rk_groups_destroy(&g);
 }
@@ -125,20 +125,45 @@ static void test_group_counts_subscribers(void)
     subscribe(g, "~kpi.\n", 1, 5, RK_GROUPS_UNCHANGED);
     subscribe(g, "~kpi.\n", 0, 5, RK_GROUPS_UNCHANGED);
     subscribe(g, "~kpi.\n", 0, 5, RK_GROUPS_UNCHANGED);
-    rk_groups_match(g, "kpi.update/43/431001", 6, record, &s);
+    rk_groups_match(g, "kpi.update/43/431001", NULL, 6, record, &s);
     RK_CHECK(s.n == 1 && prev_of(&s, "~kpi.\n") == 5);
     subscribe(g, "~kpi.\n", 0, 6, RK_GROUPS_REMOVED);
     RK_CHECK(rk_groups_count(g) == 0);
     subscribe(g, "~kpi.\n", 0, 6, RK_GROUPS_UNCHANGED);
     subscribe(g, "~kpi.\n", 1, 9, RK_GROUPS_ADDED);
     s.n = 0;
-    rk_groups_match(g, "kpi.update/43/431001", 10, record, &s);
+    rk_groups_match(g, "kpi.update/43/431001", NULL, 10, record, &s);
     RK_CHECK(s.n == 1 && prev_of(&s, "~kpi.\n") == 9);
+    rk_groups_destroy(&g);
+}
+
+/* An aid event reaches a group by either of its topics, once. */
+static void test_requester_topic(void)
+{
+    struct rk_groups *g = rk_groups_new();
+    struct seen s = {0};
+    subscribe(g, "~aid.offer/for/30/\n", 1, 0, RK_GROUPS_ADDED);
+    subscribe(g, "~aid.offer/27/|aid.offer/for/30/\n", 1, 0, RK_GROUPS_ADDED);
+    subscribe(g, "~aid.offer/30/\n", 1, 0, RK_GROUPS_ADDED);
+    rk_groups_match(g, "aid.offer/27/271004", "aid.offer/for/30/304280", 1, record, &s);
+    RK_CHECK(s.n == 2 && prev_of(&s, "~aid.offer/for/30/\n") == 0 &&
+             prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 0);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/27/271004", "aid.offer/for/28/281000", 2, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 1);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/30/304280", "", 3, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~aid.offer/30/\n") == 0);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/28/281000", "aid.offer/for/30/304018", 4, record, &s);
+    RK_CHECK(s.n == 2 && prev_of(&s, "~aid.offer/for/30/\n") == 1 &&
+             prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 2);
     rk_groups_destroy(&g);
 }
 
 int main(void)
 {
+    RK_RUN(test_requester_topic);
     RK_RUN(test_group_counts_subscribers);
     RK_RUN(test_prev_is_exact_per_filter);
     RK_RUN(test_overlapping_prefixes_once);
