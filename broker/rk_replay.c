@@ -141,8 +141,10 @@ static const char *requester_of(struct selection *s, const struct rk_log_view *v
     }
     memcpy(s->last_id, v->tags.entity, v->tags.entity_len);
     s->last_id[v->tags.entity_len] = '\0';
-    if (!found || rk_aid_stored_requester(val, len, s->last_requester) != 0)
+    if (!found)
         s->last_requester[0] = '\0';
+    else if (rk_aid_stored_requester(val, len, s->last_requester) != 0)
+        s->err = RK_EBADREC; /* a damaged state is said, never read as "not selected" */
     return s->last_requester;
 }
 
