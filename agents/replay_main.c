@@ -40,20 +40,31 @@ static void usage(FILE *out)
         "      --as-of TIME         audit: the state every entity was in at TIME: each\n"
         "                           KPI's figures and each aid request's state and\n"
         "                           totals with its offers (folded through the\n"
-        "                           lifecycle). Takes --family, --prefecture,\n"
-        "                           --municipality (the requester, for aid), --request\n"
-        "                           and --kpi; ends with a {\"as_of\":{...}} summary line\n"
+        "                           lifecycle). Takes --family, --prefecture and\n"
+        "                           --municipality (the publisher: of a KPI, or of a\n"
+        "                           request's aid.request, i.e. its requester),\n"
+        "                           --requester-prefecture and --requester (requests\n"
+        "                           only), --request and --kpi; ends with a\n"
+        "                           {\"as_of\":{...}} summary line\n"
         "      --state              each disaster-support request's state now, as the\n"
         "                           broker folds it (totals, offers), all consistent\n"
-        "                           with one sequence; takes --request, --prefecture or\n"
-        "                           --municipality (the requester); ends with a\n"
+        "                           with one sequence; takes --request and one of\n"
+        "                           --requester-prefecture, --requester (or, the same\n"
+        "                           for a request, --prefecture, --municipality); ends with a\n"
         "                           {\"state\":{\"seq\":N,\"log_id\":...}} summary line\n"
         "\n"
         "Filters, applied by the broker (combined with AND):\n"
         "      --family kpi|aid     event family\n"
         "      --type TYPE          e.g. aid.request, kpi.update\n"
-        "      --prefecture NN      two-digit prefecture code, e.g. 30 for Wakayama\n"
-        "      --municipality CODE  six-digit local-government code, e.g. 304280\n"
+        "      --prefecture NN      published by a municipality of this prefecture (two\n"
+        "                           digits, e.g. 30 for Wakayama)\n"
+        "      --municipality CODE  published by this local government (six digits,\n"
+        "                           e.g. 304280)\n"
+        "      --requester-prefecture NN  disaster-support events about requests made\n"
+        "                           in this prefecture, whoever published them (the\n"
+        "                           requests, other towns' offers, dispatches...)\n"
+        "      --requester CODE     the same, for the requests of this local government\n"
+        "                           (not with --prefecture or --municipality)\n"
         "      --request ID         one disaster-support request and its offers etc.\n"
         "      --kpi ID             one KPI's updates\n"
         "\n"
@@ -173,12 +184,15 @@ static int audit_as_of(const char *endpoint, const struct rk_client_options *cli
     struct rk_asof_query q = {.endpoint = endpoint, .client = client, .timeout_ms = timeout_ms,
                               .at_ns = at_ns, .family = tq->family, .prefecture = tq->prefecture,
                               .municipality = tq->municipality,
+                              .requester_prefecture = tq->requester_prefecture,
+                              .requester = tq->requester,
                               .request_id = f->request_id[0] ? f->request_id : NULL,
                               .kpi_id = f->kpi_id[0] ? f->kpi_id : NULL};
     char why[512];
     if (tq->type || f->from_ns || f->to_ns) {
         fprintf(stderr, "renkei-replay: --as-of: takes --family, --prefecture, --municipality, "
-                "--request and --kpi, not --type, --since or --until\n");
+                "--requester-prefecture, --requester, --request and --kpi, not --type, "
+                "--since or --until\n");
         return 2;
     }
     if (rk_asof_print(&q, stdout, format, why, sizeof why) != 0) {
@@ -196,18 +210,29 @@ static int print_state(const char *endpoint, const struct rk_client_options *cli
     struct rk_reader *r = NULL;
     struct rk_state st;
     int rc = 0;
+    int places = !!tq->prefecture + !!tq->municipality + !!tq->requester_prefecture +
+                 !!tq->requester;
     if (tq->type || (tq->family && strcmp(tq->family, "aid") != 0) || f->from_ns || f->to_ns ||
-        f->kpi_id[0] || (tq->prefecture && tq->municipality)) {
-        fprintf(stderr, "renkei-replay: --state: takes --request and one of --prefecture or "
-                "--municipality (the requester), not --type, --kpi, --since or --until\n");
+        f->kpi_id[0] || places > 1) {
+        fprintf(stderr, "renkei-replay: --state: takes --request and one of "
+                "--requester-prefecture, --requester, --prefecture or --municipality (for a "
+                "request, its publisher is its requester), not --type, --kpi, --since or "
+                "--until\n");
         return 2;
     }
-    const char *requester = tq->municipality ? tq->municipality : tq->prefecture;
-    if (requester && (strlen(requester) != (tq->municipality ? 6u : 2u) ||
+    const char *requester = tq->requester               ? tq->requester
+                            : tq->requester_prefecture ? tq->requester_prefecture
+                            : tq->municipality         ? tq->municipality
+                                                       : tq->prefecture;
+    const char *opt = tq->requester               ? "requester"
+                      : tq->requester_prefecture ? "requester-prefecture"
+                      : tq->municipality         ? "municipality"
+                                                 : "prefecture";
+    size_t want = tq->requester || tq->municipality ? 6u : 2u;
+    if (requester && (strlen(requester) != want ||
                       strspn(requester, "0123456789") != strlen(requester))) {
-        fprintf(stderr, "renkei-replay: --%s: must be %s digits, got \"%s\"\n",
-                tq->municipality ? "municipality" : "prefecture", tq->municipality ? "six" : "two",
-                requester);
+        fprintf(stderr, "renkei-replay: --%s: must be %s digits, got \"%s\"\n", opt,
+                want == 6 ? "six" : "two", requester);
         return 2;
     }
     if (rk_reader_open(endpoint, client, &r) != 0) {
@@ -250,6 +275,8 @@ int main(int argc, char **argv)
         {"request", required_argument, NULL, 'q'}, {"kpi", required_argument, NULL, 'k'},
         {"snapshot", no_argument, NULL, 'N'}, {"at", required_argument, NULL, 'A'},
         {"as-of", required_argument, NULL, 'O'}, {"state", no_argument, NULL, 'Z'},
+        {"requester-prefecture", required_argument, NULL, 'P'},
+        {"requester", required_argument, NULL, 'M'},
         RK_TOOLOPT_KEYS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -282,6 +309,8 @@ int main(int argc, char **argv)
         case 'y': tq.type = optarg; break;
         case 'p': tq.prefecture = optarg; break;
         case 'm': tq.municipality = optarg; break;
+        case 'P': tq.requester_prefecture = optarg; break;
+        case 'M': tq.requester = optarg; break;
         case 'q': if (parse_id("request", optarg, filter.request_id)) return 2; break;
         case 'k': if (parse_id("kpi", optarg, filter.kpi_id)) return 2; break;
         case 'd': data_dir = optarg; break;

@@ -78,7 +78,8 @@ static int print_kpi(struct asof_run *run, const struct rk_record *rec)
 
 static int kpi_wanted(const struct rk_asof_query *q)
 {
-    return !q->request_id && (!q->family || strcmp(q->family, "kpi") == 0);
+    return !q->request_id && !q->requester && !q->requester_prefecture &&
+           (!q->family || strcmp(q->family, "kpi") == 0);
 }
 
 static int aid_wanted(const struct rk_asof_query *q)
@@ -95,6 +96,13 @@ static int kpi_part(struct asof_run *run, struct rk_reader *r, int timeout_ms,
                                 .municipality = q->municipality};
     struct rk_wire_filter f = {.to_ns = q->at_ns};
     struct rk_record rec;
+    /* every place option checked together, as the live and replay filters are */
+    struct rk_topic_query all = {.family = q->family, .prefecture = q->prefecture,
+                                 .municipality = q->municipality,
+                                 .requester_prefecture = q->requester_prefecture,
+                                 .requester = q->requester};
+    if (rk_topics_for(&all, f.topics, RK_WIRE_TOPICS_MAX, why, why_len) < 0)
+        return -1;
     int n = rk_topics_for(&tq, f.topics, RK_WIRE_TOPICS_MAX, why, why_len), rc;
     if (n < 0)
         return -1;
@@ -149,11 +157,15 @@ static int fold_aid(struct asof_run *run, struct rk_reader *r, struct rk_aid *ai
     return rc == RK_READER_EOF ? 0 : -1;
 }
 
+/* A request's publisher is its requester: --municipality and --requester
+ * mean the same town here. */
 static int requester_wanted(const struct rk_asof_query *q, const char *requester)
 {
-    if (q->municipality && strcmp(q->municipality, requester) != 0)
+    const char *muni = q->requester ? q->requester : q->municipality;
+    const char *pp = q->requester_prefecture ? q->requester_prefecture : q->prefecture;
+    if (muni && strcmp(muni, requester) != 0)
         return 0;
-    return !q->prefecture || strncmp(q->prefecture, requester, 2) == 0;
+    return !pp || strncmp(pp, requester, 2) == 0;
 }
 
 static json_t *offers_json(const struct rk_aid *aid, size_t i)

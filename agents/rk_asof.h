@@ -38,6 +38,10 @@ struct rk_asof_query {
     const char *prefecture;    /* two digits, or NULL: the publisher (KPIs) or
                                 * the requester (aid requests) */
     const char *municipality;  /* six digits, or NULL; as prefecture */
+    const char *requester_prefecture; /* two digits, or NULL: aid requests
+                                * made in it only, and no KPIs (which have
+                                * no requester); not with the two above */
+    const char *requester;     /* six digits, or NULL; as requester_prefecture */
     const char *request_id;    /* one aid request, or NULL */
     const char *kpi_id;        /* one KPI, or NULL */
 };

@@ -43,32 +43,69 @@ static int types_for(const struct rk_topic_query *q, const char *types[8], char 
     return n;
 }
 
-int rk_topics_for(const struct rk_topic_query *q, char topics[][RK_WIRE_TOPIC_MAX], int max,
-                  char *why, size_t why_len)
+/* The place options: checked, and which pair (publisher or requester). */
+static int check_places(const struct rk_topic_query *q, char *why, size_t why_len)
 {
-    const char *types[8];
-    char pref[3] = "";
     if (check_digits("prefecture", q->prefecture, 2, why, why_len) ||
-        check_digits("municipality", q->municipality, 6, why, why_len))
+        check_digits("municipality", q->municipality, 6, why, why_len) ||
+        check_digits("requester-prefecture", q->requester_prefecture, 2, why, why_len) ||
+        check_digits("requester", q->requester, 6, why, why_len))
         return -1;
     if (q->municipality && q->prefecture && strncmp(q->municipality, q->prefecture, 2) != 0) {
         snprintf(why, why_len, "--municipality %s is not in --prefecture %s", q->municipality,
                  q->prefecture);
         return -1;
     }
-    if (!q->family && !q->type && !q->prefecture && !q->municipality)
+    if (q->requester && q->requester_prefecture &&
+        strncmp(q->requester, q->requester_prefecture, 2) != 0) {
+        snprintf(why, why_len, "--requester %s is not in --requester-prefecture %s",
+                 q->requester, q->requester_prefecture);
+        return -1;
+    }
+    if ((q->requester || q->requester_prefecture) && (q->prefecture || q->municipality)) {
+        snprintf(why, why_len, "--%s: not with --%s: a filter selects an event when any of "
+                 "its topics matches, so publisher and requester together would mean either "
+                 "one; use one of them", q->requester ? "requester" : "requester-prefecture",
+                 q->prefecture ? "prefecture" : "municipality");
+        return -1;
+    }
+    if ((q->requester || q->requester_prefecture) &&
+        ((q->family && strcmp(q->family, "kpi") == 0) ||
+         (q->type && strncmp(q->type, "aid.", 4) != 0))) {
+        snprintf(why, why_len, "--%s: only disaster-support (aid.*) events have a requester, "
+                 "not --%s %s", q->requester ? "requester" : "requester-prefecture",
+                 q->type ? "type" : "family", q->type ? q->type : q->family);
+        return -1;
+    }
+    return 0;
+}
+
+int rk_topics_for(const struct rk_topic_query *q, char topics[][RK_WIRE_TOPIC_MAX], int max,
+                  char *why, size_t why_len)
+{
+    const char *types[8];
+    char pref[3] = "";
+    if (check_places(q, why, why_len))
+        return -1;
+    int by_requester = q->requester || q->requester_prefecture;
+    const char *muni = by_requester ? q->requester : q->municipality;
+    const char *pp = by_requester ? q->requester_prefecture : q->prefecture;
+    if (!q->family && !q->type && !pp && !muni)
         return 0;
-    int ntypes = types_for(q, types, why, why_len);
+    struct rk_topic_query typed = *q;
+    if (by_requester && !q->family && !q->type)
+        typed.family = "aid"; /* only aid events have a requester topic */
+    int ntypes = types_for(&typed, types, why, why_len);
     if (ntypes < 0)
         return -1;
     if (ntypes > max) {
         snprintf(why, why_len, "too many topics for this filter");
         return -1;
     }
-    if (q->municipality || q->prefecture)
-        memcpy(pref, q->municipality ? q->municipality : q->prefecture, 2);
+    if (muni || pp)
+        memcpy(pref, muni ? muni : pp, 2);
     for (int i = 0; i < ntypes; i++)
-        snprintf(topics[i], RK_WIRE_TOPIC_MAX, "%s/%s%s%s", types[i], pref, pref[0] ? "/" : "",
-                 q->municipality ? q->municipality : "");
+        snprintf(topics[i], RK_WIRE_TOPIC_MAX, "%s/%s%s%s%s", types[i],
+                 by_requester ? RK_TOPIC_FOR : "", pref, pref[0] ? "/" : "", muni ? muni : "");
     return ntypes;
 }

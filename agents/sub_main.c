@@ -35,6 +35,7 @@ struct opts {
     long count;          /* stop after this many events; -1 = never */
     long idle_ms;        /* stop after this long without a matching event; -1 = never */
     const char *family, *type, *prefecture, *municipality;
+    const char *requester_prefecture, *requester; /* of the event's request */
     const char *cursor;  /* file holding where to resume */
     int snapshot;
     int state;           /* --state: the requests' state first */
@@ -54,8 +55,16 @@ static void usage(FILE *out)
         "Filters (combined with AND; none = everything):\n"
         "  --family kpi|aid         event family\n"
         "  --type TYPE              e.g. aid.request, kpi.update\n"
-        "  --prefecture NN          two-digit prefecture code, e.g. 27 for Osaka\n"
-        "  --municipality CODE      six-digit local-government code, e.g. 271004\n"
+        "  --prefecture NN          published by a municipality of this prefecture (two\n"
+        "                           digits, e.g. 27 for Osaka)\n"
+        "  --municipality CODE      published by this local government (six digits,\n"
+        "                           e.g. 271004)\n"
+        "  --requester-prefecture NN  disaster-support events about requests made in\n"
+        "                           this prefecture, whoever published them: the\n"
+        "                           requests, other towns' offers and dispatches for\n"
+        "                           them... (e.g. 30 for Wakayama's disaster centre)\n"
+        "  --requester CODE         the same, for requests made by this local government\n"
+        "                           (not with --prefecture or --municipality)\n"
         "  --topic PREFIX           a raw topic prefix (repeatable, OR-ed; see PROTOCOL.md)\n"
         "\n"
         "Options:\n"
@@ -67,7 +76,8 @@ static void usage(FILE *out)
         "      --state              start with each disaster-support request's state as\n"
         "                           the broker folds it, all as of one seq S (JSON lines\n"
         "                           {\"kind\":\"request\",...}, then {\"state\":{\"seq\":S,..}}),\n"
-        "                           then every event after S; without filters, aid.*\n"
+        "                           then every event after S; without filters, aid.*;\n"
+        "                           with --requester(-prefecture), those requests only\n"
         "      --cursor FILE        durable position: resume after the last event printed\n"
         "                           by an earlier run; made on first use (from --from,\n"
         "                           --snapshot, --state or now). It records the identity\n"
@@ -95,7 +105,8 @@ static void usage(FILE *out)
 /* Turns the filter options into topic prefixes "<type>/<pp>/<code>". */
 static int add_filters(struct rk_sub *s, const struct opts *o)
 {
-    struct rk_topic_query q = {o->family, o->type, o->prefecture, o->municipality};
+    struct rk_topic_query q = {o->family, o->type, o->prefecture, o->municipality,
+                               o->requester_prefecture, o->requester};
     char topics[8][RK_WIRE_TOPIC_MAX], why[256];
     int n = rk_topics_for(&q, topics, 8, why, sizeof why);
     if (n < 0) {
@@ -116,6 +127,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'T'},
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"requester-prefecture", required_argument, NULL, 'P'},
+        {"requester", required_argument, NULL, 'M'},
         {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
         {"state", no_argument, NULL, 'Z'}, {"restart-on-new-log", no_argument, NULL, 'R'},
         RK_TOOLOPT_KEYS_LONGOPTS,
@@ -147,6 +160,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         case 'T': o->type = optarg; break;
         case 'p': o->prefecture = optarg; break;
         case 'm': o->municipality = optarg; break;
+        case 'P': o->requester_prefecture = optarg; break;
+        case 'M': o->requester = optarg; break;
         case 't':
             if (ntopics == RK_WIRE_TOPICS_MAX) {
                 fprintf(stderr, "renkei-sub: --topic: at most %d prefixes\n", RK_WIRE_TOPICS_MAX);
@@ -177,7 +192,8 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
                 "or --from\n");
         return 2;
     }
-    o->filtered = ntopics || o->family || o->type || o->prefecture || o->municipality;
+    o->filtered = ntopics || o->family || o->type || o->prefecture || o->municipality ||
+                  o->requester_prefecture || o->requester;
     if (rk_sub_open(o->feed, o->replay, &o->client, s) != 0) {
         fprintf(stderr, "renkei-sub: cannot connect to %s / %s: %s\n", o->feed, o->replay, strerror(errno));
         return 2;
@@ -347,7 +363,9 @@ static int start_with_state(struct rk_sub *s, const struct opts *o)
         return 2;
     }
     rk_sub_subscribe(s);
-    if (rk_reader_state(r, NULL, NULL, 5000, &st) != 0) {
+    /* the requests of the requester filter, or all */
+    const char *requester = o->requester ? o->requester : o->requester_prefecture;
+    if (rk_reader_state(r, NULL, requester, 5000, &st) != 0) {
         fprintf(stderr, "renkei-sub: --state: %s\n", errno == ETIMEDOUT
                 ? "the broker's replay socket did not answer: is renkei-broker running?"
                 : rk_reader_error(r)[0] ? rk_reader_error(r) : strerror(errno));

@@ -129,6 +129,7 @@ static int apply_one(struct rk_apply *ap, struct rk_log_batch *b, struct rk_appl
     int rc, next = 1;
     it->outcome = RK_APPLY_STORED;
     it->code = NULL;
+    it->requester[0] = '\0';
     if (it->rec.producer_len && (rc = check_number(b, it, &next)) != 0)
         return rc;
     if (!next)
@@ -147,6 +148,8 @@ static int apply_one(struct rk_apply *ap, struct rk_log_batch *b, struct rk_appl
                  rk_event_type_name(it->aid.type) + 4, it->why.field, it->why.message);
         return use_number(b, it);
     }
+    if (it->aid.type >= RK_EV_AID_REQUEST)
+        rk_lifecycle_requester(ap->lifecycle, it->aid.request_id, it->requester);
     return rk_log_batch_append(b, &it->rec);
 }
 

@@ -66,6 +66,8 @@ struct rk_apply_item {
     struct rk_aid_refusal why;    /* out, when the lifecycle refused it */
     char message[320];            /* out (in with admission_code): for people,
                                    * "<type>.<field>: <reason>" */
+    char requester[7];            /* out, STORED aid events: the requester of its
+                                   * request, for its requester topic; else "" */
 };
 
 /* How a batch went, for metrics. */

@@ -103,6 +103,31 @@ static int64_t batch_time(size_t k)
     return 1800000000000000000LL + (int64_t)(k % 7 == 3 ? k - 2 : k) * 1000000;
 }
 
+/* The requester of request `id`: the publisher of its first aid.request
+ * in the scenario, found without the lifecycle. */
+static void scenario_requester(const char *id, char out[7])
+{
+    struct rk_aid_event ev;
+    out[0] = '\0';
+    for (size_t e = 0; e < nevents && !out[0]; e++)
+        if (rk_aid_event_parse(events[e].buf, events[e].len, &ev, NULL, 0) == RK_V_OK &&
+            ev.type == RK_EV_AID_REQUEST && strcmp(ev.request_id, id) == 0)
+            memcpy(out, ev.municipality, 7);
+}
+
+/* A stored aid event names its request's requester, for its requester
+ * topic (PROTOCOL.md 3.3), also after a restart emptied the cache. */
+static void check_requester(const struct rk_apply_item *it)
+{
+    char want[7];
+    if (it->outcome != RK_APPLY_STORED || it->aid.type < RK_EV_AID_REQUEST) {
+        RK_CHECK(it->requester[0] == '\0');
+        return;
+    }
+    scenario_requester(it->aid.request_id, want);
+    RK_CHECK(want[0] && strcmp(it->requester, want) == 0);
+}
+
 /* Applies batches [from, to) to the log open in `ap`; fills res from
  * the item index batch_first(from) + retries so far. */
 static void apply_batches(struct rk_apply *ap, size_t from, size_t to, struct result *res)
@@ -125,6 +150,7 @@ static void apply_batches(struct rk_apply *ap, size_t from, size_t to, struct re
                 r = &res[2 * first + 1];
             *r = (struct result){items[i].outcome, items[i].rec.seq, items[i].rec.recv_ns,
                                  items[i].why.code};
+            check_requester(&items[i]);
         }
         if (k % 5 == 4)
             RK_CHECK(items[n - 1].outcome == RK_APPLY_DUPLICATE &&

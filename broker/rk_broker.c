@@ -201,8 +201,8 @@ static void answer_in_pubs(struct rk_broker *b, struct rk_ingest_msg *m,
     if (m->pubs_index + 1 == m->pubs_count)
         rk_ack_pubs_end(b->ack, &m->ident, m->corr, recv_ns);
     if (!rc && it->outcome == RK_APPLY_STORED)
-        rk_feed_relay_bytes(b->feed, m->topic, it->rec.event, it->rec.event_len, it->rec.seq,
-                            it->rec.recv_ns);
+        rk_feed_relay_bytes(b->feed, m->topic, it->requester, it->rec.event, it->rec.event_len,
+                            it->rec.seq, it->rec.recv_ns);
 }
 
 /* Every admitted publish is answered once its batch is settled; stored
@@ -228,7 +228,8 @@ static void answer(struct rk_broker *b, int rc)
             rk_ack_out_of_order(b->ack, &m->ident, m->corr, it->expected, it->message);
         } else {
             rk_ack_stored(b->ack, &m->ident, m->group_ack, m->corr, it->rec.seq, it->rec.recv_ns);
-            rk_feed_relay(b->feed, m->topic, &m->event, it->rec.seq, it->rec.recv_ns);
+            rk_feed_relay(b->feed, m->topic, it->requester, &m->event, it->rec.seq,
+                          it->rec.recv_ns);
         }
     }
     rk_ack_flush(b->ack);

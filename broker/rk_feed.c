@@ -1,5 +1,6 @@
 #include "rk_feed.h"
 #include "rk_diag.h"
+#include "rk_event.h"
 #include "rk_groups.h"
 #include "rk_sock.h"
 #include "rk_keys.h"
@@ -163,28 +164,33 @@ static void send_on_group(void *arg, const char *key, size_t key_len, uint64_t p
         zmq_msg_close(&copy);
 }
 
-void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint64_t seq,
-                   int64_t recv_ns)
+void rk_feed_relay(struct rk_feed *f, const char *topic, const char *requester,
+                   zmq_msg_t *event, uint64_t seq, int64_t recv_ns)
 {
+    char rtopic[RK_TOPIC_MAX] = "";
     if (rk_groups_count(f->groups) == 0)
         return;
+    if (requester && requester[0]) {
+        enum rk_event_type type = rk_event_type_parse(topic, strcspn(topic, "/"));
+        rk_event_requester_topic(type, requester, rtopic);
+    }
     f->live.cmd = RK_CMD_LIVE;
     f->live.seq = seq;
     f->live.recv_ns = recv_ns;
     f->event = event;
     snprintf(f->live.topic, sizeof f->live.topic, "%s", topic);
-    rk_groups_match(f->groups, topic, seq, send_on_group, f);
+    rk_groups_match(f->groups, topic, rtopic, seq, send_on_group, f);
 }
 
-void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
-                         uint64_t seq, int64_t recv_ns)
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const char *requester,
+                         const void *event, size_t len, uint64_t seq, int64_t recv_ns)
 {
     zmq_msg_t m;
     if (rk_groups_count(f->groups) == 0)
         return;
     zmq_msg_init_size(&m, len);
     memcpy(zmq_msg_data(&m), event, len);
-    rk_feed_relay(f, topic, &m, seq, recv_ns);
+    rk_feed_relay(f, topic, requester, &m, seq, recv_ns);
     zmq_msg_close(&m);
 }
 

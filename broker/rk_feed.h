@@ -39,15 +39,17 @@ void *rk_feed_monitor(struct rk_feed *f);
  * the log's last seq. */
 void rk_feed_notices(struct rk_feed *f, uint64_t head);
 
-/* Relays a committed event once to each group it matches; the event frame
- * is shared, not copied. */
-void rk_feed_relay(struct rk_feed *f, const char *topic, zmq_msg_t *event, uint64_t seq,
-                   int64_t recv_ns);
+/* Relays a committed event once to each group it matches by its topic or,
+ * for an aid event, its requester's code `requester` (6 digits; NULL or ""
+ * for none), through the requester topic (PROTOCOL.md 3.3). The event
+ * frame is shared, not copied. */
+void rk_feed_relay(struct rk_feed *f, const char *topic, const char *requester,
+                   zmq_msg_t *event, uint64_t seq, int64_t recv_ns);
 
 /* As rk_feed_relay, for an event that is a slice of a bigger frame (a
  * "pubs"): copied once into a message of its own when anyone listens. */
-void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const void *event, size_t len,
-                         uint64_t seq, int64_t recv_ns);
+void rk_feed_relay_bytes(struct rk_feed *f, const char *topic, const char *requester,
+                         const void *event, size_t len, uint64_t seq, int64_t recv_ns);
 
 /* The identity of the log the feed relays (rk_log_id), said in every tick
  * (PROTOCOL.md 3.7). Copied. */

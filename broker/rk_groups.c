@@ -171,8 +171,10 @@ enum rk_groups_notice_rc rk_groups_notice(struct rk_groups *g, const void *msg, 
     return RK_GROUPS_REMOVED;
 }
 
-void rk_groups_match(struct rk_groups *g, const char *topic, uint64_t seq, rk_groups_fn *fn,
-                     void *arg)
+/* The groups with a prefix of `topic`; a group's stamp makes it one call
+ * per event, whichever of its prefixes or of the event's topics match. */
+static void match_topic(struct rk_groups *g, const char *topic, uint64_t seq, rk_groups_fn *fn,
+                        void *arg)
 {
     size_t len = strlen(topic);
     uint64_t h = RK_HASH_BASIS;
@@ -189,6 +191,14 @@ void rk_groups_match(struct rk_groups *g, const char *topic, uint64_t seq, rk_gr
             break;
         h = rk_hash_step(h, (unsigned char)topic[l]);
     }
+}
+
+void rk_groups_match(struct rk_groups *g, const char *topic, const char *requester_topic,
+                     uint64_t seq, rk_groups_fn *fn, void *arg)
+{
+    match_topic(g, topic, seq, fn, arg);
+    if (requester_topic && requester_topic[0])
+        match_topic(g, requester_topic, seq, fn, arg);
 }
 
 void rk_groups_each(struct rk_groups *g, rk_groups_fn *fn, void *arg)

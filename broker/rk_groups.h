@@ -49,11 +49,12 @@ enum rk_groups_notice_rc rk_groups_notice(struct rk_groups *g, const void *msg, 
 /* Called once per group; `key` is not NUL-terminated. */
 typedef void rk_groups_fn(void *arg, const char *key, size_t key_len, uint64_t prev);
 
-/* Calls `fn` for each group whose filter selects an event with `topic` and
- * sequence `seq` (greater than any seq given before), passing the group's
- * prev, then makes `seq` the group's prev. */
-void rk_groups_match(struct rk_groups *g, const char *topic, uint64_t seq, rk_groups_fn *fn,
-                     void *arg);
+/* Calls `fn` once for each group whose filter selects an event with `topic`
+ * or with `requester_topic` (an aid event's second topic, PROTOCOL.md 3.3;
+ * NULL or "" for none) and sequence `seq` (greater than any seq given
+ * before), passing the group's prev, then makes `seq` the group's prev. */
+void rk_groups_match(struct rk_groups *g, const char *topic, const char *requester_topic,
+                     uint64_t seq, rk_groups_fn *fn, void *arg);
 
 /* Calls `fn` for every group with its prev (for the feed's ticks). */
 void rk_groups_each(struct rk_groups *g, rk_groups_fn *fn, void *arg);

@@ -39,7 +39,7 @@ static void subscribe(struct rk_groups *g, const char *key, int on, uint64_t hea
 static void match(struct rk_groups *g, const char *topic, uint64_t seq, struct seen *s)
 {
     s->n = 0;
-    rk_groups_match(g, topic, seq, record, s);
+    rk_groups_match(g, topic, NULL, seq, record, s);
 }
 
 static void test_prev_is_exact_per_filter(void)
@@ -137,8 +137,33 @@ static void test_group_counts_subscribers(void)
     rk_groups_destroy(&g);
 }
 
+/* An aid event reaches a group by either of its topics, once. */
+static void test_requester_topic(void)
+{
+    struct rk_groups *g = rk_groups_new();
+    struct seen s = {0};
+    subscribe(g, "~aid.offer/for/30/\n", 1, 0, RK_GROUPS_ADDED);
+    subscribe(g, "~aid.offer/27/|aid.offer/for/30/\n", 1, 0, RK_GROUPS_ADDED);
+    subscribe(g, "~aid.offer/30/\n", 1, 0, RK_GROUPS_ADDED);
+    rk_groups_match(g, "aid.offer/27/271004", "aid.offer/for/30/304280", 1, record, &s);
+    RK_CHECK(s.n == 2 && prev_of(&s, "~aid.offer/for/30/\n") == 0 &&
+             prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 0);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/27/271004", "aid.offer/for/28/281000", 2, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 1);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/30/304280", "", 3, record, &s);
+    RK_CHECK(s.n == 1 && prev_of(&s, "~aid.offer/30/\n") == 0);
+    s.n = 0;
+    rk_groups_match(g, "aid.offer/28/281000", "aid.offer/for/30/304018", 4, record, &s);
+    RK_CHECK(s.n == 2 && prev_of(&s, "~aid.offer/for/30/\n") == 1 &&
+             prev_of(&s, "~aid.offer/27/|aid.offer/for/30/\n") == 2);
+    rk_groups_destroy(&g);
+}
+
 int main(void)
 {
+    RK_RUN(test_requester_topic);
     RK_RUN(test_group_counts_subscribers);
     RK_RUN(test_prev_is_exact_per_filter);
     RK_RUN(test_overlapping_prefixes_once);

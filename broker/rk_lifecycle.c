@@ -225,6 +225,14 @@ enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_
     return rk_aid_apply(lc->cache, ev, why);
 }
 
+void rk_lifecycle_requester(const struct rk_lifecycle *lc, const char *request_id, char out[7])
+{
+    struct rk_aid_request_view v;
+    out[0] = '\0';
+    if (rk_aid_request_find(lc->cache, request_id, &v) >= 0)
+        memcpy(out, v.requester, 7);
+}
+
 int rk_lifecycle_write(struct rk_lifecycle *lc)
 {
     return write_changes(lc, lc->cache);

@@ -70,6 +70,12 @@ void rk_lifecycle_begin(struct rk_lifecycle *lc, struct rk_log_batch *batch);
 enum rk_aid_err rk_lifecycle_admit(struct rk_lifecycle *lc, const struct rk_aid_event *ev,
                                    struct rk_aid_refusal *why);
 
+/* The requester of request `request_id` (its 6 digits and a NUL into
+ * `out`), as the state including the batch's admitted events says; ""
+ * when the state does not hold it. Right after rk_lifecycle_admit allowed
+ * an aid event, its request is held. */
+void rk_lifecycle_requester(const struct rk_lifecycle *lc, const char *request_id, char out[7]);
+
 /* Puts every request the batch changed into it. Returns 0 or an error
  * (abort the batch). */
 int rk_lifecycle_write(struct rk_lifecycle *lc);

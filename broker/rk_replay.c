@@ -1,5 +1,6 @@
 #include "rk_replay.h"
 #include "rk_ack.h"
+#include "rk_aid.h"
 #include "rk_reqstate.h"
 #include "rk_zap.h"
 #include "rk_diag.h"
@@ -86,14 +87,28 @@ static void send_err(void *sock, zmq_msg_t *ident, uint64_t corr, const char *co
 #define SCAN_MAX 200000
 
 /* A request's filter, with its topic prefixes compiled once: matching
- * them then writes no topic string per record. */
+ * them then writes no topic string per record. A prefix on requester
+ * topics (PROTOCOL.md 3.3) needs the requester of an aid record's request,
+ * which the record does not carry: it is read from the "aid_requests"
+ * state of the same read transaction (one lookup per aid record the
+ * record's own topic did not select; the last one is kept, since a
+ * request's events tend to come together). A request's requester never
+ * changes, so the current state answers for every record of it. */
 struct selection {
     const struct rk_wire_filter *f;
     struct rk_topic_set topics;
+    struct rk_log_reader *r;
+    char last_id[RK_ID_MAX + 1];    /* the request looked up last, "" for none */
+    char last_requester[7];         /* its requester, "" when the state lacks it */
+    int err;                        /* a failed state read: the batch fails */
 };
 
-static void selection_init(struct selection *s, const struct rk_wire_filter *f)
+static void selection_init(struct selection *s, const struct rk_wire_filter *f,
+                           struct rk_log_reader *r)
 {
+    s->r = r;
+    s->last_id[0] = s->last_requester[0] = '\0';
+    s->err = 0;
     const char *prefixes[RK_WIRE_TOPICS_MAX];
     _Static_assert(RK_WIRE_TOPICS_MAX <= RK_TOPIC_SET_MAX, "a filter's prefixes fit a topic set");
     for (unsigned i = 0; i < f->ntopics; i++)
@@ -107,7 +122,44 @@ static int entity_is(const struct rk_log_view *v, const char *want)
     return strlen(want) == v->tags.entity_len && memcmp(v->tags.entity, want, v->tags.entity_len) == 0;
 }
 
-static int selected(const struct selection *s, const struct rk_log_view *v)
+/* The requester of the aid record v's request, "" when not known. */
+static const char *requester_of(struct selection *s, const struct rk_log_view *v)
+{
+    const void *val;
+    size_t len;
+    int found;
+    if (!v->tags.entity_len || v->tags.entity_len > RK_ID_MAX)
+        return "";
+    if (entity_is(v, s->last_id))
+        return s->last_requester;
+    /* a plain get: it leaves v (which points into the map) valid */
+    int rc = rk_log_reader_state_get(s->r, RK_LOG_AID_REQUESTS, v->tags.entity,
+                                     v->tags.entity_len, &found, &val, &len);
+    if (rc) {
+        s->err = rc;
+        return "";
+    }
+    memcpy(s->last_id, v->tags.entity, v->tags.entity_len);
+    s->last_id[v->tags.entity_len] = '\0';
+    if (!found)
+        s->last_requester[0] = '\0';
+    else if (rk_aid_stored_requester(val, len, s->last_requester) != 0)
+        s->err = RK_EBADREC; /* a damaged state is said, never read as "not selected" */
+    return s->last_requester;
+}
+
+static int topics_selected(struct selection *s, const struct rk_log_view *v)
+{
+    enum rk_event_type type = (enum rk_event_type)v->tags.type;
+    if (rk_topic_set_match(&s->topics, type, v->tags.municipality))
+        return 1;
+    if (!rk_topic_set_wants_requester(&s->topics, type))
+        return 0;
+    const char *requester = requester_of(s, v);
+    return requester[0] && rk_topic_set_match_requester(&s->topics, type, requester);
+}
+
+static int selected(struct selection *s, const struct rk_log_view *v)
 {
     const struct rk_wire_filter *f = s->f;
     if (f->request_id[0] && (v->tags.type == RK_EV_KPI_UPDATE || !entity_is(v, f->request_id)))
@@ -116,7 +168,7 @@ static int selected(const struct selection *s, const struct rk_log_view *v)
         return 0;
     if (f->from_ns && v->recv_ns < f->from_ns)
         return 0;
-    return rk_topic_set_match(&s->topics, (enum rk_event_type)v->tags.type, v->tags.municipality);
+    return topics_selected(s, v);
 }
 
 /* Where a batch starts: from_seq, or later when from_time says so; the
@@ -252,6 +304,8 @@ static void take(struct batch *b, const struct rk_log_view *v)
     b->next = v->seq + 1;
     if (selected(&b->sel, v) && out_event(&b->o, v))
         b->done = 1;
+    if (b->sel.err)
+        b->done = 1;
 }
 
 /* Every record from b->next on, in the log's order. */
@@ -310,12 +364,14 @@ static void serve_batch(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
         return;
     }
     out_start(&b.o, rp, ident, req);
-    selection_init(&b.sel, &req->filter);
+    selection_init(&b.sel, &req->filter, b.r);
     uint64_t prefectures = rk_topic_set_prefectures(&b.sel.topics);
     if (prefectures)
         rc = walk_places(&b, prefectures);
     if (!rc)
         rc = walk_records(&b);
+    if (!rc)
+        rc = b.sel.err;
     out_flush(&b.o); /* after a failed send nothing waits: a no-op */
     if (b.o.lost)
         b.next = b.o.first_seq; /* the client asks again from the first it lacks */
@@ -362,7 +418,7 @@ static int snapshot_at(struct rk_log_reader *r, const struct rk_wire_hdr *req, u
  * selects, if any. Counts the records looked at in *scanned. Returns 1 when
  * sent, 0 when the entity has none, -1 when the client cannot take more,
  * or a log error (> 1 never; errors are negative LMDB codes or errno). */
-static int send_entity(struct out *o, const struct selection *sel, struct rk_log_reader *r,
+static int send_entity(struct out *o, struct selection *sel, struct rk_log_reader *r,
                        const struct rk_log_entity *e, uint64_t *scanned, int *err)
 {
     struct rk_log_view v;
@@ -373,6 +429,8 @@ static int send_entity(struct out *o, const struct selection *sel, struct rk_log
             return 0;
         if (selected(sel, &v))
             return out_event(o, &v) ? -1 : 1;
+        if ((*err = sel->err) != 0)
+            return 0;
         if (entity_settled(sel->f, &v))
             return 0;
         *err = rk_log_reader_entity_prev(r, e, seq, &seq);
@@ -406,7 +464,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     memcpy(end.cursor, req->cursor, req->cursor_len);
     end.cursor_len = req->cursor_len;
     out_start(&o, rp, ident, req);
-    selection_init(&sel, &req->filter);
+    selection_init(&sel, &req->filter, r);
     while (!rc && out_count(&o) < limit && scanned < SCAN_MAX) {
         rc = end.at_seq ? rk_log_reader_entity_next(r, end.cursor, end.cursor_len, end.at_seq, &e)
                         : RK_LOG_EOF;

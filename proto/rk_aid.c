@@ -964,6 +964,21 @@ static void dec_offer(struct dec *d, struct rk_aid *a, uint32_t ri)
         dec_dispatch(d, a, oi);
 }
 
+int rk_aid_stored_requester(const void *buf, size_t len, char out[7])
+{
+    char id[RK_ID_MAX + 1];
+    struct dec d = {.p = buf, .n = len};
+    if (dec_int(&d, 1) != STORE_FORMAT)
+        d.bad = 1;
+    dec_str(&d, id, sizeof id);
+    dec_str(&d, out, 7);
+    if (d.bad || strlen(out) != 6) {
+        out[0] = '\0';
+        return RK_EFORMAT;
+    }
+    return 0;
+}
+
 static void dec_request(struct dec *d, struct rk_aid *a)
 {
     if (dec_int(d, 1) != STORE_FORMAT)

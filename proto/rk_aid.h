@@ -205,6 +205,11 @@ void rk_aid_set_miss(struct rk_aid *a, rk_aid_miss_fn fn, void *arg);
  * one of its ids already (nothing added then). */
 int rk_aid_load(struct rk_aid *a, const void *buf, size_t len);
 
+/* The requester of a request stored as rk_aid_request_encode wrote it,
+ * read from its first bytes alone (the replay's requester topics look it
+ * up per record): 0 with 6 digits and a NUL in `out`, or RK_EFORMAT. */
+int rk_aid_stored_requester(const void *buf, size_t len, char out[7]);
+
 /* Writes request `request_id` whole into buf[0..cap) and returns its
  * length; when that exceeds cap, nothing is written, so call again with a
  * larger buffer. 0 when the request is not held. */

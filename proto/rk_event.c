@@ -89,7 +89,52 @@ void rk_event_topic(const struct rk_event_info *info, char *out)
     out[n + 10] = '\0';
 }
 
+void rk_event_requester_topic(enum rk_event_type type, const char requester[6], char *out)
+{
+    const char *name = (unsigned)type < NTYPES && type >= RK_EV_AID_REQUEST ?
+                       rk_event_type_name(type) : NULL;
+    size_t n = name ? strlen(name) : 0, f = sizeof RK_TOPIC_FOR - 1;
+    out[0] = '\0';
+    if (!name || n + 1 + f + 9 + 1 > RK_TOPIC_MAX)
+        return;
+    memcpy(out, name, n);
+    out[n] = '/';
+    memcpy(out + n + 1, RK_TOPIC_FOR, f);
+    topic_tail(requester, out + n + 1 + f);
+    out[n + 1 + f + 9] = '\0';
+}
+
 _Static_assert(NTYPES == RK_EV__COUNT, "RK_EV__COUNT follows enum rk_event_type");
+
+/* The part of a prefix after "<type>/": the start of "<pp>/<mmmmmm>" (the
+ * event's own topic), or of "for/<pp>/<mmmmmm>" (its requester topic, aid
+ * types only). A part that is a start of "for/" selects every requester
+ * topic of the type, so every event of an aid type; one that fits neither
+ * selects nothing. */
+static void add_tail(struct rk_topic_set *set, unsigned t, const char *rest, size_t len)
+{
+    size_t f = sizeof RK_TOPIC_FOR - 1;
+    struct rk_topic_tail *tail;
+    if (rest[0] >= '0' && rest[0] <= '9') {
+        if (len > 9)
+            return; /* longer than any topic of this type */
+        tail = &set->tails[t][set->ntails[t]++];
+    } else if (t < RK_EV_AID_REQUEST) {
+        return; /* kpi.update has no requester topic */
+    } else if (len <= f) {
+        set->whole[t] |= memcmp(rest, RK_TOPIC_FOR, len) == 0;
+        return;
+    } else {
+        if (memcmp(rest, RK_TOPIC_FOR, f) != 0 || len - f > 9)
+            return;
+        rest += f;
+        len -= f;
+        tail = &set->fors[t][set->nfor[t]++];
+        set->any_for = 1;
+    }
+    tail->len = (unsigned char)len;
+    memcpy(tail->s, rest, len);
+}
 
 int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, unsigned n)
 {
@@ -108,11 +153,9 @@ int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, uns
                 set->whole[t] |= memcmp(prefixes[i], head, plen) == 0;
                 continue;
             }
-            if (memcmp(prefixes[i], head, hlen) != 0 || plen - hlen > 9)
-                continue; /* another type, or longer than any topic of this one */
-            unsigned k = set->ntails[t]++;
-            set->tails[t][k].len = (unsigned char)(plen - hlen);
-            memcpy(set->tails[t][k].s, prefixes[i] + hlen, plen - hlen);
+            if (memcmp(prefixes[i], head, hlen) != 0)
+                continue; /* another type */
+            add_tail(set, (unsigned)t, prefixes[i] + hlen, plen - hlen);
         }
     }
     return 0;
@@ -137,10 +180,28 @@ int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
     return 0;
 }
 
+int rk_topic_set_wants_requester(const struct rk_topic_set *set, enum rk_event_type type)
+{
+    return (unsigned)type < NTYPES && set->nfor[type] > 0;
+}
+
+int rk_topic_set_match_requester(const struct rk_topic_set *set, enum rk_event_type type,
+                                 const char requester[6])
+{
+    char tail[9];
+    if ((unsigned)type >= NTYPES || !set->nfor[type])
+        return 0;
+    topic_tail(requester, tail);
+    for (unsigned k = 0; k < set->nfor[type]; k++)
+        if (memcmp(tail, set->fors[type][k].s, set->fors[type][k].len) == 0)
+            return 1;
+    return 0;
+}
+
 uint64_t rk_topic_set_prefectures(const struct rk_topic_set *set)
 {
     uint64_t mask = 0;
-    if (set->everything)
+    if (set->everything || set->any_for)
         return 0;
     for (size_t t = 1; t < NTYPES; t++) {
         if (set->whole[t])

@@ -117,21 +117,35 @@ const char *rk_verr_name(enum rk_verr code);
 #define RK_TOPIC_MAX 40
 void rk_event_topic(const struct rk_event_info *info, char *out);
 
+/* An aid event's second topic, its requester topic (PROTOCOL.md 3.3):
+ * "<type>/for/<pp>/<mmmmmm>" with the code of the request's requester (the
+ * municipality in need), e.g. "aid.offer/for/30/304280" for an offer to a
+ * request of 串本町. Written to `out` (at least RK_TOPIC_MAX bytes) for an
+ * aid type; "" for kpi.update and unknown types. */
+#define RK_TOPIC_FOR "for/"
+void rk_event_requester_topic(enum rk_event_type type, const char requester[6], char *out);
+
 /* A set of topic prefixes made ready for matching many events: one that
- * selects an event exactly when its topic starts with one of the prefixes,
- * without writing the topic. A type a prefix covers whole is one lookup;
- * otherwise the prefix's part after "<type>/" is compared with the
- * "<pp>/<mmmmmm>" the municipality gives. Plain data: copy it freely. */
+ * selects an event exactly when its topic, or (aid events) its requester
+ * topic, starts with one of the prefixes, without writing either. A type a
+ * prefix covers whole is one lookup; otherwise the prefix's part after
+ * "<type>/" is compared with the "<pp>/<mmmmmm>" the municipality gives,
+ * and its part after "<type>/for/" with the requester's. Plain data: copy
+ * it freely. */
 #define RK_TOPIC_SET_MAX 16
 #define RK_EV__COUNT 9 /* one past the last enum rk_event_type */
+struct rk_topic_tail {
+    unsigned char len;
+    char s[9];
+};
 struct rk_topic_set {
     int everything;                           /* no prefixes were given */
     unsigned char whole[RK_EV__COUNT];        /* every event of the type */
     unsigned char ntails[RK_EV__COUNT];
-    struct {
-        unsigned char len;
-        char s[9];
-    } tails[RK_EV__COUNT][RK_TOPIC_SET_MAX];  /* starts of "<pp>/<mmmmmm>" */
+    struct rk_topic_tail tails[RK_EV__COUNT][RK_TOPIC_SET_MAX];  /* starts of "<pp>/<mmmmmm>" */
+    unsigned char nfor[RK_EV__COUNT];         /* the same, of the requester topic */
+    struct rk_topic_tail fors[RK_EV__COUNT][RK_TOPIC_SET_MAX];
+    int any_for;                              /* some type has requester tails */
 };
 
 /* Fills *set from `n` NUL-terminated prefixes (at most RK_TOPIC_SET_MAX;
@@ -140,16 +154,30 @@ int rk_topic_set_init(struct rk_topic_set *set, const char *const *prefixes, uns
 
 /* 1 when the topic of an event of `type` from `municipality` (6 digits,
  * not NUL-terminated) starts with one of the set's prefixes, else 0. An
- * unknown type matches only a set that selects everything. */
+ * unknown type matches only a set that selects everything. (A prefix
+ * ending inside "<type>/for/" selects the whole type here: every stored
+ * aid event has a requester topic.) */
 int rk_topic_set_match(const struct rk_topic_set *set, enum rk_event_type type,
                        const char municipality[6]);
+
+/* 1 when an aid event of `type` that rk_topic_set_match did not select
+ * could be selected by its requester topic: only then is its requester
+ * worth looking up. */
+int rk_topic_set_wants_requester(const struct rk_topic_set *set, enum rk_event_type type);
+
+/* 1 when the requester topic of an aid event of `type` whose request's
+ * requester is `requester` (6 digits, not NUL-terminated) starts with one
+ * of the set's prefixes, else 0 (always 0 for kpi.update). */
+int rk_topic_set_match_requester(const struct rk_topic_set *set, enum rk_event_type type,
+                                 const char requester[6]);
 
 /* The prefectures the set's events can come from, as a mask with bit pp
  * set for prefecture pp (1..47): nonzero when every prefix pins the
  * prefecture, or a digit of it (so "aid.offer/2" gives 20..29); 0 when an
  * event of any prefecture can match (no prefixes, or one that stops at or
- * before a type's "/"). A set that selects nothing at all gives 1 (bit 0,
- * no prefecture). */
+ * before a type's "/", or one on a requester topic, whose events come
+ * from anywhere). A set that selects nothing at all gives 1 (bit 0, no
+ * prefecture). */
 uint64_t rk_topic_set_prefectures(const struct rk_topic_set *set);
 
 /* 1 when the `len` bytes at `s` are an id: 1..RK_ID_MAX of A-Z a-z 0-9 . _ : -

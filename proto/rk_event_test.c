@@ -379,6 +379,69 @@ static void test_topic_set(void)
     RK_CHECK(rk_topic_set_init(&set, prefixes, RK_TOPIC_SET_MAX + 1) == -1);
 }
 
+/* An event matches a set when its topic or its requester topic starts with
+ * a prefix: the set's two answers together equal that, for prefixes cut
+ * from both kinds of topic, and the prefecture mask gives up. */
+static void test_topic_set_requester(void)
+{
+    static const char *const munis[] = {"271004", "304280", "304018"};
+    static const char *const strays[] = {"aid.offer/f", "aid.offer/for", "aid.offer/for/",
+                                         "kpi.update/for/", "aid.offer/for/3042801",
+                                         "aid.offer/fox/", "aid.request/for//"};
+    char pool[600][RK_TOPIC_MAX], topic[RK_TOPIC_MAX], rtopic[RK_TOPIC_MAX];
+    const char *prefixes[600];
+    unsigned np = 0;
+    for (int t = 1; t < RK_EV__COUNT; t++)
+        for (size_t m = 0; m < 2; m++) {
+            rk_event_requester_topic((enum rk_event_type)t, munis[m], rtopic);
+            RK_CHECK((t == RK_EV_KPI_UPDATE) == (rtopic[0] == '\0'));
+            for (size_t len = 1; len <= strlen(rtopic); len += 1 + (len > 8)) {
+                memcpy(pool[np], rtopic, len);
+                pool[np][len] = '\0';
+                prefixes[np] = pool[np];
+                np++;
+            }
+        }
+    for (size_t i = 0; i < sizeof strays / sizeof strays[0]; i++)
+        prefixes[np++] = strays[i];
+    RK_CHECK(np < 600);
+    rk_event_requester_topic(RK_EV_AID_OFFER, "304280", rtopic);
+    RK_CHECK(strcmp(rtopic, "aid.offer/for/30/304280") == 0);
+    struct rk_topic_set set;
+    size_t matched = 0, checked = 0;
+    for (unsigned width = 1; width <= 3; width++)
+        for (unsigned at = 0; at + width <= np; at++) {
+            RK_CHECK(rk_topic_set_init(&set, prefixes + at, width) == 0);
+            for (int t = 1; t < RK_EV__COUNT; t++)
+                for (size_t m = 0; m < 3; m++)
+                    for (size_t r = 0; r < 3; r++) {
+                        struct rk_event_info info = {.type = (enum rk_event_type)t};
+                        memcpy(info.municipality, munis[m], 7);
+                        rk_event_topic(&info, topic);
+                        rk_event_requester_topic((enum rk_event_type)t, munis[r], rtopic);
+                        int want = 0;
+                        for (unsigned i = at; i < at + width; i++)
+                            want |= strncmp(topic, prefixes[i], strlen(prefixes[i])) == 0 ||
+                                    (rtopic[0] &&
+                                     strncmp(rtopic, prefixes[i], strlen(prefixes[i])) == 0);
+                        int own = rk_topic_set_match(&set, (enum rk_event_type)t, munis[m]);
+                        int got = own || (rk_topic_set_wants_requester(&set, (enum rk_event_type)t) &&
+                                          rk_topic_set_match_requester(&set, (enum rk_event_type)t,
+                                                                       munis[r]));
+                        if (got != want) {
+                            fprintf(stderr, "requester set %s... (%u) type %d muni %s for %s: "
+                                    "want %d\n", prefixes[at], width, t, munis[m], munis[r], want);
+                            RK_CHECK(0);
+                        }
+                        if (want && rtopic[0] && !own)
+                            RK_CHECK(rk_topic_set_prefectures(&set) == 0);
+                        checked++;
+                        matched += (size_t)want;
+                    }
+        }
+    RK_CHECK(matched > checked / 50 && matched < checked);
+}
+
 static uint64_t prefectures_of(const char *const *prefixes, unsigned n)
 {
     struct rk_topic_set set;
@@ -409,6 +472,7 @@ int main(void)
     RK_RUN(test_info_and_topic);
     RK_RUN(test_topic_set);
     RK_RUN(test_topic_set_prefectures);
+    RK_RUN(test_topic_set_requester);
     RK_RUN(test_hostile_bytes);
     RK_RUN(test_shared_scenario);
     RK_RUN(test_resource_table_matches_csv);

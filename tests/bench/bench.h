@@ -82,8 +82,8 @@ struct result {
     double events_per_s;
     double p50_ms, p99_ms, p999_ms; /* NAN: not measured (W3...) */
     double rss_mib;         /* NAN: could not be read */
-    const char *filter;     /* W3filtered: e.g. "prefecture:28"; NULL otherwise */
-    uint64_t delivered;     /* W3filtered: events the filter let through */
+    const char *filter;     /* W3filtered, W3requester: e.g. "prefecture:28"; else NULL */
+    uint64_t delivered;     /* W3filtered, W3requester: events the filter let through */
     double delivered_per_s;
     const struct result *ingest; /* W3+ingest: the concurrent publisher's; NULL otherwise */
 };

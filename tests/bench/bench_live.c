@@ -331,7 +331,8 @@ static int make_filter(struct follower *f, unsigned i)
     const struct filter_kind *k = &kinds[i % NKINDS];
     unsigned turn = i / NKINDS;
     char pp[3] = "", why[160];
-    struct rk_topic_query q = {k->family, k->type, NULL, k->fixed_municipality};
+    struct rk_topic_query q = {.family = k->family, .type = k->type,
+                               .municipality = k->fixed_municipality};
     if (k->by_prefecture)
         q.prefecture = strcpy(pp, w4_prefs[turn % 4]);
     if (k->by_municipality)

@@ -10,6 +10,8 @@
  *   W1fill  the load of W3: --replay-events events, 4 publishers,
  *           durability os (printed because it is a W1 measurement too).
  *   W3      replay: one rk_reader reads the loaded log back from seq 1.
+ *   W3requester the same, filtered to the aid events of the requests made
+ *           in FILTER_PREFECTURE (requester topics, PROTOCOL.md 3.3).
  *   W3filtered  the same, filtered by the broker to one prefecture
  *           (FILTER_PREFECTURE, the topic prefixes of renkei-replay
  *           --prefecture): events/s scanned (the log's records the replay
@@ -132,6 +134,9 @@ static void usage(FILE *out)
         "  W3      replay: one reader reads the loaded log back from seq 1: events/s\n"
         "  W3filtered  the same replay filtered by the broker to prefecture " FILTER_PREFECTURE "\n"
         "          (20 %% of the events): events/s scanned and delivered\n"
+        "  W3requester  the same replay filtered to the aid events of requests made in\n"
+        "          prefecture " FILTER_PREFECTURE " (requester topics: offers from elsewhere too,\n"
+        "          15 %%): events/s scanned and delivered\n"
         "  W3+ingest  the W3 replay while one publisher ingests at full speed until\n"
         "          it ends: replay events/s, and ingest events/s and latency, to set\n"
         "          beside W3 and W1 durability=os publishers=1\n"
@@ -169,11 +174,11 @@ static void usage(FILE *out)
         "broker_rss is the broker's peak resident set (VmHWM) during the measurement;\n"
         "it includes the pages of the LMDB file the broker has mapped. The W3 family\n"
         "shares one broker loaded by W1fill; W3+ingest appends to its log last.\n"
-        "With --json the W3filtered line adds filter, delivered and delivered_per_s\n"
-        "(events and events_per_s count the log's records covered), the W3+ingest\n"
-        "line adds ingest_publishers, ingest_window, ingest_events, ingest_events_per_s\n"
-        "and ingest_p50_ms/p99_ms/p999_ms. Each measurement keeps 16 bytes of timing\n"
-        "per event in memory.\n"
+        "With --json the W3filtered and W3requester lines add filter, delivered and\n"
+        "delivered_per_s (events and events_per_s count the log's records covered),\n"
+        "the W3+ingest line adds ingest_publishers, ingest_window, ingest_events,\n"
+        "ingest_events_per_s and ingest_p50_ms/p99_ms/p999_ms. Each measurement keeps\n"
+        "16 bytes of timing per event in memory.\n"
         "Exit status: 0; 1 when a broker fails or any event is refused; 2 on bad options.\n");
 }
 
@@ -1040,6 +1045,17 @@ static uint64_t events_in_prefecture(const struct ingest_spec *s, const char *pr
     return total;
 }
 
+/* The aid events of the requests made in `pref`: the request, and the
+ * offer (by another town) and acceptance of its block of four. */
+static uint64_t events_for_requester(const struct ingest_spec *s, const char *pref)
+{
+    uint64_t total = 0;
+    for (unsigned p = 0; p < s->publishers; p++)
+        for (uint64_t i = 0, n = share(s, p); i < n; i++)
+            total += i % 4 != 0 && strncmp(requester(i / 4), pref, 2) == 0;
+    return total;
+}
+
 /* Connects the publishers and gives each its share of the events. */
 static int publishers_new(struct publisher *pubs, const struct ingest_spec *s,
                           const char *endpoint, pthread_barrier_t *start, struct progress *pr)
@@ -1260,13 +1276,16 @@ out:
     return rc;
 }
 
-/* Reads seqs 1..`records` back through the broker's filter on
- * FILTER_PREFECTURE (the prefixes of renkei-replay --prefecture); exactly
- * `expect` events must come. */
+/* Reads seqs 1..`records` back through the broker's filter `q`: on
+ * FILTER_PREFECTURE, the publisher's (renkei-replay --prefecture) for
+ * W3filtered, the requester's (--requester-prefecture, requester topics:
+ * no places index, a state lookup per aid record) for W3requester;
+ * exactly `expect` events must come. */
 static int run_replay_filtered(const char *endpoint, uint64_t records, uint64_t expect,
-                               struct result *r)
+                               const struct rk_topic_query *query, const char *workload,
+                               const char *label, struct result *r)
 {
-    static const struct rk_topic_query q = {.prefecture = FILTER_PREFECTURE};
+    const struct rk_topic_query q = *query;
     struct rk_wire_filter f;
     struct rk_reader *rd = NULL;
     uint64_t count = 0, t0, t1;
@@ -1289,14 +1308,14 @@ static int run_replay_filtered(const char *endpoint, uint64_t records, uint64_t 
         goto out;
     t1 = now_ns();
     if (count != expect) {
-        complain("filtered replay read %llu events of prefecture %s; the log holds %llu",
-                 (unsigned long long)count, FILTER_PREFECTURE, (unsigned long long)expect);
+        complain("%s: replay read %llu events of %s; the log holds %llu", workload,
+                 (unsigned long long)count, label, (unsigned long long)expect);
         goto out;
     }
-    *r = (struct result){.workload = "W3filtered", .durability = "os", .events = records,
+    *r = (struct result){.workload = workload, .durability = "os", .events = records,
                          .events_per_s = (double)records * 1e9 / (double)(t1 - t0),
                          .p50_ms = NAN, .p99_ms = NAN, .p999_ms = NAN,
-                         .filter = "prefecture:" FILTER_PREFECTURE, .delivered = count,
+                         .filter = label, .delivered = count,
                          .delivered_per_s = (double)count * 1e9 / (double)(t1 - t0)};
     rc = 0;
 out:
@@ -1404,6 +1423,8 @@ static int measure_w3(struct bench *bx)
 {
     struct ingest_spec s = {"W1fill", "os", MAX_PUBLISHERS, bx->o->window,
                             bx->o->replay_events, 1, NULL, NULL, 0, 0, NULL, bx->o->batch};
+    static const struct rk_topic_query by_publisher = {.prefecture = FILTER_PREFECTURE},
+                                       by_requester = {.requester_prefecture = FILTER_PREFECTURE};
     struct broker b;
     struct result fill, r, in;
     int rc;
@@ -1425,8 +1446,19 @@ static int measure_w3(struct bench *bx)
         print_result(&r, bx->o->json);
         fprintf(stderr, PROG ": W3filtered: reading prefecture %s back ...\n", FILTER_PREFECTURE);
         reset_peak_rss(b.pid);
-        rc = run_replay_filtered(b.replay, s.events,
-                                 events_in_prefecture(&s, FILTER_PREFECTURE), &r);
+        rc = run_replay_filtered(b.replay, s.events, events_in_prefecture(&s, FILTER_PREFECTURE),
+                                 &by_publisher, "W3filtered", "prefecture:" FILTER_PREFECTURE,
+                                 &r);
+    }
+    if (rc == 0) {
+        r.rss_mib = peak_rss_mib(b.pid);
+        print_result(&r, bx->o->json);
+        fprintf(stderr, PROG ": W3requester: reading the aid events of requests of prefecture "
+                "%s back ...\n", FILTER_PREFECTURE);
+        reset_peak_rss(b.pid);
+        rc = run_replay_filtered(b.replay, s.events, events_for_requester(&s, FILTER_PREFECTURE),
+                                 &by_requester, "W3requester",
+                                 "requester_prefecture:" FILTER_PREFECTURE, &r);
     }
     if (rc == 0) {
         r.rss_mib = peak_rss_mib(b.pid);

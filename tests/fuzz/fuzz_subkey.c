@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = 0;
     rk_groups_notice(g, data, size, 7);
     for (uint64_t i = 0; i < 3; i++)
-        rk_groups_match(g, topics[i], 8 + i, count, &n);
+        rk_groups_match(g, topics[i], NULL, 8 + i, count, &n);
     rk_groups_each(g, count, &n);
     if (size && data[0] == 1) {
         unsigned char *off = malloc(size);

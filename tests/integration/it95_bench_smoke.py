@@ -16,13 +16,16 @@ def test(b):
     by = {}
     for l in lines:
         by.setdefault(l["workload"], []).append(l)
-    assert sorted(by) == ["W1", "W1fill", "W2", "W3", "W3+ingest", "W3filtered", "W4"], sorted(by)
+    assert sorted(by) == ["W1", "W1fill", "W2", "W3", "W3+ingest", "W3filtered", "W3requester",
+                          "W4"], sorted(by)
     assert len(by["W1"]) == 4 and all(l["events"] == 4000 and l["events_per_s"] > 0
                                       for l in by["W1"])
     assert {(l["durability"], l["publishers"]) for l in by["W1"]} == \
         {("full", 1), ("full", 4), ("os", 1), ("os", 4)}
     assert by["W3"][0]["events"] == 8000
     assert by["W3filtered"][0]["delivered"] == 8000 // 5  # prefecture 28: a fifth
+    # the request, offer and acceptance of a fifth of the blocks of four
+    assert by["W3requester"][0]["delivered"] == 8000 // 4 // 5 * 3
     assert [l["subscribers"] for l in by["W2"]] == [1, 100]
     for l in by["W2"]:
         assert l["delivered"] == 3000 * l["subscribers"], l
