@@ -382,8 +382,9 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
     if (oversize(in, m, hdr, body)) {
         ; /* answered */
     } else if (bad) {
-        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_HEADER",
-                      "header: not a renkei version-1 header");
+        char why[200];
+        rk_wire_refusal_text(&h, why, sizeof why);
+        rk_ack_refuse(in->ack, &m->ident, m->corr, "E_HEADER", why);
     } else if (h.cmd == RK_CMD_PING && body->frames == 1) {
         rk_ack_pong(in->ack, &m->ident, h.corr);
     } else if (h.cmd != RK_CMD_PUB && h.cmd != RK_CMD_PUBS && h.cmd != RK_CMD_PING) {

@@ -564,6 +564,7 @@ static void handle_request(struct rk_replay *rp)
 {
     zmq_msg_t ident, hdr, extra;
     struct rk_wire_hdr req;
+    char why[200];
     int more, nframes = 2;
 
     zmq_msg_init(&ident);
@@ -580,9 +581,11 @@ static void handle_request(struct rk_replay *rp)
         zmq_msg_close(&extra);
         nframes++;
     }
-    if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0)
+    if (rk_wire_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), &req) != 0) {
+        rk_wire_refusal_text(&req, why, sizeof why);
         send_err(rp->router, &ident, rk_ack_header_corr(zmq_msg_data(&hdr), zmq_msg_size(&hdr)),
-                 "E_HEADER", "header: not a renkei version-1 header");
+                 "E_HEADER", why);
+    }
     else if (req.cmd != RK_CMD_REPLAY && req.cmd != RK_CMD_SNAP && req.cmd != RK_CMD_STATE)
         send_err(rp->router, &ident, req.corr, "E_COMMAND", "header.command: the replay socket "
                  "serves only \"replay\", \"snap\" and \"state\"");

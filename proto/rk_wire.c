@@ -576,18 +576,28 @@ static int get_filter_value(struct rk_mp_reader *r, struct rk_wire_filter *f, in
 
 /* Unknown filter keys are refused: ignoring one would widen the selection
  * without the client knowing; so is a key given twice. */
-static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f)
+static const char *const filter_fields[] = {"filter.from_time", "filter.to_time",
+                                             "filter.topics", "filter.request_id",
+                                             "filter.kpi_id", "filter.requester"};
+
+/* *field names what a refusal is about: "filter" for the map or a key
+ * unknown or given twice, "filter.<key>" for a value. */
+static int get_filter(struct rk_mp_reader *r, struct rk_wire_filter *f, const char **field)
 {
     uint64_t n;
     unsigned seen = 0;
+    *field = "filter";
     if (get_count(r, RK_MP_MAP, &n) || n > 6)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
         const char *k;
         size_t klen;
         int key;
-        if (get_str(r, &k, &klen) || (key = filter_key(k, klen)) < 0 || (seen & (1u << key)) ||
-            get_filter_value(r, f, key))
+        *field = "filter";
+        if (get_str(r, &k, &klen) || (key = filter_key(k, klen)) < 0 || (seen & (1u << key)))
+            return -1;
+        *field = filter_fields[key];
+        if (get_filter_value(r, f, key))
             return -1;
         seen |= 1u << key;
     }
@@ -700,8 +710,9 @@ int rk_wire_outcomes_next(struct rk_wire_hdr *h, struct rk_wire_run *run)
 /* The optional filter and flags that end a replay or snap of `n` elements. */
 static int get_read_tail(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n)
 {
-    if (n >= 7 && get_filter(r, &h->filter))
+    if (n >= 7 && get_filter(r, &h->filter, &h->field))
         return -1;
+    h->field = "flags";
     return n >= 8 ? get_uint(r, &h->flags) : 0;
 }
 
@@ -728,6 +739,7 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
     case RK_CMD_OUTCOMES:
         return decode_outcomes(r, h);
     case RK_CMD_PUBS:
+        h->field = "count";
         if (get_uint(r, &h->nrecords) || h->nrecords == 0 || h->nrecords > RK_WIRE_PUBS_MAX)
             return -1;
         n--; /* the rest as a pub's */
@@ -735,12 +747,16 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
     case RK_CMD_PUB:
         if (n == 3)
             return 0;
+        h->field = n == 4 ? "flags" : "producer";
         if (n == 4) /* flags alone; a producer without its number is malformed */
             return get_uint(r, &h->flags);
         /* both idempotence fields or neither; an empty id is no id */
-        if (get_text(r, h->producer, sizeof h->producer, 1) ||
-            get_uint(r, &h->producer_seq) || !h->producer[0] || h->producer_seq == 0)
+        if (get_text(r, h->producer, sizeof h->producer, 1) || !h->producer[0])
             return -1;
+        h->field = "number";
+        if (get_uint(r, &h->producer_seq) || h->producer_seq == 0)
+            return -1;
+        h->field = "flags";
         return n >= 6 ? get_uint(r, &h->flags) : 0;
     case RK_CMD_ACKS:
         return decode_acks(r, h);
@@ -767,7 +783,14 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
             return -1;
         return n >= 6 ? get_uint(r, &h->expected) : 0;
     case RK_CMD_REPLAY:
-        if (get_uint(r, &a) || get_uint(r, &b) || get_uint(r, &c))
+        h->field = "from_seq";
+        if (get_uint(r, &a))
+            return -1;
+        h->field = "to_seq";
+        if (get_uint(r, &b))
+            return -1;
+        h->field = "limit";
+        if (get_uint(r, &c))
             return -1;
         h->from_seq = a;
         h->to_seq = b;
@@ -776,8 +799,14 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
     case RK_CMD_EVTS:
         return get_uint(r, &h->nrecords);
     case RK_CMD_SNAP:
-        if (get_uint(r, &a) || get_uint(r, &c) ||
-            get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+        h->field = "at_seq";
+        if (get_uint(r, &a))
+            return -1;
+        h->field = "limit";
+        if (get_uint(r, &c))
+            return -1;
+        h->field = "cursor";
+        if (get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->at_seq = a;
         h->limit = limit_of(c);
@@ -788,11 +817,16 @@ static int decode_body(struct rk_mp_reader *r, struct rk_wire_hdr *h, uint64_t n
         h->has_sent = 1;
         return get_uint(r, &h->sent) ? -1 : get_log_id(r, h, n, 7);
     case RK_CMD_STATE:
-        if (get_uint(r, &c) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
+        h->field = "limit";
+        if (get_uint(r, &c))
+            return -1;
+        h->field = "cursor";
+        if (get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
             return -1;
         h->limit = limit_of(c);
-        if (n >= 6 && get_filter(r, &h->filter))
+        if (n >= 6 && get_filter(r, &h->filter, &h->field))
             return -1;
+        h->field = "at_seq";
         return n >= 7 ? get_uint(r, &h->at_seq) : 0;
     case RK_CMD_REQS:
         if (get_uint(r, &h->seq) || get_bin(r, h->cursor, sizeof h->cursor, &h->cursor_len))
@@ -820,24 +854,46 @@ int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h)
     size_t name_len;
 
     memset(h, 0, sizeof *h);
+    h->field = "header";
     if (get_count(&r, RK_MP_ARRAY, &n) || n < 3)
         return -1;
+    h->field = "version";
     if (get_uint(&r, &version) || version != RK_WIRE_VERSION)
         return -1;
+    h->field = "command";
     if (get_str(&r, &name, &name_len))
         return -1;
     h->cmd = parse_cmd(name, name_len);
-    if (h->cmd == RK_CMD_NONE) /* well formed, but a command we do not know */
-        return get_uint(&r, &h->corr) ? -1 : 0;
-    if (n < cmd_arity[h->cmd])
-        return -1;
+    h->field = "corr";
+    if (h->cmd == RK_CMD_NONE) { /* well formed, but a command we do not know */
+        if (get_uint(&r, &h->corr))
+            return -1;
+        h->field = NULL;
+        return 0;
+    }
     if (get_uint(&r, &h->corr))
         return -1;
-    if (decode_body(&r, h, n)) {
+    h->field = "header"; /* too few elements for the command */
+    if (n < cmd_arity[h->cmd] || decode_body(&r, h, n)) {
         h->cmd = RK_CMD_NONE;
         return -1;
     }
+    h->field = NULL;
     return 0;
+}
+
+void rk_wire_refusal_text(const struct rk_wire_hdr *h, char *buf, size_t len)
+{
+    const char *f = h->field ? h->field : "header";
+    if (strcmp(f, "header") == 0)
+        snprintf(buf, len, "header: not a renkei version-1 header (a MessagePack array: 1, the "
+                 "command, corr, then the command's elements, PROTOCOL.md 3.1)");
+    else if (strncmp(f, "filter", 6) == 0)
+        snprintf(buf, len, "%s: not a valid filter value, or a key unknown or given twice "
+                 "(PROTOCOL.md 3.4)", f);
+    else
+        snprintf(buf, len, "header.%s: missing, of the wrong type or out of range for this "
+                 "command (PROTOCOL.md 3.1)", f);
 }
 
 /* ---- the records frame of "evts" */

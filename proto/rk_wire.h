@@ -156,6 +156,10 @@ struct rk_wire_hdr {
                           * 0 = absent (other errs) */
     size_t nacks;        /* acks: (corr, seq) pairs not yet taken by rk_wire_acks_next */
     const unsigned char *acks; /* acks: the next pair, inside the decoded buffer */
+    const char *field;   /* when rk_wire_decode refuses a header: the element it
+                          * failed at ("header" for the array itself or too few
+                          * elements, "version", "corr", "producer", "number",
+                          * "filter.topics", ...); static. NULL once decoded */
     size_t nruns;        /* outcomes: runs not yet taken by rk_wire_outcomes_next */
     const unsigned char *runs; /* outcomes: the next run, inside the decoded buffer */
 };
@@ -256,6 +260,10 @@ int rk_wire_record_next(const unsigned char **p, size_t *left, struct rk_wire_re
  * not know returns 0 with h->cmd == RK_CMD_NONE and h->corr set, so the
  * peer can answer E_COMMAND. Never reads past `len`. */
 int rk_wire_decode(const void *buf, size_t len, struct rk_wire_hdr *h);
+
+/* The message for a header rk_wire_decode refused (h as it left it),
+ * naming h->field: "header.producer: ...", "filter.topics: ...". */
+void rk_wire_refusal_text(const struct rk_wire_hdr *h, char *buf, size_t len);
 
 /* ---- subscription keys (PROTOCOL.md 3.3)
  *

@@ -234,6 +234,34 @@ static void test_filter_values_checked(void)
     RK_CHECK(rk_wire_decode(late, sizeof late, &out) == 0 && out.filter.to_ns == INT64_MAX);
 }
 
+/* A refused header names the element it failed at, for the E_HEADER
+ * message (PROTOCOL.md 5: the message names the field). */
+static void test_refusal_names_the_field(void)
+{
+    struct rk_wire_hdr out;
+    char why[200];
+    /* [1, "pub", 5, "p", 0] */
+    static const unsigned char zero[] = {0x95, 0x01, 0xa3, 'p', 'u', 'b', 0x05, 0xa1, 'p', 0x00};
+    RK_CHECK(rk_wire_decode(zero, sizeof zero, &out) == -1 && out.field);
+    RK_CHECK_STR(out.field, "number");
+    rk_wire_refusal_text(&out, why, sizeof why);
+    RK_CHECK(strncmp(why, "header.number: ", 15) == 0);
+    RK_CHECK(decode_filter("topics", NULL, 1, &out) == -1);
+    RK_CHECK_STR(out.field, "filter.topics");
+    rk_wire_refusal_text(&out, why, sizeof why);
+    RK_CHECK(strncmp(why, "filter.topics: ", 15) == 0);
+    /* [1, "replay", 1, "x", 0, 10] */
+    static const unsigned char from[] = {0x96, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01,
+                                         0xa1, 'x', 0x00, 0x0a};
+    RK_CHECK(rk_wire_decode(from, sizeof from, &out) == -1);
+    RK_CHECK_STR(out.field, "from_seq");
+    /* [1, "replay", 1]: too few elements */
+    static const unsigned char few[] = {0x93, 0x01, 0xa6, 'r', 'e', 'p', 'l', 'a', 'y', 0x01};
+    RK_CHECK(rk_wire_decode(few, sizeof few, &out) == -1);
+    RK_CHECK_STR(out.field, "header");
+    RK_CHECK(decode_filter("request_id", "REQ-1", 0, &out) == 0 && out.field == NULL);
+}
+
 static void test_idempotent_pub(void)
 {
     struct rk_wire_hdr in = {.cmd = RK_CMD_PUB, .corr = 5, .producer_seq = 1ull << 33}, out;
@@ -904,6 +932,7 @@ int main(void)
     RK_RUN(test_long_error_text_clipped_on_utf8_boundary);
     RK_RUN(test_idempotent_pub);
     RK_RUN(test_filter_values_checked);
+    RK_RUN(test_refusal_names_the_field);
     RK_RUN(test_huge_limit_read_as_largest);
     RK_RUN(test_order_and_ping);
     RK_RUN(test_pub_flags);
