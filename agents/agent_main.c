@@ -73,6 +73,8 @@ struct agent {
     const char *spool_dir;         /* run --spool DIR */
     const char *spool_file;        /* the spool file being read, for reports */
     int spool_kept;                /* files the last scan had to leave: slows the next */
+    const char *metrics_file;      /* --metrics-file PATH: node_exporter textfile */
+    int64_t metrics_written_ns;
 };
 
 static void usage(FILE *out)
@@ -132,6 +134,11 @@ static void usage(FILE *out)
         "      --encoding ENC     kpi: the file's encoding, auto, utf-8 or cp932\n"
         "                         (Shift_JIS, Excel's \"CSV\" on Japanese Windows) [auto:\n"
         "                         UTF-8 with or without a BOM, else CP932 if it is]\n"
+        "      --metrics-file PATH  (with --outbox) keep PATH, a node_exporter textfile\n"
+        "                         (Prometheus text), up to date: outbox depth, held and\n"
+        "                         rejected events, acknowledged and refused totals, the\n"
+        "                         last acknowledgement's time; rewritten (atomically)\n"
+        "                         at most once a second and at exit\n"
         "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
         "                         and window from the [agent] section of FILE (INI;\n"
         "                         renkei-agent(1)); options given here win over it\n"
@@ -320,6 +327,7 @@ static int collect_one(struct agent *a)
 }
 
 static void outbox_submit(struct agent *a, long line, const void *event, size_t len);
+static void write_metrics(struct agent *a, int force);
 
 /* Validates locally, then sends; reports invalid events without sending. */
 static void submit(struct agent *a, long line, const void *event, size_t len)
@@ -525,6 +533,7 @@ static void outbox_drain(struct agent *a, int wait_ms)
 {
     for (;;) {
         int rc = rk_forward_pump(a->fw, wait_ms, &a->fw_state);
+        write_metrics(a, 0);
         if (rc)
             outbox_failed(a, rk_forward_error(a->fw), rc);
         if (a->fw_state == RK_FORWARD_IDLE)
@@ -551,6 +560,66 @@ static void outbox_drain(struct agent *a, int wait_ms)
                                                         : "the broker cannot store now");
         a->unreachable = 1;
         return;
+    }
+}
+
+/* A label value of the text format: \\, \" and \\n escaped. */
+static void put_label(FILE *f, const char *v)
+{
+    for (; *v; v++)
+        fprintf(f, *v == '"' || *v == '\\' ? "\\%c" : *v == '\n' ? "\\n" : "%c", *v);
+}
+
+static void put_metric(FILE *f, const char *name, const char *type, const char *help,
+                       const char *outbox, double v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{outbox=\"", name, help, name, type, name);
+    put_label(f, outbox);
+    fprintf(f, "\"} %.17g\n", v);
+}
+
+/* --metrics-file: the outbox's state as a textfile for node_exporter,
+ * written beside it and renamed over it, so that a scrape never reads half
+ * a file. At most once a second unless `force` (at exit). A failure is
+ * said once and does not stop the agent: sending matters more. */
+static void write_metrics(struct agent *a, int force)
+{
+    static int warned;
+    struct rk_outbox_status st;
+    char tmp[4096];
+    int64_t now = rk_time_now();
+    if (!a->metrics_file || !a->fw || (!force && now - a->metrics_written_ns < 1000000000LL))
+        return;
+    a->metrics_written_ns = now;
+    if (rk_forward_outbox_status(a->fw, &st) != RK_OK)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", a->metrics_file, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        const char *o = a->outbox_dir;
+        put_metric(f, "renkei_agent_outbox_pending", "gauge",
+                   "Events in the outbox waiting for the broker's answer (held ones not "
+                   "counted).", o, (double)st.pending);
+        put_metric(f, "renkei_agent_outbox_held", "gauge",
+                   "Events refused for now, waiting for their next try.", o, (double)st.held);
+        put_metric(f, "renkei_agent_outbox_rejected", "gauge",
+                   "Dead letters in the outbox (see renkei-agent rejected).", o,
+                   (double)st.rejected);
+        put_metric(f, "renkei_agent_events_acked_total", "counter",
+                   "Events acknowledged over the outbox's life.", o, (double)st.acked);
+        put_metric(f, "renkei_agent_events_refused_total", "counter",
+                   "Events refused for good over the outbox's life.", o, (double)st.refused);
+        put_metric(f, "renkei_agent_last_ack_timestamp_seconds", "gauge",
+                   "The broker's receive time of the last acknowledged event; 0: none yet.",
+                   o, (double)st.last_ack_recv_ns / 1e9);
+        put_metric(f, "renkei_agent_metrics_written_timestamp_seconds", "gauge",
+                   "When this file was written.", o, (double)now / 1e9);
+    }
+    if (!f || fclose(f) != 0 || rename(tmp, a->metrics_file) != 0) {
+        if (!warned++)
+            fprintf(stderr, "renkei-agent: --metrics-file %s: cannot write it (%s); going "
+                    "on without\n", a->metrics_file, strerror(errno));
+        unlink(tmp);
     }
 }
 
@@ -702,6 +771,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
         {"encoding", required_argument, NULL, 1004},
+        {"metrics-file", required_argument, NULL, 1005},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -714,6 +784,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         switch (c) {
         case 1003: break; /* --config: read above */
         case 1004: kpi.encoding = optarg; break;
+        case 1005: a->metrics_file = optarg; break;
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
@@ -1335,9 +1406,15 @@ int main(int argc, char **argv)
         }
         return admin(&a, argc, argv);
     }
+    if (a.metrics_file && !a.outbox_dir) {
+        fprintf(stderr, "renkei-agent: --metrics-file: needs --outbox DIR (it reports the "
+                "outbox)\n");
+        return EXIT_USAGE;
+    }
     rc = a.outbox_dir ? connect_outbox(&a) : connect_direct(&a);
     if (rc < 0)
         rc = execute(&a, argc, argv);
+    write_metrics(&a, 1);
     rk_pub_destroy(&a.pub);
     rk_forward_close(&a.fw);
     msgpack_sbuffer_destroy(a.stage.bytes);
