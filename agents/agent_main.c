@@ -8,6 +8,7 @@
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
 #include "rk_outbox.h"
+#include "rk_probe.h"
 #include "rk_pub.h"
 #include "rk_time.h"
 #include "rk_toolopt.h"
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define DEFAULT_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 10000
@@ -73,6 +75,7 @@ struct agent {
     const char *spool_dir;         /* run --spool DIR */
     const char *spool_file;        /* the spool file being read, for reports */
     int spool_kept;                /* files the last scan had to leave: slows the next */
+    int said_silent;               /* the probe's word on a silent broker is said */
     const char *metrics_file;      /* --metrics-file PATH: node_exporter textfile */
     int64_t metrics_written_ns;
 };
@@ -307,10 +310,13 @@ static int collect_one(struct agent *a)
         if (rk_pub_recv(a->pub, a->timeout_ms, &r) != 0) {
             if (errno == EPROTO)
                 continue;
-            if (!a->unreachable)
-                fprintf(stderr, "renkei-agent: no answer from the broker at %s within %d ms; "
-                        "is renkei-broker running there? (%zu events unconfirmed)\n",
-                        a->broker, a->timeout_ms, rk_pub_in_flight(a->pub));
+            if (!a->unreachable) {
+                char why[1024];
+                rk_probe(a->broker, ZMQ_DEALER, &a->client, "--broker", a->timeout_ms, 2000,
+                         why, sizeof why);
+                fprintf(stderr, "renkei-agent: %s (%zu events unconfirmed)\n", why,
+                        rk_pub_in_flight(a->pub));
+            }
             a->unreachable = 1;
             return -1;
         }
@@ -536,6 +542,8 @@ static void outbox_drain(struct agent *a, int wait_ms)
         write_metrics(a, 0);
         if (rc)
             outbox_failed(a, rk_forward_error(a->fw), rc);
+        if (a->fw_state == RK_FORWARD_IDLE || a->fw_state == RK_FORWARD_MOVING)
+            a->said_silent = 0;
         if (a->fw_state == RK_FORWARD_IDLE)
             return; /* all answered */
         if (a->fw_state == RK_FORWARD_MOVING)
@@ -552,9 +560,18 @@ static void outbox_drain(struct agent *a, int wait_ms)
          * ended, they wait in the outbox for the next run. */
         if (a->fw_state == RK_FORWARD_HELD && !a->input_done)
             return;
+        char why[1024] = "";
+        if (a->fw_state == RK_FORWARD_SILENT && !a->said_silent) {
+            rk_probe(a->broker, ZMQ_DEALER, &a->client, "--broker", a->timeout_ms, 2000, why,
+                     sizeof why);
+            a->said_silent = 1;
+            if (a->persist) /* a daemon says it once, then waits it out */
+                fprintf(stderr, "renkei-agent: %s; the events wait in the outbox %s and go "
+                        "out when the broker answers\n", why, a->outbox_dir);
+        }
         if (a->persist && a->fw_state != RK_FORWARD_HELD)
             continue;
-        say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? "no answer from the broker"
+        say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? (why[0] ? why : "no answer from the broker")
                        : a->fw_state == RK_FORWARD_HELD ? "the broker refused some events for now "
                                                           "(held: see status)"
                                                         : "the broker cannot store now");
