@@ -25,7 +25,8 @@ static const char *const msgs[RK_REFUSED_WHATS] = {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pair pairs[PAIRS];
-static int64_t interval_ns = 10 * 1000000000LL, interval_start_ns;
+#define INTERVAL_NS (10 * 1000000000LL)
+static int64_t interval_start_ns;
 static atomic_uint_least64_t totals[RK_REFUSED_WHATS];
 
 static const char *dash(const char *s)
@@ -95,7 +96,7 @@ void rk_refusal_note(const struct rk_refusal *r)
     struct pair *p, *slot;
     atomic_fetch_add(&totals[r->what], 1);
     pthread_mutex_lock(&lock);
-    if (now - interval_start_ns >= interval_ns)
+    if (now - interval_start_ns >= INTERVAL_NS)
         flush_locked(now);
     if ((p = find(r, &slot))) {
         fill(p, r);
@@ -119,7 +120,7 @@ void rk_refusal_note(const struct rk_refusal *r)
 void rk_refusal_flush(int64_t now_ns, int force)
 {
     pthread_mutex_lock(&lock);
-    if (force || now_ns - interval_start_ns >= interval_ns)
+    if (force || now_ns - interval_start_ns >= INTERVAL_NS)
         flush_locked(now_ns);
     pthread_mutex_unlock(&lock);
 }
@@ -127,11 +128,4 @@ void rk_refusal_flush(int64_t now_ns, int force)
 uint64_t rk_refusal_total(enum rk_refusal_what what)
 {
     return atomic_load(&totals[what]);
-}
-
-void rk_refusal_set_interval(int64_t ns)
-{
-    pthread_mutex_lock(&lock);
-    interval_ns = ns;
-    pthread_mutex_unlock(&lock);
 }

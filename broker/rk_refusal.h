@@ -47,8 +47,4 @@ void rk_refusal_flush(int64_t now_ns, int force);
 /* Refusals of that kind since the start. Thread-safe. */
 uint64_t rk_refusal_total(enum rk_refusal_what what);
 
-/* The summing interval; default 10 s. For tests (renkei-broker reads
- * RENKEI_REFUSAL_LOG_MS). */
-void rk_refusal_set_interval(int64_t ns);
-
 #endif
