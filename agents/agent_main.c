@@ -142,9 +142,10 @@ static void usage(FILE *out)
         "                         rejected events, acknowledged and refused totals, the\n"
         "                         last acknowledgement's time; rewritten (atomically)\n"
         "                         at most once a second and at exit\n"
-        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
-        "                         and window from the [agent] section of FILE (INI;\n"
-        "                         renkei-agent(1)); options given here win over it\n"
+        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout,\n"
+        "                         window and metrics_file from the [agent] section of\n"
+        "                         FILE (INI; renkei-agent(1)); options given here win\n"
+        "                         over it\n"
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -770,6 +771,7 @@ static int apply_config(const char *path, struct agent *a, const char **broker_k
         a->broker = conf.broker;
     a->outbox_dir = conf.outbox;
     a->spool_dir = conf.spool;
+    a->metrics_file = conf.metrics_file;
     if (conf.timeout_ms)
         a->timeout_ms = conf.timeout_ms;
     if (conf.window)

@@ -54,6 +54,14 @@ def test(b):
     assert m["renkei_agent_outbox_pending"] == 1 and m["renkei_agent_outbox_held"] == 1, m
     assert [n for n in os.listdir(d) if ".tmp." in n] == [], os.listdir(d)
 
+    # The same from the config file (the unit's way).
+    conf = os.path.join(d, "agent.conf")
+    path2 = os.path.join(d, "agent2.prom")
+    with open(conf, "w") as f:
+        f.write(f"[agent]\noutbox = {outbox}\nmetrics_file = {path2}\n")
+    rc, _, err = b.agent("--config", conf, "--timeout", "500", "flush")
+    assert read_metrics(path2)["renkei_agent_outbox_pending"] == 1, (rc, err)
+
     # Without an outbox there is nothing to report: said, exit 2.
     rc, _, err = b.agent("--metrics-file", path, "send", stdin=more)
     assert rc == 2 and "--metrics-file: needs --outbox" in err, (rc, err)
