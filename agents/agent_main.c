@@ -8,6 +8,7 @@
 #include "rk_json.h"
 #include "rk_kpi_csv.h"
 #include "rk_outbox.h"
+#include "rk_probe.h"
 #include "rk_pub.h"
 #include "rk_time.h"
 #include "rk_toolopt.h"
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define DEFAULT_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 10000
@@ -73,6 +75,9 @@ struct agent {
     const char *spool_dir;         /* run --spool DIR */
     const char *spool_file;        /* the spool file being read, for reports */
     int spool_kept;                /* files the last scan had to leave: slows the next */
+    int said_silent;               /* the probe's word on a silent broker is said */
+    const char *metrics_file;      /* --metrics-file PATH: node_exporter textfile */
+    int64_t metrics_written_ns;
 };
 
 static void usage(FILE *out)
@@ -132,9 +137,15 @@ static void usage(FILE *out)
         "      --encoding ENC     kpi: the file's encoding, auto, utf-8 or cp932\n"
         "                         (Shift_JIS, Excel's \"CSV\" on Japanese Windows) [auto:\n"
         "                         UTF-8 with or without a BOM, else CP932 if it is]\n"
-        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout\n"
-        "                         and window from the [agent] section of FILE (INI;\n"
-        "                         renkei-agent(1)); options given here win over it\n"
+        "      --metrics-file PATH  (with --outbox) keep PATH, a node_exporter textfile\n"
+        "                         (Prometheus text), up to date: outbox depth, held and\n"
+        "                         rejected events, acknowledged and refused totals, the\n"
+        "                         last acknowledgement's time; rewritten (atomically)\n"
+        "                         at most once a second and at exit\n"
+        "      --config FILE      read broker, broker_key, key, outbox, spool, timeout,\n"
+        "                         window and metrics_file from the [agent] section of\n"
+        "                         FILE (INI; renkei-agent(1)); options given here win\n"
+        "                         over it\n"
         "  -h, --help             show this help and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
@@ -300,10 +311,13 @@ static int collect_one(struct agent *a)
         if (rk_pub_recv(a->pub, a->timeout_ms, &r) != 0) {
             if (errno == EPROTO)
                 continue;
-            if (!a->unreachable)
-                fprintf(stderr, "renkei-agent: no answer from the broker at %s within %d ms; "
-                        "is renkei-broker running there? (%zu events unconfirmed)\n",
-                        a->broker, a->timeout_ms, rk_pub_in_flight(a->pub));
+            if (!a->unreachable) {
+                char why[1024];
+                rk_probe(a->broker, ZMQ_DEALER, &a->client, "--broker", a->timeout_ms, 2000,
+                         why, sizeof why);
+                fprintf(stderr, "renkei-agent: %s (%zu events unconfirmed)\n", why,
+                        rk_pub_in_flight(a->pub));
+            }
             a->unreachable = 1;
             return -1;
         }
@@ -320,6 +334,7 @@ static int collect_one(struct agent *a)
 }
 
 static void outbox_submit(struct agent *a, long line, const void *event, size_t len);
+static void write_metrics(struct agent *a, int force);
 
 /* Validates locally, then sends; reports invalid events without sending. */
 static void submit(struct agent *a, long line, const void *event, size_t len)
@@ -525,8 +540,11 @@ static void outbox_drain(struct agent *a, int wait_ms)
 {
     for (;;) {
         int rc = rk_forward_pump(a->fw, wait_ms, &a->fw_state);
+        write_metrics(a, 0);
         if (rc)
             outbox_failed(a, rk_forward_error(a->fw), rc);
+        if (a->fw_state == RK_FORWARD_IDLE || a->fw_state == RK_FORWARD_MOVING)
+            a->said_silent = 0;
         if (a->fw_state == RK_FORWARD_IDLE)
             return; /* all answered */
         if (a->fw_state == RK_FORWARD_MOVING)
@@ -543,14 +561,83 @@ static void outbox_drain(struct agent *a, int wait_ms)
          * ended, they wait in the outbox for the next run. */
         if (a->fw_state == RK_FORWARD_HELD && !a->input_done)
             return;
+        char why[1024] = "";
+        if (a->fw_state == RK_FORWARD_SILENT && !a->said_silent) {
+            rk_probe(a->broker, ZMQ_DEALER, &a->client, "--broker", a->timeout_ms, 2000, why,
+                     sizeof why);
+            a->said_silent = 1;
+            if (a->persist) /* a daemon says it once, then waits it out */
+                fprintf(stderr, "renkei-agent: %s; the events wait in the outbox %s and go "
+                        "out when the broker answers\n", why, a->outbox_dir);
+        }
         if (a->persist && a->fw_state != RK_FORWARD_HELD)
             continue;
-        say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? "no answer from the broker"
+        say_waiting(a, a->fw_state == RK_FORWARD_SILENT ? (why[0] ? why : "no answer from the broker")
                        : a->fw_state == RK_FORWARD_HELD ? "the broker refused some events for now "
                                                           "(held: see status)"
                                                         : "the broker cannot store now");
         a->unreachable = 1;
         return;
+    }
+}
+
+/* A label value of the text format: \\, \" and \\n escaped. */
+static void put_label(FILE *f, const char *v)
+{
+    for (; *v; v++)
+        fprintf(f, *v == '"' || *v == '\\' ? "\\%c" : *v == '\n' ? "\\n" : "%c", *v);
+}
+
+static void put_metric(FILE *f, const char *name, const char *type, const char *help,
+                       const char *outbox, double v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{outbox=\"", name, help, name, type, name);
+    put_label(f, outbox);
+    fprintf(f, "\"} %.17g\n", v);
+}
+
+/* --metrics-file: the outbox's state as a textfile for node_exporter,
+ * written beside it and renamed over it, so that a scrape never reads half
+ * a file. At most once a second unless `force` (at exit). A failure is
+ * said once and does not stop the agent: sending matters more. */
+static void write_metrics(struct agent *a, int force)
+{
+    static int warned;
+    struct rk_outbox_status st;
+    char tmp[4096];
+    int64_t now = rk_time_now();
+    if (!a->metrics_file || !a->fw || (!force && now - a->metrics_written_ns < 1000000000LL))
+        return;
+    a->metrics_written_ns = now;
+    if (rk_forward_outbox_status(a->fw, &st) != RK_OK)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", a->metrics_file, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        const char *o = a->outbox_dir;
+        put_metric(f, "renkei_agent_outbox_pending", "gauge",
+                   "Events in the outbox waiting for the broker's answer (held ones not "
+                   "counted).", o, (double)st.pending);
+        put_metric(f, "renkei_agent_outbox_held", "gauge",
+                   "Events refused for now, waiting for their next try.", o, (double)st.held);
+        put_metric(f, "renkei_agent_outbox_rejected", "gauge",
+                   "Dead letters in the outbox (see renkei-agent rejected).", o,
+                   (double)st.rejected);
+        put_metric(f, "renkei_agent_events_acked_total", "counter",
+                   "Events acknowledged over the outbox's life.", o, (double)st.acked);
+        put_metric(f, "renkei_agent_events_refused_total", "counter",
+                   "Events refused for good over the outbox's life.", o, (double)st.refused);
+        put_metric(f, "renkei_agent_last_ack_timestamp_seconds", "gauge",
+                   "The broker's receive time of the last acknowledged event; 0: none yet.",
+                   o, (double)st.last_ack_recv_ns / 1e9);
+        put_metric(f, "renkei_agent_metrics_written_timestamp_seconds", "gauge",
+                   "When this file was written.", o, (double)now / 1e9);
+    }
+    if (!f || fclose(f) != 0 || rename(tmp, a->metrics_file) != 0) {
+        if (!warned++)
+            fprintf(stderr, "renkei-agent: --metrics-file %s: cannot write it (%s); going "
+                    "on without\n", a->metrics_file, strerror(errno));
+        unlink(tmp);
     }
 }
 
@@ -684,6 +771,7 @@ static int apply_config(const char *path, struct agent *a, const char **broker_k
         a->broker = conf.broker;
     a->outbox_dir = conf.outbox;
     a->spool_dir = conf.spool;
+    a->metrics_file = conf.metrics_file;
     if (conf.timeout_ms)
         a->timeout_ms = conf.timeout_ms;
     if (conf.window)
@@ -702,6 +790,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         {"window", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'},
         RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
         {"encoding", required_argument, NULL, 1004},
+        {"metrics-file", required_argument, NULL, 1005},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -714,6 +803,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         switch (c) {
         case 1003: break; /* --config: read above */
         case 1004: kpi.encoding = optarg; break;
+        case 1005: a->metrics_file = optarg; break;
         case 'b': a->broker = optarg; break;
         case 'o': a->outbox_dir = optarg; break;
         case 's': a->spool_dir = optarg; break;
@@ -1335,9 +1425,15 @@ int main(int argc, char **argv)
         }
         return admin(&a, argc, argv);
     }
+    if (a.metrics_file && !a.outbox_dir) {
+        fprintf(stderr, "renkei-agent: --metrics-file: needs --outbox DIR (it reports the "
+                "outbox)\n");
+        return EXIT_USAGE;
+    }
     rc = a.outbox_dir ? connect_outbox(&a) : connect_direct(&a);
     if (rc < 0)
         rc = execute(&a, argc, argv);
+    write_metrics(&a, 1);
     rk_pub_destroy(&a.pub);
     rk_forward_close(&a.fw);
     msgpack_sbuffer_destroy(a.stage.bytes);

@@ -231,6 +231,17 @@ int rk_sub_filter(struct rk_sub *s, const char *prefix);
  * waits for the broker's first tick overlap. */
 void rk_sub_subscribe(struct rk_sub *s);
 
+/* Asks the replay socket whether this key may read the filter's topics
+ * (the smallest replay request, for them): a broker with an ACL refuses a
+ * subscription outside it without a word, so a program that wants to say
+ * why asks first. Returns 0 when the replay is allowed (the subscription
+ * may still be refused if the ACL's subscribe list is narrower than its
+ * replay list), or -1 with errno EACCES (refused: the broker's E_FORBIDDEN
+ * message is in rk_sub_error) or ETIMEDOUT. A key with subscribe rights
+ * but none to replay gets EACCES here and can still follow live from now
+ * (rk_sub_start(s, 0, ...)). */
+int rk_sub_check_access(struct rk_sub *s, int timeout_ms);
+
 /* Starts delivery at sequence `from` (>= 1: the log is read from there,
  * then the feed follows on), or when `from` is 0 with the first event
  * stored after the broker has taken the subscription. Waits up to

@@ -2,6 +2,7 @@
 #include "rk_asof.h"
 #include "rk_event.h"
 #include "rk_log.h"
+#include "rk_probe.h"
 #include "rk_reader.h"
 #include "rk_render.h"
 #include "rk_time.h"
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 
 static void usage(FILE *out)
@@ -203,6 +205,15 @@ static int audit_as_of(const char *endpoint, const struct rk_client_options *cli
 }
 
 /* --state: the broker's fold of every request, one moment. */
+/* The broker did not answer within timeout_ms: why, from a probe. */
+static void say_no_answer(const char *endpoint, const struct rk_client_options *client,
+                          int timeout_ms)
+{
+    char why[1024];
+    rk_probe(endpoint, ZMQ_DEALER, client, "--replay", timeout_ms, 2000, why, sizeof why);
+    fprintf(stderr, "renkei-replay: %s\n", why);
+}
+
 static int print_state(const char *endpoint, const struct rk_client_options *client,
                        int timeout_ms, const struct rk_topic_query *tq,
                        const struct rk_wire_filter *f, enum rk_render_format format)
@@ -242,8 +253,7 @@ static int print_state(const char *endpoint, const struct rk_client_options *cli
     if (rk_reader_state(r, f->request_id[0] ? f->request_id : NULL, requester, timeout_ms,
                         &st) != 0) {
         if (errno == ETIMEDOUT)
-            fprintf(stderr, "renkei-replay: no answer from %s within %d ms: is renkei-broker "
-                    "running?\n", endpoint, timeout_ms);
+            say_no_answer(endpoint, client, timeout_ms);
         else
             fprintf(stderr, "renkei-replay: --state: %s\n",
                     rk_reader_error(r)[0] ? rk_reader_error(r) : strerror(errno));
@@ -399,8 +409,7 @@ int main(int argc, char **argv)
                 (unsigned long long)count, (unsigned long long)rk_reader_head(r));
         rc = 0;
     } else if (errno == ETIMEDOUT) {
-        fprintf(stderr, "renkei-replay: no answer from %s within %d ms: is renkei-broker running?\n",
-                endpoint, timeout_ms);
+        say_no_answer(endpoint, &client, timeout_ms);
         rc = 3;
     } else {
         fprintf(stderr, "renkei-replay: %s\n", errno == EPROTO ? rk_reader_error(r) : strerror(errno));

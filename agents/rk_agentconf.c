@@ -26,6 +26,7 @@ static const struct key keys[] = {
     {"spool", K_STRING, AT(spool), 0, 0},
     {"timeout", K_INT, AT(timeout_ms), 1, 86400000},
     {"window", K_INT, AT(window), 1, 10000},
+    {"metrics_file", K_STRING, AT(metrics_file), 0, 0},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -98,7 +99,7 @@ static int on_entry(struct rk_agentconf *c, const struct rk_ini_entry *e, const 
     }
     if (!(k = find_key(e->name))) {
         fprintf(err, "%s:%d: %s: unknown key in [agent]; known: broker, broker_key, key, "
-                "outbox, spool, timeout, window\n", path, e->line, e->name);
+                "outbox, spool, timeout, window, metrics_file\n", path, e->line, e->name);
         return -1;
     }
     if (seen[k - keys]) {

@@ -14,6 +14,7 @@
  *   spool        spool directory          (--spool)
  *   timeout      milliseconds             (--timeout)
  *   window       publishes in flight      (--window)
+ *   metrics_file node_exporter textfile   (--metrics-file)
  * An option on the command line wins over the file.
  *
  * Errors are printed to the caller's stream as "FILE:LINE: key: reason"
@@ -28,7 +29,7 @@
 /* The settings a file gave; NULL / 0 for a key it did not set. The
  * strings are heap copies owned by the struct. */
 struct rk_agentconf {
-    char *broker, *broker_key, *key, *outbox, *spool;
+    char *broker, *broker_key, *key, *outbox, *spool, *metrics_file;
     int timeout_ms, window;
 };
 

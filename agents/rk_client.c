@@ -27,7 +27,11 @@ int rk_client_keys_load(const struct rk_client_options *o, struct rk_client_keys
                       "the broker's public key and this client's secret key", "");
     if (rk_keys_resolve(o->broker_key, k->server, err, sizeof err) != 0)
         return refuse(k, why, why_len, "broker key: ", err);
-    if (rk_keys_resolve(o->client_key, k->secret, err, sizeof err) != 0)
+    /* a secret key file, checked as one: a .pub given here would make the
+     * client someone nobody listed, refused by the broker with no word */
+    if (rk_keys_valid(o->client_key))
+        memcpy(k->secret, o->client_key, RK_KEY_Z85_LEN + 1);
+    else if (rk_keys_read_secret(o->client_key, k->secret, err, sizeof err) != 0)
         return refuse(k, why, why_len, "own key: ", err);
     if (rk_keys_public_of(k->secret, k->public) != 0)
         return refuse(k, why, why_len, "own key: ", "not a key");

@@ -273,6 +273,25 @@ int rk_sub_start(struct rk_sub *s, uint64_t from, int timeout_ms)
     return begin_fill(s);
 }
 
+int rk_sub_check_access(struct rk_sub *s, int timeout_ms)
+{
+    struct rk_record rec;
+    int rc;
+    if (ensure_reader(s) != 0)
+        return -1;
+    rk_reader_seek(s->reader, 1, 1); /* the smallest request: event 1 if it matches */
+    rc = rk_reader_next(s->reader, timeout_ms, &rec);
+    if (rc < 0 && errno == EPROTO && strncmp(rk_reader_error(s->reader), "E_FORBIDDEN", 11) == 0) {
+        snprintf(s->error, sizeof s->error, "the broker refuses these topics to this key "
+                 "(%s)", rk_reader_error(s->reader));
+        errno = EACCES;
+        return -1;
+    }
+    if (rc < 0 && errno == ETIMEDOUT)
+        return -1;
+    return 0; /* allowed, or a refusal of something else: the start will tell */
+}
+
 int rk_sub_start_snapshot(struct rk_sub *s, int timeout_ms)
 {
     rk_sub_subscribe(s);

@@ -4,11 +4,13 @@
 #include "rk_render.h"
 #include "rk_sub.h"
 #include "rk_time.h"
+#include "rk_probe.h"
 #include "rk_toolopt.h"
 #include "rk_topics.h"
 #include "rk_wire.h" /* RK_DEFAULT_FEED, _REPLAY */
 
 #include <errno.h>
+#include <zmq.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -388,6 +390,17 @@ static int start_with_state(struct rk_sub *s, const struct opts *o)
     return rk_sub_start(s, seq + 1, 5000) == 0 ? -1 : -2;
 }
 
+/* The broker did not answer on `endpoint`: why, from a probe (rk_probe);
+ * exit status 3. */
+static int no_answer(const struct opts *o, const char *endpoint, const char *option, int type,
+                     int timeout_ms)
+{
+    char why[1024];
+    rk_probe(endpoint, type, &o->client, option, timeout_ms, 2000, why, sizeof why);
+    fprintf(stderr, "renkei-sub: %s\n", why);
+    return 3;
+}
+
 static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
 {
     uint64_t resume = 0;
@@ -401,25 +414,36 @@ static int start(struct rk_sub *s, const struct opts *o, struct cursor *c)
     }
     if (resume && c->log_id[0])
         rk_sub_set_log_id(s, c->log_id);
+    /* A subscription outside the ACL is dropped without a word: ask the
+     * replay socket first, so that a refusal is said, not waited out. */
+    int forbidden = 0, start_ms = 5000;
+    char refusal[700] = "";
+    if (rk_sub_check_access(s, 5000) != 0) {
+        if (errno == ETIMEDOUT)
+            return no_answer(o, o->replay, "--replay", ZMQ_DEALER, 5000);
+        forbidden = 1;
+        start_ms = 1500; /* allowed live all the same? (subscribe rights, no replay) */
+        snprintf(refusal, sizeof refusal, "%s", rk_sub_error(s));
+    }
     if (resume)
-        rc = rk_sub_start(s, resume, 5000);
+        rc = rk_sub_start(s, resume, start_ms);
     else if (o->state) {
         if ((rc = start_with_state(s, o)) >= 0)
             return rc;
         rc = rc == -1 ? 0 : -1;
     } else if (o->snapshot)
-        rc = rk_sub_start_snapshot(s, 5000);
+        rc = rk_sub_start_snapshot(s, start_ms);
     else
-        rc = rk_sub_start(s, o->from, 5000);
+        rc = rk_sub_start(s, o->from, start_ms);
     if (rc != 0 && errno == ESTALE) {
         if ((rc = new_log(s, o, c)) >= 0)
             return rc;
+    } else if (rc != 0 && forbidden) {
+        fprintf(stderr, "renkei-sub: refused: %s; the subscribe and replay lines of this "
+                "key's tenant in the broker's ACL say what it may read\n", refusal);
+        return 1;
     } else if (rc != 0) {
-        fprintf(stderr, "renkei-sub: the broker's feed %s did not answer (%s): is renkei-broker "
-                "running?%s\n", o->feed, rk_sub_error(s),
-                o->client.broker_key ? " With CURVE: is this key in the broker's ACL, allowed these "
-                "topics, and is --broker-key the broker's?" : "");
-        return 3;
+        return no_answer(o, o->feed, "--feed", ZMQ_SUB, start_ms);
     }
     if (resume)
         fprintf(stderr, "renkei-sub: resuming from seq %llu (cursor %s, log %s)\n",

@@ -1,6 +1,8 @@
 #include "rk_ack.h"
 #include "rk_diag.h"
+#include "rk_keys.h"
 #include "rk_mp.h"
+#include "rk_refusal.h"
 #include "rk_text.h"
 #include "rk_time.h"
 #include "rk_wire.h"
@@ -10,10 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Refusals are events of interest, but a flood must not flood the log:
- * the first after a quiet spell is logged at once, the rest summed. */
-#define REFUSAL_LOG_EVERY_NS (10 * 1000000000LL)
 
 /* The acknowledgements of one batch for one connection that accepts
  * "acks". A batch holds events of a few publishers at a time, so a handful
@@ -39,9 +37,8 @@ struct rk_ack {
     uint32_t pubs_events;      /* its events added so far */
     unsigned char *runs_buf;   /* its encoded "outcomes" */
     struct rk_ack_counts counts;
-    int64_t refusals_logged_ns;
-    unsigned long long refusals_unlogged;
-    char last_code[32], last_why[256];
+    /* who the refusals being answered are for (rk_ack_sender) */
+    char key[RK_KEY_Z85_LEN + 1], tenant[72], address[64];
 };
 
 struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *metrics)
@@ -92,20 +89,20 @@ static void send_header(struct rk_ack *a, zmq_msg_t *ident, const struct rk_wire
     send_two(a, ident, buf, n);
 }
 
-/* "publish_refused count=N code=C why=...": N refusals since the last such
- * line, C and why those of the latest. The reason quotes client bytes, so
- * it is quoted as a whole: the record decodes to the message sent. */
-void rk_ack_log_refusals(struct rk_ack *a, int force)
+void rk_ack_sender(struct rk_ack *a, const char *key, const char *tenant, const char *address)
 {
-    int64_t now = rk_time_now();
-    char why[RK_TEXT_SIZE(sizeof a->last_why) + 2];
-    if (!a->refusals_unlogged || (!force && now - a->refusals_logged_ns < REFUSAL_LOG_EVERY_NS))
-        return;
-    RK_DIAG(RK_DIAG_INFO, "publish_refused", "count=%llu code=%s why=%s",
-            a->refusals_unlogged, a->last_code,
-            rk_diag_quote(why, sizeof why, a->last_why, strlen(a->last_why)));
-    a->refusals_unlogged = 0;
-    a->refusals_logged_ns = now;
+    snprintf(a->key, sizeof a->key, "%s", key ? key : "");
+    snprintf(a->tenant, sizeof a->tenant, "%s", tenant ? tenant : "");
+    snprintf(a->address, sizeof a->address, "%s", address ? address : "");
+}
+
+/* The log line and the count of one refusal (rk_refusal sums them). */
+static void note(struct rk_ack *a, const char *code, const char *message)
+{
+    struct rk_refusal r = {RK_REFUSED_PUBLISH, a->key, a->tenant, a->address, code, message};
+    a->counts.refused++;
+    rk_metrics_refused(a->metrics, code);
+    rk_refusal_note(&r);
 }
 
 static void refuse(struct rk_ack *a, zmq_msg_t *ident, struct rk_wire_hdr *h,
@@ -115,13 +112,7 @@ static void refuse(struct rk_ack *a, zmq_msg_t *ident, struct rk_wire_hdr *h,
     snprintf(h->code, sizeof h->code, "%s", code);
     rk_text_escape(h->message, sizeof h->message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
     send_header(a, ident, h);
-    a->counts.refused++;
-    rk_metrics_refused(a->metrics, code);
-    a->refusals_unlogged++;
-    snprintf(a->last_code, sizeof a->last_code, "%s", code);
-    _Static_assert(sizeof a->last_why == sizeof h->message, "the log has the message sent");
-    memcpy(a->last_why, h->message, sizeof a->last_why);
-    rk_ack_log_refusals(a, 0);
+    note(a, code, h->message); /* the log has the message sent */
 }
 
 void rk_ack_refuse(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, const char *code,
@@ -279,12 +270,7 @@ void rk_ack_pubs_refused(struct rk_ack *a, const char *code, const char *message
     snprintf(r.code, sizeof r.code, "%s", code);
     rk_text_escape(r.message, sizeof r.message, message, strlen(message), RK_TEXT_KEEP_BACKSLASH);
     add_run(a, &r);
-    a->counts.refused++;
-    rk_metrics_refused(a->metrics, code);
-    a->refusals_unlogged++;
-    memcpy(a->last_code, r.code, sizeof a->last_code);
-    memcpy(a->last_why, r.message, sizeof a->last_why);
-    rk_ack_log_refusals(a, 0);
+    note(a, r.code, r.message);
 }
 
 void rk_ack_pubs_end(struct rk_ack *a, zmq_msg_t *ident, uint64_t corr, int64_t recv_ns)

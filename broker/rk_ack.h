@@ -78,8 +78,10 @@ void rk_ack_stored(struct rk_ack *a, zmq_msg_t *ident, int group, uint64_t corr,
 /* Sends every gathered "acks". Call at the end of each batch. */
 void rk_ack_flush(struct rk_ack *a);
 
-/* Writes the refusals not yet logged: when due, or at once with `force`. */
-void rk_ack_log_refusals(struct rk_ack *a, int force);
+/* Who the next refusals answer: the connection's CURVE key, its tenant
+ * and its address (each may be NULL or ""), for the log (rk_refusal).
+ * Copied; set before refusing each message. */
+void rk_ack_sender(struct rk_ack *a, const char *key, const char *tenant, const char *address);
 
 struct rk_ack_counts rk_ack_counts(const struct rk_ack *a);
 

@@ -249,6 +249,11 @@ size_t rk_acl_tenant_count(const struct rk_acl *acl)
     return acl->ntenants;
 }
 
+const struct rk_acl_tenant *rk_acl_tenant_at(const struct rk_acl *acl, size_t i)
+{
+    return &acl->tenants[i];
+}
+
 int rk_acl_may_publish(const struct rk_acl_tenant *t, const char *municipality)
 {
     if (t->publish.all)

@@ -51,6 +51,8 @@ const struct rk_acl_tenant *rk_acl_find(const struct rk_acl *acl, const char *ke
 const char *rk_acl_tenant_name(const struct rk_acl_tenant *t);
 size_t rk_acl_key_count(const struct rk_acl *acl);
 size_t rk_acl_tenant_count(const struct rk_acl *acl);
+/* Tenant i (0 <= i < rk_acl_tenant_count), in the file's order. */
+const struct rk_acl_tenant *rk_acl_tenant_at(const struct rk_acl *acl, size_t i);
 
 /* Whether the tenant may publish events claiming `municipality` (6 digits). */
 int rk_acl_may_publish(const struct rk_acl_tenant *t, const char *municipality);

@@ -5,8 +5,10 @@
 #include "rk_feed.h"
 #include "rk_ingest.h"
 #include "rk_metrics.h"
+#include "rk_refusal.h"
 #include "rk_replay.h"
 #include "rk_security.h"
+#include "rk_sock.h"
 #include "rk_time.h"
 #include "rk_upkeep.h"
 
@@ -115,6 +117,17 @@ static int open_log(struct rk_broker *b)
     return 0;
 }
 
+/* The renkei_tenant_* series: the ACL's tenants, or "-" without one. */
+static void add_tenants(struct rk_metrics *metrics, struct rk_acl_slot *slot)
+{
+    struct rk_acl *acl = slot ? rk_acl_slot_get(slot) : NULL;
+    if (!acl)
+        rk_metrics_tenant(metrics, "-");
+    for (size_t i = 0; acl && i < rk_acl_tenant_count(acl); i++)
+        rk_metrics_tenant(metrics, rk_acl_tenant_name(rk_acl_tenant_at(acl, i)));
+    rk_acl_release(acl);
+}
+
 static int open_network(struct rk_broker *b)
 {
     const struct rk_broker_config *cfg = b->cfg;
@@ -129,6 +142,7 @@ static int open_network(struct rk_broker *b)
                                    .acl = acl, .batch_max = (size_t)cfg->batch_max};
     b->metrics = rk_metrics_new();
     rk_metrics_log_id(b->metrics, rk_log_id(b->log));
+    add_tenants(b->metrics, acl);
     if (rk_ingest_open(&b->ingest, b->zctx, &io) != 0 ||
         rk_feed_open(&b->feed, b->zctx, cfg->feed_endpoint, secret, acl) != 0)
         return -1;
@@ -176,15 +190,13 @@ static void broker_close(struct rk_broker *b)
     rk_log_destroy(&b->log);
 }
 
+/* Each change is logged by rk_sock, with its address; the totals are in
+ * /metrics. */
 static void drain_monitors(struct rk_broker *b)
 {
-    int64_t pubs = b->publishers, subs = b->subscribers;
     b->publishers += rk_ingest_connections(b->ingest);
     b->subscribers += rk_feed_connections(b->feed);
     rk_metrics_connections(b->metrics, b->publishers, b->subscribers);
-    if (pubs != b->publishers || subs != b->subscribers)
-        RK_DIAG(RK_DIAG_INFO, "connections", "publishers=%lld subscribers=%lld",
-                (long long)b->publishers, (long long)b->subscribers);
 }
 
 /* One event of a pubs: its part of the "outcomes" sent after its last. */
@@ -200,9 +212,11 @@ static void answer_in_pubs(struct rk_broker *b, struct rk_ingest_msg *m,
         rk_ack_pubs_refused(b->ack, it->code, it->message, it->expected);
     if (m->pubs_index + 1 == m->pubs_count)
         rk_ack_pubs_end(b->ack, &m->ident, m->corr, recv_ns);
-    if (!rc && it->outcome == RK_APPLY_STORED)
+    if (!rc && it->outcome == RK_APPLY_STORED) {
+        rk_metrics_published(b->metrics, m->tenant, it->rec.recv_ns);
         rk_feed_relay_bytes(b->feed, m->topic, it->requester, it->rec.event, it->rec.event_len,
                             it->rec.seq, it->rec.recv_ns);
+    }
 }
 
 /* Every admitted publish is answered once its batch is settled; stored
@@ -216,6 +230,7 @@ static void answer(struct rk_broker *b, int rc)
     for (size_t i = 0; i < b->batch.n; i++) {
         struct rk_ingest_msg *m = &b->batch.msgs[i];
         struct rk_apply_item *it = &b->batch.items[i];
+        rk_ack_sender(b->ack, m->key, m->tenant, m->address);
         if (m->pubs_count) {
             answer_in_pubs(b, m, it, rc, recv_ns);
         } else if (rc) {
@@ -228,6 +243,7 @@ static void answer(struct rk_broker *b, int rc)
             rk_ack_out_of_order(b->ack, &m->ident, m->corr, it->expected, it->message);
         } else {
             rk_ack_stored(b->ack, &m->ident, m->group_ack, m->corr, it->rec.seq, it->rec.recv_ns);
+            rk_metrics_published(b->metrics, m->tenant, it->rec.recv_ns);
             rk_feed_relay(b->feed, m->topic, it->requester, &m->event, it->rec.seq,
                           it->rec.recv_ns);
         }
@@ -296,7 +312,12 @@ static void ingest_turn(struct rk_broker *b)
 static int reload_acl(struct rk_broker *b)
 {
     int shrunk;
-    rk_security_reload(b->security, &shrunk);
+    struct rk_acl_slot *slot = rk_security_acl(b->security);
+    int rc = rk_security_reload(b->security, &shrunk);
+    if (slot) {
+        rk_metrics_acl_reload(b->metrics, rc == 0);
+        add_tenants(b->metrics, slot);
+    }
     if (!shrunk)
         return 0;
     b->subscribers = 0;
@@ -323,7 +344,8 @@ static void periodic(struct rk_broker *b)
     rk_feed_tick(b->feed, rk_log_last_seq(b->log), now);
     rk_upkeep_turn(b->upkeep, now);
     rk_metrics_replayed(b->metrics, rk_replay_events_sent(b->replay));
-    rk_ack_log_refusals(b->ack, 0);
+    rk_refusal_flush(now, 0);
+    rk_sock_log_flush(now, 0);
     log_failures(b, now, 0);
     log_map_growth(b, grown); /* index flushes and prunes grow it too */
 }
@@ -382,7 +404,8 @@ int rk_broker_run(const struct rk_broker_config *cfg, volatile sig_atomic_t *sto
             (unsigned long long)rk_log_last_seq(b.log), head_hex(&b, hex), rk_log_id(b.log),
             (unsigned long long)rk_log_epoch(b.log));
     rc = loop(&b, stop, reload);
-    rk_ack_log_refusals(b.ack, 1);
+    rk_refusal_flush(rk_time_now(), 1);
+    rk_sock_log_flush(rk_time_now(), 1);
     log_failures(&b, rk_time_now(), 1);
     struct rk_ack_counts c = rk_ack_counts(b.ack);
     if (rc == 0)

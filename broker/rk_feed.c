@@ -1,4 +1,5 @@
 #include "rk_feed.h"
+#include "rk_refusal.h"
 #include "rk_diag.h"
 #include "rk_event.h"
 #include "rk_groups.h"
@@ -63,7 +64,7 @@ struct rk_feed {
     struct rk_groups *groups;
     int64_t next_tick_ns;
     char log_id[RK_WIRE_LOG_ID_MAX + 1]; /* said in every tick */
-    struct sub_log ignored, refused;
+    struct sub_log ignored;
     /* The live header is over 1 KiB: built once, not zeroed per event. */
     struct rk_wire_hdr live;
     zmq_msg_t *event;               /* of the message being sent; NULL: a tick */
@@ -102,7 +103,6 @@ int rk_feed_open(struct rk_feed **out, void *zctx, const char *endpoint,
     f->groups = rk_groups_new();
     f->live.cmd = RK_CMD_LIVE;
     f->ignored.msg = "feed_subscription_ignored";
-    f->refused.msg = "subscription_refused";
     *out = f;
     return bind_feed(f);
 }
@@ -122,7 +122,6 @@ void rk_feed_close(struct rk_feed **fp)
     if (!f)
         return;
     sub_log_flush(&f->ignored, rk_time_now(), 1);
-    sub_log_flush(&f->refused, rk_time_now(), 1);
     unbind(f);
     rk_groups_destroy(&f->groups);
     free(f->endpoint);
@@ -142,7 +141,7 @@ void *rk_feed_monitor(struct rk_feed *f)
 
 int64_t rk_feed_connections(struct rk_feed *f)
 {
-    return rk_sock_monitor_drain(f->mon);
+    return rk_sock_monitor_drain(f->mon, "feed");
 }
 
 /* Sends one live or tick message on a group's key. */
@@ -204,7 +203,6 @@ void rk_feed_tick(struct rk_feed *f, uint64_t head, int64_t now_ns)
     if (now_ns < f->next_tick_ns)
         return;
     sub_log_flush(&f->ignored, now_ns, 0);
-    sub_log_flush(&f->refused, now_ns, 0);
     struct rk_wire_hdr live = f->live;
     f->live = (struct rk_wire_hdr){.cmd = RK_CMD_TICK, .seq = head, .recv_ns = now_ns};
     memcpy(f->live.log_id, f->log_id, sizeof f->live.log_id);
@@ -254,9 +252,15 @@ static int allowed(struct rk_feed *f, zmq_msg_t *m, const char *data, size_t len
     const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
     int ok = t && rk_acl_may_read(t, RK_ACL_SUBSCRIBE, (const char (*)[RK_WIRE_TOPIC_MAX])topics,
                                   (unsigned)ntopics);
-    if (!ok)
-        sub_log_add(&f->refused, data, len, t ? rk_acl_tenant_name(t) : "-", key,
-                    !t ? "key not in the ACL" : "topics outside the tenant's subscribe list");
+    if (!ok) {
+        /* the subscription's first bytes are the client's: rk_refusal quotes */
+        char why[160];
+        snprintf(why, sizeof why, "%s: %.*s", !t ? "key not in the ACL" :
+                 "topics outside the tenant's subscribe list", (int)(len < 64 ? len : 64), data);
+        struct rk_refusal r = {RK_REFUSED_SUBSCRIPTION, key, t ? rk_acl_tenant_name(t) : NULL,
+                               zmq_msg_gets(m, "Peer-Address"), "E_FORBIDDEN", why};
+        rk_refusal_note(&r);
+    }
     rk_acl_release(acl);
     return ok;
 }

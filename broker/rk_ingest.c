@@ -108,7 +108,7 @@ void *rk_ingest_monitor(struct rk_ingest *in)
 
 int64_t rk_ingest_connections(struct rk_ingest *in)
 {
-    return rk_sock_monitor_drain(in->mon);
+    return rk_sock_monitor_drain(in->mon, "ingest");
 }
 
 void rk_ingest_batch_init(struct rk_ingest_batch *b, size_t max)
@@ -333,6 +333,11 @@ static struct rk_ingest_msg *pubs_slot(struct rk_ingest_batch *b, struct rk_inge
     }
     m->corr = h->corr;
     m->publisher[0] = '\0';
+    if (m != first) {
+        memcpy(m->key, first->key, sizeof m->key);
+        memcpy(m->tenant, first->tenant, sizeof m->tenant);
+        memcpy(m->address, first->address, sizeof m->address);
+    }
     m->pubs_index = (uint32_t)i;
     m->pubs_count = (uint32_t)h->nrecords;
     return m;
@@ -369,6 +374,17 @@ static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t
     return (int)count;
 }
 
+/* Who sent it, for the log of its refusals: key, tenant, address. */
+static void sender(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hdr)
+{
+    const char *key = zmq_msg_gets(hdr, "User-Id"), *address = zmq_msg_gets(hdr, "Peer-Address");
+    const struct rk_acl_tenant *t = in->acl_now && key ? rk_acl_find(in->acl_now, key) : NULL;
+    snprintf(m->key, sizeof m->key, "%s", key ? key : "");
+    snprintf(m->tenant, sizeof m->tenant, "%s", t ? rk_acl_tenant_name(t) : "");
+    snprintf(m->address, sizeof m->address, "%s", address ? address : "");
+    rk_ack_sender(in->ack, m->key, m->tenant, m->address);
+}
+
 /* Checks a received publish in order; answers the first check it fails.
  * Returns 1 when it joined the batch. */
 static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
@@ -376,6 +392,7 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
 {
     struct rk_ingest_msg *m = &b->msgs[b->n];
     struct rk_wire_hdr h;
+    sender(in, m, hdr);
     int bad = rk_wire_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h) != 0;
     /* A refused header still names its corr when the client sent one. */
     m->corr = bad ? rk_ack_header_corr(zmq_msg_data(hdr), zmq_msg_size(hdr)) : h.corr;

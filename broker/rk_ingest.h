@@ -34,6 +34,9 @@ struct rk_ingest_msg {
     char producer[RK_WIRE_PRODUCER_MAX + 1]; /* "" = not idempotent */
     char entity[RK_ID_MAX + 1];              /* request_id or kpi_id */
     char publisher[RK_KEY_Z85_LEN + 1];      /* its CURVE key; "" without CURVE */
+    char key[RK_KEY_Z85_LEN + 1];   /* the connection's key, also when refused */
+    char tenant[72];        /* the key's ACL tenant; "" when none */
+    char address[64];       /* the connection's peer IP (libzmq's Peer-Address) */
     uint32_t pubs_index, pubs_count;  /* in a "pubs": this event's place and the
                                        * message's count (event: the first's
                                        * frame holds them all); 0: a "pub" */

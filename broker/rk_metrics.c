@@ -1,8 +1,10 @@
 #include "rk_metrics.h"
+#include "rk_refusal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,7 +21,8 @@ static const char *const reasons[] = {
     "E_CODE_PREFECTURE", "E_CHECK_DIGIT", "E_UNKNOWN_MUNICIPALITY", "E_POLICY_AREA",
     "E_DUPLICATE_REQUEST", "E_VERSION", "E_UNKNOWN_REQUEST", "E_NOT_OWNER", "E_STATE",
     "E_RESOURCE_MISMATCH", "E_QUANTITY", "E_SELF_OFFER", "E_DUPLICATE_ID",
-    "E_UNKNOWN_OFFER", "E_UNKNOWN_DISPATCH", "E_IN_TRANSIT", "E_INVALID",
+    "E_UNKNOWN_OFFER", "E_UNKNOWN_DISPATCH", "E_IN_TRANSIT", "E_INVALID", "E_PRUNED",
+    "E_TOO_LARGE",
 };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
@@ -44,7 +47,17 @@ struct rk_metrics {
     atomic_int_least64_t publishers, subscribers;
     atomic_int writable;
     _Atomic(const char *) unwritable_why;
+    atomic_uint_least64_t acl_reloads, acl_reload_failures;
     char log_id[64];    /* set before the HTTP thread starts, then fixed */
+    /* Per tenant (names from the ACL, or "-" without one), so that the
+     * label's values are bounded by the ACL file; behind `lock`. */
+    pthread_mutex_t lock;
+    struct tenant {
+        char name[72];
+        uint64_t published;
+        int64_t last_ns;
+    } tenants[RK_METRICS_TENANTS];
+    size_t ntenants;
     struct MHD_Daemon *httpd;
 };
 
@@ -60,6 +73,7 @@ struct rk_metrics *rk_metrics_new(void)
         abort();
     atomic_store(&m->writable, 1);
     atomic_store(&m->unwritable_why, "");
+    pthread_mutex_init(&m->lock, NULL);
     return m;
 }
 
@@ -69,6 +83,7 @@ void rk_metrics_destroy(struct rk_metrics **mp)
         return;
     if ((*mp)->httpd)
         MHD_stop_daemon((*mp)->httpd);
+    pthread_mutex_destroy(&(*mp)->lock);
     free(*mp);
     *mp = NULL;
 }
@@ -127,6 +142,40 @@ void rk_metrics_connections(struct rk_metrics *m, int64_t publishers, int64_t su
     atomic_store_explicit(&m->subscribers, subscribers, memory_order_relaxed);
 }
 
+void rk_metrics_acl_reload(struct rk_metrics *m, int ok)
+{
+    atomic_fetch_add(ok ? &m->acl_reloads : &m->acl_reload_failures, 1);
+}
+
+static struct tenant *tenant_named(struct rk_metrics *m, const char *name)
+{
+    for (size_t i = 0; i < m->ntenants; i++)
+        if (strcmp(m->tenants[i].name, name) == 0)
+            return &m->tenants[i];
+    return NULL;
+}
+
+void rk_metrics_tenant(struct rk_metrics *m, const char *name)
+{
+    pthread_mutex_lock(&m->lock);
+    if (!tenant_named(m, name) && m->ntenants < RK_METRICS_TENANTS) {
+        struct tenant *t = &m->tenants[m->ntenants++];
+        snprintf(t->name, sizeof t->name, "%s", name);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void rk_metrics_published(struct rk_metrics *m, const char *tenant, int64_t recv_ns)
+{
+    pthread_mutex_lock(&m->lock);
+    struct tenant *t = tenant_named(m, tenant && tenant[0] ? tenant : "-");
+    if (t) {
+        t->published++;
+        t->last_ns = recv_ns;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* ---- rendering */
 
 struct out {
@@ -176,6 +225,52 @@ static void put_histogram(struct out *o, const char *name, const char *help, str
         (unsigned long long)get(&h->count));
 }
 
+static void put_refusals(struct out *o, struct rk_metrics *m)
+{
+    put_counter(o, "renkei_connections_refused_total",
+                "CURVE handshakes refused by the ACL (key not listed, or not CURVE).",
+                rk_refusal_total(RK_REFUSED_CONNECTION));
+    put_counter(o, "renkei_subscriptions_refused_total",
+                "Live subscriptions refused by the ACL.", rk_refusal_total(RK_REFUSED_SUBSCRIPTION));
+    put_counter(o, "renkei_replays_refused_total",
+                "Replay, snapshot and state requests refused by the ACL.",
+                rk_refusal_total(RK_REFUSED_REPLAY));
+    put_counter(o, "renkei_acl_reloads_total", "ACL files loaded on SIGHUP.",
+                get(&m->acl_reloads));
+    put_counter(o, "renkei_acl_reload_failures_total",
+                "ACL reloads that failed (the previous ACL stayed).", get(&m->acl_reload_failures));
+}
+
+/* Tenant names come from the ACL file, which rk_acl checks; quoted as
+ * Prometheus label values all the same. */
+static void put_label(struct out *o, const char *v)
+{
+    for (; *v; v++)
+        put(o, *v == '"' || *v == '\\' ? "\\%c" : *v == '\n' ? "\\n" : "%c", *v);
+}
+
+static void put_tenants(struct out *o, struct rk_metrics *m)
+{
+    static const char *const names[2][3] = {
+        {"renkei_tenant_events_published_total", "counter", "Events stored, by publishing tenant."},
+        {"renkei_tenant_last_publish_timestamp_seconds", "gauge",
+         "When the tenant's latest stored event was received (0: none since the start)."}};
+    pthread_mutex_lock(&m->lock);
+    for (int k = 0; k < 2; k++) {
+        put(o, "# HELP %s %s\n# TYPE %s %s\n", names[k][0], names[k][2], names[k][0],
+            names[k][1]);
+        for (size_t i = 0; i < m->ntenants; i++) {
+            put(o, "%s{tenant=\"", names[k][0]);
+            put_label(o, m->tenants[i].name);
+            if (k == 0)
+                put(o, "\"} %llu\n", (unsigned long long)m->tenants[i].published);
+            else
+                put(o, "\"} %.3f\n", (double)m->tenants[i].last_ns / 1e9);
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 size_t rk_metrics_render(struct rk_metrics *m, char *buf, size_t len)
 {
     struct out o = {buf, len, 0};
@@ -211,6 +306,10 @@ size_t rk_metrics_render(struct rk_metrics *m, char *buf, size_t len)
               (long long)atomic_load(&m->publishers));
     put_gauge(&o, "renkei_subscriber_connections", "Connections on the live feed socket.",
               (long long)atomic_load(&m->subscribers));
+    put_refusals(&o, m);
+    put_tenants(&o, m);
+    put(&o, "# HELP renkei_build_info The broker's version.\n# TYPE renkei_build_info gauge\n"
+            "renkei_build_info{version=\"%s\"} 1\n", RK_VERSION);
     return o.used;
 }
 

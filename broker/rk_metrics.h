@@ -53,6 +53,21 @@ void rk_metrics_log_id(struct rk_metrics *m, const char *log_id);
 void rk_metrics_replayed(struct rk_metrics *m, uint64_t events);
 void rk_metrics_connections(struct rk_metrics *m, int64_t publishers, int64_t subscribers);
 
+/* One SIGHUP reload of the ACL: `ok` 1 when it loaded, 0 when it failed. */
+void rk_metrics_acl_reload(struct rk_metrics *m, int ok);
+
+/* At most this many tenants are shown; the ACL's first ones. */
+#define RK_METRICS_TENANTS 512
+
+/* Adds a tenant to the renkei_tenant_* series (name copied; a known one
+ * is left as it is). The broker adds the ACL's tenants, or "-" without an
+ * ACL, so that a tenant that never publishes shows 0. Thread-safe. */
+void rk_metrics_tenant(struct rk_metrics *m, const char *name);
+
+/* One event of `tenant` ("" or NULL: "-") stored, received at recv_ns.
+ * A tenant not added with rk_metrics_tenant is not counted. Thread-safe. */
+void rk_metrics_published(struct rk_metrics *m, const char *tenant, int64_t recv_ns);
+
 /* The /metrics text into buf (NUL-terminated); returns its length, or the
  * length it needs when that is >= len. For tests and the endpoint. */
 size_t rk_metrics_render(struct rk_metrics *m, char *buf, size_t len);

@@ -1,4 +1,5 @@
 #include "rk_replay.h"
+#include "rk_refusal.h"
 #include "rk_ack.h"
 #include "rk_aid.h"
 #include "rk_reqstate.h"
@@ -32,8 +33,6 @@ struct rk_replay {
     void *pipe_thread; /* replay thread's end */
     struct rk_log *log;
     struct rk_acl_slot *acl;   /* NULL: no ACL (plain sockets) */
-    unsigned long long refused_unlogged;
-    int64_t refused_logged_ns;
     pthread_t thread;
     atomic_uint_least64_t events_sent;
     unsigned char *pack;  /* records of the "evts" being filled */
@@ -510,18 +509,6 @@ static void serve_state(struct rk_replay *rp, zmq_msg_t *ident, const struct rk_
 }
 
 /* Reads one request (all its frames) and answers it. */
-/* A tenant asking again and again is logged once a second, with a count. */
-static void log_refusal(struct rk_replay *rp, const char *key, const char *why)
-{
-    int64_t now = rk_time_now();
-    rp->refused_unlogged++;
-    if (now - rp->refused_logged_ns < 1000000000LL)
-        return;
-    RK_DIAG(RK_DIAG_WARN, "replay_refused", "count=%llu key=%s why=\"%s\"",
-            rp->refused_unlogged, key ? key : "-", why);
-    rp->refused_unlogged = 0;
-    rp->refused_logged_ns = now;
-}
 
 /* With an ACL, the key must be listed and its tenant allowed every topic
  * prefix of the request; answers E_FORBIDDEN and returns 0 otherwise. */
@@ -554,7 +541,9 @@ static int allowed(struct rk_replay *rp, zmq_msg_t *ident, zmq_msg_t *hdr,
                  : "replay");
     if (!ok) {
         send_err(rp->router, ident, req->corr, "E_FORBIDDEN", msg);
-        log_refusal(rp, key, msg);
+        struct rk_refusal r = {RK_REFUSED_REPLAY, key, t ? rk_acl_tenant_name(t) : NULL,
+                               zmq_msg_gets(hdr, "Peer-Address"), "E_FORBIDDEN", msg};
+        rk_refusal_note(&r);
     }
     rk_acl_release(acl);
     return ok;

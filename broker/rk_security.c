@@ -1,5 +1,6 @@
 #include "rk_security.h"
 #include "rk_diag.h"
+#include "rk_text.h"
 #include "rk_keys.h"
 #include "rk_zap.h"
 
@@ -127,9 +128,12 @@ int rk_security_reload(struct rk_security *s, int *shrunk)
         RK_DIAG(RK_DIAG_INFO, "reload", "why=\"no --acl: nothing to reload\"");
         return 0;
     }
-    if (rk_acl_load(s->cfg->acl, &acl, why, sizeof why) != 0) {
-        RK_DIAG(RK_DIAG_ERROR, "acl_reload_failed", "why=\"%s; the previous ACL stays\"", why);
-        return 0;
+    int rc = rk_acl_load(s->cfg->acl, &acl, why, sizeof why);
+    if (rc != 0) {
+        char q[RK_TEXT_SIZE(sizeof why) + 2];
+        RK_DIAG(RK_DIAG_ERROR, "acl_reload_failed", "why=%s stays=previous_acl",
+                rk_diag_quote(q, sizeof q, why, strlen(why)));
+        return rc;
     }
     old = rk_acl_slot_swap(s->acl, acl);
     *shrunk = rk_acl_subscriptions_shrink(old, acl);

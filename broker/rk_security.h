@@ -36,7 +36,9 @@ struct rk_acl_slot *rk_security_acl(const struct rk_security *s);
 
 /* SIGHUP: reads the ACL file again. A file that does not load leaves the
  * previous ACL (logged). *shrunk is 1 when some key may now subscribe to
- * less than before, so live subscriptions must be made again. Returns 0. */
+ * less than before, so live subscriptions must be made again. Returns 0
+ * (also with no ACL to reload), or rk_acl_load's error when the file did
+ * not load. */
 int rk_security_reload(struct rk_security *s, int *shrunk);
 
 #endif

@@ -30,7 +30,14 @@ void *rk_sock_monitor(void *zctx, void *sock, const char *name);
 void rk_sock_monitor_close(void *sock, void **mon);
 
 /* The connections that came (+) and went (-) since the last call: drains
- * the monitor without waiting. */
-int64_t rk_sock_monitor_drain(void *mon);
+ * the monitor without waiting, logging each change as connection_opened
+ * or connection_closed with socket=`role` (static text) and the peer's
+ * address=IP:PORT; a flapping client's changes beyond 8 per socket in
+ * 10 s are summed (connections_summed). Main thread only (all monitors). */
+int64_t rk_sock_monitor_drain(void *mon, const char *role);
+
+/* Logs the summed changes when the interval is over (or now, `force`).
+ * Main thread. */
+void rk_sock_log_flush(int64_t now_ns, int force);
 
 #endif

@@ -1,5 +1,7 @@
 #include "rk_zap.h"
 #include "rk_diag.h"
+#include "rk_refusal.h"
+#include "rk_text.h"
 #include "rk_time.h"
 
 #include <errno.h>
@@ -11,7 +13,8 @@
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define POLL_MS 100
-#define LOG_EVERY_NS 1000000000LL
+#define ACCEPTED_KEYS 64
+#define LOG_EVERY_NS (10 * 1000000000LL)
 
 struct rk_zap {
     void *rep;
@@ -19,8 +22,11 @@ struct rk_zap {
     pthread_t thread;
     atomic_int stop;
     atomic_uint_fast64_t refused;
-    uint64_t unlogged;
-    int64_t logged_ns;
+    struct accepted {
+        char key[RK_KEY_Z85_LEN + 1];
+        unsigned long long count;   /* handshakes not yet logged */
+        int64_t logged_ns;
+    } accepted[ACCEPTED_KEYS];
 };
 
 /* A request is 7 frames: version, request id, domain, address, identity,
@@ -38,17 +44,47 @@ static void reply(struct rk_zap *z, zmq_msg_t *request_id, const char *code, con
     zmq_send(z->rep, "", 0, 0);
 }
 
-static void log_refusal(struct rk_zap *z, const char *address, const char *key, const char *why)
+/* ZAP's refusals are no wire replies; their codes say which check failed. */
+static void log_refusal(struct rk_zap *z, const char *address, const char *key, const char *code,
+                        const char *why)
+{
+    struct rk_refusal r = {RK_REFUSED_CONNECTION, key, NULL, address, code, why};
+    atomic_fetch_add(&z->refused, 1);
+    rk_refusal_note(&r);
+}
+
+/* "connection_accepted count=N key=K tenant=T address=A": a key's
+ * handshakes, the first after a quiet interval at once, the others of a
+ * client that flaps counted into its next line. Few keys are active at
+ * once; more than the table holds are logged each time. */
+static void log_accepted(struct rk_zap *z, const char *address, const char *key,
+                         const char *tenant)
 {
     int64_t now = rk_time_now();
-    atomic_fetch_add(&z->refused, 1);
-    z->unlogged++;
-    if (now - z->logged_ns < LOG_EVERY_NS)
+    struct accepted *slot = &z->accepted[0];
+    char qt[RK_TEXT_SIZE(72) + 2], qa[RK_TEXT_SIZE(64) + 2];
+    for (int i = 0; i < ACCEPTED_KEYS; i++) {
+        struct accepted *a = &z->accepted[i];
+        if (strcmp(a->key, key) == 0) {
+            slot = a;
+            break;
+        }
+        if (a->logged_ns < slot->logged_ns)
+            slot = a;
+    }
+    if (strcmp(slot->key, key) != 0) {
+        snprintf(slot->key, sizeof slot->key, "%s", key);
+        slot->count = 0;
+        slot->logged_ns = 0;
+    }
+    slot->count++;
+    if (now - slot->logged_ns < LOG_EVERY_NS)
         return;
-    RK_DIAG(RK_DIAG_WARN, "connection_refused", "count=%llu address=%s key=%s why=\"%s\"",
-            (unsigned long long)z->unlogged, address, key, why);
-    z->unlogged = 0;
-    z->logged_ns = now;
+    RK_DIAG(RK_DIAG_INFO, "connection_accepted", "count=%llu key=%s tenant=%s address=%s",
+            slot->count, key, rk_diag_quote(qt, sizeof qt, tenant, strlen(tenant)),
+            rk_diag_quote(qa, sizeof qa, address, strlen(address)));
+    slot->count = 0;
+    slot->logged_ns = now;
 }
 
 static void answer(struct rk_zap *z, zmq_msg_t *f)
@@ -58,7 +94,7 @@ static void answer(struct rk_zap *z, zmq_msg_t *f)
     memcpy(address, zmq_msg_data(&f[3]), alen);
     if (zmq_msg_size(&f[5]) != 5 || memcmp(zmq_msg_data(&f[5]), "CURVE", 5) != 0 ||
         zmq_msg_size(&f[6]) != 32) {
-        log_refusal(z, address, "-", "not CURVE");
+        log_refusal(z, address, "-", "E_MECHANISM", "not CURVE");
         reply(z, &f[1], "400", "CURVE only", "");
         return;
     }
@@ -66,9 +102,10 @@ static void answer(struct rk_zap *z, zmq_msg_t *f)
     struct rk_acl *acl = rk_acl_slot_get(z->acl);
     const struct rk_acl_tenant *t = acl ? rk_acl_find(acl, key) : NULL;
     if (t) {
+        log_accepted(z, address, key, rk_acl_tenant_name(t));
         reply(z, &f[1], "200", "OK", key);
     } else {
-        log_refusal(z, address, key, "key not in the ACL");
+        log_refusal(z, address, key, "E_FORBIDDEN", "key not in the ACL");
         reply(z, &f[1], "400", "key not in the ACL", "");
     }
     rk_acl_release(acl);

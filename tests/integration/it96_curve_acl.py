@@ -119,7 +119,9 @@ def test(b):
     spy = subprocess.run([harness.tool("renkei-sub"), "--feed", b.feed, "--replay", b.replay,
                           "--family", "aid", "--count", "1"] + as_("research"),
                          capture_output=True, text=True, timeout=60)
-    assert spy.returncode == 3 and spy.stdout == "", (spy.returncode, spy.stdout, spy.stderr)
+    assert spy.returncode == 1 and spy.stdout == "", (spy.returncode, spy.stdout, spy.stderr)
+    assert "renkei-sub: refused: the broker refuses these topics to this key (E_FORBIDDEN" \
+        in spy.stderr, spy.stderr
     b.wait_log("subscription_refused", tenant="research", key=pubs["research"])
     b.agent(*as_("osaka"), "event", osaka_event("live1"), check_rc=0)
     harness.wait_for(osaka_sub.received, "osaka's subscriber to receive live1",
