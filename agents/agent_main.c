@@ -147,6 +147,7 @@ static void usage(FILE *out)
         "                         FILE (INI; renkei-agent(1)); options given here win\n"
         "                         over it\n"
         "  -h, --help             show this help and exit\n"
+        "      --version          print the version and exit\n"
         "\n"
         "Every event is checked here before it is sent; a bad row or line is reported\n"
         "with its line number and the others are still sent.\n"
@@ -791,7 +792,8 @@ static int parse_options(int argc, char **argv, struct agent *a)
         RK_TOOLOPT_KEYS_LONGOPTS, {"config", required_argument, NULL, 1003},
         {"encoding", required_argument, NULL, 1004},
         {"metrics-file", required_argument, NULL, 1005},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, RK_TOOLOPT_VERSION}, {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
@@ -826,6 +828,7 @@ static int parse_options(int argc, char **argv, struct agent *a)
         case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
         case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'h': usage(stdout); return 0;
+        case RK_TOOLOPT_VERSION: printf("renkei-agent %s\n", RK_VERSION); return 0;
         default: fprintf(stderr, "Try 'renkei-agent --help'.\n"); return EXIT_USAGE;
         }
     }

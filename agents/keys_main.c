@@ -1,5 +1,6 @@
 /* renkei-keys: make CURVE keypairs for the broker and its clients. */
 #include "rk_keys.h"
+#include "rk_toolopt.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ static void usage(FILE *out)
         "  -d, --dir DIR     where to write the files [.]\n"
         "  -p, --public FILE print the public key of a secret key file and exit\n"
         "  -h, --help        show this help and exit\n"
+        "      --version          print the version and exit\n"
         "\n"
         "Example, a new municipality (Sakai city, 271403):\n"
         "  renkei-keys --dir /etc/renkei 271403-sakai\n"
@@ -30,7 +32,8 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"dir", required_argument, NULL, 'd'}, {"public", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, RK_TOOLOPT_VERSION}, {NULL, 0, NULL, 0},
     };
     const char *dir = ".", *secret_file = NULL;
     char key[RK_KEY_Z85_LEN + 1], pub[RK_KEY_Z85_LEN + 1], why[512];
@@ -41,6 +44,7 @@ int main(int argc, char **argv)
         case 'd': dir = optarg; break;
         case 'p': secret_file = optarg; break;
         case 'h': usage(stdout); return 0;
+        case RK_TOOLOPT_VERSION: printf("renkei-keys %s\n", RK_VERSION); return 0;
         default: fprintf(stderr, "Try 'renkei-keys --help'.\n"); return 2;
         }
     }

@@ -80,6 +80,7 @@ static void usage(FILE *out)
         "  -d, --data-dir DIR       the broker's data directory, for --verify [%s]\n"
         RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
+        "      --version          print the version and exit\n"
         "\n"
         "A summary (events printed, the log's last sequence) goes to stderr.\n"
         "Exit status: 0 done, 1 refused or a bad record found, 2 usage error,\n"
@@ -278,6 +279,7 @@ int main(int argc, char **argv)
         {"replay", required_argument, NULL, 'r'}, {"from", required_argument, NULL, 'F'},
         {"to", required_argument, NULL, 'T'}, {"format", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, RK_TOOLOPT_VERSION},
         {"verify", no_argument, NULL, 'V'}, {"data-dir", required_argument, NULL, 'd'},
         {"since", required_argument, NULL, 'S'}, {"until", required_argument, NULL, 'U'},
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'y'},
@@ -342,6 +344,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return 0;
+        case RK_TOOLOPT_VERSION: printf("renkei-replay %s\n", RK_VERSION); return 0;
         default: fprintf(stderr, "Try 'renkei-replay --help'.\n"); return 2;
         }
     }

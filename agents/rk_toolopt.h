@@ -17,6 +17,7 @@
 /* getopt_long entries (the caller includes <getopt.h>) and their values. */
 #define RK_TOOLOPT_BROKER_KEY 1001
 #define RK_TOOLOPT_KEY 1002
+#define RK_TOOLOPT_VERSION 1099 /* --version: every tool prints "NAME VERSION" */
 #define RK_TOOLOPT_KEYS_LONGOPTS \
     {"broker-key", required_argument, NULL, RK_TOOLOPT_BROKER_KEY}, \
     {"key", required_argument, NULL, RK_TOOLOPT_KEY}

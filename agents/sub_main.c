@@ -97,6 +97,7 @@ static void usage(FILE *out)
         "      --format json|table  JSON lines (default) or a table for people\n"
         RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
+        "      --version          print the version and exit\n"
         "\n"
         "On exit a summary goes to stderr: events printed, gaps filled from the log.\n"
         "Exit status: 0 done, 1 an error, 2 usage, 3 the broker did not answer,\n"
@@ -129,6 +130,7 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'T'},
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
         {"topic", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, RK_TOOLOPT_VERSION},
         {"requester-prefecture", required_argument, NULL, 'P'},
         {"requester", required_argument, NULL, 'M'},
         {"cursor", required_argument, NULL, 'C'}, {"snapshot", no_argument, NULL, 'S'},
@@ -178,6 +180,7 @@ static int parse(int argc, char **argv, struct opts *o, struct rk_sub **s)
         case 'Z': o->state = 1; break;
         case 'R': o->restart_new_log = 1; break;
         case 'h': usage(stdout); return 0;
+        case RK_TOOLOPT_VERSION: printf("renkei-sub %s\n", RK_VERSION); return 0;
         default: fprintf(stderr, "Try 'renkei-sub --help'.\n"); return 2;
         }
     }
