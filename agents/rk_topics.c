@@ -1,4 +1,5 @@
 #include "rk_topics.h"
+#include "rk_muni.h"
 #include "rk_event.h"
 
 #include <stdio.h>
@@ -10,7 +11,27 @@ static int check_digits(const char *opt, const char *v, size_t len, char *why, s
         snprintf(why, why_len, "--%s: must be %zu digits, got \"%s\"", opt, len, v);
         return -1;
     }
-    return 0;
+    if (v && len == 2 && !rk_muni_prefecture(v)) {
+        snprintf(why, why_len, "--%s: no such prefecture: %s (prefecture codes are 01..47, "
+                 "e.g. 27 for Osaka, 30 for Wakayama)", opt, v);
+        return -1;
+    }
+    if (!v || len != 6)
+        return 0;
+    switch (rk_muni_validate(v, len)) {
+    case RK_MUNI_OK:
+        return 0;
+    case RK_MUNI_PREFECTURE:
+        snprintf(why, why_len, "--%s: %s: its prefecture %.2s is not 01..47", opt, v, v);
+        return -1;
+    case RK_MUNI_CHECK_DIGIT:
+        snprintf(why, why_len, "--%s: %s: the check digit is wrong (%.5s%c would be right); "
+                 "a typo?", opt, v, v, rk_muni_check_digit(v));
+        return -1;
+    default:
+        snprintf(why, why_len, "--%s: %s: no local government has this code", opt, v);
+        return -1;
+    }
 }
 
 /* The event types the query spans; returns their number or -1. */

@@ -57,6 +57,11 @@ static void test_refusals(void)
         {{.requester = "304280", .requester_prefecture = "27"}, "--requester 304280 is not in --requester-prefecture 27"},
         {{.requester = "30428"}, "--requester: must be 6 digits"},
         {{.requester_prefecture = "Wakayama"}, "--requester-prefecture: must be 2 digits"},
+        {{.prefecture = "99"}, "--prefecture: no such prefecture: 99"},
+        {{.requester_prefecture = "00"}, "--requester-prefecture: no such prefecture: 00"},
+        {{.municipality = "271005"}, "check digit is wrong (271004 would be right)"},
+        {{.requester = "481001"}, "its prefecture 48 is not 01..47"},
+        {{.municipality = "271012"}, "no local government has this code"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int n = topics(&cases[i].q, t, why);

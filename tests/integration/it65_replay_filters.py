@@ -5,6 +5,8 @@ import json
 import os
 import time
 
+import subprocess
+
 import harness
 
 
@@ -54,15 +56,22 @@ def test(b):
         (["--kpi", "KPI-271004-101"], lambda e: ev(e).get("kpi_id") == "KPI-271004-101"),
         (["--type", "aid.accept", "--request", "REQ-304280-001"],
          lambda e: ev(e)["type"] == "aid.accept" and ev(e).get("request_id") == "REQ-304280-001"),
-        (["--municipality", "999999"], lambda e: False),
+        (["--municipality", "011002"], lambda e: False),  # 札幌市: publishes nothing here
     ]
     def check_cases():
         for args, pred in cases:
             want = expect(pred)
             assert got(*args) == want, (args, got(*args), want)
-            assert want or args == ["--municipality", "999999"], f"{args} selects nothing: a weak case"
+            assert want or args == ["--municipality", "011002"], f"{args} selects nothing: a weak case"
 
     check_cases()
+    # A code that names no municipality is refused with the reason, never
+    # read as a filter that happens to match nothing.
+    for bad, says in (("999999", "prefecture 99 is not 01..47"),
+                      ("271005", "check digit is wrong")):
+        p = subprocess.run([harness.tool("renkei-replay"), "--replay", b.replay,
+                            "--municipality", bad], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and says in p.stderr, (bad, p.returncode, p.stderr)
     # Filters that pin a prefecture read the places index as far as it
     # reaches (it trails the log by up to 0.2 s) and the records after it.
     # Again once the index holds the first batches and a later one is not
