@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 
@@ -29,9 +30,11 @@ static void usage(FILE *out)
         "  -r, --replay ENDPOINT    broker replay socket [%s]\n"
         "      --from SEQ           first sequence number [1]\n"
         "      --to SEQ             last sequence number [the end of the log]\n"
-        "      --since TIME         first event received at or after TIME (RFC 3339,\n"
-        "                           e.g. 2026-02-17T10:24:00+09:00); found without\n"
-        "                           scanning the log from its start\n"
+        "      --since TIME         first event received at or after TIME; found\n"
+        "                           without scanning the log from its start. Every TIME\n"
+        "                           is now, a local date and time (TZ): 2026-02-17 or\n"
+        "                           \"2026-02-17 10:24\", or RFC 3339 with an offset:\n"
+        "                           2026-02-17T10:24:00+09:00\n"
         "      --until TIME         last event received at or before TIME\n"
         "      --snapshot           print the latest event of each entity (each KPI of\n"
         "                           a municipality and fiscal year, each aid request)\n"
@@ -100,11 +103,37 @@ static int parse_seq(const char *opt, const char *v, uint64_t *out)
     return 0;
 }
 
+/* A date and time without an offset, in local time (TZ): "2026-02-17",
+ * "2026-02-17 10:24", "2026-02-17T10:24:00". Returns 0 with *ns. */
+static int parse_local_time(const char *v, int64_t *ns)
+{
+    static const char *const forms[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+                                        "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        struct tm tm = {0};
+        const char *end = strptime(v, forms[i], &tm);
+        if (!end || *end)
+            continue;
+        tm.tm_isdst = -1;
+        time_t t = mktime(&tm);
+        if (t == (time_t)-1)
+            return -1;
+        *ns = (int64_t)t * 1000000000LL;
+        return 0;
+    }
+    return -1;
+}
+
 static int parse_time(const char *opt, const char *v, int64_t *ns)
 {
-    if (rk_time_parse(v, strlen(v), ns) != 0 || *ns <= 0) {
-        fprintf(stderr, "renkei-replay: --%s: must be an RFC 3339 time with an offset, "
-                "e.g. 2026-02-17T10:24:00+09:00, got \"%s\"\n", opt, v);
+    if (strcmp(v, "now") == 0) {
+        *ns = rk_time_now();
+        return 0;
+    }
+    if ((rk_time_parse(v, strlen(v), ns) != 0 && parse_local_time(v, ns) != 0) || *ns <= 0) {
+        fprintf(stderr, "renkei-replay: --%s: must be now, a local date and time such as "
+                "2026-02-17 or 2026-02-17 10:24 (TZ), or an RFC 3339 time with an offset such "
+                "as 2026-02-17T10:24:00+09:00, got \"%s\"\n", opt, v);
         return -1;
     }
     return 0;

@@ -133,6 +133,17 @@ def test(b):
     # Before anything was received: nothing.
     state, summary = as_of(b, "2000-01-01T00:00:00Z")
     assert summary["seq"] == 0 and not state["kpi"] and not state["request"], summary
+    # "now", and a local time without an offset (TZ), as people type them.
+    latest, _ = as_of(b, last_ns_of_microsecond(log[-1]["recv_time"]))
+    now, summary = as_of(b, "now")
+    assert now == latest and summary["seq"] == len(log), summary
+    os.environ["TZ"] = "Asia/Tokyo"
+    try:
+        _, local = as_of(b, "2000-01-01 09:00")
+        _, utc = as_of(b, "2000-01-01T00:00:00Z")
+    finally:
+        del os.environ["TZ"]
+    assert local["time"] == utc["time"] == "2000-01-01T00:00:00.000000Z", (local, utc)
 
 
 harness.run(test)
