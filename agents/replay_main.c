@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -79,11 +80,14 @@ static void usage(FILE *out)
         "      --verify             check the log's hash chain instead of printing events:\n"
         "                           reads the LMDB files in --data-dir directly (the broker\n"
         "                           may keep running), names the first bad record, and\n"
-        "                           prints the chain head to keep elsewhere\n"
+        "                           prints the chain head to keep elsewhere; with --to\n"
+        "                           SEQ, up to that record (the head at SEQ)\n"
+        "      --expect-head HEX    with --verify: fail (exit 1) unless the chain head\n"
+        "                           (at --to SEQ, or the end) is HEX, kept from earlier\n"
         "  -d, --data-dir DIR       the broker's data directory, for --verify [%s]\n"
         RK_TOOLOPT_KEYS_HELP
         "  -h, --help               show this help and exit\n"
-        "      --version          print the version and exit\n"
+        "      --version            print the version and exit\n"
         "\n"
         "A summary (events printed, the log's last sequence) goes to stderr.\n"
         "Exit status: 0 done, 1 refused or a bad record found, 2 usage error,\n"
@@ -172,8 +176,33 @@ static void show_progress(uint64_t records, void *arg)
     fprintf(stderr, "renkei-replay: %llu records verified so far\n", (unsigned long long)records);
 }
 
-/* --verify: walk the chain in the LMDB files; one JSON line on stdout. */
-static int verify(const char *data_dir)
+/* --verify --to SEQ: the log reaches SEQ; --expect-head: its chain hash
+ * there is the one written down. Returns 0, or 1 after saying why. */
+static int verify_target(const struct rk_log_verdict *v, uint64_t to, const char *head,
+                         const char *expect)
+{
+    if (to && v->last_seq < to) {
+        printf("{\"ok\":false,\"last_seq\":%llu,\"error\":\"the log ends before --to %llu\"}\n",
+               (unsigned long long)v->last_seq, (unsigned long long)to);
+        fprintf(stderr, "renkei-replay: the log ends at seq %llu, before --to %llu\n",
+                (unsigned long long)v->last_seq, (unsigned long long)to);
+        return 1;
+    }
+    if (expect && strcasecmp(expect, head) != 0) {
+        printf("{\"ok\":false,\"last_seq\":%llu,\"chain_head\":\"%s\",\"expected\":\"%s\","
+               "\"error\":\"chain head differs\"}\n", (unsigned long long)v->last_seq, head,
+               expect);
+        fprintf(stderr, "renkei-replay: the chain head at seq %llu is %s, not the expected %s: "
+                "the log is not the one whose head was written down (altered, or another log)\n",
+                (unsigned long long)v->last_seq, head, expect);
+        return 1;
+    }
+    return 0;
+}
+
+/* --verify: walk the chain in the LMDB files (up to `to`, 0: the end); one
+ * JSON line on stdout. */
+static int verify(const char *data_dir, uint64_t to, const char *expect)
 {
     struct rk_log *log;
     struct rk_log_verdict v;
@@ -183,7 +212,7 @@ static int verify(const char *data_dir)
         fprintf(stderr, "renkei-replay: --data-dir %s: %s\n", data_dir, why);
         return 2;
     }
-    rc = rk_log_verify(log, &v, show_progress, 1000000, NULL);
+    rc = rk_log_verify_to(log, to, &v, show_progress, 1000000, NULL);
     char id[RK_LOG_ID_HEX];
     snprintf(id, sizeof id, "%s", rk_log_id(log)); /* "" before any broker with identities */
     rk_log_destroy(&log);
@@ -200,6 +229,8 @@ static int verify(const char *data_dir)
                 (unsigned long long)v.bad_seq, v.why);
         return 1;
     }
+    if ((rc = verify_target(&v, to, head, expect)) != 0)
+        return rc;
     printf("{\"ok\":true,\"records\":%llu,\"first_seq\":%llu,\"last_seq\":%llu,"
            "\"chain_head\":\"%s\",\"log_id\":\"%s\"}\n", (unsigned long long)v.records,
            (unsigned long long)v.first_seq, (unsigned long long)v.last_seq, head, id);
@@ -310,6 +341,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, RK_TOOLOPT_VERSION},
         {"verify", no_argument, NULL, 'V'}, {"data-dir", required_argument, NULL, 'd'},
+        {"expect-head", required_argument, NULL, 'H'},
         {"since", required_argument, NULL, 'S'}, {"until", required_argument, NULL, 'U'},
         {"family", required_argument, NULL, 'a'}, {"type", required_argument, NULL, 'y'},
         {"prefecture", required_argument, NULL, 'p'}, {"municipality", required_argument, NULL, 'm'},
@@ -323,6 +355,7 @@ int main(int argc, char **argv)
     };
     const char *endpoint = RK_DEFAULT_REPLAY, *data_dir = RK_DEFAULT_DATA_DIR;
     int want_verify = 0, want_snapshot = 0, want_state = 0;
+    const char *expect_head = NULL; /* --verify: the chain head at --to (or the end) */
     struct rk_topic_query tq = {0};
     struct rk_wire_filter filter = {0};
     enum rk_render_format format = RK_RENDER_JSON;
@@ -340,6 +373,7 @@ int main(int argc, char **argv)
         case RK_TOOLOPT_BROKER_KEY: broker_key = optarg; break;
         case RK_TOOLOPT_KEY: my_key = optarg; break;
         case 'V': want_verify = 1; break;
+        case 'H': expect_head = optarg; break;
         case 'N': want_snapshot = 1; break;
         case 'Z': want_state = 1; break;
         case 'A': if (parse_seq("at", optarg, &at)) return 2; break;
@@ -385,7 +419,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (want_verify)
-        return verify(data_dir);
+        return verify(data_dir, to, expect_head);
     if (to && to < from) {
         fprintf(stderr, "renkei-replay: --to %llu is before --from %llu\n",
                 (unsigned long long)to, (unsigned long long)from);

@@ -443,6 +443,13 @@ typedef void (*rk_log_progress_fn)(uint64_t records, void *arg);
 int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_fn progress,
                   uint64_t every, void *arg);
 
+/* As rk_log_verify, stopping after the record `to_seq` (0: the end), so
+ * that v->head is the chain hash at to_seq: what an auditor compares with
+ * a head written down earlier. v->last_seq < to_seq when the log ends
+ * before it. */
+int rk_log_verify_to(struct rk_log *log, uint64_t to_seq, struct rk_log_verdict *v,
+                     rk_log_progress_fn progress, uint64_t every, void *arg);
+
 /* Retention. Deletes the oldest records in ONE write transaction, at most
  * `max` of them: those received before `before_ns` (0: no age bound), and
  * more while the log's tables use more than `max_bytes` of pages (0: no

@@ -150,6 +150,12 @@ static int check_record(struct rk_log_verdict *v, const struct rk_log_view *view
 int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_fn progress,
                   uint64_t every, void *arg)
 {
+    return rk_log_verify_to(log, 0, v, progress, every, arg);
+}
+
+int rk_log_verify_to(struct rk_log *log, uint64_t to_seq, struct rk_log_verdict *v,
+                     rk_log_progress_fn progress, uint64_t every, void *arg)
+{
     struct rk_log_reader *r;
     struct rk_log_view view;
     int64_t prev_recv = 0;
@@ -172,6 +178,8 @@ int rk_log_verify(struct rk_log *log, struct rk_log_verdict *v, rk_log_progress_
         prev_recv = view.recv_ns;
         if (++v->records % (every ? every : UINT64_MAX) == 0 && progress)
             progress(v->records, arg);
+        if (to_seq && view.seq >= to_seq)
+            break;
     }
     if (rc == RK_LOG_EBADREC) {
         v->bad_seq = v->last_seq + 1;

@@ -9,8 +9,8 @@ import subprocess
 import harness
 
 
-def verify(b):
-    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data],
+def verify(b, *args):
+    p = subprocess.run([harness.tool("renkei-replay"), "--verify", "--data-dir", b.data, *args],
                        capture_output=True, text=True, timeout=120)
     harness.check_clean("renkei-replay --verify", p.stderr)
     return p.returncode, json.loads(p.stdout), p.stderr
@@ -27,6 +27,18 @@ def test(b):
     head = out["chain_head"]
     assert re.fullmatch(r"[0-9a-f]{64}", head), head
     assert head in err
+
+    # An auditor's check against a head written down at seq 20: --to names
+    # the record, --expect-head the hash; the whole log's head is another.
+    rc, at20, err = verify(b, "--to", "20")
+    assert rc == 0 and at20["last_seq"] == 20 and at20["records"] == 20, (at20, err)
+    assert at20["chain_head"] != head, at20
+    rc, out, err = verify(b, "--to", "20", "--expect-head", at20["chain_head"].upper())
+    assert rc == 0 and out["ok"], (out, err)
+    rc, out, err = verify(b, "--to", "20", "--expect-head", head)
+    assert rc == 1 and not out["ok"] and "not the expected" in err, (out, err)
+    rc, out, err = verify(b, "--to", "41")
+    assert rc == 1 and not out["ok"] and "ends at seq 40, before --to 41" in err, (out, err)
 
     b.stop()
     stopped = b.record("stopped")
