@@ -10,6 +10,7 @@
 #include "rk_outbox.h"
 #include "rk_probe.h"
 #include "rk_pub.h"
+#include "rk_render.h"
 #include "rk_time.h"
 #include "rk_toolopt.h"
 #include "rk_wire.h" /* RK_DEFAULT_INGEST */
@@ -254,7 +255,7 @@ static void report_refused(struct agent *a, long line, const char *event_id, con
                               event_id ? event_id : "", "ok", 0, "code", code, "error", message);
         if (o && a->spool_file)
             json_object_set_new(o, "file", json_string(a->spool_file));
-        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        char *s = o ? json_dumps(o, RK_RENDER_JSON_FLAGS) : NULL;
         if (s)
             printf("%s\n", s);
         free(s);
@@ -287,7 +288,7 @@ static void print_json(struct agent *a, json_t *o)
     char *s;
     if (o && a->spool_file)
         json_object_set_new(o, "file", json_string(a->spool_file));
-    s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    s = o ? json_dumps(o, RK_RENDER_JSON_FLAGS) : NULL;
     if (s)
         printf("%s\n", s);
     free(s);

@@ -1,4 +1,5 @@
 #include "rk_asof.h"
+#include "rk_render.h"
 #include "rk_aid.h"
 #include "rk_json.h"
 #include "rk_muni.h"
@@ -22,7 +23,7 @@ struct asof_run {
 
 static int emit_json(struct asof_run *run, json_t *line)
 {
-    int rc = json_dumpf(line, run->out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int rc = json_dumpf(line, run->out, RK_RENDER_JSON_FLAGS);
     if (rc == 0 && fputc('\n', run->out) == EOF)
         rc = -1;
     json_decref(line);
@@ -54,13 +55,16 @@ static int print_kpi(struct asof_run *run, const struct rk_record *rec)
     rk_time_format(rec->recv_ns, when);
     if (run->fmt == RK_RENDER_TABLE) {
         json_t *cur = json_object_get(ev, "current"), *tgt = json_object_get(ev, "target");
-        int rc = fprintf(run->out, "kpi      %-18s FY%-5lld %s current %g %s (target %g)  %s\n",
+        char c[32], t[32];
+        int rc = fprintf(run->out, "kpi      %-18s FY%-5lld %s current %s %s (target %s)  %s\n",
                          json_string_value(json_object_get(ev, "kpi_id")),
                          (long long)json_integer_value(json_object_get(ev, "fiscal_year")),
                          place(json_string_value(json_object_get(ev, "municipality")), who, sizeof who),
-                         json_number_value(json_object_get(cur, "value")),
+                         rk_render_number(json_number_value(json_object_get(cur, "value")), c,
+                                          sizeof c),
                          json_string_value(json_object_get(ev, "unit")),
-                         json_number_value(json_object_get(tgt, "value")),
+                         rk_render_number(json_number_value(json_object_get(tgt, "value")), t,
+                                          sizeof t),
                          json_string_value(json_object_get(ev, "name"))) < 0 ? -1 : 0;
         json_decref(ev);
         return rc;
@@ -210,11 +214,12 @@ static int print_request(struct asof_run *run, const struct rk_aid *aid, size_t 
 
 static int print_summary(struct asof_run *run)
 {
-    char when[RK_TIME_TEXT_MAX];
+    char when[RK_TIME_TEXT_MAX], local[32];
     rk_time_format(run->q->at_ns, when);
+    rk_render_local_time(run->q->at_ns, local, sizeof local);
     if (run->fmt == RK_RENDER_TABLE)
-        return fprintf(run->out, "as of %s (log seq %llu): %llu KPIs, %llu requests, "
-                       "%llu stored events refused by the lifecycle\n", when,
+        return fprintf(run->out, "as of %s local time (log seq %llu): %llu KPIs, %llu requests, "
+                       "%llu stored events refused by the lifecycle\n", local,
                        (unsigned long long)run->seq, (unsigned long long)run->kpis,
                        (unsigned long long)run->requests, (unsigned long long)run->refused) < 0 ? -1 : 0;
     json_t *by_state = json_object();

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int rk_render_parse_format(const char *name)
 {
@@ -15,11 +16,45 @@ int rk_render_parse_format(const char *name)
     return -1;
 }
 
+const char *rk_render_number(double v, char *buf, size_t len)
+{
+    if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
+        snprintf(buf, len, "%lld", (long long)v);
+        return buf;
+    }
+    snprintf(buf, len, "%.6f", v);
+    char *dot = strchr(buf, '.');
+    if (dot) {
+        char *end = buf + strlen(buf);
+        while (end > dot + 1 && end[-1] == '0')
+            *--end = '\0';
+        if (end == dot + 1)
+            *dot = '\0';
+    }
+    return buf;
+}
+
+void rk_render_local_time(int64_t ns, char *buf, size_t len)
+{
+    time_t t = (time_t)(ns / 1000000000LL);
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(buf, len, "?");
+}
+
 void rk_render_header(FILE *out, enum rk_render_format fmt)
 {
-    if (fmt == RK_RENDER_TABLE)
-        fprintf(out, "%6s  %-19s  %-20s  %-12s  %s\n", "SEQ", "RECEIVED (UTC)", "MUNICIPALITY",
-                "EVENT", "DETAIL");
+    char zone[16] = "local";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (localtime_r(&now, &tm))
+        strftime(zone, sizeof zone, "%Z", &tm);
+    if (fmt == RK_RENDER_TABLE) {
+        char head[32];
+        snprintf(head, sizeof head, "RECEIVED (%s)", zone);
+        fprintf(out, "%6s  %-19s  %-20s  %-12s  %s\n", "SEQ", head, "MUNICIPALITY", "EVENT",
+                "DETAIL");
+    }
 }
 
 static const char *str_field(json_t *ev, const char *key)
@@ -46,10 +81,13 @@ static void gist(json_t *ev, char *buf, size_t len)
     if (strcmp(type, "kpi.update") == 0) {
         json_t *cur = json_object_get(ev, "current");
         json_t *tgt = json_object_get(ev, "target");
-        snprintf(buf, len, "%s FY%lld %s: %g (target %g) %s", str_field(ev, "kpi_id"),
+        char c[32], t[32];
+        snprintf(buf, len, "%s FY%lld %s: %s (target %s) %s", str_field(ev, "kpi_id"),
                  (long long)json_integer_value(json_object_get(ev, "fiscal_year")),
-                 str_field(ev, "name"), json_number_value(json_object_get(cur, "value")),
-                 json_number_value(json_object_get(tgt, "value")), str_field(ev, "unit"));
+                 str_field(ev, "name"),
+                 rk_render_number(json_number_value(json_object_get(cur, "value")), c, sizeof c),
+                 rk_render_number(json_number_value(json_object_get(tgt, "value")), t, sizeof t),
+                 str_field(ev, "unit"));
         return;
     }
     if (json_is_integer(q))
@@ -118,7 +156,9 @@ int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t 
 
     rk_time_format(recv_ns, when);
     if (fmt == RK_RENDER_TABLE && ev) {
-        rc = render_table(out, seq, when, ev);
+        char local[32];
+        rk_render_local_time(recv_ns, local, sizeof local);
+        rc = render_table(out, seq, local, ev);
         json_decref(ev);
         return rc;
     }
@@ -142,7 +182,7 @@ int rk_render_event(FILE *out, enum rk_render_format fmt, uint64_t seq, int64_t 
         json_object_set_new(line, "raw_hex", json_string(hex));
         free(hex);
     }
-    rc = json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    rc = json_dumpf(line, out, RK_RENDER_JSON_FLAGS);
     if (rc == 0 && fputc('\n', out) == EOF)
         rc = -1;
     json_decref(line);
@@ -183,7 +223,7 @@ int rk_render_request(FILE *out, enum rk_render_format fmt, uint64_t seq, const 
     json_t *line = json_pack("{s:s, s:I}", "kind", "request", "state_seq", (json_int_t)seq);
     json_object_update(line, m);
     json_decref(m);
-    rc = json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    rc = json_dumpf(line, out, RK_RENDER_JSON_FLAGS);
     json_decref(line);
     return rc == 0 && fputc('\n', out) != EOF ? 0 : -1;
 }
@@ -205,7 +245,7 @@ int rk_render_state_summary(FILE *out, enum rk_render_format fmt, uint64_t seq,
                              (json_int_t)seq, "log_id", log_id, "requests", (json_int_t)n,
                              "by_state", names[0], (json_int_t)by[0], names[1], (json_int_t)by[1],
                              names[2], (json_int_t)by[2], names[3], (json_int_t)by[3]);
-    int rc = json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int rc = json_dumpf(line, out, RK_RENDER_JSON_FLAGS);
     json_decref(line);
     return rc == 0 && fputc('\n', out) != EOF ? 0 : -1;
 }

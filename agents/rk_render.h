@@ -11,6 +11,7 @@
 #define RK_RENDER_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include <stdio.h>
 
 #include "renkei.h" /* struct rk_state */
@@ -52,5 +53,19 @@ int rk_render_display_width(const char *s);
 
 /* Prints the column titles for the table format (nothing for JSON). */
 void rk_render_header(FILE *out, enum rk_render_format fmt);
+
+/* jansson's flags for every JSON line of the tools: compact, keys in
+ * order, and reals with 15 significant digits, so that a latitude reads
+ * 34.214059, not 34.214058999999999. */
+#define RK_RENDER_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+
+/* A number for people: an integer as all its digits, a fraction in plain
+ * decimals (at most 6 places, trailing zeros dropped), never e-notation:
+ * 1234567, 0.00001, 12.5. Into buf (32 bytes is enough); returns buf. */
+const char *rk_render_number(double v, char *buf, size_t len);
+
+/* A receive time for a table: local time (TZ), "2026-02-17 15:00:00".
+ * Into buf (at least 20 bytes). */
+void rk_render_local_time(int64_t ns, char *buf, size_t len);
 
 #endif
