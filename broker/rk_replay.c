@@ -1,4 +1,5 @@
 #include "rk_replay.h"
+#include "rk_cursor.h"
 #include "rk_refusal.h"
 #include "rk_ack.h"
 #include "rk_aid.h"
@@ -25,7 +26,8 @@
  * 16 every replay longer than 1,000 events lost its "end". */
 #define REPLAY_SNDHWM (2 * RK_REPLAY_LIMIT_MAX + 16)
 
-_Static_assert(RK_WIRE_CURSOR_MAX >= RK_LOG_ENTITY_KEY_MAX, "a snapshot cursor holds an entity key");
+_Static_assert(RK_WIRE_CURSOR_MAX >= RK_LOG_ENTITY_KEY_MAX + RK_CURSOR_TAG,
+               "a snapshot cursor holds an entity key and its tag");
 
 struct rk_replay {
     void *router;
@@ -458,10 +460,17 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
     struct selection sel;
     int rc = rk_log_reader_open(rp->log, 1, &r);
 
+    if (req->cursor_len && rk_cursor_open(end.log_id, 's', req->cursor, req->cursor_len,
+                                          &end.cursor_len) != 0) {
+        send_err(rp->router, ident, req->corr, "E_HEADER", "cursor: not one this broker wrote "
+                 "for this log's snapshots; send the last snapend's cursor unchanged, or an "
+                 "empty one to start again");
+        rk_log_reader_destroy(&r);
+        return;
+    }
     if (!rc)
         rc = snapshot_at(r, req, &end.at_seq);
-    memcpy(end.cursor, req->cursor, req->cursor_len);
-    end.cursor_len = req->cursor_len;
+    memcpy(end.cursor, req->cursor, end.cursor_len);
     out_start(&o, rp, ident, req);
     selection_init(&sel, &req->filter, r);
     while (!rc && out_count(&o) < limit && scanned < SCAN_MAX) {
@@ -478,6 +487,7 @@ static void serve_snapshot(struct rk_replay *rp, zmq_msg_t *ident, const struct 
         end.cursor_len = e.key_len;
     }
     out_flush(&o);
+    end.cursor_len = rk_cursor_seal(end.log_id, 's', end.cursor, end.cursor_len, end.cursor);
     end.sent = o.sent + o.lost;
     if (rc) {
         RK_DIAG(RK_DIAG_ERROR, "snapshot_read_failed", "why=\"%s\"", rk_log_strerror(rc));

@@ -1,4 +1,5 @@
 #include "rk_reqstate.h"
+#include "rk_cursor.h"
 #include "rk_aid.h"
 
 #include <errno.h>
@@ -98,6 +99,7 @@ struct batch {
     size_t seqs_cap;
     char *code, *why;            /* an "err" for the client (EINVAL) */
     size_t why_len;
+    const char *log_id;          /* the cursors' key (rk_cursor) */
 };
 
 /* 1 when record `seq` is the aid.request version 1 that made a request. */
@@ -226,8 +228,15 @@ static int walk(struct batch *b, struct rk_log_reader *r)
                                      strlen(f->request_id), &found, &val, &len);
         return rc || !found ? rc : take(b, f->request_id, strlen(f->request_id), val, len);
     }
-    memcpy(b->last, b->req->cursor, b->req->cursor_len);
     b->last_len = b->req->cursor_len;
+    if (b->last_len && rk_cursor_open(b->log_id, 'r', b->req->cursor, b->req->cursor_len,
+                                      &b->last_len) != 0) {
+        snprintf(b->code, 32, "E_HEADER");
+        snprintf(b->why, b->why_len, "cursor: not one this broker wrote for this log's state; "
+                 "send the last reqs' cursor unchanged, or an empty one to start again");
+        return EINVAL;
+    }
+    memcpy(b->last, b->req->cursor, b->last_len);
     while (b->count < b->limit && b->body.size < RK_REQSTATE_FRAME_MAX) {
         rc = rk_log_reader_state_next(r, RK_LOG_AID_REQUESTS, b->last, b->last_len, &key,
                                       &key_len, &val, &len);
@@ -256,6 +265,7 @@ int rk_reqstate_answer(struct rk_log *log, const struct rk_wire_hdr *req,
     if ((rc = rk_log_reader_open(log, 1, &r)) != 0)
         return rc;
     b.r = r;
+    b.log_id = rk_log_id(log);
     b.at = req->at_seq && req->at_seq < rk_log_reader_head(r) ? req->at_seq
                                                                : rk_log_reader_head(r);
     b.one = rk_aid_new();
@@ -272,8 +282,8 @@ int rk_reqstate_answer(struct rk_log *log, const struct rk_wire_hdr *req,
         snprintf(reply->log_id, sizeof reply->log_id, "%s", rk_log_id(log));
         if (req->filter.request_id[0])
             b.last_len = 0; /* one request: no cursor */
-        memcpy(reply->cursor, b.last, b.last_len);
-        reply->cursor_len = b.last_len;
+        reply->cursor_len = rk_cursor_seal(reply->log_id, 'r', b.last, b.last_len,
+                                           reply->cursor);
     }
     msgpack_sbuffer_destroy(&b.body);
     free(b.seqs);

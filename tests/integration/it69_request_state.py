@@ -20,6 +20,26 @@ TIMEOUT_MS = harness.STATE_TIMEOUT_MS
 ask, state_all, as_expected = harness.state_ask, harness.state_all, harness.state_as_expected
 
 
+def check_cursors(sock):
+    """A cursor the broker did not write for this log (garbage, a page's
+    cursor cut short, a state cursor given to snap) is refused, never read
+    as a position: the old broker answered garbage with a complete, empty
+    page. A cursor it wrote is taken."""
+    head, _ = ask(sock, 20, 2)
+    good = head[4]
+    assert good, head  # more than 2 requests: there is a next page
+    for bad in (b"\x01\x02garbage", good[:-1], b"REQ-304280-001"):
+        head, _ = ask(sock, 21, 2, bad)
+        assert head[1] == "err" and head[3] == "E_HEADER" and head[4].startswith("cursor:"), \
+            (bad, head)
+    head, _ = ask(sock, 22, 2, good)
+    assert head[1] == "reqs", head
+    sock.send(msgpack.packb([1, "snap", 23, 0, 10, good], use_bin_type=True))
+    assert sock.poll(TIMEOUT_MS)
+    head = msgpack.unpackb(sock.recv_multipart()[0], raw=False)
+    assert head[1] == "err" and head[3] == "E_HEADER" and head[4].startswith("cursor:"), head
+
+
 def check_errors(sock):
     for flt, field in [({"topics": ["aid."]}, "filter.topics"),
                        ({"kpi_id": "K-1"}, "filter.kpi_id"),
@@ -68,6 +88,7 @@ def test(b):
         head, frames = ask(sock, 10, 10, b"", {"request_id": "REQ-NOT-THERE"})
         assert head[1] == "reqs" and head[5] == 0 and msgpack.unpackb(frames[1]) == [], head
         check_errors(sock)
+        check_cursors(sock)
         sock.close()
         b.kill()
         b.start()
