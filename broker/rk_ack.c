@@ -37,8 +37,8 @@ struct rk_ack {
     uint32_t pubs_events;      /* its events added so far */
     unsigned char *runs_buf;   /* its encoded "outcomes" */
     struct rk_ack_counts counts;
-    /* who the refusals being answered are for (rk_ack_sender) */
-    char key[RK_KEY_Z85_LEN + 1], tenant[72], address[64];
+    /* who the refusals being answered are for (rk_ack_sender): the caller's */
+    const char *key, *tenant, *address;
 };
 
 struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *metrics)
@@ -48,6 +48,7 @@ struct rk_ack *rk_ack_new(void *ingest, size_t batch_max, struct rk_metrics *met
         abort();
     a->ingest = ingest;
     a->metrics = metrics;
+    a->key = a->tenant = a->address = "";
     a->buf_cap = RK_WIRE_ACKS_SIZE(batch_max);
     if (!(a->buf = malloc(a->buf_cap)))
         abort();
@@ -91,9 +92,10 @@ static void send_header(struct rk_ack *a, zmq_msg_t *ident, const struct rk_wire
 
 void rk_ack_sender(struct rk_ack *a, const char *key, const char *tenant, const char *address)
 {
-    snprintf(a->key, sizeof a->key, "%s", key ? key : "");
-    snprintf(a->tenant, sizeof a->tenant, "%s", tenant ? tenant : "");
-    snprintf(a->address, sizeof a->address, "%s", address ? address : "");
+    /* called for every message: pointers, not copies */
+    a->key = key ? key : "";
+    a->tenant = tenant ? tenant : "";
+    a->address = address ? address : "";
 }
 
 /* The log line and the count of one refusal (rk_refusal sums them). */

@@ -80,7 +80,8 @@ void rk_ack_flush(struct rk_ack *a);
 
 /* Who the next refusals answer: the connection's CURVE key, its tenant
  * and its address (each may be NULL or ""), for the log (rk_refusal).
- * Copied; set before refusing each message. */
+ * Not copied: they must stay valid until the next call (the ingest's batch
+ * slots hold them); set before refusing each message. */
 void rk_ack_sender(struct rk_ack *a, const char *key, const char *tenant, const char *address);
 
 struct rk_ack_counts rk_ack_counts(const struct rk_ack *a);

@@ -42,6 +42,7 @@ struct rk_ingest {
     struct rk_ack *ack;
     struct rk_acl_slot *acl;
     struct rk_acl *acl_now;         /* held for one turn */
+    const struct rk_acl_tenant *tenant_now; /* the message being judged's (sender()) */
 };
 
 int rk_ingest_open(struct rk_ingest **out, void *zctx, const struct rk_ingest_options *opt)
@@ -196,25 +197,23 @@ static int oversize(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hd
     return 1;
 }
 
-/* The ACL: the connection's key (libzmq's User-Id, set by rk_zap) must
- * still be listed, and its tenant may publish for the municipality the
- * event claims. Records the key for the log. */
-/* A key outside the ACL is refused at once: it is no tenant, so it may not
+/* The ACL: the connection's key (sender() found its tenant) must still be
+ * listed, and its tenant may publish for the municipality the event claims.
+ * A key outside the ACL is refused at once: it is no tenant, so it may not
  * use up anyone's producer numbers. A tenant publishing for a municipality
  * it may not is refused like an invalid event: *code and why are set and
  * 1 returned. Returns 0 when refused at once. */
-static int may_publish(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hdr,
+static int may_publish(struct rk_ingest *in, struct rk_ingest_msg *m,
                        const struct rk_event_info *info, const char **code, char *why,
                        size_t why_len)
 {
-    const char *key = zmq_msg_gets(hdr, "User-Id");
-    const struct rk_acl_tenant *t = in->acl_now ? rk_acl_find(in->acl_now, key) : NULL;
+    const struct rk_acl_tenant *t = in->tenant_now;
     if (!t) {
         rk_ack_refuse(in->ack, &m->ident, m->corr, "E_FORBIDDEN",
                       "key: this client's key is not in the broker's ACL (revoked?)");
         return 0;
     }
-    memcpy(m->publisher, key, RK_KEY_Z85_LEN + 1);
+    memcpy(m->publisher, m->key, RK_KEY_Z85_LEN + 1);
     if (!rk_acl_may_publish(t, info->municipality)) {
         *code = "E_FORBIDDEN";
         snprintf(why, why_len, "event.municipality: tenant %s may not publish for %s",
@@ -285,7 +284,7 @@ static int refuse_event(struct rk_ingest *in, struct rk_ingest_batch *b,
 
 /* The event of a well-formed pub: validated, then the ACL. Returns 1 when
  * it joined the batch, stored or to be refused there. */
-static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
+static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b,
                        const struct rk_wire_hdr *h, const void *event, size_t len,
                        int64_t now_ns)
 {
@@ -297,7 +296,7 @@ static int judge_event(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_
     char why[256];
     if (rk_aid_event_validate(event, len, now_ns, &info, &aid, &verr) != RK_V_OK)
         return refuse_event(in, b, h, rk_verr_name(verr.code), verr.message);
-    if (in->acl && !may_publish(in, m, hdr, &info, &code, why, sizeof why))
+    if (in->acl && !may_publish(in, m, &info, &code, why, sizeof why))
         return 0; /* (a pubs checked its key first: never so) */
     if (code)
         return refuse_event(in, b, h, code, why);
@@ -347,7 +346,7 @@ static struct rk_ingest_msg *pubs_slot(struct rk_ingest_batch *b, struct rk_inge
  * refused, so that one "outcomes" answers them all after the commit. The
  * events are numbered from the header's, one each. Returns how many
  * joined: the count, or 0 when the frame is refused whole. */
-static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr,
+static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b,
                       const struct rk_wire_hdr *h, int64_t now_ns)
 {
     struct rk_ingest_msg *first = &b->msgs[b->n];
@@ -360,7 +359,7 @@ static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t
     }
     if (!admit_number(in, first, h))
         return 0;
-    if (in->acl && !(in->acl_now && rk_acl_find(in->acl_now, zmq_msg_gets(hdr, "User-Id")))) {
+    if (in->acl && !in->tenant_now) {
         rk_ack_refuse(in->ack, &first->ident, h->corr, "E_FORBIDDEN",
                       "key: this client's key is not in the broker's ACL (revoked?)");
         return 0;
@@ -369,18 +368,21 @@ static int judge_pubs(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t
     for (size_t i = 0; i < count; i++) {
         pubs_slot(b, first, h, i);
         one.producer_seq = h->producer[0] ? h->producer_seq + i : 0;
-        judge_event(in, b, hdr, &one, frame + off[i], off[i + 1] - off[i], now_ns);
+        judge_event(in, b, &one, frame + off[i], off[i + 1] - off[i], now_ns);
     }
     return (int)count;
 }
 
-/* Who sent it, for the log of its refusals: key, tenant, address. */
+/* Who sent it, once per message: key, tenant (also kept as
+ * in->tenant_now for the ACL checks of its events), address, for the
+ * refusal log and the per-tenant metrics. */
 static void sender(struct rk_ingest *in, struct rk_ingest_msg *m, zmq_msg_t *hdr)
 {
     const char *key = zmq_msg_gets(hdr, "User-Id"), *address = zmq_msg_gets(hdr, "Peer-Address");
-    const struct rk_acl_tenant *t = in->acl_now && key ? rk_acl_find(in->acl_now, key) : NULL;
+    in->tenant_now = in->acl_now && key ? rk_acl_find(in->acl_now, key) : NULL;
     snprintf(m->key, sizeof m->key, "%s", key ? key : "");
-    snprintf(m->tenant, sizeof m->tenant, "%s", t ? rk_acl_tenant_name(t) : "");
+    snprintf(m->tenant, sizeof m->tenant, "%s",
+             in->tenant_now ? rk_acl_tenant_name(in->tenant_now) : "");
     snprintf(m->address, sizeof m->address, "%s", address ? address : "");
     rk_ack_sender(in->ack, m->key, m->tenant, m->address);
 }
@@ -412,11 +414,10 @@ static int judge(struct rk_ingest *in, struct rk_ingest_batch *b, zmq_msg_t *hdr
                       "ping: takes no frame after the header" :
                       "pub: takes exactly one event frame after the header");
     } else if (h.cmd == RK_CMD_PUBS) {
-        return judge_pubs(in, b, hdr, &h, now_ns);
+        return judge_pubs(in, b, &h, now_ns);
     } else if (admit_number(in, m, &h)) {
         m->pubs_count = 0;
-        return judge_event(in, b, hdr, &h, zmq_msg_data(&m->event), zmq_msg_size(&m->event),
-                           now_ns);
+        return judge_event(in, b, &h, zmq_msg_data(&m->event), zmq_msg_size(&m->event), now_ns);
     }
     return 0;
 }
